@@ -1,0 +1,1 @@
+"""What the pages share: source pickers, cached loaders, chart builders."""

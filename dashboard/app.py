@@ -1,0 +1,32 @@
+"""SubnetScope's entry point: it only sets up the process and routes between pages."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import streamlit as st
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:  # `streamlit run dashboard/app.py` puts dashboard/ first, not the root
+    sys.path.insert(0, str(ROOT))
+
+from dashboard.setup import configure_process  # noqa: E402
+
+PAGES = ROOT / "pages"
+
+
+def run() -> None:
+    configure_process()
+    st.set_page_config(page_title="SubnetScope", page_icon=":material/hub:", layout="wide")
+    navigation = st.navigation(
+        {
+            "Explore": [
+                st.Page(PAGES / "model.py", title="Model", icon=":material/memory:", default=True),
+            ],
+        }
+    )
+    navigation.run()
+
+
+run()

@@ -1,0 +1,88 @@
+"""`python -m engine models ...` and `python -m engine demo ...` commands."""
+
+from __future__ import annotations
+
+import argparse
+
+from engine.models.demo import demo_model_dir, ensure_demo_model
+
+
+def _inspect(args: argparse.Namespace) -> int:
+    from engine.cli import print_json
+    from engine.models import architecture_facts, load_model
+
+    loaded = load_model(args.source, trust_remote_code=args.trust_remote_code)
+    facts = architecture_facts(loaded)
+    if args.json:
+        print_json(facts)
+        return 0
+    width = facts["intermediate_size"]
+    print(f"{facts['name']}  ({facts['model_class']}, {facts['architecture']})")
+    print(f"  layers {facts['num_layers']}  hidden {facts['hidden_size']}  MLP neurons/layer {width}")
+    print(f"  parameters {facts['num_parameters']:,}  dtype {facts['dtype']}  device {facts['device']}")
+    first = facts["layers"][0]
+    print(f"  layer 0: up={first['up']} gate={first['gate']} down={first['down']}")
+    return 0
+
+
+def _generate(args: argparse.Namespace) -> int:
+    from engine.models import generate_text, load_mask, load_model
+
+    mask = load_mask(args.mask) if args.mask else None
+    loaded = load_model(args.source, trust_remote_code=args.trust_remote_code)
+    chat = {"auto": None, "on": True, "off": False}[args.chat]
+    result = generate_text(
+        loaded,
+        args.prompt,
+        max_new_tokens=args.max_new_tokens,
+        mask=mask,
+        chat=chat,
+        temperature=args.temperature,
+        seed=args.seed,
+    )
+    print(result.text)
+    return 0
+
+
+def _demo_prepare(args: argparse.Namespace) -> int:
+    path = ensure_demo_model()
+    print(path)
+    return 0
+
+
+def _demo_path(args: argparse.Namespace) -> int:
+    print(demo_model_dir())
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    models = subparsers.add_parser("models", help="load, inspect and run language models")
+    sub = models.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    source_help = "'demo', a model folder, a .gguf file or a hub id (online only)"
+    inspect = sub.add_parser("inspect", help="architecture, sizes and MLP module names")
+    inspect.add_argument("source", help=source_help)
+    inspect.add_argument("--json", action="store_true", help="print the facts as JSON")
+    inspect.add_argument("--trust-remote-code", action="store_true", help="run the repo's code")
+    inspect.set_defaults(handler=_inspect)
+
+    generate = sub.add_parser("generate", help="generate text, optionally with a neuron mask")
+    generate.add_argument("source", help=source_help)
+    generate.add_argument("--prompt", required=True, help="the user prompt")
+    generate.add_argument("--max-new-tokens", type=int, default=64)
+    generate.add_argument("--mask", help="JSON mask file ({mode, neurons:[{layer, neuron}]})")
+    generate.add_argument(
+        "--chat", choices=("auto", "on", "off"), default="auto",
+        help="use the tokenizer's chat template (auto: when it has one)",
+    )
+    generate.add_argument("--temperature", type=float, default=0.0, help="0 = greedy")
+    generate.add_argument("--seed", type=int, default=0)
+    generate.add_argument("--trust-remote-code", action="store_true", help="run the repo's code")
+    generate.set_defaults(handler=_generate)
+
+    demo = subparsers.add_parser("demo", help="the offline demo workspace")
+    demo_sub = demo.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    prepare = demo_sub.add_parser("prepare", help="convert the demo model (SmolLM2) once")
+    prepare.set_defaults(handler=_demo_prepare)
+    where = demo_sub.add_parser("path", help="print where the demo model lives")
+    where.set_defaults(handler=_demo_path)

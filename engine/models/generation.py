@@ -1,0 +1,91 @@
+"""Text generation and logits on a shared model, with an optional per-call neuron mask."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import torch
+
+from engine.errors import SubnetScopeError
+from engine.models.loading import LoadedModel
+from engine.models.masks import NeuronMask, apply_mask
+
+
+@dataclass(frozen=True)
+class Generation:
+    prompt: str  # the text the model saw (after the chat template, when one was used)
+    text: str  # the newly generated text only
+    new_tokens: int
+    seconds: float
+    used_chat_template: bool
+
+
+def has_chat_template(tokenizer: object) -> bool:
+    return bool(getattr(tokenizer, "chat_template", None))
+
+
+def encode_prompt(loaded: LoadedModel, prompt: str, chat: bool | None = None) -> tuple[dict, bool]:
+    """Token ids for a prompt; with the chat template when asked, or by default when there is one."""
+    tokenizer = loaded.tokenizer
+    use_chat = has_chat_template(tokenizer) if chat is None else chat
+    if use_chat and not has_chat_template(tokenizer):
+        raise SubnetScopeError("this tokenizer has no chat template; generate from plain text")
+    if use_chat:
+        messages = [{"role": "user", "content": prompt}]
+        encoded = tokenizer.apply_chat_template(
+            messages, add_generation_prompt=True, return_tensors="pt", return_dict=True
+        )
+    else:
+        encoded = tokenizer(prompt, return_tensors="pt")
+    return {k: v.to(loaded.device) for k, v in encoded.items()}, use_chat
+
+
+def generate_text(
+    loaded: LoadedModel,
+    prompt: str,
+    *,
+    max_new_tokens: int = 64,
+    mask: NeuronMask | None = None,
+    chat: bool | None = None,
+    temperature: float = 0.0,
+    seed: int = 0,
+) -> Generation:
+    """Greedy (temperature 0) or sampled continuation of `prompt`; the mask holds for this call only."""
+    if not loaded.is_causal_lm:
+        raise SubnetScopeError(f"{loaded.display_name} is an encoder; it cannot generate text")
+    if not prompt.strip():
+        raise SubnetScopeError("the prompt is empty")
+    inputs, used_chat = encode_prompt(loaded, prompt, chat)
+    sampling = {"do_sample": False}
+    if temperature > 0:
+        torch.manual_seed(seed)
+        sampling = {"do_sample": True, "temperature": temperature, "top_k": 0, "top_p": 1.0}
+    tokenizer = loaded.tokenizer
+    started = time.perf_counter()
+    with torch.inference_mode(), apply_mask(loaded, mask):
+        output = loaded.model.generate(
+            **inputs,
+            max_new_tokens=max_new_tokens,
+            pad_token_id=tokenizer.pad_token_id,
+            **sampling,
+        )
+    seconds = time.perf_counter() - started
+    new_ids = output[0, inputs["input_ids"].shape[1] :]
+    return Generation(
+        prompt=tokenizer.decode(inputs["input_ids"][0]),
+        text=tokenizer.decode(new_ids, skip_special_tokens=True),
+        new_tokens=int(new_ids.shape[0]),
+        seconds=seconds,
+        used_chat_template=used_chat,
+    )
+
+
+def next_token_logits(
+    loaded: LoadedModel, text: str, *, mask: NeuronMask | None = None
+) -> torch.Tensor:
+    """Logits (vocab,) for the token after `text` (no chat template)."""
+    inputs = loaded.tokenizer(text, return_tensors="pt").to(loaded.device)
+    with torch.inference_mode(), apply_mask(loaded, mask):
+        logits = loaded.model(**inputs).logits  # (1, seq, vocab)
+    return logits[0, -1].float().cpu()

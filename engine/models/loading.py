@@ -1,0 +1,187 @@
+"""Loading a language model and its tokenizer from `demo`, a local folder, a GGUF file or a hub id."""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from engine.errors import SubnetScopeError
+from engine.models.architectures import Architecture, detect_architecture
+from engine.models.demo import DEMO_NAME, DEMO_SOURCE, ensure_demo_model
+
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
+_ENCODER_TYPES = {"bert", "roberta"}
+
+
+@dataclass
+class LoadedModel:
+    """A model ready for inference, with what every view needs to address its neurons."""
+
+    source: str
+    display_name: str
+    model: nn.Module
+    tokenizer: object
+    architecture: Architecture
+    device: torch.device
+    dtype: torch.dtype
+    is_causal_lm: bool
+    # Serializes hook installation on this shared model; calls themselves run concurrently.
+    hook_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+
+def choose_device() -> tuple[torch.device, torch.dtype]:
+    """CUDA → Apple MPS → CPU; bf16 where CUDA supports it, fp32 elsewhere."""
+    if torch.cuda.is_available():
+        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float32
+        return torch.device("cuda"), dtype
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return torch.device("mps"), torch.float32
+    return torch.device("cpu"), torch.float32
+
+
+@dataclass(frozen=True)
+class ResolvedSource:
+    """Where from_pretrained should look: a folder or hub id, plus a GGUF file name inside it."""
+
+    kind: str  # "demo" | "folder" | "gguf" | "hub"
+    location: str
+    gguf_file: str | None = None
+
+
+def resolve_source(source: str) -> ResolvedSource:
+    """Classify a source string; a local path that does not exist is an error, not a hub id."""
+    if source == DEMO_SOURCE:
+        return ResolvedSource("demo", str(ensure_demo_model()))
+    path = Path(source).expanduser()
+    if path.is_file():
+        if path.suffix != ".gguf":
+            raise SubnetScopeError(f"'{source}' is a file but not a .gguf model; give a model folder")
+        return ResolvedSource("gguf", str(path.parent), path.name)
+    if path.is_dir():
+        if (path / "config.json").is_file():
+            return ResolvedSource("folder", str(path))
+        ggufs = sorted(path.glob("*.gguf"))
+        if len(ggufs) == 1:
+            return ResolvedSource("gguf", str(path), ggufs[0].name)
+        raise SubnetScopeError(f"'{source}' is a folder without config.json (or a single .gguf)")
+    if source.startswith((".", "/", "~")) or not _HUB_ID.match(source):
+        raise SubnetScopeError(f"no model at '{source}': no such file or folder")
+    return ResolvedSource("hub", source)
+
+
+def _hub_error(source: str, exc: Exception) -> SubnetScopeError:
+    offline = os.environ.get("HF_HUB_OFFLINE") == "1"
+    reason = "hub access is off (HF_HUB_OFFLINE=1)" if offline else "the Hugging Face hub is unreachable"
+    detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return SubnetScopeError(
+        f"cannot load '{source}': it is not a local folder or file and {reason}, "
+        f"or the repository does not exist ({detail[:160]})"
+    )
+
+
+def _load_kwargs(resolved: ResolvedSource, dtype: torch.dtype, trust_remote_code: bool) -> dict:
+    kwargs: dict = {"dtype": dtype, "trust_remote_code": trust_remote_code}
+    if resolved.gguf_file:
+        kwargs["gguf_file"] = resolved.gguf_file
+    elif resolved.kind != "hub" and any(Path(resolved.location).glob("*.safetensors")):
+        kwargs["use_safetensors"] = True
+    if torch.cuda.device_count() > 1:
+        kwargs["device_map"] = "auto"
+    return kwargs
+
+
+def load_model(
+    source: str = DEMO_SOURCE,
+    *,
+    trust_remote_code: bool = False,
+    device: torch.device | str | None = None,
+    dtype: torch.dtype | None = None,
+    inference: bool = True,
+) -> LoadedModel:
+    """Load a causal LM (or BERT-style encoder) with its tokenizer, on the best device available.
+
+    `inference=True` puts the model in eval mode with gradients off: it is meant to be shared
+    read-only (masks and adapters apply per call). Jobs that train or attribute pass False.
+    """
+    from transformers import (
+        AutoConfig,
+        AutoModelForCausalLM,
+        AutoModelForMaskedLM,
+        AutoTokenizer,
+    )
+
+    resolved = resolve_source(source)
+    auto_device, auto_dtype = choose_device()
+    device = torch.device(device) if device is not None else auto_device
+    dtype = dtype or (auto_dtype if device.type == auto_device.type else torch.float32)
+    kwargs = _load_kwargs(resolved, dtype, trust_remote_code)
+    try:
+        config = AutoConfig.from_pretrained(
+            resolved.location,
+            gguf_file=resolved.gguf_file,
+            trust_remote_code=trust_remote_code,
+        )
+        is_causal = config.model_type not in _ENCODER_TYPES
+        model_cls = AutoModelForCausalLM if is_causal else AutoModelForMaskedLM
+        tokenizer = AutoTokenizer.from_pretrained(
+            resolved.location,
+            gguf_file=resolved.gguf_file,
+            trust_remote_code=trust_remote_code,
+        )
+        model = model_cls.from_pretrained(resolved.location, **kwargs)
+    except (OSError, EnvironmentError) as exc:
+        if resolved.kind == "hub":
+            raise _hub_error(source, exc) from exc
+        raise SubnetScopeError(f"cannot load '{source}': {str(exc).splitlines()[0]}") from exc
+    except ValueError as exc:
+        if "trust_remote_code" in str(exc):
+            raise SubnetScopeError(
+                f"'{source}' needs custom code from its repository; load it with "
+                "trust_remote_code=True only if you trust that code"
+            ) from exc
+        raise SubnetScopeError(f"cannot load '{source}': {str(exc).splitlines()[0]}") from exc
+    if resolved.gguf_file:
+        # Weights come out dequantized; the GGUF quantizer marker would only confuse save/merge.
+        model.hf_quantizer = None
+        if hasattr(model.config, "quantization_config"):
+            del model.config.quantization_config
+    if "device_map" not in kwargs:
+        model.to(device)
+    if inference:
+        model.eval()
+        model.requires_grad_(False)
+    if tokenizer.pad_token is None and tokenizer.eos_token is not None:
+        tokenizer.pad_token = tokenizer.eos_token
+    display = DEMO_NAME if resolved.kind == "demo" else source
+    return LoadedModel(
+        source=source,
+        display_name=display,
+        model=model,
+        tokenizer=tokenizer,
+        architecture=detect_architecture(model),
+        device=next(model.parameters()).device,
+        dtype=next(model.parameters()).dtype,
+        is_causal_lm=is_causal,
+    )
+
+
+def wrap_model(model: nn.Module, tokenizer: object, source: str = "in-memory") -> LoadedModel:
+    """A LoadedModel around a model built in memory (tests, jobs that construct their own)."""
+    param = next(model.parameters())
+    model_type = getattr(getattr(model, "config", None), "model_type", "")
+    return LoadedModel(
+        source=source,
+        display_name=source,
+        model=model,
+        tokenizer=tokenizer,
+        architecture=detect_architecture(model),
+        device=param.device,
+        dtype=param.dtype,
+        is_causal_lm=model_type not in _ENCODER_TYPES,
+    )

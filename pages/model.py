@@ -1,0 +1,115 @@
+"""Model page: what the model is made of, and a generation playground with optional neuron masks."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from dashboard.charts import parameters_by_kind_chart, parameters_by_layer_chart
+from dashboard.loaders import parameters_table, shared_model, summary_table
+from dashboard.sources import model_picker
+from engine.errors import SubnetScopeError
+from engine.models import (
+    LoadedModel,
+    NeuronMask,
+    architecture_facts,
+    generate_text,
+    parse_neuron_spec,
+)
+from engine.models.generation import has_chat_template
+
+
+def facts_header(loaded: LoadedModel) -> None:
+    facts = architecture_facts(loaded)
+    st.title(facts["name"])
+    st.caption(
+        f"{facts['model_class']} · {facts['architecture']} family · "
+        f"{facts['dtype']} on {facts['device']}"
+    )
+    if loaded.architecture.fallback:
+        st.warning(" ".join(loaded.architecture.notes))
+    cols = st.columns(4)
+    cols[0].metric("Layers", facts["num_layers"])
+    cols[1].metric("Hidden size", facts["hidden_size"])
+    width = facts["intermediate_size"]
+    cols[2].metric("MLP neurons / layer", width if isinstance(width, int) else f"{min(width)}–{max(width)}")
+    cols[3].metric("Parameters", f"{facts['num_parameters'] / 1e6:,.1f} M")
+
+
+def architecture_section(source: str) -> None:
+    summary = summary_table(source)
+    by_kind = parameters_table(source)
+    left, right = st.columns([3, 2])
+    with left:
+        st.subheader("Blocks × modules")
+        st.dataframe(summary, hide_index=True, height=320, width="stretch")
+    with right:
+        st.subheader("Parameters by module type")
+        st.altair_chart(parameters_by_kind_chart(by_kind), width="stretch")
+    with st.expander("Parameters per layer"):
+        st.altair_chart(parameters_by_layer_chart(summary), width="stretch")
+
+
+def mask_from_widgets(loaded: LoadedModel) -> NeuronMask | None:
+    with st.expander("Neuron mask (applies to this call only)"):
+        spec = st.text_input(
+            "Neurons",
+            placeholder="3:17 3:20-25 12:100",
+            help="layer:neuron or layer:first-last; neurons index the input of the MLP down projection",
+        )
+        mode = st.radio("Mode", ["zero", "keep", "scale"], horizontal=True)
+        factor = st.number_input("Scale factor", value=0.0, step=0.5) if mode == "scale" else 0.0
+    if not spec.strip():
+        return None
+    mask = NeuronMask.from_pairs(parse_neuron_spec(spec), mode=mode, factor=factor)
+    mask.validate(loaded.architecture)
+    return mask
+
+
+def playground(loaded: LoadedModel) -> None:
+    st.subheader("Generation playground")
+    if not loaded.is_causal_lm:
+        st.info(f"{loaded.display_name} is an encoder: no text generation.")
+        return
+    with st.form("generate"):
+        prompt = st.text_area("Prompt", value="What is the capital of France?")
+        cols = st.columns(3)
+        max_new = cols[0].slider("Max new tokens", 1, 256, 48)
+        temperature = cols[1].slider("Temperature (0 = greedy)", 0.0, 1.5, 0.0, 0.05)
+        chat = cols[2].checkbox(
+            "Chat template", value=has_chat_template(loaded.tokenizer),
+            disabled=not has_chat_template(loaded.tokenizer),
+        )
+        mask = mask_from_widgets(loaded)
+        submitted = st.form_submit_button("Generate", type="primary")
+    if submitted:
+        with st.spinner("Generating…"):
+            result = generate_text(
+                loaded, prompt, max_new_tokens=max_new, mask=mask, chat=chat,
+                temperature=temperature,
+            )
+        st.markdown("**Output**")
+        st.code(result.text or "(no text)", language=None, wrap_lines=True)
+        masked = f" · mask: {mask.mode} {mask.size} neurons" if mask else ""
+        st.caption(
+            f"{result.new_tokens} tokens in {result.seconds:.2f} s "
+            f"({result.new_tokens / max(result.seconds, 1e-9):.1f} tok/s){masked}"
+        )
+        with st.expander("Exact model input"):
+            st.code(result.prompt, language=None, wrap_lines=True)
+
+
+def main() -> None:
+    source = model_picker()
+    if source is None:
+        st.info("Enter a hub id in the sidebar.")
+        return
+    try:
+        loaded = shared_model(source)
+        facts_header(loaded)
+        architecture_section(source)
+        playground(loaded)
+    except SubnetScopeError as exc:
+        st.error(str(exc))
+
+
+main()
