@@ -8,12 +8,13 @@ from pathlib import Path
 import streamlit as st
 
 ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:  # `streamlit run dashboard/app.py` puts dashboard/ first, not the root
+if (
+    str(ROOT) not in sys.path
+):  # `streamlit run dashboard/app.py` puts dashboard/ first, not the root
     sys.path.insert(0, str(ROOT))
 
+from dashboard.navigation import SECTIONS  # noqa: E402
 from dashboard.setup import configure_process  # noqa: E402
-
-PAGES = ROOT / "pages"
 
 
 def run() -> None:
@@ -21,9 +22,11 @@ def run() -> None:
     st.set_page_config(page_title="SubnetScope", page_icon=":material/hub:", layout="wide")
     navigation = st.navigation(
         {
-            "Explore": [
-                st.Page(PAGES / "model.py", title="Model", icon=":material/memory:", default=True),
-            ],
+            section: [
+                st.Page(p.path, title=p.title, icon=p.icon, url_path=p.url_path, default=p.default)
+                for p in pages
+            ]
+            for section, pages in SECTIONS.items()
         }
     )
     navigation.run()

@@ -7,6 +7,6 @@ import sys
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 
-from engine.cli import main  # noqa: E402
+from engine.cli import main
 
 sys.exit(main())

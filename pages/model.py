@@ -31,7 +31,9 @@ def facts_header(loaded: LoadedModel) -> None:
     cols[0].metric("Layers", facts["num_layers"])
     cols[1].metric("Hidden size", facts["hidden_size"])
     width = facts["intermediate_size"]
-    cols[2].metric("MLP neurons / layer", width if isinstance(width, int) else f"{min(width)}–{max(width)}")
+    cols[2].metric(
+        "MLP neurons / layer", width if isinstance(width, int) else f"{min(width)}–{max(width)}"
+    )
     cols[3].metric("Parameters", f"{facts['num_parameters'] / 1e6:,.1f} M")
 
 
@@ -54,7 +56,7 @@ def mask_from_widgets(loaded: LoadedModel) -> NeuronMask | None:
         spec = st.text_input(
             "Neurons",
             placeholder="3:17 3:20-25 12:100",
-            help="layer:neuron or layer:first-last; neurons index the input of the MLP down projection",
+            help="layer:neuron or layer:first-last, on the input of the MLP down projection",
         )
         mode = st.radio("Mode", ["zero", "keep", "scale"], horizontal=True)
         factor = st.number_input("Scale factor", value=0.0, step=0.5) if mode == "scale" else 0.0
@@ -76,7 +78,8 @@ def playground(loaded: LoadedModel) -> None:
         max_new = cols[0].slider("Max new tokens", 1, 256, 48)
         temperature = cols[1].slider("Temperature (0 = greedy)", 0.0, 1.5, 0.0, 0.05)
         chat = cols[2].checkbox(
-            "Chat template", value=has_chat_template(loaded.tokenizer),
+            "Chat template",
+            value=has_chat_template(loaded.tokenizer),
             disabled=not has_chat_template(loaded.tokenizer),
         )
         mask = mask_from_widgets(loaded)
@@ -84,7 +87,11 @@ def playground(loaded: LoadedModel) -> None:
     if submitted:
         with st.spinner("Generating…"):
             result = generate_text(
-                loaded, prompt, max_new_tokens=max_new, mask=mask, chat=chat,
+                loaded,
+                prompt,
+                max_new_tokens=max_new,
+                mask=mask,
+                chat=chat,
                 temperature=temperature,
             )
         st.markdown("**Output**")

@@ -1,4 +1,4 @@
-"""Tiny random-config models of every supported family, built in milliseconds, with a char tokenizer."""
+"""Tiny random-config models of every supported family (built in milliseconds) and a tokenizer."""
 
 from __future__ import annotations
 
@@ -43,12 +43,20 @@ def tiny_config(family: str):
         return GPT2Config(n_embd=32, n_layer=2, n_head=2, n_positions=64, **common)
     if family == "bert":
         return BertConfig(
-            hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=48,
-            max_position_embeddings=64, **common,
+            hidden_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            intermediate_size=48,
+            max_position_embeddings=64,
+            **common,
         )
     sizes = {
-        "hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2,
-        "num_key_value_heads": 1, "intermediate_size": 48, "max_position_embeddings": 64,
+        "hidden_size": 32,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 2,
+        "num_key_value_heads": 1,
+        "intermediate_size": 48,
+        "max_position_embeddings": 64,
         "head_dim": 16,
     }
     if family == "llama":
@@ -60,9 +68,13 @@ def tiny_config(family: str):
     if family == "gemma3n":
         return Gemma3nTextConfig(
             **{**sizes, "intermediate_size": [48, 40]},
-            hidden_size_per_layer_input=8, vocab_size_per_layer_input=vocab,
-            laurel_rank=4, altup_num_inputs=2, num_kv_shared_layers=0,
-            activation_sparsity_pattern=[0.0, 0.0], sliding_window=16,
+            hidden_size_per_layer_input=8,
+            vocab_size_per_layer_input=vocab,
+            laurel_rank=4,
+            altup_num_inputs=2,
+            num_kv_shared_layers=0,
+            activation_sparsity_pattern=[0.0, 0.0],
+            sliding_window=16,
             layer_types=["sliding_attention", "full_attention"],
             **common,
         )

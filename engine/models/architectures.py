@@ -20,7 +20,7 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class FamilySpec:
-    """Module names of one family, relative to a block; `None` where the family has no such module."""
+    """Module names of one family, relative to a block (`None`: the family has no such module)."""
 
     name: str
     block_lists: tuple[str, ...]  # candidate paths of the ModuleList of blocks, first match wins
@@ -216,7 +216,9 @@ def _from_family(model: nn.Module, family: FamilySpec, model_type: str) -> Archi
                     attention=tuple(
                         f"{prefix}.{a}" for a in family.attention if _has(model, f"{prefix}.{a}")
                     ),
-                    norms=tuple(f"{prefix}.{n}" for n in family.norms if _has(model, f"{prefix}.{n}")),
+                    norms=tuple(
+                        f"{prefix}.{n}" for n in family.norms if _has(model, f"{prefix}.{n}")
+                    ),
                 )
             )
             widths.append(features[0])
@@ -233,11 +235,12 @@ def _from_family(model: nn.Module, family: FamilySpec, model_type: str) -> Archi
 
 
 def _fallback(model: nn.Module, model_type: str) -> Architecture:
-    """Seed 001's rule: a Linear with out_features == hidden and in_features > hidden is a down projection."""
+    """Seed 001's rule: a Linear with out_features == hidden < in_features is a down projection."""
     hidden = _hidden_size(model)
     if hidden is None:
         raise SubnetScopeError(
-            f"cannot find the MLP layers of this '{model_type}' model: it has no hidden size in its config"
+            f"cannot find the MLP layers of this '{model_type}' model: "
+            "its config has no hidden size"
         )
     blocks, widths = [], []
     for name, module in model.named_modules():
@@ -247,12 +250,15 @@ def _fallback(model: nn.Module, model_type: str) -> Architecture:
         in_features, out_features = features
         if out_features == hidden and in_features > hidden:
             parent = name.rsplit(".", 1)[0] if "." in name else ""
-            blocks.append(BlockModules(index=len(blocks), path=parent, up=None, gate=None, down=name))
+            blocks.append(
+                BlockModules(index=len(blocks), path=parent, up=None, gate=None, down=name)
+            )
             widths.append(in_features)
     if not blocks:
         raise SubnetScopeError(
-            f"cannot find the MLP layers of this '{model_type}' model: no Linear maps a wider input "
-            f"back to the hidden size {hidden}; supported families: {', '.join(sorted(MODEL_TYPES))}"
+            f"cannot find the MLP layers of this '{model_type}' model: no Linear maps a wider "
+            f"input back to the hidden size {hidden}; supported model types: "
+            + ", ".join(sorted(MODEL_TYPES))
         )
     message = (
         f"unknown architecture '{model_type}': found {len(blocks)} MLP down projections by the "

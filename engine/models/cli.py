@@ -18,8 +18,13 @@ def _inspect(args: argparse.Namespace) -> int:
         return 0
     width = facts["intermediate_size"]
     print(f"{facts['name']}  ({facts['model_class']}, {facts['architecture']})")
-    print(f"  layers {facts['num_layers']}  hidden {facts['hidden_size']}  MLP neurons/layer {width}")
-    print(f"  parameters {facts['num_parameters']:,}  dtype {facts['dtype']}  device {facts['device']}")
+    print(
+        f"  layers {facts['num_layers']}  hidden {facts['hidden_size']}  MLP neurons/layer {width}"
+    )
+    print(
+        f"  parameters {facts['num_parameters']:,}  dtype {facts['dtype']}"
+        f"  device {facts['device']}"
+    )
     first = facts["layers"][0]
     print(f"  layer 0: up={first['up']} gate={first['gate']} down={first['down']}")
     return 0
@@ -72,7 +77,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     generate.add_argument("--max-new-tokens", type=int, default=64)
     generate.add_argument("--mask", help="JSON mask file ({mode, neurons:[{layer, neuron}]})")
     generate.add_argument(
-        "--chat", choices=("auto", "on", "off"), default="auto",
+        "--chat",
+        choices=("auto", "on", "off"),
+        default="auto",
         help="use the tokenizer's chat template (auto: when it has one)",
     )
     generate.add_argument("--temperature", type=float, default=0.0, help="0 = greedy")

@@ -26,7 +26,7 @@ def has_chat_template(tokenizer: object) -> bool:
 
 
 def encode_prompt(loaded: LoadedModel, prompt: str, chat: bool | None = None) -> tuple[dict, bool]:
-    """Token ids for a prompt; with the chat template when asked, or by default when there is one."""
+    """Token ids for a prompt, through the chat template when asked (default: when there is one)."""
     tokenizer = loaded.tokenizer
     use_chat = has_chat_template(tokenizer) if chat is None else chat
     if use_chat and not has_chat_template(tokenizer):
@@ -51,7 +51,7 @@ def generate_text(
     temperature: float = 0.0,
     seed: int = 0,
 ) -> Generation:
-    """Greedy (temperature 0) or sampled continuation of `prompt`; the mask holds for this call only."""
+    """Greedy (temperature 0) or sampled continuation; the mask holds for this call only."""
     if not loaded.is_causal_lm:
         raise SubnetScopeError(f"{loaded.display_name} is an encoder; it cannot generate text")
     if not prompt.strip():

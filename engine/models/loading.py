@@ -1,4 +1,4 @@
-"""Loading a language model and its tokenizer from `demo`, a local folder, a GGUF file or a hub id."""
+"""Loading a language model and its tokenizer: `demo`, a local folder, a GGUF file, a hub id."""
 
 from __future__ import annotations
 
@@ -61,7 +61,9 @@ def resolve_source(source: str) -> ResolvedSource:
     path = Path(source).expanduser()
     if path.is_file():
         if path.suffix != ".gguf":
-            raise SubnetScopeError(f"'{source}' is a file but not a .gguf model; give a model folder")
+            raise SubnetScopeError(
+                f"'{source}' is a file but not a .gguf model; give a model folder"
+            )
         return ResolvedSource("gguf", str(path.parent), path.name)
     if path.is_dir():
         if (path / "config.json").is_file():
@@ -77,7 +79,9 @@ def resolve_source(source: str) -> ResolvedSource:
 
 def _hub_error(source: str, exc: Exception) -> SubnetScopeError:
     offline = os.environ.get("HF_HUB_OFFLINE") == "1"
-    reason = "hub access is off (HF_HUB_OFFLINE=1)" if offline else "the Hugging Face hub is unreachable"
+    reason = (
+        "hub access is off (HF_HUB_OFFLINE=1)" if offline else "the Hugging Face hub is unreachable"
+    )
     detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     return SubnetScopeError(
         f"cannot load '{source}': it is not a local folder or file and {reason}, "
@@ -135,7 +139,7 @@ def load_model(
             trust_remote_code=trust_remote_code,
         )
         model = model_cls.from_pretrained(resolved.location, **kwargs)
-    except (OSError, EnvironmentError) as exc:
+    except OSError as exc:
         if resolved.kind == "hub":
             raise _hub_error(source, exc) from exc
         raise SubnetScopeError(f"cannot load '{source}': {str(exc).splitlines()[0]}") from exc

@@ -48,7 +48,9 @@ class NeuronMask:
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
-            raise SubnetScopeError(f"unknown mask mode '{self.mode}'; use one of {', '.join(MODES)}")
+            raise SubnetScopeError(
+                f"unknown mask mode '{self.mode}'; use one of {', '.join(MODES)}"
+            )
 
     @classmethod
     def from_pairs(
@@ -69,7 +71,9 @@ class NeuronMask:
             "mode": self.mode,
             "factor": self.factor,
             "layers": list(self.layers) if self.layers is not None else None,
-            "neurons": [{"layer": l, "neuron": n} for l, ns in self.neurons.items() for n in ns],
+            "neurons": [
+                {"layer": layer, "neuron": n} for layer, ns in self.neurons.items() for n in ns
+            ],
             "meta": self.meta,
         }
 
@@ -77,7 +81,7 @@ class NeuronMask:
         """One clear error for a layer or neuron that this model does not have."""
         n_layers = architecture.num_layers
         layers = set(self.neurons) | set(self.layers or ())
-        bad_layers = sorted(l for l in layers if not 0 <= l < n_layers)
+        bad_layers = sorted(layer for layer in layers if not 0 <= layer < n_layers)
         if bad_layers:
             raise SubnetScopeError(
                 f"mask names layer {bad_layers[0]}, but the model has layers 0..{n_layers - 1}"
@@ -124,15 +128,13 @@ def parse_mask(data: object) -> NeuronMask:
     try:
         pairs = [(int(e["layer"]), int(e["neuron"])) for e in data["neurons"]]
     except (KeyError, TypeError, ValueError) as exc:
-        raise SubnetScopeError(
-            "each mask entry needs integer 'layer' and 'neuron' fields"
-        ) from exc
+        raise SubnetScopeError("each mask entry needs integer 'layer' and 'neuron' fields") from exc
     layers = data.get("layers")
     return NeuronMask.from_pairs(
         pairs,
         mode=data.get("mode", "zero"),
         factor=float(data.get("factor", 0.0)),
-        layers=tuple(int(l) for l in layers) if layers is not None else None,
+        layers=tuple(int(layer) for layer in layers) if layers is not None else None,
         meta=data.get("meta") or {},
     )
 
@@ -144,7 +146,9 @@ def load_mask(path: str | Path) -> NeuronMask:
     except FileNotFoundError as exc:
         raise SubnetScopeError(f"mask file not found: {path}") from exc
     except json.JSONDecodeError as exc:
-        raise SubnetScopeError(f"mask file {path} is not valid JSON: {exc.msg} at line {exc.lineno}") from exc
+        raise SubnetScopeError(
+            f"mask file {path} is not valid JSON: {exc.msg} at line {exc.lineno}"
+        ) from exc
     return parse_mask(data)
 
 

@@ -69,7 +69,11 @@ def parameters_by_kind(loaded: LoadedModel) -> pd.DataFrame:
     for block in loaded.architecture.blocks:
         for name in block.attention:
             roles[name] = "attention"
-        for role, name in (("mlp.up", block.up), ("mlp.gate", block.gate), ("mlp.down", block.down)):
+        for role, name in (
+            ("mlp.up", block.up),
+            ("mlp.gate", block.gate),
+            ("mlp.down", block.down),
+        ):
             if name is not None:
                 roles[name] = role
         for name in block.norms:

@@ -1,0 +1,38 @@
+"""The dashboard's pages by section: the app routes with this list, the browser test walks it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+PAGES_DIR = Path(__file__).resolve().parent.parent / "pages"
+
+
+@dataclass(frozen=True)
+class PageSpec:
+    file: str  # under pages/
+    title: str
+    icon: str
+    url_path: str
+    default: bool = False
+
+    @property
+    def path(self) -> Path:
+        return PAGES_DIR / self.file
+
+    @property
+    def url(self) -> str:
+        """The URL path Streamlit serves the page at (the default page lives at the root)."""
+        return "" if self.default else self.url_path
+
+
+# A view enters the navigation when its issue lands: no placeholder pages.
+SECTIONS: dict[str, list[PageSpec]] = {
+    "Explore": [
+        PageSpec("model.py", "Model", ":material/memory:", "model", default=True),
+    ],
+}
+
+
+def all_pages() -> list[PageSpec]:
+    return [page for pages in SECTIONS.values() for page in pages]
