@@ -1,4 +1,4 @@
-"""Start a real `streamlit run` of the dashboard on a free local port (browser tests, benchmarks)."""
+"""Start a real `streamlit run` of the dashboard on a free port (browser tests, benchmarks)."""
 
 from __future__ import annotations
 

@@ -45,7 +45,9 @@ def test_missing_path_is_a_clear_error(tmp_path) -> None:
 
 def test_hub_id_offline_names_the_source(monkeypatch) -> None:
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    with pytest.raises(SubnetScopeError, match="cannot load 'someone/some-model'.*HF_HUB_OFFLINE=1"):
+    with pytest.raises(
+        SubnetScopeError, match="cannot load 'someone/some-model'.*HF_HUB_OFFLINE=1"
+    ):
         load_model("someone/some-model")
 
 
@@ -72,3 +74,12 @@ def test_catalog_lists_demo_first_and_local_models(saved_folder) -> None:
     choices = list_local_models([saved_folder.parent])
     assert choices[0].source == "demo"
     assert str(saved_folder) in [c.source for c in choices]
+
+
+def test_unreachable_hub_fails_fast_without_retries(monkeypatch) -> None:
+    import engine.models.loading as loading
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr(loading, "hub_reachable", lambda: False)
+    with pytest.raises(SubnetScopeError, match="hub is unreachable and it is not in the local"):
+        load_model("someone/other-model")

@@ -14,6 +14,7 @@ import numpy as np
 
 from engine.data.corpus import demo_general_corpus
 from engine.errors import SubnetScopeError
+from engine.runtime import hub_reachable
 
 DEMO_GENERAL = "demo-general"
 LOCAL_SUFFIXES = (".txt", ".jsonl", ".parquet")
@@ -136,6 +137,12 @@ def _read_hub(
 ) -> list[Any]:
     import datasets
 
+    if not _hub_offline() and not hub_reachable():
+        # Without this, datasets retries a closed network for ~30 s before failing.
+        raise SubnetScopeError(
+            f"cannot load dataset '{name}': it is not a local file and the Hugging Face hub is "
+            "unreachable (set HF_HUB_OFFLINE=1 to use a copy in the local hub cache)"
+        )
     try:
         dataset = datasets.load_dataset(name, split=split)
     except Exception as exc:  # the hub client raises many types: offline, 404, gated, bad split

@@ -14,6 +14,7 @@ from torch import nn
 from engine.errors import SubnetScopeError
 from engine.models.architectures import Architecture, detect_architecture
 from engine.models.demo import DEMO_NAME, DEMO_SOURCE, ensure_demo_model
+from engine.runtime import hub_reachable
 
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
 _ENCODER_TYPES = {"bert", "roberta"}
@@ -78,19 +79,21 @@ def resolve_source(source: str) -> ResolvedSource:
 
 
 def _hub_error(source: str, exc: Exception) -> SubnetScopeError:
-    offline = os.environ.get("HF_HUB_OFFLINE") == "1"
-    reason = (
-        "hub access is off (HF_HUB_OFFLINE=1)" if offline else "the Hugging Face hub is unreachable"
-    )
-    detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    return SubnetScopeError(
-        f"cannot load '{source}': it is not a local folder or file and {reason}, "
-        f"or the repository does not exist ({detail[:160]})"
-    )
+    if os.environ.get("HF_HUB_OFFLINE") == "1":
+        reason = "hub access is off (HF_HUB_OFFLINE=1) and it is not in the local hub cache"
+    elif not hub_reachable():
+        reason = "the Hugging Face hub is unreachable and it is not in the local hub cache"
+    else:
+        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        reason = f"the hub has no such model or refused access ({detail[:160]})"
+    return SubnetScopeError(f"cannot load '{source}': it is not a local folder or file; {reason}")
 
 
 def _load_kwargs(resolved: ResolvedSource, dtype: torch.dtype, trust_remote_code: bool) -> dict:
     kwargs: dict = {"dtype": dtype, "trust_remote_code": trust_remote_code}
+    if resolved.kind == "hub" and not hub_reachable():
+        # Use the local hub cache only: online lookups would retry a closed network for ~30 s.
+        kwargs["local_files_only"] = True
     if resolved.gguf_file:
         kwargs["gguf_file"] = resolved.gguf_file
     elif resolved.kind != "hub" and any(Path(resolved.location).glob("*.safetensors")):
@@ -125,19 +128,14 @@ def load_model(
     device = torch.device(device) if device is not None else auto_device
     dtype = dtype or (auto_dtype if device.type == auto_device.type else torch.float32)
     kwargs = _load_kwargs(resolved, dtype, trust_remote_code)
+    hub_kwargs = {"trust_remote_code": trust_remote_code, "gguf_file": resolved.gguf_file}
+    if "local_files_only" in kwargs:
+        hub_kwargs["local_files_only"] = True
     try:
-        config = AutoConfig.from_pretrained(
-            resolved.location,
-            gguf_file=resolved.gguf_file,
-            trust_remote_code=trust_remote_code,
-        )
+        config = AutoConfig.from_pretrained(resolved.location, **hub_kwargs)
         is_causal = config.model_type not in _ENCODER_TYPES
         model_cls = AutoModelForCausalLM if is_causal else AutoModelForMaskedLM
-        tokenizer = AutoTokenizer.from_pretrained(
-            resolved.location,
-            gguf_file=resolved.gguf_file,
-            trust_remote_code=trust_remote_code,
-        )
+        tokenizer = AutoTokenizer.from_pretrained(resolved.location, **hub_kwargs)
         model = model_cls.from_pretrained(resolved.location, **kwargs)
     except OSError as exc:
         if resolved.kind == "hub":
