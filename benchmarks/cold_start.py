@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
-from benchmarks.runner import ROOT, Result, benchmark, compare
-from dashboard.serve import free_port, streamlit_server, wait_healthy
+from benchmarks.runner import ROOT, Result, benchmark, compare, spread
+from dashboard.serve import streamlit_server
 from engine.paths import cache_root
 
 TIMEOUT = 120.0
@@ -20,26 +17,6 @@ TIMEOUT = 120.0
 
 def _log_dir() -> Path:
     return cache_root() / "benchmarks" / "logs"
-
-
-@contextmanager
-def _bare_streamlit(script: Path, log_path: Path) -> Iterator[float]:
-    """`streamlit run` of another script, started as `streamlit_server` starts the dashboard
-    (same cwd, so the same .streamlit/config.toml); yields seconds to healthy."""
-    port = free_port()
-    command = [sys.executable, "-m", "streamlit", "run", str(script)]
-    command += ["--server.port", str(port), "--server.headless", "true"]
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    with open(log_path, "w") as log:
-        process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-        try:
-            yield wait_healthy(f"http://127.0.0.1:{port}", process, TIMEOUT)
-        finally:
-            process.terminate()
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
 
 
 @benchmark("cold_start", repeats=3)
@@ -57,8 +34,8 @@ def cold_start(repeats: int) -> Result:
             # Interleaved so both see the same machine load and the same warm file cache.
             with streamlit_server(logs / f"cold_start-dashboard-{i}.log", TIMEOUT) as (_, seconds):
                 dashboard.append(seconds)
-            with _bare_streamlit(empty, logs / f"cold_start-empty-{i}.log") as seconds:
-                bare.append(seconds)
+            with streamlit_server(logs / f"cold_start-empty-{i}.log", TIMEOUT, empty) as (_, s):
+                bare.append(s)
     return compare(
         "cold_start.dashboard_healthy",
         "seconds from `streamlit run dashboard/app.py` to /_stcore/health ok (median)",
@@ -100,5 +77,5 @@ def engine_import(repeats: int) -> Result:
         engine,
         "python -c 'import torch'",
         torch_only,
-        details={"interpreter_only": {"seconds_median": round(sorted(interpreter)[repeats // 2], 6)}},
+        details={"interpreter_startup": spread(interpreter)},  # python -c pass
     )

@@ -250,10 +250,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             traceback.print_exc()
             errors.append({"benchmark": name, "error": f"{type(exc).__name__}: {exc}"})
             continue
+        seconds = round(time.perf_counter() - bench_clock, 3)
         got = out if isinstance(out, list) else [out]
         for result in got:
-            result.details.setdefault("benchmark", name)
-            result.details.setdefault("benchmark_seconds", round(time.perf_counter() - bench_clock, 3))
+            result.details |= {"benchmark": name, "benchmark_seconds": seconds}
         results.extend(got)
 
     wall = time.perf_counter() - clock

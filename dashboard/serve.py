@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+DASHBOARD_APP = ROOT / "dashboard" / "app.py"
 
 
 def free_port() -> int:
@@ -37,8 +38,11 @@ def wait_healthy(url: str, process: subprocess.Popen, timeout: float) -> float:
 
 
 @contextmanager
-def streamlit_server(log_path: Path, timeout: float = 120):
-    """Yields (url, seconds to healthy); stops the server on exit."""
+def streamlit_server(log_path: Path, timeout: float = 120, app: Path = DASHBOARD_APP):
+    """Yields (url, seconds to healthy); stops the server on exit.
+
+    It runs from the checkout root, so every app reads the same `.streamlit/config.toml`.
+    """
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
@@ -47,7 +51,7 @@ def streamlit_server(log_path: Path, timeout: float = 120):
         "-m",
         "streamlit",
         "run",
-        str(ROOT / "dashboard" / "app.py"),
+        str(app),
         "--server.port",
         str(port),
         "--server.headless",

