@@ -20,6 +20,7 @@ def print_json(obj: object) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from engine.jobs import cli as jobs_cli
     from engine.models import cli as models_cli
 
     parser = argparse.ArgumentParser(
@@ -30,6 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="area", metavar="AREA")
     subparsers.required = True
     models_cli.register(subparsers)
+    jobs_cli.register(subparsers)
     return parser
 
 

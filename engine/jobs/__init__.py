@@ -1,0 +1,40 @@
+"""Long work out of process: job folders, the local and SLURM runners, the job index."""
+
+from engine.jobs.api import (
+    cancel_job,
+    get_job,
+    job_events,
+    job_log,
+    job_result,
+    list_jobs,
+    refresh,
+    submit,
+    wait_job,
+)
+from engine.jobs.context import JobCancelled, JobContext
+from engine.jobs.model import FINAL_STATES, JobSpec, JobStatus, JobView, Resources
+from engine.jobs.registry import get_kind, job, load_kinds
+from engine.jobs.store import JobStore
+
+__all__ = [
+    "FINAL_STATES",
+    "JobCancelled",
+    "JobContext",
+    "JobSpec",
+    "JobStatus",
+    "JobStore",
+    "JobView",
+    "Resources",
+    "cancel_job",
+    "get_job",
+    "get_kind",
+    "job",
+    "job_events",
+    "job_log",
+    "job_result",
+    "list_jobs",
+    "load_kinds",
+    "refresh",
+    "submit",
+    "wait_job",
+]

@@ -1,0 +1,164 @@
+"""Submit, look up, follow and cancel jobs. Every look reconciles active jobs with reality."""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import replace
+from datetime import UTC, datetime
+from typing import Any
+
+import engine
+from engine.errors import SubnetScopeError
+from engine.jobs import files
+from engine.jobs.model import ACTIVE_STATES, BACKENDS, JobSpec, JobStatus, JobView, Resources
+from engine.jobs.registry import get_kind
+from engine.jobs.runners import get_runner
+from engine.jobs.status_file import update_status
+from engine.jobs.store import JobStore, read_view
+
+
+def _new_id(kind: str) -> str:
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+    return f"{stamp}-{kind.replace('.', '-')}-{secrets.token_hex(3)}"
+
+
+def submit(
+    kind: str,
+    params: dict[str, Any] | None = None,
+    *,
+    backend: str = "local",
+    resources: Resources | None = None,
+    store: JobStore | None = None,
+) -> JobView:
+    """Create the job folder and start the job; returns at once."""
+    if backend not in BACKENDS:
+        raise SubnetScopeError(f"unknown backend '{backend}'; use one of {', '.join(BACKENDS)}")
+    job_kind = get_kind(kind)
+    if params is not None and not isinstance(params, dict):
+        raise SubnetScopeError("job params must be a JSON object")
+    store = store or JobStore()
+    spec = JobSpec(
+        id=_new_id(kind),
+        kind=kind,
+        params={**job_kind.defaults, **(params or {})},
+        backend=backend,
+        resources=resources or Resources(),
+        engine_version=engine.__version__,
+    )
+    job_dir = store.root / spec.id
+    job_dir.mkdir(parents=True)
+    (job_dir / files.RESULT).mkdir()
+    (job_dir / files.LOG).touch()
+    (job_dir / files.EVENTS).touch()
+    files.write_json_atomic(job_dir / files.SPEC, spec.to_json())
+    files.write_json_atomic(job_dir / files.STATUS, JobStatus(message="queued").to_json())
+    view = JobView(job_dir, spec, JobStatus())
+    try:
+        launched = get_runner(backend).launch(view)
+    except SubnetScopeError as exc:
+        status = update_status(job_dir, state="failed", message=str(exc))
+        store.upsert(replace(view, status=status))
+        raise
+    status = update_status(job_dir, **launched)
+    view = replace(view, status=status)
+    store.upsert(view)
+    return view
+
+
+def refresh(view: JobView, store: JobStore | None = None) -> JobView:
+    """Re-read the folder; for an active job, ask its runner whether it is really still going."""
+    fresh = read_view(view.path) or view
+    if fresh.status.state in ACTIVE_STATES:
+        changes = get_runner(fresh.spec.backend).reconcile(fresh)
+        if changes:
+            fresh = replace(fresh, status=update_status(fresh.path, **changes))
+    if store is not None:
+        store.upsert(fresh)
+    return fresh
+
+
+def get_job(job_id: str, store: JobStore | None = None) -> JobView:
+    store = store or JobStore()
+    view = read_view(store.root / job_id)
+    if view is None:
+        # Accept a unique prefix, as people type short ids.
+        matches = [i for i in store.folder_ids() if i.startswith(job_id)]
+        if len(matches) != 1:
+            raise SubnetScopeError(f"no job '{job_id}' under {store.root}")
+        view = read_view(store.root / matches[0])
+    return refresh(view, store)
+
+
+def list_jobs(
+    kind: str | None = None,
+    states: tuple[str, ...] | None = None,
+    limit: int | None = None,
+    store: JobStore | None = None,
+) -> list[JobView]:
+    """Jobs newest first; active ones are reconciled before they are returned."""
+    store = store or JobStore()
+    store.sync()
+    views = []
+    for job_id in store.ids(kind=kind):
+        view = read_view(store.root / job_id)
+        if view is None:
+            continue
+        view = refresh(view, store) if view.status.state in ACTIVE_STATES else view
+        if states and view.status.state not in states:
+            continue
+        views.append(view)
+        if limit and len(views) >= limit:
+            break
+    return views
+
+
+def cancel_job(job_id: str, *, wait: bool = False, store: JobStore | None = None) -> JobView:
+    """Ask a job to stop: SIGTERM (local) or scancel (SLURM); with `wait`, until it has stopped."""
+    store = store or JobStore()
+    view = get_job(job_id, store)
+    if view.status.is_final:
+        return view
+    runner = get_runner(view.spec.backend)
+    runner.cancel(view, wait=wait)
+    if view.status.state == "queued" and view.status.pid is None and not view.status.slurm_id:
+        update_status(view.path, state="cancelled", message="cancelled before it started")
+    if wait:
+        return wait_job(view.id, timeout=30, store=store)
+    return refresh(view, store)
+
+
+def wait_job(
+    job_id: str,
+    *,
+    timeout: float | None = None,
+    poll_s: float = 0.2,
+    on_update: Callable[[JobView], None] | None = None,
+    store: JobStore | None = None,
+) -> JobView:
+    """Block until the job reaches a final state (or the timeout passes); returns its last view."""
+    store = store or JobStore()
+    deadline = None if timeout is None else time.monotonic() + timeout
+    view = get_job(job_id, store)
+    while not view.status.is_final:
+        if deadline is not None and time.monotonic() > deadline:
+            break
+        time.sleep(poll_s)
+        view = get_job(view.id, store)
+        if on_update:
+            on_update(view)
+    return view
+
+
+def job_events(view: JobView) -> list[dict]:
+    return files.read_events(view.path / files.EVENTS)
+
+
+def job_log(view: JobView, max_bytes: int = 20_000) -> str:
+    return files.tail(view.path / files.LOG, max_bytes)
+
+
+def job_result(view: JobView) -> dict | None:
+    """The result manifest (files and summary) once the job has written it; None before."""
+    return files.read_json(view.path / files.RESULT / files.MANIFEST)

@@ -1,0 +1,213 @@
+"""`python -m engine jobs ...`: submit, list, show, follow, cancel and execute jobs."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from engine.errors import SubnetScopeError
+
+EXIT_CODES = {"succeeded": 0, "failed": 1, "cancelled": 3}
+
+
+def _params(text: str | None) -> dict:
+    if not text:
+        return {}
+    path = Path(text)
+    source = path.read_text() if path.is_file() else text
+    try:
+        params = json.loads(source)
+    except json.JSONDecodeError as exc:
+        what = f"file {path}" if path.is_file() else "--params"
+        raise SubnetScopeError(f"{what} is not valid JSON: {exc.msg} (column {exc.colno})") from exc
+    if not isinstance(params, dict):
+        raise SubnetScopeError("--params must be a JSON object")
+    return params
+
+
+def _bar(view) -> str:
+    s = view.status
+    filled = int(s.fraction * 30)
+    bar = "#" * filled + "." * (30 - filled)
+    return f"\r[{bar}] {s.fraction:6.1%} {s.state:<9} {s.message[:60]:<60}"
+
+
+class _ProgressPrinter:
+    """Redraws one line on a terminal; elsewhere (logs, CI) prints a line per change."""
+
+    def __init__(self) -> None:
+        self.last: tuple | None = None
+        self.tty = sys.stderr.isatty()
+
+    def __call__(self, view) -> None:
+        s = view.status
+        key = (s.state, round(s.fraction, 3), s.message)
+        if key == self.last:
+            return
+        self.last = key
+        line = _bar(view)
+        print(line if self.tty else line.lstrip("\r").rstrip(), end="" if self.tty else "\n",
+              file=sys.stderr, flush=True)  # fmt: skip
+
+
+def _submit(args: argparse.Namespace) -> int:
+    from engine.jobs import Resources, submit, wait_job
+
+    resources = Resources(
+        cpus=args.cpus, gpus=args.gpus, mem_gb=args.mem_gb, time_min=args.time_min,
+        partition=args.partition,
+    )  # fmt: skip
+    view = submit(args.kind, _params(args.params), backend=args.backend, resources=resources)
+    print(view.id, flush=True)
+    if not args.wait:
+        return 0
+    view = wait_job(view.id, on_update=_ProgressPrinter())
+    print(file=sys.stderr)
+    if view.status.state != "succeeded":
+        print(f"error: job {view.id} {view.status.state}: {view.status.message}", file=sys.stderr)
+    return EXIT_CODES.get(view.status.state, 1)
+
+
+def _list(args: argparse.Namespace) -> int:
+    from engine.cli import print_json
+    from engine.jobs import list_jobs
+
+    states = tuple(args.state) if args.state else None
+    views = list_jobs(kind=args.kind, states=states, limit=args.limit)
+    if args.json:
+        print_json([v.summary() for v in views])
+        return 0
+    print(f"{'id':<44} {'kind':<22} {'backend':<7} {'state':<10} {'progress':>8}  message")
+    for v in views:
+        s = v.status
+        print(f"{v.id:<44} {v.spec.kind:<22} {v.spec.backend:<7} {s.state:<10} "
+              f"{s.fraction:>8.0%}  {s.message[:50]}")  # fmt: skip
+    return 0
+
+
+def _show(args: argparse.Namespace) -> int:
+    from engine.cli import print_json
+    from engine.jobs import get_job, job_result
+
+    view = get_job(args.id)
+    summary = {**view.summary(), "result": job_result(view)}
+    if args.json:
+        print_json(summary)
+    else:
+        for key, value in summary.items():
+            print(
+                f"{key:>10}: {json.dumps(value, default=str) if isinstance(value, dict) else value}"
+            )
+    return 0
+
+
+def _logs(args: argparse.Namespace) -> int:
+    from engine.jobs import get_job
+    from engine.jobs.files import LOG
+
+    view = get_job(args.id)
+    path = view.path / LOG
+    with open(path, encoding="utf-8", errors="replace") as f:
+        sys.stdout.write(f.read())
+        while args.follow:
+            chunk = f.read()
+            if chunk:
+                sys.stdout.write(chunk)
+                sys.stdout.flush()
+                continue
+            if get_job(view.id).status.is_final:
+                sys.stdout.write(f.read())
+                break
+            time.sleep(0.3)
+    return 0
+
+
+def _cancel(args: argparse.Namespace) -> int:
+    from engine.jobs import cancel_job
+
+    view = cancel_job(args.id, wait=not args.no_wait)
+    print(f"{view.id} {view.status.state}")
+    return 0
+
+
+def _exec(args: argparse.Namespace) -> int:
+    from engine.jobs.execute import exec_job
+
+    return exec_job(Path(args.dir))
+
+
+def _reindex(args: argparse.Namespace) -> int:
+    from engine.jobs import JobStore
+
+    print(f"{JobStore().rebuild()} jobs indexed")
+    return 0
+
+
+def _kinds(args: argparse.Namespace) -> int:
+    from engine.jobs import load_kinds
+
+    for name, kind in sorted(load_kinds().items()):
+        print(f"{name:<24} {kind.title}  defaults={json.dumps(kind.defaults)}")
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    jobs = subparsers.add_parser("jobs", help="long work out of process (local or SLURM)")
+    sub = jobs.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    submit = sub.add_parser("submit", help="start a job; prints its id")
+    submit.add_argument("kind", help="job kind, e.g. eval.perplexity (see `jobs kinds`)")
+    submit.add_argument("--params", help="a JSON object, or a file holding one")
+    submit.add_argument("--backend", choices=("local", "slurm"), default="local")
+    submit.add_argument(
+        "--wait",
+        action="store_true",
+        help="show progress until it ends; exit 0 succeeded, 1 failed, 3 cancelled",
+    )
+    submit.add_argument("--cpus", type=int, default=1)
+    submit.add_argument("--gpus", type=int, default=0)
+    submit.add_argument("--mem-gb", type=float, default=8.0)
+    submit.add_argument("--time-min", type=int, default=60)
+    submit.add_argument("--partition", help="SLURM partition (default: the cluster's or config)")
+    submit.set_defaults(handler=_submit)
+
+    listing = sub.add_parser("list", help="jobs, newest first")
+    listing.add_argument("--json", action="store_true")
+    listing.add_argument("--kind")
+    listing.add_argument(
+        "--state",
+        action="append",
+        choices=("queued", "running", "succeeded", "failed", "cancelled"),
+    )
+    listing.add_argument("--limit", type=int)
+    listing.set_defaults(handler=_list)
+
+    show = sub.add_parser("show", help="one job's spec, status and result")
+    show.add_argument("id", help="job id (a unique prefix is enough)")
+    show.add_argument("--json", action="store_true")
+    show.set_defaults(handler=_show)
+
+    logs = sub.add_parser("logs", help="a job's stdout and stderr")
+    logs.add_argument("id")
+    logs.add_argument("-f", "--follow", action="store_true", help="follow until the job ends")
+    logs.set_defaults(handler=_logs)
+
+    cancel = sub.add_parser(
+        "cancel", help="stop a job (SIGTERM, then SIGKILL after a grace period)"
+    )
+    cancel.add_argument("id")
+    cancel.add_argument("--no-wait", action="store_true", help="return without waiting")
+    cancel.set_defaults(handler=_cancel)
+
+    execute = sub.add_parser("exec", help="run a job folder in this process (used by runners)")
+    execute.add_argument("dir")
+    execute.set_defaults(handler=_exec)
+
+    kinds = sub.add_parser("kinds", help="the registered job kinds")
+    kinds.set_defaults(handler=_kinds)
+
+    reindex = sub.add_parser("reindex", help="rebuild cache/jobs.sqlite from the job folders")
+    reindex.set_defaults(handler=_reindex)

@@ -1,0 +1,122 @@
+"""`python -m engine jobs exec DIR`: run one job in this (fresh) interpreter and record its end."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import sys
+import threading
+import time
+import traceback
+from pathlib import Path
+
+from engine.errors import SubnetScopeError
+from engine.jobs import files
+from engine.jobs.context import JobCancelled, JobContext
+from engine.jobs.model import JobSpec, now_iso
+from engine.jobs.processes import start_tick
+from engine.jobs.registry import get_kind
+from engine.jobs.status_file import read_status, update_status
+
+HEARTBEAT_S = 5.0
+
+
+def _redirect_output(log_path: Path) -> None:
+    """Send this process's stdout/stderr (and its children's) to the job log.
+
+    The local runner already points them there; under SLURM they would go to submitit's files.
+    """
+    fd = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    os.close(fd)
+
+
+def _heartbeat(job_dir: Path, stop: threading.Event) -> None:
+    while not stop.wait(HEARTBEAT_S):
+        update_status(job_dir, heartbeat=time.time())
+
+
+def exec_job(job_dir: Path) -> int:
+    """Run the job in `job_dir`; returns 0 succeeded, 1 failed, 2 cancelled."""
+    job_dir = Path(job_dir).resolve()
+    spec_data = files.read_json(job_dir / files.SPEC)
+    if spec_data is None:
+        raise SubnetScopeError(f"{job_dir} is not a job folder (no readable {files.SPEC})")
+    spec = JobSpec.from_json(spec_data)
+    _redirect_output(job_dir / files.LOG)
+    if read_status(job_dir).is_final:  # cancelled while queued
+        return 2
+
+    from engine.runtime import limit_threads
+
+    limit_threads(max(1, spec.resources.cpus))
+    ctx = JobContext(job_dir, lambda **changes: update_status(job_dir, **changes))
+    interruptible = threading.Event()
+
+    def on_term(signum, frame):
+        ctx.request_cancel()
+        # Raising here interrupts Python code at once; C calls finish first (the runner's
+        # SIGKILL after the grace period covers those).
+        if interruptible.is_set():
+            interruptible.clear()
+            raise JobCancelled(f"cancelled (signal {signal.Signals(signum).name})")
+
+    signal.signal(signal.SIGTERM, on_term)
+    signal.signal(signal.SIGINT, on_term)
+    if spec.backend == "slurm":
+        signal.signal(signal.SIGUSR2, on_term)  # submitit/SLURM's pre-timeout warning
+    pid = os.getpid()
+    update_status(
+        job_dir,
+        state="running",
+        pid=pid,
+        pid_start=start_tick(pid),
+        host=socket.gethostname(),
+        started=now_iso(),
+        heartbeat=time.time(),
+        message="starting",
+    )
+    stop = threading.Event()
+    threading.Thread(target=_heartbeat, args=(job_dir, stop), daemon=True).start()
+    print(
+        f"[subnetscope] job {spec.id} ({spec.kind}) started on {socket.gethostname()}", flush=True
+    )
+    try:
+        kind = get_kind(spec.kind)
+        params = {**kind.defaults, **spec.params}
+        interruptible.set()
+        ctx.check_cancel()
+        summary = kind.run(params, ctx)
+        interruptible.clear()
+        ctx.write_manifest(summary)
+        update_status(
+            job_dir,
+            state="succeeded",
+            fraction=1.0,
+            message="done",
+            finished=now_iso(),
+            exit_code=0,
+        )
+        print(f"[subnetscope] job {spec.id} succeeded", flush=True)
+        return 0
+    except JobCancelled as exc:
+        interruptible.clear()
+        update_status(job_dir, state="cancelled", message=str(exc), finished=now_iso())
+        print(f"[subnetscope] job {spec.id} {exc}", flush=True)
+        return 2
+    except BaseException as exc:  # the traceback goes to the log, the reason to the status
+        interruptible.clear()
+        traceback.print_exc()
+        reason = str(exc) if isinstance(exc, SubnetScopeError) else f"{type(exc).__name__}: {exc}"
+        update_status(
+            job_dir, state="failed", message=reason[:500], finished=now_iso(), exit_code=1
+        )
+        return 1
+    finally:
+        stop.set()
+        sys.stdout.flush()
+        sys.stderr.flush()

@@ -1,0 +1,90 @@
+"""Local processes: start detached, tell alive from dead (pid reuse, zombies), signal."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from engine.paths import PROJECT_ROOT
+
+# Popen objects of jobs this process started: the only way to learn their exit codes.
+_CHILDREN: dict[int, subprocess.Popen] = {}
+
+
+def start_tick(pid: int) -> int | None:
+    """The process's start time in clock ticks since boot (Linux), to detect a reused pid."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # The command name (field 2) may hold spaces and parentheses: split after its closing ')'.
+    return int(stat.rsplit(")", 1)[1].split()[19])
+
+
+def _is_zombie(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] == "Z"
+
+
+def launch(command: list[str], log_path: Path, env: dict[str, str]) -> subprocess.Popen:
+    """Start `command` in its own session (so it outlives us and is signalled as a group)."""
+    with open(log_path, "ab") as log:
+        process = subprocess.Popen(
+            command,
+            cwd=PROJECT_ROOT,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    _CHILDREN[process.pid] = process
+    return process
+
+
+def engine_command(*args: str) -> list[str]:
+    return [sys.executable, "-m", "engine", *args]
+
+
+def exit_code(pid: int) -> int | None:
+    """The exit code of a child we started and that has ended; None if unknown or running."""
+    process = _CHILDREN.get(pid)
+    return None if process is None else process.poll()
+
+
+def is_alive(pid: int | None, expected_start: int | None = None) -> bool:
+    if pid is None:
+        return False
+    child = _CHILDREN.get(pid)
+    if child is not None:
+        return child.poll() is None  # also reaps it, so no zombie lingers
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    if _is_zombie(pid):
+        return False
+    if expected_start is not None:
+        tick = start_tick(pid)
+        if tick is not None and tick != expected_start:
+            return False  # the pid now belongs to another process
+    return True
+
+
+def signal_group(pid: int, sig: signal.Signals) -> bool:
+    """Signal the process group the job leads; False if it is already gone."""
+    try:
+        os.killpg(pid, sig)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        os.kill(pid, sig)
+    return True

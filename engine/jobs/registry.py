@@ -1,0 +1,70 @@
+"""Job kinds registered by name: `@job("eval.perplexity")` over a plain `(params, ctx)` function."""
+
+from __future__ import annotations
+
+import importlib
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from engine.errors import SubnetScopeError
+
+# Modules that define job kinds; each area adds its own here when it lands.
+KIND_MODULES = ("engine.jobs.diagnostics", "engine.models.jobs", "engine.evaluation.jobs")
+
+
+def _extra_modules() -> list[str]:
+    """`$SUBNETSCOPE_JOB_MODULES`: comma-separated modules with more kinds (plugins, tests)."""
+    return [
+        m.strip() for m in os.environ.get("SUBNETSCOPE_JOB_MODULES", "").split(",") if m.strip()
+    ]
+
+
+@dataclass(frozen=True)
+class JobKind:
+    name: str
+    run: Callable[[dict[str, Any], Any], Any]
+    title: str
+    result_page: str | None  # the dashboard page (url path) that shows this kind's results
+    defaults: dict[str, Any]
+
+
+_KINDS: dict[str, JobKind] = {}
+
+
+def job(
+    name: str,
+    *,
+    title: str | None = None,
+    result_page: str | None = None,
+    defaults: dict[str, Any] | None = None,
+) -> Callable:
+    """Register a job kind. The function gets the params (defaults merged in) and a JobContext."""
+
+    def register(fn: Callable[[dict[str, Any], Any], Any]) -> Callable:
+        _KINDS[name] = JobKind(
+            name=name,
+            run=fn,
+            title=title or (fn.__doc__ or name).strip().splitlines()[0],
+            result_page=result_page,
+            defaults=dict(defaults or {}),
+        )
+        return fn
+
+    return register
+
+
+def load_kinds() -> dict[str, JobKind]:
+    for module in (*KIND_MODULES, *_extra_modules()):
+        importlib.import_module(module)
+    return dict(_KINDS)
+
+
+def get_kind(name: str) -> JobKind:
+    kinds = load_kinds()
+    if name not in kinds:
+        raise SubnetScopeError(
+            f"unknown job kind '{name}'; known kinds: {', '.join(sorted(kinds))}"
+        )
+    return kinds[name]

@@ -1,0 +1,191 @@
+"""Runners behind one interface: `local` (a detached process) and `slurm` (submitit).
+
+A runner launches `python -m engine jobs exec DIR`, reconciles a job whose folder went quiet with
+what the process table or SLURM says, and cancels. Neither ever unpickles anything a job wrote.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from pathlib import Path
+from typing import Any, Protocol
+
+from engine.errors import SubnetScopeError
+from engine.jobs import files, processes
+from engine.jobs.model import JobView, now_iso
+from engine.paths import cache_root
+
+CANCEL_GRACE_S = 5.0
+
+
+class Runner(Protocol):
+    name: str
+
+    def launch(self, view: JobView) -> dict[str, Any]: ...
+
+    def reconcile(self, view: JobView) -> dict[str, Any] | None: ...
+
+    def cancel(self, view: JobView) -> dict[str, Any] | None: ...
+
+
+def _cancel_marker(view: JobView, grace: float) -> dict:
+    marker = {"requested": time.time(), "deadline": time.time() + grace}
+    files.write_json_atomic(view.path / files.CANCEL, marker)
+    return marker
+
+
+def _job_env(view: JobView) -> dict[str, str]:
+    threads = str(max(1, view.spec.resources.cpus))
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "TOKENIZERS_PARALLELISM": "false"}
+    # A job runs beside the dashboard: cap its BLAS/torch threads to what it asked for.
+    env.update(OMP_NUM_THREADS=threads, MKL_NUM_THREADS=threads, SUBNETSCOPE_THREADS=threads)
+    env.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    return env
+
+
+class LocalRunner:
+    name = "local"
+
+    def launch(self, view: JobView) -> dict[str, Any]:
+        command = processes.engine_command("jobs", "exec", str(view.path))
+        process = processes.launch(command, view.path / files.LOG, _job_env(view))
+        return {"pid": process.pid, "pid_start": processes.start_tick(process.pid)}
+
+    def reconcile(self, view: JobView) -> dict[str, Any] | None:
+        status = view.status
+        alive = processes.is_alive(status.pid, status.pid_start)
+        marker = files.read_json(view.path / files.CANCEL)
+        if alive:
+            if marker and time.time() > marker.get("deadline", float("inf")):
+                processes.signal_group(status.pid, signal.SIGKILL)
+            return None
+        if status.pid is None:
+            return None
+        code = processes.exit_code(status.pid)
+        if marker:
+            return {"state": "cancelled", "message": "cancelled (killed)", "finished": now_iso()}
+        reason = "process died" + (f" (exit code {code})" if code is not None else "")
+        return {"state": "failed", "message": reason, "exit_code": code, "finished": now_iso()}
+
+    def cancel(self, view: JobView, wait: bool = False, grace: float = CANCEL_GRACE_S) -> None:
+        _cancel_marker(view, grace)
+        pid = view.status.pid
+        if pid is None or not processes.is_alive(pid, view.status.pid_start):
+            return
+        processes.signal_group(pid, signal.SIGTERM)
+        if not wait:
+            return  # a later look escalates to SIGKILL once the grace period is over
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline:
+            if not processes.is_alive(pid, view.status.pid_start):
+                return
+            time.sleep(0.05)
+        processes.signal_group(pid, signal.SIGKILL)
+
+
+# SLURM's job states (sacct) → ours, for jobs whose folder has no final state.
+_SLURM_FINAL = {
+    "COMPLETED": ("failed", "SLURM job completed without writing a final status"),
+    "CANCELLED": ("cancelled", "cancelled (SLURM)"),
+    "FAILED": ("failed", "SLURM job failed"),
+    "TIMEOUT": ("failed", "SLURM time limit reached"),
+    "OUT_OF_MEMORY": ("failed", "SLURM job ran out of memory"),
+    "NODE_FAIL": ("failed", "SLURM node failure"),
+    "PREEMPTED": ("failed", "SLURM job preempted"),
+    "BOOT_FAIL": ("failed", "SLURM boot failure"),
+    "DEADLINE": ("failed", "SLURM deadline reached"),
+}
+HEARTBEAT_STALE_S = 30.0
+
+
+def slurm_config() -> dict[str, Any]:
+    """Cluster defaults: `$SUBNETSCOPE_SLURM_CONFIG` or `cache/slurm.json`, e.g.
+    `{"partition": "gpu", "account": "lab", "additional_parameters": {"qos": "normal"}}`."""
+    path = Path(os.environ.get("SUBNETSCOPE_SLURM_CONFIG", cache_root() / "slurm.json"))
+    if not path.is_file():
+        return {}
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise SubnetScopeError(f"SLURM config {path} is not valid JSON: {exc.msg}") from exc
+
+
+class SlurmRunner:
+    name = "slurm"
+
+    @staticmethod
+    def _folder(view: JobView) -> Path:
+        return view.path / "slurm"
+
+    def launch(self, view: JobView) -> dict[str, Any]:
+        import submitit
+
+        try:
+            executor = submitit.SlurmExecutor(folder=self._folder(view))
+        except RuntimeError as exc:
+            raise SubnetScopeError(
+                "the SLURM backend needs a SLURM cluster (srun/sbatch on PATH); "
+                "scripts/slurm.sh start runs a single-node one"
+            ) from exc
+        res, config = view.spec.resources, slurm_config()
+        parameters: dict[str, Any] = {
+            "job_name": f"subnetscope-{view.spec.kind}",
+            # submitit signals 90 s before the limit: below 2 minutes that is at once.
+            "time": max(2, res.time_min),
+            "cpus_per_task": res.cpus,
+            "mem": f"{max(1, int(res.mem_gb))}GB",
+            "stderr_to_stdout": True,
+        }
+        if res.gpus:
+            parameters["gpus_per_node"] = res.gpus
+        for key, value in config.items():
+            parameters.setdefault(key, value)
+        if res.partition:
+            parameters["partition"] = res.partition
+        executor.update_parameters(**parameters)
+        command = processes.engine_command("jobs", "exec", str(view.path))
+        function = submitit.helpers.CommandFunction(
+            command, cwd=str(processes.PROJECT_ROOT), env=_job_env(view)
+        )
+        job = executor.submit(function)
+        return {"slurm_id": str(job.job_id), "message": "submitted to SLURM"}
+
+    def _job(self, view: JobView):
+        import submitit
+
+        return submitit.SlurmJob(folder=self._folder(view), job_id=view.status.slurm_id)
+
+    def slurm_state(self, view: JobView) -> str:
+        """The job's state by sacct (forced, not the watcher's cached answer)."""
+        job = self._job(view)
+        return job.watcher.get_state(view.status.slurm_id, mode="force")
+
+    def reconcile(self, view: JobView) -> dict[str, Any] | None:
+        status = view.status
+        if not status.slurm_id:
+            return None
+        fresh = status.heartbeat and time.time() - status.heartbeat < HEARTBEAT_STALE_S
+        if status.state == "running" and fresh:
+            return None  # the folder is alive: it wins over SLURM
+        state = self.slurm_state(view).split()[0].rstrip("+")
+        if state in _SLURM_FINAL:
+            ours, message = _SLURM_FINAL[state]
+            return {"state": ours, "message": message, "finished": now_iso()}
+        return None
+
+    def cancel(self, view: JobView, wait: bool = False, grace: float = CANCEL_GRACE_S) -> None:
+        _cancel_marker(view, grace)
+        if view.status.slurm_id:
+            self._job(view).cancel(check=False)
+
+
+RUNNERS: dict[str, Runner] = {"local": LocalRunner(), "slurm": SlurmRunner()}
+
+
+def get_runner(name: str) -> Runner:
+    if name not in RUNNERS:
+        raise SubnetScopeError(f"unknown backend '{name}'; use one of {', '.join(RUNNERS)}")
+    return RUNNERS[name]

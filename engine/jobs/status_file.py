@@ -1,0 +1,31 @@
+"""Read-modify-write of a job's status.json, atomic on disk and serialized within a process."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from engine.jobs import files
+from engine.jobs.model import JobStatus
+
+_LOCK = threading.Lock()
+
+
+def read_status(job_dir: Path) -> JobStatus:
+    data = files.read_json(job_dir / files.STATUS)
+    return JobStatus.from_json(data) if data else JobStatus()
+
+
+def update_status(job_dir: Path, **changes: Any) -> JobStatus:
+    """Apply changes to the stored status; a final state is never overwritten by a non-final one."""
+    with _LOCK:
+        status = read_status(job_dir)
+        if status.is_final and changes.get("state", status.state) != status.state:
+            return status
+        for key, value in changes.items():
+            setattr(status, key, value)
+        status.updated = time.time()
+        files.write_json_atomic(job_dir / files.STATUS, status.to_json())
+        return status
