@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from functools import cache
+
+log = logging.getLogger(__name__)
 
 
 @cache
@@ -14,3 +17,16 @@ def configure_process() -> None:
     from engine.runtime import limit_threads
 
     limit_threads()
+    if os.environ.get("SUBNETSCOPE_AUTO_DEMO", "1") != "0":
+        start_demo_build()
+
+
+def start_demo_build() -> None:
+    """First launch: submit the jobs of missing demo parts in the background (see Runs)."""
+    from engine.demo import build_demo
+    from engine.errors import SubnetScopeError
+
+    try:
+        build_demo(retry_failed=False)
+    except SubnetScopeError as exc:
+        log.warning("demo build not started: %s", exc)

@@ -20,6 +20,7 @@ def print_json(obj: object) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from engine.demo import cli as demo_cli
     from engine.jobs import cli as jobs_cli
     from engine.models import cli as models_cli
 
@@ -32,6 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers.required = True
     models_cli.register(subparsers)
     jobs_cli.register(subparsers)
+    demo_cli.register(subparsers)
     return parser
 
 

@@ -13,6 +13,13 @@ if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then
   DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq chromium chromium-driver >/dev/null
 fi
 
+# The SLURM backend's tests run on a real single-node cluster (docs/slurm.md).
+if [ "${SUBNETSCOPE_SKIP_SLURM:-0}" != "1" ]; then
+  echo "==> starting the single-node SLURM cluster"
+  ./scripts/slurm.sh start
+  export SUBNETSCOPE_REQUIRE_SLURM=1
+fi
+
 # On two shared cores torch's default thread pool collapses under load.
 export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 TOKENIZERS_PARALLELISM=false
 # Tests never reach a model hub; failing fast beats retrying against a closed network.

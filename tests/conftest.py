@@ -9,6 +9,8 @@ import pytest
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+# Dashboards started by tests must not launch the demo build in the background.
+os.environ.setdefault("SUBNETSCOPE_AUTO_DEMO", "0")
 
 
 @pytest.fixture(scope="session")

@@ -1,6 +1,6 @@
-"""Sliding-window perplexity: every token is scored once, with up to `window - stride` tokens of
-context carried over from the previous window (the method of the Hugging Face perplexity guide,
-with exact token counts instead of its per-window averaging)."""
+"""Sliding-window perplexity: with stride < window every token after the first is scored once,
+with at least `window - stride` tokens of context carried over (the method of the Hugging Face
+perplexity guide, with exact token counts instead of its per-window averaging)."""
 
 from __future__ import annotations
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
 import time
 from pathlib import Path
 from typing import Any, Protocol
@@ -99,6 +100,8 @@ _SLURM_FINAL = {
     "DEADLINE": ("failed", "SLURM deadline reached"),
 }
 HEARTBEAT_STALE_S = 30.0
+SACCT_MIN_INTERVAL_S = 2.0
+_SACCT_CACHE: dict[str, tuple[float, str]] = {}
 
 
 def slurm_config() -> dict[str, Any]:
@@ -158,10 +161,23 @@ class SlurmRunner:
 
         return submitit.SlurmJob(folder=self._folder(view), job_id=view.status.slurm_id)
 
-    def slurm_state(self, view: JobView) -> str:
-        """The job's state by sacct (forced, not the watcher's cached answer)."""
-        job = self._job(view)
-        return job.watcher.get_state(view.status.slurm_id, mode="force")
+    def slurm_state(self, slurm_id: str) -> str:
+        """The job's state by sacct, parsed by submitit; at most one call per job every few
+        seconds (watchers poll often, and sacct goes to the accounting database)."""
+        from submitit.slurm.slurm import SlurmInfoWatcher
+
+        checked, state = _SACCT_CACHE.get(slurm_id, (0.0, "UNKNOWN"))
+        if time.monotonic() - checked < SACCT_MIN_INTERVAL_S:
+            return state
+        command = ["sacct", "-o", "JobID,State,NodeList", "--parsable2", "-j", slurm_id]
+        try:
+            done = subprocess.run(command, capture_output=True, text=True, timeout=30)
+        except (OSError, subprocess.TimeoutExpired):
+            return "UNKNOWN"
+        info = SlurmInfoWatcher().read_info(done.stdout) if done.returncode == 0 else {}
+        state = info.get(slurm_id, {}).get("State") or "UNKNOWN"
+        _SACCT_CACHE[slurm_id] = (time.monotonic(), state)
+        return state
 
     def reconcile(self, view: JobView) -> dict[str, Any] | None:
         status = view.status
@@ -170,7 +186,7 @@ class SlurmRunner:
         fresh = status.heartbeat and time.time() - status.heartbeat < HEARTBEAT_STALE_S
         if status.state == "running" and fresh:
             return None  # the folder is alive: it wins over SLURM
-        state = self.slurm_state(view).split()[0].rstrip("+")
+        state = self.slurm_state(status.slurm_id).split()[0].rstrip("+")
         if state in _SLURM_FINAL:
             ours, message = _SLURM_FINAL[state]
             return {"state": ours, "message": message, "finished": now_iso()}

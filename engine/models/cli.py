@@ -1,10 +1,8 @@
-"""`python -m engine models ...` and `python -m engine demo ...` commands."""
+"""`python -m engine models ...`: inspect and run language models."""
 
 from __future__ import annotations
 
 import argparse
-
-from engine.models.demo import demo_model_dir, ensure_demo_model
 
 
 def _inspect(args: argparse.Namespace) -> int:
@@ -49,17 +47,6 @@ def _generate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _demo_prepare(args: argparse.Namespace) -> int:
-    path = ensure_demo_model()
-    print(path)
-    return 0
-
-
-def _demo_path(args: argparse.Namespace) -> int:
-    print(demo_model_dir())
-    return 0
-
-
 def register(subparsers: argparse._SubParsersAction) -> None:
     models = subparsers.add_parser("models", help="load, inspect and run language models")
     sub = models.add_subparsers(dest="command", metavar="COMMAND", required=True)
@@ -86,10 +73,3 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     generate.add_argument("--seed", type=int, default=0)
     generate.add_argument("--trust-remote-code", action="store_true", help="run the repo's code")
     generate.set_defaults(handler=_generate)
-
-    demo = subparsers.add_parser("demo", help="the offline demo workspace")
-    demo_sub = demo.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    prepare = demo_sub.add_parser("prepare", help="convert the demo model (SmolLM2) once")
-    prepare.set_defaults(handler=_demo_prepare)
-    where = demo_sub.add_parser("path", help="print where the demo model lives")
-    where.set_defaults(handler=_demo_path)
