@@ -1,4 +1,8 @@
-"""Read-modify-write of a job's status.json, atomic on disk and serialized within a process."""
+"""Read-modify-write of a job's status.json: atomic on disk, serialized across processes.
+
+The launcher (recording a pid or SLURM id), the job itself and any reader that reconciles a dead
+job all update the same file; a file lock keeps one from overwriting another's change.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,8 @@ import threading
 import time
 from pathlib import Path
 from typing import Any
+
+from filelock import FileLock
 
 from engine.jobs import files
 from engine.jobs.model import JobStatus
@@ -20,7 +26,7 @@ def read_status(job_dir: Path) -> JobStatus:
 
 def update_status(job_dir: Path, **changes: Any) -> JobStatus:
     """Apply changes to the stored status; a final state is never overwritten by a non-final one."""
-    with _LOCK:
+    with _LOCK, FileLock(str(job_dir / ".status.lock"), timeout=30):
         status = read_status(job_dir)
         if status.is_final and changes.get("state", status.state) != status.state:
             return status
