@@ -13,6 +13,7 @@ if (
 ):  # `streamlit run dashboard/app.py` puts dashboard/ first, not the root
     sys.path.insert(0, str(ROOT))
 
+from dashboard.demo_panel import demo_sidebar  # noqa: E402
 from dashboard.navigation import SECTIONS  # noqa: E402
 from dashboard.setup import configure_process  # noqa: E402
 
@@ -29,6 +30,7 @@ def run() -> None:
             for section, pages in SECTIONS.items()
         }
     )
+    demo_sidebar()
     navigation.run()
 
 

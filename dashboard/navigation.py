@@ -31,8 +31,16 @@ SECTIONS: dict[str, list[PageSpec]] = {
     "Explore": [
         PageSpec("model.py", "Model", ":material/memory:", "model", default=True),
     ],
+    "Runs": [
+        PageSpec("runs.py", "Runs", ":material/play_circle:", "runs"),
+    ],
 }
 
 
 def all_pages() -> list[PageSpec]:
     return [page for pages in SECTIONS.values() for page in pages]
+
+
+def page_for(url_path: str) -> PageSpec | None:
+    """The page served at `url_path` (how job kinds name their result page), if it is listed."""
+    return next((page for page in all_pages() if page.url_path == url_path), None)

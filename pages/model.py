@@ -1,13 +1,15 @@
-"""Model page: what the model is made of, and a generation playground with optional neuron masks."""
+"""Model page: what the model is made of, a playground with per-call neuron masks, perplexity."""
 
 from __future__ import annotations
 
 import streamlit as st
 
 from dashboard.charts import parameters_by_kind_chart, parameters_by_layer_chart
+from dashboard.jobs_panel import job_launcher, job_watcher
 from dashboard.loaders import parameters_table, shared_model, summary_table
 from dashboard.sources import model_picker
 from engine.errors import SubnetScopeError
+from engine.jobs import get_kind
 from engine.models import (
     LoadedModel,
     NeuronMask,
@@ -105,6 +107,35 @@ def playground(loaded: LoadedModel) -> None:
             st.code(result.prompt, language=None, wrap_lines=True)
 
 
+def perplexity_section(loaded: LoadedModel, source: str) -> None:
+    st.subheader("Measure perplexity")
+    if not loaded.is_causal_lm:
+        st.info(f"{loaded.display_name} is an encoder: no next-token perplexity.")
+        return
+    defaults = get_kind("eval.perplexity").defaults
+    st.caption(
+        f"Sliding windows of {defaults['window']} tokens over the demo text, scored in a "
+        "separate process: the page stays responsive and the run is listed under Runs."
+    )
+    cols = st.columns(2)
+    max_tokens = cols[0].number_input(
+        "Max tokens", 64, 65_536, defaults["max_tokens"], step=256, key="ppl_max_tokens"
+    )
+    stride = cols[1].number_input(
+        "Stride",
+        1,
+        defaults["window"],
+        defaults["stride"],
+        step=64,
+        key="ppl_stride",
+        help="tokens between window starts; each window sees window − stride tokens of context",
+    )
+    params = {"model": source, "text": "demo-general", "max_tokens": max_tokens, "stride": stride}
+    job_id = job_launcher("eval.perplexity", params, label="Measure perplexity", key="ppl_job")
+    if job_id:
+        job_watcher(job_id, key="ppl_watch", here="model")
+
+
 def main() -> None:
     source = model_picker()
     if source is None:
@@ -115,6 +146,7 @@ def main() -> None:
         facts_header(loaded)
         architecture_section(source)
         playground(loaded)
+        perplexity_section(loaded, source)
     except SubnetScopeError as exc:
         st.error(str(exc))
 

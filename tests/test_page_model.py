@@ -20,6 +20,10 @@ def app() -> AppTest:
     return at
 
 
+def generate_button(app: AppTest):
+    return next(b for b in app.button if b.label == "Generate")
+
+
 def test_model_page_shows_architecture(app: AppTest) -> None:
     assert app.title[0].value == "SmolLM2-135M-Instruct"
     metrics = {m.label: m.value for m in app.metric}
@@ -31,9 +35,11 @@ def test_model_page_shows_architecture(app: AppTest) -> None:
 
 
 def test_playground_answers_a_prompt(app: AppTest) -> None:
-    app.text_area[0].set_value("What is the capital of France?")
-    app.slider[0].set_value(12)
-    app.button[0].click().run()
+    next(t for t in app.text_area if t.label == "Prompt").set_value(
+        "What is the capital of France?"
+    )
+    next(s for s in app.slider if s.label == "Max new tokens").set_value(12)
+    generate_button(app).click().run()
     assert not app.exception, app.exception
     assert "Paris" in app.code[0].value
 
@@ -41,6 +47,6 @@ def test_playground_answers_a_prompt(app: AppTest) -> None:
 def test_bad_mask_shows_one_error(app: AppTest) -> None:
     inputs = [t for t in app.text_input if t.label == "Neurons"]
     inputs[0].set_value("99:1")
-    app.button[0].click().run()
+    generate_button(app).click().run()
     assert not app.exception
     assert any("layers 0..29" in e.value for e in app.error)

@@ -12,12 +12,25 @@ from engine.jobs.api import (
     wait_job,
 )
 from engine.jobs.context import JobCancelled, JobContext
-from engine.jobs.model import FINAL_STATES, JobSpec, JobStatus, JobView, Resources
+from engine.jobs.model import (
+    ACTIVE_STATES,
+    BACKENDS,
+    FINAL_STATES,
+    STATES,
+    JobSpec,
+    JobStatus,
+    JobView,
+    Resources,
+)
+from engine.jobs.params import parse_params
 from engine.jobs.registry import get_kind, job, load_kinds
 from engine.jobs.store import JobStore
 
 __all__ = [
+    "ACTIVE_STATES",
+    "BACKENDS",
     "FINAL_STATES",
+    "STATES",
     "JobCancelled",
     "JobContext",
     "JobSpec",
@@ -34,6 +47,7 @@ __all__ = [
     "job_result",
     "list_jobs",
     "load_kinds",
+    "parse_params",
     "refresh",
     "submit",
     "wait_job",

@@ -100,8 +100,11 @@ def list_jobs(
     """Jobs newest first; active ones are reconciled before they are returned."""
     store = store or JobStore()
     store.sync()
+    # The index may be behind on active jobs only (a final state never changes): filter in SQL
+    # by the wanted states plus the active ones, then on the fresh views.
+    candidates = tuple({*states, *ACTIVE_STATES}) if states else None
     views = []
-    for job_id in store.ids(kind=kind):
+    for job_id in store.ids(kind=kind, states=candidates):
         view = read_view(store.root / job_id)
         if view is None:
             continue

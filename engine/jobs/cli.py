@@ -8,24 +8,16 @@ import sys
 import time
 from pathlib import Path
 
-from engine.errors import SubnetScopeError
-
 EXIT_CODES = {"succeeded": 0, "failed": 1, "cancelled": 3}
 
 
 def _params(text: str | None) -> dict:
-    if not text:
-        return {}
-    path = Path(text)
-    source = path.read_text() if path.is_file() else text
-    try:
-        params = json.loads(source)
-    except json.JSONDecodeError as exc:
-        what = f"file {path}" if path.is_file() else "--params"
-        raise SubnetScopeError(f"{what} is not valid JSON: {exc.msg} (column {exc.colno})") from exc
-    if not isinstance(params, dict):
-        raise SubnetScopeError("--params must be a JSON object")
-    return params
+    from engine.jobs.params import parse_params
+
+    path = Path(text) if text else None
+    if path is not None and path.is_file():
+        return parse_params(path.read_text(), what=f"file {path}")
+    return parse_params(text or "", what="--params")
 
 
 def _bar(view) -> str:

@@ -11,6 +11,7 @@ from typing import Any, Literal
 State = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 ACTIVE_STATES = ("queued", "running")
 FINAL_STATES = ("succeeded", "failed", "cancelled")
+STATES = (*ACTIVE_STATES, *FINAL_STATES)
 BACKENDS = ("local", "slurm")
 
 
