@@ -41,5 +41,7 @@ if [ ! -x .venv/bin/python ] || [ "$(cat "$stamp" 2>/dev/null)" != "$wanted" ]; 
   echo "==> installed in $(( $(date +%s) - started )) s; .venv is $(du -sh .venv | cut -f1)"
 fi
 
+./scripts/fetch_tflite_samples.sh
+
 echo "==> preparing the demo model (SmolLM2-135M-Instruct, converted once from its GGUF)"
 OMP_NUM_THREADS=${OMP_NUM_THREADS:-2} .venv/bin/python -m engine demo prepare

@@ -2,63 +2,34 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from dashboard.navigation import all_pages
-from dashboard.serve import ROOT, streamlit_server
+from dashboard.serve import streamlit_server
+from tests.browser_support import (
+    CONTENT_TIMEOUT_MS,
+    SHOTS,
+    isolated_cache,
+    launch_browser,
+    require_chromium,
+    wait_for_app,
+)
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
-
-CHROMIUM = Path("/usr/bin/chromium")
-SHOTS = ROOT / "tests" / "artifacts" / "browser"
-FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-# The script's first run loads the demo model; later pages come from the cache.
-CONTENT_TIMEOUT_MS = 180_000
 
 
 @pytest.fixture(scope="module")
 def browser_page(tmp_path_factory):
-    if not CHROMIUM.exists():
-        pytest.fail("Chromium is missing: install Debian's chromium and chromium-driver")
     from playwright.sync_api import sync_playwright
 
-    from engine.models.demo import demo_model_dir, ensure_demo_model
-
-    real_demo = ensure_demo_model()
+    require_chromium()
     with pytest.MonkeyPatch.context() as mp:
-        # The server and this test share a cache of their own: the jobs they start stay out of
-        # the checkout's, and the demo model is the checkout's, linked in.
-        mp.setenv("SUBNETSCOPE_CACHE", str(tmp_path_factory.mktemp("cache")))
-        demo_model_dir().parent.mkdir(parents=True)
-        demo_model_dir().symlink_to(real_demo, target_is_directory=True)
+        isolated_cache(mp, tmp_path_factory.mktemp("cache"))
         with streamlit_server(SHOTS / "streamlit.log") as (url, _), sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=FLAGS, headless=True)
+            browser = launch_browser(pw)
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
             yield url, page
             browser.close()
-
-
-def wait_for_app(page) -> None:
-    """Content arrives over the websocket after the HTML: wait for a heading and an idle script."""
-    page.wait_for_selector('[data-testid="stMain"] h1', timeout=CONTENT_TIMEOUT_MS)
-    # The status widget shows only after a delay: a quick page can look idle mid-run without this.
-    page.wait_for_selector(
-        '[data-testid="stApp"][data-test-script-state="notRunning"]', timeout=CONTENT_TIMEOUT_MS
-    )
-    page.wait_for_selector(
-        '[data-testid="stStatusWidget"]', state="detached", timeout=CONTENT_TIMEOUT_MS
-    )
-    assert page.get_by_text("Page not found").count() == 0
 
 
 @pytest.mark.parametrize("spec", all_pages(), ids=lambda p: p.url_path)

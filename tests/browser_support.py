@@ -1,0 +1,58 @@
+"""What the browser tests share: Debian's Chromium via Playwright, an isolated cache, waits."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from dashboard.serve import ROOT
+
+CHROMIUM = Path("/usr/bin/chromium")
+SHOTS = ROOT / "tests" / "artifacts" / "browser"
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+# The script's first run loads the demo model; later pages come from the cache.
+CONTENT_TIMEOUT_MS = 180_000
+
+
+def require_chromium() -> None:
+    if not CHROMIUM.exists():
+        pytest.fail("Chromium is missing: install Debian's chromium and chromium-driver")
+
+
+def isolated_cache(mp: pytest.MonkeyPatch, folder: Path) -> Path:
+    """Point the engine (and servers started from here) at a cache of its own, with the
+    checkout's demo model linked in, so the jobs a test starts stay out of the real cache."""
+    from engine.models.demo import demo_model_dir, ensure_demo_model
+
+    real_demo = ensure_demo_model()
+    mp.setenv("SUBNETSCOPE_CACHE", str(folder))
+    demo_model_dir().parent.mkdir(parents=True, exist_ok=True)
+    demo_model_dir().symlink_to(real_demo, target_is_directory=True)
+    return folder
+
+
+def launch_browser(pw):
+    require_chromium()
+    return pw.chromium.launch(executable_path=str(CHROMIUM), args=FLAGS, headless=True)
+
+
+def wait_for_app(page) -> None:
+    """Content arrives over the websocket after the HTML: wait for a heading and an idle script."""
+    page.wait_for_selector('[data-testid="stMain"] h1', timeout=CONTENT_TIMEOUT_MS)
+    # The status widget shows only after a delay: a quick page can look idle mid-run without this.
+    page.wait_for_selector(
+        '[data-testid="stApp"][data-test-script-state="notRunning"]', timeout=CONTENT_TIMEOUT_MS
+    )
+    page.wait_for_selector(
+        '[data-testid="stStatusWidget"]', state="detached", timeout=CONTENT_TIMEOUT_MS
+    )
+    assert page.get_by_text("Page not found").count() == 0
