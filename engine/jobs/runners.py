@@ -67,7 +67,11 @@ class LocalRunner:
             return None
         code = processes.exit_code(status.pid)
         if marker:
-            return {"state": "cancelled", "message": "cancelled (its process was stopped)", "finished": now_iso()}
+            return {
+                "state": "cancelled",
+                "message": "cancelled (its process was stopped)",
+                "finished": now_iso(),
+            }
         reason = "process died" + (f" (exit code {code})" if code is not None else "")
         return {"state": "failed", "message": reason, "exit_code": code, "finished": now_iso()}
 
