@@ -1,13 +1,14 @@
 """The job folder: paths of its files and their atomic reads and writes (files are the API)."""
 
+# write_json_atomic is re-exported: job code writes status and results through this module.
+
 from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
-from typing import Any
 
+from engine.atomic import write_json_atomic as write_json_atomic
 from engine.paths import cache_root
 
 SPEC = "spec.json"
@@ -21,19 +22,6 @@ CANCEL = "cancel-requested"
 
 def jobs_root() -> Path:
     return cache_root() / "jobs"
-
-
-def write_json_atomic(path: Path, obj: Any) -> None:
-    """Temp file in the same folder + os.replace: readers see the old or new file, never half."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(obj, f, indent=2, default=str)
-            f.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def read_json(path: Path) -> dict | None:
