@@ -30,6 +30,7 @@ class PageSpec:
 SECTIONS: dict[str, list[PageSpec]] = {
     "Explore": [
         PageSpec("model.py", "Model", ":material/memory:", "model", default=True),
+        PageSpec("tflite.py", "TFLite explorer", ":material/account_tree:", "tflite"),
     ],
     "Runs": [
         PageSpec("runs.py", "Runs", ":material/play_circle:", "runs"),

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 
@@ -23,6 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
     from engine.demo import cli as demo_cli
     from engine.jobs import cli as jobs_cli
     from engine.models import cli as models_cli
+    from engine.tflite import cli as tflite_cli
 
     parser = argparse.ArgumentParser(
         prog="python -m engine",
@@ -34,6 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     models_cli.register(subparsers)
     jobs_cli.register(subparsers)
     demo_cli.register(subparsers)
+    tflite_cli.register(subparsers)
     return parser
 
 
@@ -48,3 +51,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # The reader went away (`| head`): not an error; keep Python from complaining at exit.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0

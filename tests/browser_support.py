@@ -55,4 +55,5 @@ def wait_for_app(page) -> None:
     page.wait_for_selector(
         '[data-testid="stStatusWidget"]', state="detached", timeout=CONTENT_TIMEOUT_MS
     )
+    page.wait_for_selector('[data-testid="stSkeleton"]', state="detached", timeout=30_000)
     assert page.get_by_text("Page not found").count() == 0

@@ -1,0 +1,58 @@
+"""Cached TFLite readers and analyses, keyed by path + size + mtime (never by arrays)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import streamlit as st
+
+from engine.tflite import TFLiteFile, TFLiteReader, open_file
+from engine.tflite.analysis import layer_table, op_histogram, parameter_bytes
+from engine.tflite.findings import Finding, find_all
+from engine.tflite.samples import ensure_samples, list_tflite_files
+
+
+def file_key(path: str) -> tuple[str, int, int]:
+    stat = Path(path).stat()
+    return path, stat.st_size, stat.st_mtime_ns
+
+
+@st.cache_data(ttl=30, show_spinner=False)
+def available_files(roots: tuple[str, ...]) -> list[str]:
+    """TFLite files under the roots (the synthetic demo set is written on first use)."""
+    ensure_samples()
+    return [str(p) for p in list_tflite_files([Path(r) for r in roots])]
+
+
+@st.cache_resource(max_entries=8, show_spinner="Opening the file…")
+def opened_file(key: tuple[str, int, int]) -> TFLiteFile:
+    return open_file(key[0])
+
+
+@st.cache_resource(max_entries=8, show_spinner="Reading the graph…")
+def opened_reader(key: tuple[str, int, int], section: str | None) -> TFLiteReader:
+    """Shared read-only reader (an mmap); its graph is parsed once."""
+    reader = opened_file(key).open(section)
+    reader.info()
+    return reader
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def histogram(key: tuple[str, int, int], section: str | None) -> pd.DataFrame:
+    return op_histogram(opened_reader(key, section).info())
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def params_by(key: tuple[str, int, int], section: str | None) -> pd.DataFrame:
+    return parameter_bytes(opened_reader(key, section).info(), ["dtype", "quantization"])
+
+
+@st.cache_data(max_entries=16, show_spinner="Looking for architecture findings…")
+def findings(key: tuple[str, int, int], section: str | None) -> list[Finding]:
+    return find_all(opened_reader(key, section).info())
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def layers(key: tuple[str, int, int], section: str | None, subgraph: int) -> pd.DataFrame:
+    return layer_table(opened_reader(key, section).info().subgraphs[subgraph])

@@ -1,0 +1,289 @@
+"""The TFLite explorer's panels: summary, ops, tensors, graph, findings, diff. Each takes the
+opened reader's graph and draws; the numerics live in engine.tflite."""
+
+from __future__ import annotations
+
+import io
+import re
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from dashboard.charts import heatmap_chart, op_histogram_chart, value_histogram_chart
+from dashboard.tflite_loaders import findings, histogram, layers, params_by
+from engine.tflite import ModelInfo, SubgraphInfo, TFLiteReader
+from engine.tflite.diff import diff_graphs
+from engine.tflite.findings import findings_table
+from engine.tflite.neighbourhood import layer_graph, neighbourhood, to_dot
+from engine.tflite.tensor_view import pooled_2d, tensor_stats, value_sample
+
+GRAPH_OP = "tflite_graph_op"  # session keys: the op / tensor the graph view centres on
+GRAPH_TENSOR = "tflite_graph_tensor"
+
+
+def downloads(table: pd.DataFrame, stem: str, key: str) -> None:
+    left, right = st.columns(2)
+    left.download_button(
+        "CSV", table.to_csv(index=False), f"{stem}.csv", "text/csv", key=f"{key}_csv"
+    )
+    buffer = io.BytesIO()
+    table.to_parquet(buffer, index=False)
+    right.download_button("Parquet", buffer.getvalue(), f"{stem}.parquet", key=f"{key}_pq")
+
+
+def summary(info: ModelInfo, key: tuple, section: str | None) -> None:
+    ops = sum(len(sg.ops) for sg in info.subgraphs)
+    tensors = sum(len(sg.tensors) for sg in info.subgraphs)
+    params = params_by(key, section)
+    cols = st.columns(5)
+    cols[0].metric("Subgraphs", len(info.subgraphs))
+    cols[1].metric("Ops", f"{ops:,}")
+    cols[2].metric("Tensors", f"{tensors:,}")
+    cols[3].metric("Parameter bytes", f"{params['bytes'].sum() / 1e6:,.2f} MB")
+    cols[4].metric("Schema version", info.version)
+    if info.description:
+        st.caption(info.description)
+    left, right = st.columns(2)
+    with left:
+        st.markdown("**Op types**")
+        st.altair_chart(op_histogram_chart(histogram(key, section)), width="stretch")
+    with right:
+        st.markdown("**Parameters by dtype and quantization**")
+        st.dataframe(params, hide_index=True, width="stretch")
+        if info.signatures:
+            st.markdown("**Signatures**")
+            st.dataframe(
+                pd.DataFrame(
+                    {
+                        "signature": s.key,
+                        "subgraph": s.subgraph,
+                        "inputs": ", ".join(s.inputs),
+                        "outputs": ", ".join(s.outputs),
+                    }
+                    for s in info.signatures
+                ),
+                hide_index=True,
+            )
+        if info.metadata:
+            st.markdown("**Metadata entries**")
+            st.json(info.metadata, expanded=False)
+
+
+def _subgraph_picker(info: ModelInfo, key: str) -> SubgraphInfo:
+    index = st.selectbox(
+        "Subgraph",
+        range(len(info.subgraphs)),
+        format_func=lambda i: f"{i}: {info.subgraphs[i].name or '(unnamed)'}",
+        key=key,
+    )
+    return info.subgraphs[index]
+
+
+def ops_table(sg: SubgraphInfo) -> pd.DataFrame:
+    name = {t.index: t.name for t in sg.tensors}
+    return pd.DataFrame(
+        {
+            "index": op.index,
+            "opcode": op.opcode,
+            "version": op.version,
+            "inputs": ", ".join(name.get(i, "–") for i in op.inputs),
+            "outputs": ", ".join(name.get(i, "–") for i in op.outputs),
+            "options": str(op.options) if op.options else "",
+        }
+        for op in sg.ops
+    )
+
+
+def tensors_table(sg: SubgraphInfo) -> pd.DataFrame:
+    rows = []
+    for t in sg.tensors:
+        q = t.quantization
+        rows.append(
+            {
+                "index": t.index,
+                "name": t.name,
+                "shape": "×".join(map(str, t.shape)),
+                "dtype": t.dtype,
+                "bytes": t.buffer_bytes,
+                "quantization": ""
+                if q is None
+                else ("per-channel" if q.per_channel else "per-tensor"),
+                "variable": t.is_variable,
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def _regex(text: str) -> re.Pattern | None:
+    if not text:
+        return None
+    try:
+        return re.compile(text, re.IGNORECASE)
+    except re.error as exc:
+        st.error(f"'{text}' is not a valid regular expression: {exc}")
+        return None
+
+
+def ops_panel(info: ModelInfo) -> None:
+    sg = _subgraph_picker(info, "ops_subgraph")
+    table = ops_table(sg)
+    cols = st.columns([2, 3])
+    types = cols[0].multiselect("Op types", sorted(table["opcode"].unique()), key="ops_types")
+    pattern = _regex(cols[1].text_input("Search tensor names (regex)", key="ops_regex"))
+    if types:
+        table = table[table["opcode"].isin(types)]
+    if pattern is not None:
+        mask = table["inputs"].str.contains(pattern) | table["outputs"].str.contains(pattern)
+        table = table[mask]
+    st.caption(f"{len(table):,} of {len(sg.ops):,} ops · select a row to see its neighbourhood")
+    event = st.dataframe(
+        table, hide_index=True, width="stretch", height=360,
+        on_select="rerun", selection_mode="single-row", key="ops_table",
+    )  # fmt: skip
+    rows = event.selection.rows if event else []
+    if rows:
+        st.session_state[GRAPH_OP] = (sg.index, int(table.iloc[rows[0]]["index"]))
+        st.session_state.pop(GRAPH_TENSOR, None)
+        st.info("Open the Graph view to see this op's neighbourhood.")
+    downloads(table, f"ops-subgraph{sg.index}", "ops")
+
+
+def tensors_panel(info: ModelInfo, reader: TFLiteReader) -> None:
+    sg = _subgraph_picker(info, "tensors_subgraph")
+    table = tensors_table(sg)
+    cols = st.columns([3, 1])
+    pattern = _regex(cols[0].text_input("Search names (regex)", key="tensors_regex"))
+    constants = cols[1].toggle("Constants only", key="tensors_constants")
+    if pattern is not None:
+        table = table[table["name"].str.contains(pattern)]
+    if constants:
+        table = table[table["bytes"] > 0]
+    st.caption(f"{len(table):,} of {len(sg.tensors):,} tensors · select a row to inspect it")
+    event = st.dataframe(
+        table, hide_index=True, width="stretch", height=320,
+        on_select="rerun", selection_mode="single-row", key="tensors_table",
+    )  # fmt: skip
+    downloads(table, f"tensors-subgraph{sg.index}", "tensors")
+    rows = event.selection.rows if event else []
+    options = table["index"].tolist()
+    selected = int(table.iloc[rows[0]]["index"]) if rows else None
+    picked = st.selectbox(
+        "Inspect tensor",
+        options,
+        index=options.index(selected) if selected in options else None,
+        format_func=lambda i: f"{i}: {sg.tensors[i].name}",
+        placeholder="select a row above, or pick here",
+    )
+    if picked is not None:
+        st.session_state[GRAPH_TENSOR] = (sg.index, int(picked))
+        st.session_state.pop(GRAPH_OP, None)
+        tensor_inspector(reader, sg, int(picked))
+
+
+def tensor_inspector(reader: TFLiteReader, sg: SubgraphInfo, index: int) -> None:
+    t = sg.tensors[index]
+    st.subheader(t.name or f"tensor {index}")
+    q = t.quantization
+    st.caption(
+        f"shape {list(t.shape)} · signature {list(t.shape_signature or ())} · {t.dtype} · "
+        f"{t.buffer_bytes:,} bytes · {'variable' if t.is_variable else 'not variable'}"
+    )
+    if q is not None:
+        st.caption(
+            f"quantization: {len(q.scale)} scale(s), zero point(s) {list(q.zero_point[:4])}"
+            f"{'…' if len(q.zero_point) > 4 else ''}, quantized dimension {q.quantized_dimension}"
+        )
+    if not t.buffer_bytes:
+        st.info("An activation: it has no stored values. The Graph view shows where it flows.")
+        return
+    values = reader.tensor_array(sg.index, index)
+    stats = tensor_stats(values)
+    st.dataframe(pd.DataFrame([stats]), hide_index=True)
+    if np.issubdtype(values.dtype, np.number):
+        left, right = st.columns(2)
+        left.altair_chart(value_histogram_chart(value_sample(values)), width="stretch")
+        if values.ndim >= 1 and values.size > 1:
+            right.altair_chart(heatmap_chart(pooled_2d(values)), width="stretch")
+    buffer = io.BytesIO()
+    np.save(buffer, np.ascontiguousarray(values))
+    safe = re.sub(r"[^\w.-]+", "_", t.name or f"tensor{index}")
+    st.download_button("Download .npy", buffer.getvalue(), f"{safe}.npy", key="tensor_npy")
+
+
+def graph_panel(info: ModelInfo, key: tuple, section: str | None) -> None:
+    sg = _subgraph_picker(info, "graph_subgraph")
+    layer_rows = layers(key, section, sg.index)
+    mode = st.radio(
+        "Show", ["Neighbourhood", "Layer"], horizontal=True, key="graph_mode",
+        disabled=layer_rows.empty,
+    )  # fmt: skip
+    if mode == "Layer" and not layer_rows.empty:
+        layer = st.selectbox("Layer", layer_rows["layer"].tolist(), key="graph_layer")
+        graph = layer_graph(sg, int(layer))
+    else:
+        op_pick = st.session_state.get(GRAPH_OP)
+        tensor_pick = st.session_state.get(GRAPH_TENSOR)
+        cols = st.columns(3)
+        centre = cols[0].radio("Centre on", ["op", "tensor"], horizontal=True, key="graph_on",
+                               index=1 if tensor_pick and not op_pick else 0)  # fmt: skip
+        picked = (op_pick if centre == "op" else tensor_pick) or (sg.index, 0)
+        limit = max(len(sg.ops) if centre == "op" else len(sg.tensors), 1) - 1
+        start = picked[1] if picked[0] == sg.index else 0
+        index = cols[1].number_input("Index", 0, limit, min(start, limit), key="graph_index")
+        hops = cols[2].slider("Hops", 1, 6, 2, key="graph_hops")
+        if not sg.ops:
+            st.info("This subgraph has no ops.")
+            return
+        kwargs = {"op": int(index)} if centre == "op" else {"tensor": int(index)}
+        graph = neighbourhood(sg, hops=hops, **kwargs)
+    st.graphviz_chart(to_dot(graph), width="stretch")
+
+
+def findings_panel(info: ModelInfo, key: tuple, section: str | None) -> None:
+    found = findings(key, section)
+    if not found:
+        st.info(
+            "No architecture findings: none of the structures looked for (per-layer FFN widths, "
+            "AltUp streams, LAuReL branches, per-layer embeddings, tied embedding, local/global "
+            "attention) has evidence in this graph."
+        )
+        return
+    table = findings_table(found)
+    event = st.dataframe(
+        table, hide_index=True, width="stretch", on_select="rerun",
+        selection_mode="single-row", key="findings_table",
+    )  # fmt: skip
+    downloads(table, "findings", "findings")
+    rows = event.selection.rows if event else []
+    if rows:
+        finding = found[rows[0]]
+        st.markdown(f"**{finding.title}** · confidence {finding.confidence}")
+        st.write(finding.detail)
+        if finding.data:
+            st.json(finding.data, expanded=False)
+        if finding.evidence_ops:
+            sg = info.subgraphs[finding.subgraph]
+            st.caption(
+                f"Evidence ops {list(finding.evidence_ops[:20])}: the first one's neighbourhood"
+            )
+            st.graphviz_chart(to_dot(neighbourhood(sg, op=finding.evidence_ops[0], hops=3)))
+
+
+def diff_panel(info_a: ModelInfo, info_b: ModelInfo) -> None:
+    result = diff_graphs(info_a, info_b)
+    if result.identical:
+        st.success(f"{info_a.name} and {info_b.name} have the same graph.")
+        return
+    st.json(result.summary, expanded=True)
+    left, right = st.columns(2)
+    with left:
+        st.markdown("**Ops added, removed or changed**")
+        ops = result.changed_ops()
+        st.dataframe(ops, hide_index=True, width="stretch")
+        downloads(ops, "diff-ops", "diff_ops")
+    with right:
+        st.markdown("**Tensors added, removed or changed**")
+        tensors = result.changed_tensors()
+        st.dataframe(tensors, hide_index=True, width="stretch")
+        downloads(tensors, "diff-tensors", "diff_tensors")

@@ -1,0 +1,88 @@
+"""Where the TFLite explorer finds files: the synthetic demo set, mediapipe's models, user roots."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+from filelock import FileLock
+
+from engine.paths import cache_root
+
+SUFFIXES = (".tflite", ".task", ".litertlm")
+_READY = "samples-ready"
+
+
+def samples_dir() -> Path:
+    return cache_root() / "tflite-samples"
+
+
+def ensure_samples() -> Path:
+    """The synthetic demo set (small: an MLP, quantized and multi-subgraph models, a Gemma-3n-shaped
+    graph, its .task and .litertlm bundles), written once; a half-written set is never used."""
+    from engine.tflite.synthetic import write_demo_set
+
+    target = samples_dir()
+    if (target / _READY).is_file():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(target) + ".lock", timeout=120):
+        if (target / _READY).is_file():
+            return target
+        tmp = target.parent / f".tflite-samples.tmp-{os.getpid()}"
+        shutil.rmtree(tmp, ignore_errors=True)
+        try:
+            write_demo_set(tmp)
+            (tmp / _READY).write_text("ok\n")
+            shutil.rmtree(target, ignore_errors=True)
+            os.replace(tmp, target)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def tflite_roots() -> list[Path]:
+    """The synthetic set, mediapipe's models (cache/testdata/mediapipe), `$SUBNETSCOPE_TFLITE_ROOTS`
+    (path-separated) and `~/models`."""
+    roots = [samples_dir(), cache_root() / "testdata" / "mediapipe", cache_root() / "uploads"]
+    env = os.environ.get("SUBNETSCOPE_TFLITE_ROOTS")
+    if env:
+        roots += [Path(p).expanduser() for p in env.split(os.pathsep) if p]
+    roots.append(Path("~/models").expanduser())
+    return roots
+
+
+def list_tflite_files(roots: list[Path] | None = None, max_depth: int = 3) -> list[Path]:
+    """TFLite models and bundles under the roots, sorted by root then name."""
+    found: list[Path] = []
+    for root in roots if roots is not None else tflite_roots():
+        if not root.is_dir():
+            continue
+        for dirpath, dirnames, filenames in os.walk(root):
+            depth = len(Path(dirpath).relative_to(root).parts)
+            dirnames[:] = [d for d in sorted(dirnames) if not d.startswith(".")]
+            if depth >= max_depth:
+                dirnames[:] = []
+            found += [Path(dirpath) / f for f in sorted(filenames) if f.endswith(SUFFIXES)]
+    return found
+
+
+def save_upload(name: str, data: bytes) -> Path:
+    """Keep an uploaded file under cache/uploads (mmap needs a file), named by its content."""
+    import hashlib
+
+    suffix = Path(name).suffix.lower()
+    if suffix not in SUFFIXES:
+        from engine.tflite.graph import TFLiteError
+
+        raise TFLiteError(f"'{name}' is not a .tflite, .task or .litertlm file.")
+    digest = hashlib.sha256(data).hexdigest()[:12]
+    folder = cache_root() / "uploads"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{Path(name).stem}-{digest}{suffix}"
+    if not path.exists():
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    return path

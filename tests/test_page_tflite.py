@@ -1,0 +1,97 @@
+"""AppTest of the TFLite explorer on the synthetic demo set and a real mediapipe model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from dashboard.tflite_loaders import available_files
+from engine.tflite.samples import ensure_samples
+
+APP = str(Path(__file__).resolve().parent.parent / "dashboard" / "app.py")
+MEDIAPIPE = Path(__file__).resolve().parent.parent / "cache" / "testdata" / "mediapipe"
+
+
+@pytest.fixture
+def page(tmp_path, monkeypatch) -> AppTest:
+    monkeypatch.setenv("SUBNETSCOPE_CACHE", str(tmp_path))
+    monkeypatch.setenv("SUBNETSCOPE_TFLITE_ROOTS", str(MEDIAPIPE))
+    ensure_samples()
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.run()
+    at.switch_page("../pages/tflite.py").run()
+    assert not at.exception, at.exception
+    return at
+
+
+def _select(at: AppTest, label: str, value) -> AppTest:
+    [box] = [s for s in at.selectbox if s.label == label]
+    return box.set_value(value).run()
+
+
+def _view(at: AppTest, name: str) -> AppTest:
+    return at.segmented_control(key="tflite_view").set_value(name).run()
+
+
+def _file(tmp_path: Path, name: str) -> str:
+    return str(tmp_path / "tflite-samples" / name)
+
+
+def test_gemma3n_bundle_shows_findings_and_sections(page, tmp_path) -> None:
+    at = _select(page, "File", _file(tmp_path, "gemma3n_like.task"))
+    assert not at.exception, at.exception
+    sections = next(s for s in at.selectbox if s.label == "Section").options
+    assert len(sections) >= 2  # decoder plus the embedders
+    _select(at, "Section", sections[0])
+    at = _view(at, "Findings")
+    findings = [d.value for d in at.dataframe if "confidence" in d.value.columns]
+    assert findings, "no findings table"
+    kinds = set(findings[0]["kind"])
+    assert {"ffn_widths", "altup", "laurel"} <= kinds
+    at = _view(at, "Graph")
+    assert not at.exception, at.exception
+    assert len(at.get("graphviz_chart")) == 1  # a neighbourhood
+    at.radio(key="graph_mode").set_value("Layer").run()
+    assert not at.exception and len(at.get("graphviz_chart")) == 1  # a whole layer
+
+
+def test_tensor_inspector_reads_dequantized_values(page, tmp_path) -> None:
+    at = _view(_select(page, "File", _file(tmp_path, "quantized.tflite")), "Tensors")
+    [inspect] = [s for s in at.selectbox if s.label == "Inspect tensor"]
+    constant = next(
+        i for i in inspect.options if "weight" in i or "kernel" in i or "w" in i.split(": ")[1]
+    )
+    inspect.set_value(int(constant.split(":")[0])).run()
+    assert not at.exception, at.exception
+    stats = [d.value for d in at.dataframe if "mean" in d.value.columns]
+    assert stats and stats[0]["count"].iloc[0] > 0
+    assert any(b.label == "Download .npy" for b in at.get("download_button"))
+
+
+def test_diff_mode_compares_two_files(page, tmp_path) -> None:
+    page.toggle(key="tflite_diff").set_value(True).run()
+    at = _select(page, "Compare with", _file(tmp_path, "mlp.tflite"))
+    _select(at, "File", _file(tmp_path, "quantized.tflite"))
+    assert not at.exception, at.exception
+    assert any("added" in str(j.value) or "changed" in str(j.value) for j in at.json)
+
+
+@pytest.mark.skipif(not MEDIAPIPE.is_dir(), reason="scripts/fetch_tflite_samples.sh not run")
+def test_real_mediapipe_model_opens(page) -> None:
+    at = _select(page, "File", str(MEDIAPIPE / "face_landmark.tflite"))
+    assert not at.exception and not at.error
+    metrics = {m.label: m.value for m in at.metric}
+    assert int(metrics["Ops"].replace(",", "")) > 100
+
+
+def test_broken_file_is_one_error(page, tmp_path) -> None:
+    broken = tmp_path / "uploads"
+    broken.mkdir(exist_ok=True)
+    (broken / "broken.tflite").write_bytes(b"\x00" * 12 + b"TFL3" + b"\xff" * 64)
+    available_files.clear()  # the listing is cached for 30 s
+    at = page.run()
+    _select(at, "File", str(broken / "broken.tflite"))
+    assert not at.exception
+    assert len(at.error) == 1
