@@ -87,7 +87,7 @@ def op_histogram_chart(table: pd.DataFrame, top: int = 30) -> alt.Chart:
         .mark_bar()
         .encode(
             x=alt.X("count:Q", title="ops"),
-            y=alt.Y("opcode:N", sort="-x", title=None),
+            y=alt.Y("opcode:N", sort="-x", title=None, axis=alt.Axis(labelOverlap=False)),
             tooltip=["opcode", "count", alt.Tooltip("share:Q", format=".1%")],
         )
         .properties(height=alt.Step(18))

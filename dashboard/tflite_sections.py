@@ -250,6 +250,7 @@ def findings_panel(info: ModelInfo, key: tuple, section: str | None) -> None:
         )
         return
     table = findings_table(found)
+    st.caption("Select a finding to see its evidence in the graph.")
     event = st.dataframe(
         table, hide_index=True, width="stretch", on_select="rerun",
         selection_mode="single-row", key="findings_table",
