@@ -20,7 +20,12 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 # Importing these registers their benchmarks; a new benchmark file adds one line here.
-MODULES = ("benchmarks.cold_start", "benchmarks.mask_overhead")
+MODULES = (
+    "benchmarks.cold_start",
+    "benchmarks.mask_overhead",
+    "benchmarks.tflite_open",
+    "benchmarks.sparsity_diff",
+)
 BENCH_THREADS = 1  # torch threads in this process: one core gives the least noisy ratios
 
 

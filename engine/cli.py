@@ -24,6 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
     from engine.demo import cli as demo_cli
     from engine.jobs import cli as jobs_cli
     from engine.models import cli as models_cli
+    from engine.sparsity import cli as sparsity_cli
     from engine.tflite import cli as tflite_cli
 
     parser = argparse.ArgumentParser(
@@ -37,6 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     jobs_cli.register(subparsers)
     demo_cli.register(subparsers)
     tflite_cli.register(subparsers)
+    sparsity_cli.register(subparsers)
     return parser
 
 

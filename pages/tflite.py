@@ -11,7 +11,6 @@ from dashboard.tflite_loaders import available_files, file_key, opened_file, ope
 from engine.errors import SubnetScopeError
 from engine.tflite.samples import save_upload, tflite_roots
 
-
 VIEWS = ["Summary", "Ops", "Tensors", "Graph", "Findings"]
 
 

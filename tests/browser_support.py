@@ -32,9 +32,14 @@ def isolated_cache(mp: pytest.MonkeyPatch, folder: Path) -> Path:
     """Point the engine (and servers started from here) at a cache of its own, with the
     checkout's demo model linked in, so the jobs a test starts stay out of the real cache."""
     from engine.models.demo import demo_model_dir, ensure_demo_model
+    from engine.paths import cache_root
 
     real_demo = ensure_demo_model()
+    testdata = cache_root() / "testdata"
     mp.setenv("SUBNETSCOPE_CACHE", str(folder))
+    folder.mkdir(parents=True, exist_ok=True)
+    if testdata.is_dir():  # real models fetched by setup (mediapipe's .tflite files)
+        (folder / "testdata").symlink_to(testdata, target_is_directory=True)
     demo_model_dir().parent.mkdir(parents=True, exist_ok=True)
     demo_model_dir().symlink_to(real_demo, target_is_directory=True)
     return folder

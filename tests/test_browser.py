@@ -81,3 +81,19 @@ def test_runs_page_follows_a_job_until_it_ends(browser_page) -> None:
     page.wait_for_timeout(3_000)
     page.remove_listener("websocket", on_websocket)
     assert len(sent) == before, "the page still refreshes itself after the job ended"
+
+
+def test_tflite_findings_and_graph_in_the_browser(browser_page) -> None:
+    url, page = browser_page
+    page.goto(f"{url}/tflite")
+    wait_for_app(page)
+    page.get_by_text("Findings", exact=True).click()
+    # Data-grid cells are drawn on a canvas; their accessible copies exist but stay hidden.
+    page.wait_for_selector(
+        "text=AltUp: 4 parallel residual streams", state="attached", timeout=CONTENT_TIMEOUT_MS
+    )
+    page.get_by_text("Graph", exact=True).click()
+    page.wait_for_selector('[data-testid="stGraphVizChart"] svg', timeout=CONTENT_TIMEOUT_MS)
+    wait_for_app(page)
+    page.screenshot(path=str(SHOTS / "tflite-graph.png"), full_page=True)
+    assert page.locator('[data-testid="stException"]').count() == 0

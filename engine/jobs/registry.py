@@ -11,7 +11,12 @@ from typing import Any
 from engine.errors import SubnetScopeError
 
 # Modules that define job kinds; each area adds its own here when it lands.
-KIND_MODULES = ("engine.jobs.diagnostics", "engine.models.jobs", "engine.evaluation.jobs")
+KIND_MODULES = (
+    "engine.jobs.diagnostics",
+    "engine.models.jobs",
+    "engine.evaluation.jobs",
+    "engine.sparsity.jobs",
+)
 
 
 def _extra_modules() -> list[str]:

@@ -1,0 +1,226 @@
+"""`python -m engine sparsity ...`: diff, series, compare and shells from the shell (seed 000)."""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from engine.sparsity.config import DEFAULT_TOLERANCES, DiffConfig
+
+
+def _config(args: argparse.Namespace) -> DiffConfig:
+    return DiffConfig(
+        tolerances=tuple(args.tolerances),
+        mask_criterion=args.mask_criterion,
+        ranks=getattr(args, "ranks", False),
+        rank_memory_mb=getattr(args, "rank_memory_mb", DiffConfig.rank_memory_mb),
+        intersection=args.intersection,
+    )
+
+
+def _write_parquet(table: Any, path: Path) -> None:
+    """Temp file + rename, so a reader never sees half a table."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        table.to_parquet(tmp)
+        os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+
+
+def _pct(x: float | None) -> str:
+    return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{100 * x:.4g}%"
+
+
+def _diff(args: argparse.Namespace) -> int:
+    from engine.cli import print_json
+    from engine.sparsity import diff
+
+    result = diff(args.base, args.tuned, _config(args), cache=not args.no_cache)
+    if args.out:
+        _write_parquet(result.tensors, Path(args.out))
+    s = result.summary
+    if args.json:
+        print_json(s | {"out": args.out, "result_dir": result.path})
+        return 0
+    print(
+        f"{s['tuned']}  vs  {s['base']}   ({s['layout']['family']}, {s['tensors']} tensors, "
+        f"{s['numel']:,} weights, {s['seconds']} s)"
+    )
+    for criterion, total in s["changed"].items():
+        name = f"|Δ| > {criterion}" if criterion[0].isdigit() else criterion
+        print(f"  {name:<14} {total['changed']:>14,} changed  {_pct(total['fraction'])}")
+    print(
+        f"  changes a bf16 copy would not show: {_pct(s['bf16_invisible_share'])}"
+        f"   relative update norm {s['rel_norm']:.3g}"
+    )
+    loc = s["localization"]
+    print(
+        f"  localization over layers ({s['mask_criterion']}): gini {loc['gini']:.3f}  "
+        f"entropy {loc['entropy']:.3f}  top-{loc['k']} {loc['top_k']:.3f}"
+    )
+    fractions = s["layers"]["fraction"][s["mask_criterion"]]
+    print("  per layer: " + "  ".join(f"{i}:{_pct(f)}" for i, f in enumerate(fractions)))
+    if "ranks" in s:
+        r = s["ranks"]
+        print(
+            f"  ranks: {r['computed']} of {r['matrices']} updates decomposed "
+            f"({r['skipped']} skipped); median rank / full rank {r['median_rank_ratio']}"
+        )
+    if s["mismatch"]["only_base"] or s["mismatch"]["only_tuned"] or s["mismatch"]["shapes"]:
+        m = s["mismatch"]
+        print(
+            f"  compared the intersection: left out {len(m['only_base'])} base-only, "
+            f"{len(m['only_tuned'])} tuned-only, {len(m['shapes'])} reshaped tensors"
+        )
+    if args.out:
+        print(f"  table: {args.out}")
+    return 0
+
+
+def _series(args: argparse.Namespace) -> int:
+    from engine.cli import print_json
+    from engine.sparsity import series
+
+    result = series(args.base, args.run_dir, _config(args), cache=not args.no_cache)
+    if args.out:
+        _write_parquet(result.steps, Path(args.out))
+    if args.json:
+        print_json(result.summary())
+        return 0
+    print(f"{'step':>8}  {'changed':>12}  {'fraction':>10}  {'coverage':>9}  {'jaccard prev':>12}")
+    for row in result.steps.itertuples():
+        print(
+            f"{row.step:>8}  {row.changed:>12,}  {_pct(row.fraction):>10}  "
+            f"{_pct(row.coverage):>9}  {_pct(row.jaccard_prev):>12}"
+        )
+    return 0
+
+
+def _compare(args: argparse.Namespace) -> int:
+    from engine.cli import print_json
+    from engine.sparsity import compare_runs
+
+    result = compare_runs(
+        args.runs, _config(args), criterion=args.criterion, basis=args.basis, k=args.top_k
+    )
+    if args.out:
+        _write_parquet(result.layers, Path(args.out))
+    if args.json:
+        print_json(result.summary())
+        return 0
+    print(result.metrics.to_string(index=False, float_format=lambda x: f"{x:.4g}"))
+    wide = result.profiles.pivot(index="depth", columns="run", values="share")
+    print("\nshare of updates by normalized depth (layer / (L−1)):")
+    print(wide.to_string(float_format=lambda x: f"{x:.3f}"))
+    if len(result.overlap):
+        print("\noverlap of the update masks:")
+        print(result.overlap.to_string(index=False, float_format=lambda x: f"{x:.4g}"))
+    return 0
+
+
+def _shells(args: argparse.Namespace) -> int:
+    from engine.cli import print_json
+    from engine.sparsity import boundaries_from_config, diff, shell_summary, shell_table
+
+    result = diff(args.base, args.tuned, _config(args), cache=not args.no_cache)
+    bounds = args.boundaries or boundaries_from_config(args.from_config or args.base)
+    table = shell_table(result, bounds, args.criterion)
+    summary = shell_summary(table)
+    if args.out:
+        _write_parquet(table, Path(args.out))
+    if args.json:
+        print_json({"boundaries": bounds, "shells": summary.to_dict(orient="records")})
+        return 0
+    print(f"shell boundaries {bounds}")
+    print(summary.to_string(index=False, float_format=lambda x: f"{x:.4g}"))
+    return 0
+
+
+def _common(p: argparse.ArgumentParser, *, ranks: bool = False) -> None:
+    help_ = DiffConfig.help
+    p.add_argument(
+        "--tolerances",
+        nargs="+",
+        type=float,
+        default=list(DEFAULT_TOLERANCES),
+        metavar="TAU",
+        help=help_("tolerances"),
+    )
+    p.add_argument("--mask-criterion", default="auto", help=help_("mask_criterion"))
+    p.add_argument("--intersection", action="store_true", help=help_("intersection"))
+    p.add_argument("--no-cache", action="store_true", help="recompute, do not use the cache")
+    p.add_argument("--json", action="store_true", help="print a JSON summary")
+    if ranks:
+        p.add_argument("--ranks", action="store_true", help=help_("ranks"))
+        p.add_argument(
+            "--rank-memory-mb",
+            type=int,
+            default=DiffConfig.rank_memory_mb,
+            help=help_("rank_memory_mb"),
+        )
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    area = subparsers.add_parser("sparsity", help="which weights fine-tuning moved (diffs, masks)")
+    sub = area.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    model_help = (
+        "'demo', a model folder, a .safetensors file, a PEFT adapter folder (merged onto "
+        "--base) or a hub id (online)"
+    )
+
+    p = sub.add_parser("diff", help="tuned against base: changed weights per tensor and block")
+    p.add_argument("--base", required=True, help=model_help)
+    p.add_argument("--tuned", required=True, help=model_help)
+    p.add_argument("--out", help="write the long per-tensor table to this .parquet file")
+    _common(p, ranks=True)
+    p.set_defaults(handler=_diff)
+
+    p = sub.add_parser("series", help="every checkpoint-<step>/ of a run: fraction and coverage")
+    p.add_argument("--base", required=True, help=model_help)
+    p.add_argument("--run-dir", required=True, help="a folder of checkpoint-<step>/ folders")
+    p.add_argument("--out", help="write the per-step table to this .parquet file")
+    _common(p)
+    p.set_defaults(handler=_series)
+
+    p = sub.add_parser("compare", help="localization across models on normalized depth")
+    p.add_argument(
+        "--runs",
+        nargs="+",
+        required=True,
+        metavar="RUN",
+        help="[LABEL=]BASE:TUNED, or a .parquet saved by `sparsity diff --out`",
+    )
+    p.add_argument("--criterion", help="'exact', 'bf16' or a tolerance (default: the mask's)")
+    p.add_argument(
+        "--basis",
+        choices=("count", "fraction"),
+        default="count",
+        help="distribute changed counts (default) or per-layer fractions",
+    )
+    p.add_argument("--top-k", type=int, default=3, help="k of the top-k concentration")
+    p.add_argument("--out", help="write the per-layer table of every run to this .parquet file")
+    _common(p)
+    p.set_defaults(handler=_compare)
+
+    p = sub.add_parser("shells", help="MatFormer shells: update fractions in nested FFN slices")
+    p.add_argument("--base", required=True, help=model_help)
+    p.add_argument("--tuned", required=True, help=model_help)
+    p.add_argument(
+        "--boundaries",
+        nargs="+",
+        type=int,
+        metavar="B",
+        help="nested FFN widths or boundaries, e.g. 2048 4096 8192",
+    )
+    p.add_argument("--from-config", help="take the widths from this config.json (default: base's)")
+    p.add_argument("--criterion", help="'exact', 'bf16' or a tolerance (default: the mask's)")
+    p.add_argument("--out", help="write the per-layer shell table to this .parquet file")
+    _common(p)
+    p.set_defaults(handler=_shells)

@@ -1,0 +1,167 @@
+"""A finished diff: its tables, JSON summary, masks and row/column counts, saved as plain files.
+
+Files of a result folder (also a cache entry): `tensors.parquet` (long table), `ranks.parquet`,
+`summary.json`, `masks.safetensors` (bit-packed, see masks.py) and `neurons.safetensors`
+(int32 changed counts per row and per column of each 2-D tensor, keys `<tensor>|<criterion>|rows`
+and `...|cols`).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from engine.sparsity.config import DiffConfig, parse_criterion
+from engine.sparsity.layout import TensorLayout
+from engine.sparsity.localization import DEFAULT_TOP_K, localization
+from engine.sparsity.masks import MaskSet
+from engine.sparsity.tables import aggregate, counts, per_layer
+
+TENSORS, RANKS, SUMMARY, MASKS, NEURONS = (
+    "tensors.parquet",
+    "ranks.parquet",
+    "summary.json",
+    "masks.safetensors",
+    "neurons.safetensors",
+)
+
+
+def neuron_key(tensor: str, criterion: str, axis: str) -> str:
+    return f"{tensor}|{criterion}|{axis}"
+
+
+@dataclass
+class DiffResult:
+    """Base against tuned: the long table, ranks, summary, and masks / row-column counts."""
+
+    config: DiffConfig
+    layout: TensorLayout
+    tensors: pd.DataFrame
+    ranks: pd.DataFrame
+    summary: dict[str, Any]
+    path: Path | None = None  # the folder holding the files, when saved
+    _masks: MaskSet | None = field(default=None, repr=False)
+    _neurons: dict[str, np.ndarray] | None = field(default=None, repr=False)
+
+    # --- tables -------------------------------------------------------------------------------
+    def counts(self, criterion: str | float | None = None) -> pd.DataFrame:
+        """Per tensor under a criterion (default: the mask criterion)."""
+        return counts(self.tensors, self.config.mask_criterion if criterion is None else criterion)
+
+    def blocks(self, criterion: str | float | None = None) -> pd.DataFrame:
+        """Block × module type: the heatmap's cells (layer −1: tensors outside the blocks)."""
+        return aggregate(self.counts(criterion), by=["layer", "module", "role"])
+
+    def layers(self, criterion: str | float | None = None) -> pd.DataFrame:
+        return per_layer(self.counts(criterion), self.layout.num_layers)
+
+    def localization(
+        self, criterion: str | float | None = None, by: str = "layer", k: int = DEFAULT_TOP_K
+    ) -> dict[str, float]:
+        """Localization of changed counts over layers, or over the module types of the blocks
+        (`by='module'`: mlp.up_proj, self_attn.q_proj, ... summed over layers)."""
+        if by == "layer":
+            values = self.layers(criterion)["changed"]
+        else:
+            per_tensor = self.counts(criterion)
+            values = aggregate(per_tensor[per_tensor["layer"] >= 0], by=[by])["changed"]
+        return localization(values.to_numpy(), k)
+
+    # --- masks and neurons ----------------------------------------------------------------------
+    @property
+    def masks(self) -> MaskSet:
+        if self._masks is None:
+            if self.path is None or not (self.path / MASKS).is_file():
+                raise LookupError("this diff kept no masks (DiffConfig.masks=False)")
+            self._masks = MaskSet.open(self.path / MASKS)
+        return self._masks
+
+    @property
+    def neuron_counts(self) -> dict[str, np.ndarray]:
+        if self._neurons is None:
+            from safetensors.numpy import load_file
+
+            self._neurons = load_file(self.path / NEURONS) if self.path else {}
+        return self._neurons
+
+    def row_col_fractions(
+        self, tensor: str, criterion: str | float | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Changed share of each row and each column of a 2-D tensor."""
+        label = parse_criterion(self.config.mask_criterion if criterion is None else criterion)
+        rows = self.neuron_counts[neuron_key(tensor, label, "rows")]
+        cols = self.neuron_counts[neuron_key(tensor, label, "cols")]
+        return rows / max(cols.size, 1), cols / max(rows.size, 1)
+
+    def neurons(self, criterion: str | float | None = None) -> pd.DataFrame:
+        """Per MLP neuron (layer, neuron): the changed share of its weights in up, gate and down
+        (a neuron is a row of up/gate and a column of down; GPT-2's Conv1D the other way)."""
+        label = parse_criterion(self.config.mask_criterion if criterion is None else criterion)
+        frames = []
+        mlp = self.tensors.drop_duplicates("tensor")
+        mlp = mlp[mlp["role"].isin(["up", "gate", "down"]) & (mlp["param"] == "weight")]
+        for row in mlp.itertuples():
+            axis = self.layout.neuron_axis(row.role)
+            key = neuron_key(row.tensor, label, "rows" if axis == 0 else "cols")
+            if key not in self.neuron_counts:
+                continue
+            per = self.neuron_counts[key]
+            other = row.numel // max(per.size, 1)
+            frames.append(
+                pd.DataFrame(
+                    {
+                        "layer": row.layer,
+                        "neuron": np.arange(per.size),
+                        "role": row.role,
+                        "fraction": per / max(other, 1),
+                    }
+                )
+            )
+        if not frames:
+            return pd.DataFrame(columns=["layer", "neuron", "up", "gate", "down"])
+        long = pd.concat(frames, ignore_index=True)
+        wide = long.pivot_table(index=["layer", "neuron"], columns="role", values="fraction")
+        return wide.reset_index().rename_axis(columns=None)
+
+    # --- files --------------------------------------------------------------------------------
+    def save(self, folder: Path) -> Path:
+        """Write the tables, summary, neuron counts and in-memory masks into `folder`."""
+        from safetensors.numpy import save_file
+
+        folder.mkdir(parents=True, exist_ok=True)
+        self.tensors.to_parquet(folder / TENSORS)
+        self.ranks.to_parquet(folder / RANKS)
+        (folder / SUMMARY).write_text(json.dumps(self.summary, indent=2, default=str) + "\n")
+        save_file(self.neuron_counts, folder / NEURONS)
+        if self._masks is not None and self._masks.path != folder / MASKS:
+            self._masks.save(folder / MASKS)
+        return folder
+
+    @classmethod
+    def load(cls, folder: Path) -> DiffResult:
+        summary = json.loads((folder / SUMMARY).read_text())
+        config = DiffConfig(
+            **{**summary["config"], "tolerances": tuple(summary["config"]["tolerances"])}
+        )
+        lay = summary["layout"]
+        layout = TensorLayout(
+            family=lay["family"],
+            num_layers=lay["num_layers"],
+            leaves=tuple(lay["leaves"]),
+            roles=dict(lay["roles"]),
+            transposed_weights=lay["transposed_weights"],
+            notes=tuple(lay["notes"]),
+        )
+        return cls(
+            config=config,
+            layout=layout,
+            tensors=pd.read_parquet(folder / TENSORS),
+            ranks=pd.read_parquet(folder / RANKS),
+            summary=summary,
+            path=folder,
+        )

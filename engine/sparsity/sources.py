@@ -1,0 +1,194 @@
+"""Weight sources a diff streams from: model folders, safetensors files, hub ids, in-memory dicts.
+
+Every source lists its tensors up front (name, dtype, shape) and reads one row block of one
+tensor at a time, so a diff never holds more than a block of each model. A PEFT adapter folder
+is a source too (`engine.sparsity.lora`): it reads its base and adds the adapter's update.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+
+from engine.errors import SubnetScopeError
+from engine.sparsity.reader import CODES, TensorInfo, TensorSpec, read_header, read_rows
+
+INDEX_FILE = "model.safetensors.index.json"
+ADAPTER_CONFIG = "adapter_config.json"
+# What a hub download fetches: the weights as safetensors and the configs that name them.
+HUB_PATTERNS = ["*.safetensors", "*.safetensors.index.json", "config.json", ADAPTER_CONFIG]
+
+
+class WeightSource(Protocol):
+    """What a diff reads from. `read` returns rows [start, stop) of the tensor's 2-D view."""
+
+    label: str
+    config_dir: Path | None  # the folder with the model's config.json, for the tensor layout
+
+    def specs(self) -> dict[str, TensorSpec]: ...
+
+    def read(
+        self, name: str, start: int, stop: int, buffer: np.ndarray | None = None
+    ) -> torch.Tensor: ...
+
+    def fingerprint(self) -> dict[str, Any] | None:
+        """Cheap facts that identify the weights (for cache keys); None: do not cache."""
+        ...
+
+
+@dataclass
+class SafetensorsSource:
+    """One or several safetensors files (a model folder's shards, or a single file)."""
+
+    label: str
+    files: list[Path]
+    config_dir: Path | None = None
+
+    def __post_init__(self) -> None:
+        self._infos: dict[str, TensorInfo] = {}
+        for file in self.files:
+            infos, _ = read_header(file)
+            if dup := sorted(set(infos) & set(self._infos)):
+                raise SubnetScopeError(
+                    f"'{self.label}': tensor '{dup[0]}' is stored in two shards "
+                    f"({self._infos[dup[0]].file.name} and {file.name})"
+                )
+            self._infos.update(infos)
+
+    def specs(self) -> dict[str, TensorSpec]:
+        return dict(self._infos)
+
+    def read(
+        self, name: str, start: int, stop: int, buffer: np.ndarray | None = None
+    ) -> torch.Tensor:
+        return read_rows(self._infos[name], start, stop, buffer)
+
+    def fingerprint(self) -> dict[str, Any]:
+        from engine.cache import fingerprint_path
+
+        return {"type": "safetensors", "files": [fingerprint_path(f) for f in self.files]}
+
+
+@dataclass
+class TensorDictSource:
+    """Tensors in memory (a training loop's state dict against a saved base, tests)."""
+
+    label: str
+    tensors: Mapping[str, torch.Tensor]
+    config_dir: Path | None = None
+
+    def specs(self) -> dict[str, TensorSpec]:
+        out = {}
+        for name, t in self.tensors.items():
+            if t.dtype not in CODES:
+                raise SubnetScopeError(f"'{self.label}': tensor '{name}' has dtype {t.dtype}")
+            out[name] = TensorSpec(name, CODES[t.dtype], tuple(t.shape))
+        return out
+
+    def read(
+        self, name: str, start: int, stop: int, buffer: np.ndarray | None = None
+    ) -> torch.Tensor:
+        t = self.tensors[name].detach()
+        rows = t.shape[0] if t.dim() >= 2 else 1
+        return t.reshape(rows, -1)[start:stop].cpu()
+
+    def fingerprint(self) -> None:
+        return None
+
+
+def safetensors_files(folder: Path) -> list[Path]:
+    """A model folder's weight files: the shards its index names, else every *.safetensors."""
+    index = folder / INDEX_FILE
+    if index.is_file():
+        try:
+            weight_map = json.loads(index.read_text())["weight_map"]
+        except (json.JSONDecodeError, KeyError, TypeError) as exc:
+            raise SubnetScopeError(f"'{index}' is not a safetensors index (no weight_map)") from exc
+        files = [folder / name for name in sorted(set(weight_map.values()))]
+        if missing := [f.name for f in files if not f.is_file()]:
+            raise SubnetScopeError(
+                f"'{folder}' is missing {len(missing)} shard(s) its index names: "
+                + ", ".join(missing[:3])
+            )
+        return files
+    return sorted(p for p in folder.glob("*.safetensors") if not p.name.startswith("."))
+
+
+def _folder_source(folder: Path, label: str) -> SafetensorsSource:
+    files = safetensors_files(folder)
+    if not files:
+        if any(folder.glob("*.bin")) or any(folder.glob("*.pt")):
+            why = "only pickle weights (.bin/.pt), which the streaming diff does not read"
+            hint = "; save it with save_pretrained(safe_serialization=True)"
+        elif any(folder.glob("checkpoint-*")):
+            why = "checkpoint-* folders but no weights of its own"
+            hint = "; give one checkpoint folder, or use `sparsity series --run-dir`"
+        else:
+            why, hint = "no .safetensors files", ""
+        raise SubnetScopeError(f"'{label}' has {why}{hint}")
+    config_dir = folder if (folder / "config.json").is_file() else None
+    return SafetensorsSource(label, files, config_dir)
+
+
+def _hub_folder(repo_id: str) -> Path:
+    """The local snapshot of a hub repo's safetensors weights and configs (downloaded if online)."""
+    from huggingface_hub import snapshot_download
+
+    from engine.runtime import hub_reachable
+
+    online = hub_reachable()
+    try:
+        path = snapshot_download(repo_id, allow_patterns=HUB_PATTERNS, local_files_only=not online)
+    except Exception as exc:  # the hub client raises many types; all mean "not available"
+        where = "the hub" if online else "the local hub cache (the hub is unreachable)"
+        raise SubnetScopeError(
+            f"cannot get '{repo_id}': it is not a local file or folder, and {where} "
+            f"does not have it ({type(exc).__name__})"
+        ) from exc
+    return Path(path)
+
+
+def is_adapter(path: Path) -> bool:
+    return path.is_dir() and (path / ADAPTER_CONFIG).is_file()
+
+
+def open_source(
+    spec: str | Path | WeightSource, *, base: str | Path | WeightSource | None = None
+) -> WeightSource:
+    """A source from 'demo', a model folder, a .safetensors file, a PEFT adapter folder (merged
+    onto `base`, else onto the base its config names) or a hub id (online, or in the hub cache)."""
+    if not isinstance(spec, str | Path):
+        return spec
+    text = str(spec)
+    if text == "demo":
+        from engine.models import ensure_demo_model
+
+        return _folder_source(ensure_demo_model(), "demo")
+    path = Path(text).expanduser()
+    if path.is_file():
+        if path.suffix != ".safetensors":
+            raise SubnetScopeError(f"'{text}' is a file but not a .safetensors file")
+        config_dir = path.parent if (path.parent / "config.json").is_file() else None
+        return SafetensorsSource(text, [path], config_dir)
+    if path.is_dir():
+        if is_adapter(path):
+            from engine.sparsity.lora import LoraMergedSource
+
+            return LoraMergedSource.open(path, base=base)
+        return _folder_source(path, text)
+    from engine.models.loading import _HUB_ID
+
+    if text.startswith((".", "/", "~")) or not _HUB_ID.match(text):
+        raise SubnetScopeError(f"no model at '{text}': no such file or folder")
+    folder = _hub_folder(text)
+    if is_adapter(folder):
+        from engine.sparsity.lora import LoraMergedSource
+
+        return LoraMergedSource.open(folder, base=base, label=text)
+    return _folder_source(folder, text)
