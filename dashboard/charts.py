@@ -120,3 +120,123 @@ def heatmap_chart(cells: pd.DataFrame) -> alt.Chart:
         )
         .properties(height=320)
     )
+
+
+# sparsity ---------------------------------------------------------------------------------
+def update_heatmap_chart(blocks: pd.DataFrame) -> alt.Chart:
+    """Block × module heatmap of changed fractions; layer −1 (outside the blocks) is 'other'."""
+    cells = blocks.assign(block=blocks["layer"].map(lambda x: "other" if x < 0 else str(x)))
+    order = [*(str(i) for i in sorted(blocks["layer"].unique()) if i >= 0), "other"]
+    return (
+        alt.Chart(cells)
+        .mark_rect()
+        .encode(
+            x=alt.X("block:O", title="block (layer)", sort=order),
+            y=alt.Y("module:N", title=None),
+            color=alt.Color(
+                "fraction:Q", title="changed", scale=alt.Scale(scheme="viridis", domainMin=0)
+            ),
+            tooltip=[
+                "block",
+                "module",
+                alt.Tooltip("changed:Q", format=","),
+                alt.Tooltip("numel:Q", format=","),
+                alt.Tooltip("fraction:Q", format=".3%"),
+            ],
+        )
+        .properties(height=alt.Step(18))
+    )
+
+
+def rank_bars_chart(ranks: pd.DataFrame) -> alt.Chart:
+    """Grouped bars: per module, the mean classical / effective / stable rank over max rank."""
+    return (
+        alt.Chart(ranks)
+        .mark_bar()
+        .encode(
+            x=alt.X(
+                "ratio:Q",
+                title="rank / max rank (mean over blocks)",
+                scale=alt.Scale(domain=[0, 1]),
+            ),
+            y=alt.Y("module:N", title=None),
+            yOffset="measure:N",
+            color=alt.Color("measure:N", title="rank"),
+            tooltip=["module", "measure", alt.Tooltip("ratio:Q", format=".3f")],
+        )
+        .properties(height=alt.Step(30))
+    )
+
+
+def layer_distribution_chart(layers: pd.DataFrame) -> alt.Chart:
+    """Bars: each block's changed fraction, with its share of all changed weights in the tooltip."""
+    return (
+        alt.Chart(layers)
+        .mark_bar()
+        .encode(
+            x=alt.X("layer:O", title="block (layer)"),
+            y=alt.Y("fraction:Q", title="changed fraction", axis=alt.Axis(format="%")),
+            tooltip=[
+                "layer",
+                alt.Tooltip("changed:Q", format=","),
+                alt.Tooltip("fraction:Q", format=".3%"),
+                alt.Tooltip("share:Q", format=".1%", title="share of changes"),
+            ],
+        )
+        .properties(height=220)
+    )
+
+
+def coverage_chart(steps: pd.DataFrame) -> alt.Chart:
+    """Lines over a run's steps: coverage of the final mask, changed fraction, Jaccard."""
+    long = steps.melt(
+        id_vars=["step"],
+        value_vars=[c for c in ("coverage", "fraction", "jaccard_prev") if c in steps],
+        var_name="measure",
+    )
+    return (
+        alt.Chart(long)
+        .mark_line(point=True)
+        .encode(
+            x=alt.X("step:Q", title="step", axis=alt.Axis(format="~g")),
+            y=alt.Y("value:Q", title=None, axis=alt.Axis(format="%")),
+            color=alt.Color("measure:N", title=None),
+            tooltip=["step", "measure", alt.Tooltip("value:Q", format=".3%")],
+        )
+        .properties(height=260)
+    )
+
+
+def depth_profile_chart(profiles: pd.DataFrame) -> alt.Chart:
+    """Lines: each run's share of changed weights over normalized depth (0 first … 1 last)."""
+    return (
+        alt.Chart(profiles)
+        .mark_line(point=True)
+        .encode(
+            x=alt.X("depth:Q", title="normalized depth", scale=alt.Scale(domain=[0, 1])),
+            y=alt.Y("share:Q", title="share of changes"),
+            color=alt.Color("run:N", title="run"),
+            tooltip=[
+                "run",
+                alt.Tooltip("depth:Q", format=".2f"),
+                alt.Tooltip("share:Q", format=".3f"),
+            ],
+        )
+        .properties(height=260)
+    )
+
+
+def shell_bars_chart(shells: pd.DataFrame) -> alt.Chart:
+    """Grouped bars: changed fraction per MatFormer shell and MLP weight (up / gate / down)."""
+    return (
+        alt.Chart(shells)
+        .mark_bar()
+        .encode(
+            x=alt.X("shell:O", title="shell"),
+            xOffset="role:N",
+            y=alt.Y("fraction:Q", title="changed fraction", axis=alt.Axis(format="%")),
+            color=alt.Color("role:N", title="weight"),
+            tooltip=["shell", "role", "start", "stop", alt.Tooltip("fraction:Q", format=".3%")],
+        )
+        .properties(height=240)
+    )

@@ -32,6 +32,9 @@ SECTIONS: dict[str, list[PageSpec]] = {
         PageSpec("model.py", "Model", ":material/memory:", "model", default=True),
         PageSpec("tflite.py", "TFLite explorer", ":material/account_tree:", "tflite"),
     ],
+    "Analyse": [
+        PageSpec("sparsity.py", "Sparsity heatmaps", ":material/grid_on:", "sparsity"),
+    ],
     "Runs": [
         PageSpec("runs.py", "Runs", ":material/play_circle:", "runs"),
     ],

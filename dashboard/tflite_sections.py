@@ -11,6 +11,7 @@ import pandas as pd
 import streamlit as st
 
 from dashboard.charts import heatmap_chart, op_histogram_chart, value_histogram_chart
+from dashboard.downloads import downloads
 from dashboard.tflite_loaders import findings, histogram, layers, params_by
 from engine.tflite import ModelInfo, SubgraphInfo, TFLiteReader
 from engine.tflite.diff import diff_graphs
@@ -20,16 +21,6 @@ from engine.tflite.tensor_view import pooled_2d, tensor_stats, value_sample
 
 GRAPH_OP = "tflite_graph_op"  # session keys: the op / tensor the graph view centres on
 GRAPH_TENSOR = "tflite_graph_tensor"
-
-
-def downloads(table: pd.DataFrame, stem: str, key: str) -> None:
-    left, right = st.columns(2)
-    left.download_button(
-        "CSV", table.to_csv(index=False), f"{stem}.csv", "text/csv", key=f"{key}_csv"
-    )
-    buffer = io.BytesIO()
-    table.to_parquet(buffer, index=False)
-    right.download_button("Parquet", buffer.getvalue(), f"{stem}.parquet", key=f"{key}_pq")
 
 
 def summary(info: ModelInfo, key: tuple, section: str | None) -> None:

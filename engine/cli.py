@@ -26,6 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
     from engine.models import cli as models_cli
     from engine.sparsity import cli as sparsity_cli
     from engine.tflite import cli as tflite_cli
+    from engine.training import cli as training_cli
 
     parser = argparse.ArgumentParser(
         prog="python -m engine",
@@ -39,6 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo_cli.register(subparsers)
     tflite_cli.register(subparsers)
     sparsity_cli.register(subparsers)
+    training_cli.register(subparsers)
     return parser
 
 

@@ -111,23 +111,33 @@ def test_two_jobs_run_at_once() -> None:
 
 
 def test_another_process_lists_and_follows_a_running_job(job_cache) -> None:
-    view = submit("diagnostics.sleep", {"seconds": 3, "steps": 6})
+    view = submit("diagnostics.sleep", {"seconds": 120, "steps": 240})
     wait_until(lambda: get_job(view.id).status.state == "running")
     env = {**os.environ, "SUBNETSCOPE_CACHE": str(job_cache)}
+    command = [sys.executable, "-m", "engine", "jobs"]
 
     def cli(*args: str) -> subprocess.CompletedProcess:
         return subprocess.run(
-            [sys.executable, "-m", "engine", "jobs", *args],
-            cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=120,
+            [*command, *args], cwd=PROJECT_ROOT, env=env, capture_output=True, text=True,
+            timeout=120,
         )  # fmt: skip
 
     listed = json.loads(cli("list", "--json").stdout)
     assert [(j["id"], j["state"]) for j in listed] == [(view.id, "running")]
     shown = json.loads(cli("show", view.id[:-2], "--json").stdout)  # a unique prefix will do
     assert {"id", "kind", "state", "fraction", "message", "pid", "slurm_id"} <= set(shown)
-    followed = cli("logs", view.id, "-f")
-    assert followed.returncode == 0 and "succeeded" in followed.stdout
-    assert get_job(view.id).status.state == "succeeded"
+    assert shown["state"] == "running" and shown["pid"] == view.status.pid
+    # Follow the log from another process until the job ends (here: cancelled from this one).
+    follower = subprocess.Popen(
+        [*command, "logs", view.id, "-f"], cwd=PROJECT_ROOT, env=env,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    time.sleep(1.0)
+    cancel_job(view.id)
+    out, _ = follower.communicate(timeout=120)
+    assert follower.returncode == 0
+    assert "started" in out and "cancelled" in out
+    assert get_job(view.id).status.state == "cancelled"
 
 
 def test_store_is_rebuilt_from_the_folders(job_cache) -> None:

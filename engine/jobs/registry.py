@@ -16,6 +16,7 @@ KIND_MODULES = (
     "engine.models.jobs",
     "engine.evaluation.jobs",
     "engine.sparsity.jobs",
+    "engine.training.jobs",
 )
 
 

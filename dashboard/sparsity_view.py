@@ -1,0 +1,415 @@
+"""The sparsity page's cached loaders and panels: heatmap, ranks, localization, coverage, compare,
+shells and training runs. The numerics live in engine.sparsity; this module draws them."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import streamlit as st
+
+from dashboard.charts import (
+    coverage_chart,
+    depth_profile_chart,
+    layer_distribution_chart,
+    rank_bars_chart,
+    shell_bars_chart,
+    update_heatmap_chart,
+)
+from dashboard.downloads import downloads
+from dashboard.jobs_panel import event_tables, job_launcher, job_watcher, live_interval
+from engine.errors import SubnetScopeError
+from engine.jobs import JobView, get_job, list_jobs, load_kinds, parse_params
+from engine.jobs.files import RESULT
+from engine.models.catalog import list_local_models
+from engine.sparsity import (
+    BF16,
+    EXACT,
+    CompareResult,
+    DiffConfig,
+    DiffResult,
+    SeriesResult,
+    boundaries_from_config,
+    compare_runs,
+    diff,
+    list_checkpoints,
+    open_source,
+    series,
+    shell_boundaries,
+    shell_summary,
+    shell_table,
+)
+from engine.sparsity.config import tolerance_key
+
+HERE = "sparsity"
+TRAIN_KINDS = {"train.sft": "SFT", "train.grpo": "GRPO", "train.ppo": "PPO"}
+TRAIN_JOB = "sparsity_train_job"  # session key: the last training job launched here
+RUN_KEY = "sparsity_run"  # the run picker's key; `?job=<id>` preselects it
+MODE_KEY = "sparsity_tuned_mode"
+MODES = ("Model folder", "Path", "Run checkpoints")
+FOLDER = "Folder…"  # the run picker's option for a run folder typed in
+CRITERIA = {"τ": None, "exact": EXACT, "bf16-visible": BF16}
+_WEIGHT_FILES = ("*.safetensors", "*.json")
+
+
+# cache keys -------------------------------------------------------------------------------
+def stamp(spec: str | None) -> tuple:
+    """Cheap facts that change when the weights do: name, size and mtime of each weight file
+    (a folder's safetensors and JSON configs; a run folder's checkpoints, one level down)."""
+    if not spec:
+        return ()
+    path = Path(spec).expanduser()
+    if path.is_file():
+        st_ = path.stat()
+        return ((path.name, st_.st_size, st_.st_mtime_ns),)
+    if not path.is_dir():
+        return ()  # 'demo' or a hub id: the engine fingerprints them
+    files = [f for pattern in _WEIGHT_FILES for f in path.glob(pattern)]
+    files += [f for pattern in _WEIGHT_FILES for f in path.glob(f"checkpoint-*/{pattern}")]
+    return tuple(
+        sorted((str(f.relative_to(path)), f.stat().st_size, f.stat().st_mtime_ns) for f in files)
+    )
+
+
+@st.cache_data(max_entries=16, show_spinner="Diffing base against tuned…")
+def diffed(base: str, tuned: str, stamps: tuple, config: DiffConfig) -> DiffResult:
+    return diff(base, tuned, config)
+
+
+@st.cache_data(max_entries=8, show_spinner="Diffing every checkpoint of the run…")
+def series_of(base: str, run_dir: str, stamps: tuple, config: DiffConfig) -> SeriesResult:
+    return series(base, run_dir, config)
+
+
+@st.cache_data(max_entries=8, show_spinner="Diffing both runs…")
+def compared(
+    runs: tuple[str, ...], stamps: tuple, config: DiffConfig, criterion: str, basis: str
+) -> CompareResult:
+    return compare_runs(list(runs), config, criterion=criterion, basis=basis)
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def config_shells(base: str) -> list[int]:
+    """Shell boundaries from the base's config when it lists nested FFN widths (Gemma-3n)."""
+    try:
+        folder = open_source(base).config_dir
+        points = boundaries_from_config(folder) if folder else []
+    except SubnetScopeError:
+        return []
+    return points if len(points) > 2 else []  # one width: a single shell, nothing to compare
+
+
+@st.cache_data(ttl=30, show_spinner=False)
+def local_models() -> list[tuple[str, str]]:
+    return [(c.source, c.label) for c in list_local_models()]
+
+
+# picking ----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Tuned:
+    """What the sidebar picked: the tuned weights, and the run folder when it is a series."""
+
+    tuned: str | None
+    run_dir: str | None = None
+
+
+def run_jobs() -> list[JobView]:
+    """Training jobs (any state) whose result folder holds checkpoint-<step> folders."""
+    views = [v for kind in TRAIN_KINDS for v in list_jobs(kind=kind, limit=50)]
+    return [v for v in views if any((v.path / RESULT).glob("checkpoint-*"))]
+
+
+def preselect_from_url() -> None:
+    """`?job=<id>` opens that run's checkpoints; `?tuned=` / `?run_dir=` fill the path inputs."""
+    params = st.query_params
+    if "job" in params and RUN_KEY not in st.session_state:
+        try:
+            st.session_state[RUN_KEY] = get_job(params["job"]).id
+            st.session_state[MODE_KEY] = MODES[2]
+        except SubnetScopeError as exc:
+            st.warning(str(exc))
+    if "run_dir" in params and "sparsity_run_dir" not in st.session_state:
+        st.session_state.update(
+            {"sparsity_run_dir": params["run_dir"], RUN_KEY: FOLDER, MODE_KEY: MODES[2]}
+        )
+    if "tuned" in params and "sparsity_tuned_path" not in st.session_state:
+        st.session_state.update({"sparsity_tuned_path": params["tuned"], MODE_KEY: MODES[1]})
+    if MODE_KEY not in st.session_state:  # open on the newest run when there is one
+        st.session_state[MODE_KEY] = MODES[2] if run_jobs() else MODES[0]
+
+
+def pick_tuned(base: str | None, bar=st.sidebar) -> Tuned:
+    mode = bar.radio("Tuned", MODES, key=MODE_KEY, help="What to compare against the base")
+    if mode == MODES[0]:
+        choices = [(s, label) for s, label in local_models() if s != base]
+        if not choices:
+            bar.caption("No other local model folder.")
+            return Tuned(None)
+        labels = dict(choices)
+        picked = bar.selectbox(
+            "Tuned model", list(labels), index=None, format_func=labels.get,
+            placeholder="Choose a model folder", key="sparsity_tuned_model",
+        )  # fmt: skip
+        return Tuned(picked)
+    if mode == MODES[1]:
+        text = bar.text_input(
+            "Tuned path",
+            key="sparsity_tuned_path",
+            placeholder="/path/to/model, file.safetensors or adapter folder",
+            help="A model folder, a .safetensors file, or a PEFT adapter folder (merged onto the "
+            "base)",
+        )
+        return Tuned(text.strip() or None)
+    jobs = {v.id: v for v in run_jobs()}
+    if st.session_state.get(RUN_KEY) not in (*jobs, FOLDER, None):
+        jobs[st.session_state[RUN_KEY]] = get_job(st.session_state[RUN_KEY])  # from the URL
+    picked = bar.selectbox(
+        "Run",
+        [*jobs, FOLDER],
+        format_func=lambda j: j if j == FOLDER else f"{j} ({jobs[j].status.state})",
+        key=RUN_KEY,
+        help="Training jobs with checkpoints, or any folder of checkpoint-<step> folders",
+    )
+    if picked == FOLDER:
+        run_dir = bar.text_input("Run folder", key="sparsity_run_dir").strip()
+        if not run_dir:
+            return Tuned(None)
+    else:
+        run_dir = str(jobs[picked].path / RESULT)
+    checkpoints = list_checkpoints(run_dir)
+    steps = [step for step, _ in checkpoints]
+    step = steps[-1]
+    if len(steps) > 1:
+        step = bar.select_slider(
+            "Checkpoint", steps, value=steps[-1], key=f"sparsity_step_{run_dir}",
+            help="The checkpoint diffed as the tuned weights",
+        )  # fmt: skip
+    return Tuned(str(dict(checkpoints)[step]), run_dir)
+
+
+def pick_config(bar=st.sidebar) -> DiffConfig:
+    text = bar.text_input(
+        "Tolerances τ", "1e-5 1e-6", key="sparsity_taus", help=DiffConfig.help("tolerances")
+    )
+    try:
+        taus = tuple(float(t) for t in text.replace(",", " ").split())
+    except ValueError:
+        raise SubnetScopeError(f"tolerances are numbers like 1e-6, not '{text}'") from None
+    ranks = bar.toggle(
+        "Compute ranks", key="sparsity_ranks", help=DiffConfig.help("ranks") + " (slower)"
+    )
+    intersection = bar.toggle(
+        "Shared tensors only", key="sparsity_intersection", help=DiffConfig.help("intersection")
+    )
+    return DiffConfig(tolerances=taus, ranks=ranks, intersection=intersection)
+
+
+def pick_criterion(config: DiffConfig, bar=st.sidebar) -> str:
+    """'exact', 'bf16' or a tolerance label: which changes the heatmap and tables count."""
+    kind = bar.segmented_control(
+        "Changed means", list(CRITERIA), default="τ", key="sparsity_criterion",
+        help="τ: |Δ| > τ · exact: the stored bits differ · bf16-visible: the change survives a "
+        "cast to bf16",
+    ) or "τ"  # fmt: skip
+    if CRITERIA[kind] is not None:
+        return CRITERIA[kind]
+    taus = [tolerance_key(t) for t in config.tolerances]
+    if len(taus) == 1:
+        return taus[0]
+    return bar.select_slider("τ", taus, value=taus[-1], key=f"sparsity_tau_{'_'.join(taus)}")
+
+
+# panels -----------------------------------------------------------------------------------
+def _table(table: pd.DataFrame, stem: str, key: str) -> None:
+    st.dataframe(table, hide_index=True, width="stretch")
+    downloads(table, stem, key)
+
+
+def headline(result: DiffResult, criterion: str) -> None:
+    s = result.summary
+    changed = result.counts(criterion)
+    cols = st.columns(4)
+    cols[0].metric("Tensors", f"{s['tensors']:,}")
+    cols[1].metric("Weights", f"{s['numel']:,}")
+    cols[2].metric(f"Changed ({criterion})", f"{changed['changed'].sum() / s['numel']:.3%}")
+    cols[3].metric("‖ΔW‖ / ‖W‖", f"{s['rel_norm']:.3g}")
+    share = s.get("bf16_invisible_share")
+    if share is not None and share == share:  # NaN when nothing changed
+        st.caption(
+            f"PULSE caveat: {share:.1%} of the stored changes vanish in a bf16 copy — sparsity "
+            'read off bf16 weights counts them as untouched ("The Path Not Taken", PULSE).'
+        )
+    for note in s["layout"]["notes"]:
+        st.caption(note)
+
+
+def heatmap_panel(result: DiffResult, criterion: str) -> None:
+    blocks = result.blocks(criterion)
+    st.altair_chart(update_heatmap_chart(blocks), width="stretch")
+    st.markdown("**Block × module**")
+    _table(blocks, f"sparsity-blocks-{criterion}", "sparsity_blocks")
+    with st.expander("Per tensor"):
+        _table(result.counts(criterion), f"sparsity-tensors-{criterion}", "sparsity_tensors")
+    with st.expander("Long table (every tolerance)"):
+        _table(result.tensors, "sparsity-long", "sparsity_long")
+
+
+def ranks_panel(result: DiffResult) -> None:
+    if not result.config.ranks:
+        st.info("Turn on **Compute ranks** in the sidebar: an exact SVD of every 2-D ΔW.")
+        return
+    ranks = result.ranks
+    done = ranks[ranks["method"] != "skipped"]
+    long = done.assign(
+        classical=done["rank"] / done["max_rank"],
+        effective=done["effective_rank"] / done["max_rank"],
+        stable=done["stable_rank"] / done["max_rank"],
+    ).melt(id_vars=["module"], value_vars=["classical", "effective", "stable"], var_name="measure")
+    bars = long.groupby(["module", "measure"], as_index=False)["value"].mean()
+    st.altair_chart(rank_bars_chart(bars.rename(columns={"value": "ratio"})), width="stretch")
+    if skipped := int((ranks["method"] == "skipped").sum()):
+        st.caption(f"{skipped} matrices over the rank memory limit were skipped, not approximated.")
+    _table(ranks, "sparsity-ranks", "sparsity_ranks")
+
+
+def localization_panel(result: DiffResult, criterion: str) -> None:
+    metrics = pd.DataFrame(
+        [
+            {"over": "layers", **result.localization(criterion, by="layer")},
+            {"over": "module types", **result.localization(criterion, by="module")},
+        ]
+    )
+    st.markdown("**Localization** — Gini 0 uniform … 1 all in one; entropy 1 uniform … 0 one")
+    _table(metrics, f"sparsity-localization-{criterion}", "sparsity_loc")
+    layers = result.layers(criterion)
+    total = layers["changed"].sum()
+    layers = layers.assign(share=layers["changed"] / total if total else 0.0)
+    st.markdown("**Per-layer distribution**")
+    st.altair_chart(layer_distribution_chart(layers), width="stretch")
+    _table(layers, f"sparsity-layers-{criterion}", "sparsity_layers")
+
+
+def coverage_panel(base: str, tuned: Tuned, config: DiffConfig) -> None:
+    if tuned.run_dir is None:
+        st.info("Pick **Run checkpoints** as the tuned weights to follow a run over its steps.")
+        return
+    result = series_of(base, tuned.run_dir, stamp(tuned.run_dir), config)
+    criterion = config.mask_criterion
+    st.caption(f"Coverage at step t: the share of the final mask ({criterion}) changed by t.")
+    st.altair_chart(coverage_chart(result.steps), width="stretch")
+    _table(result.steps, "sparsity-series", "sparsity_series")
+    with st.expander("Per layer and step"):
+        _table(result.layers, "sparsity-series-layers", "sparsity_series_layers")
+
+
+def compare_panel(base: str, tuned: Tuned, config: DiffConfig, criterion: str) -> None:
+    st.caption("A second model's update distribution on normalized depth, against this one.")
+    models = dict(local_models())
+    left, right = st.columns(2)
+    other_base = left.selectbox(
+        "Second base", list(models), index=list(models).index(base) if base in models else 0,
+        format_func=models.get, key="sparsity_cmp_base",
+    )  # fmt: skip
+    other = right.text_input(
+        "Second tuned", key="sparsity_cmp_tuned", placeholder="model folder, .safetensors, adapter"
+    ).strip()
+    basis = st.radio(
+        "Distribution of", ["count", "fraction"], horizontal=True, key="sparsity_cmp_basis",
+        help="count: each layer's changed weights · fraction: each layer's changed share",
+    )  # fmt: skip
+    if not other:
+        st.info("Enter a second tuned model to compare.")
+        return
+    runs = (f"this={base}:{tuned.tuned}", f"second={other_base}:{other}")
+    stamps = tuple(stamp(s) for s in (base, tuned.tuned, other_base, other))
+    result = compared(runs, stamps, config, criterion, basis)
+    st.altair_chart(depth_profile_chart(result.profiles), width="stretch")
+    _table(result.metrics, "sparsity-compare", "sparsity_cmp")
+    if len(result.overlap):
+        st.markdown("**Mask overlap (Jaccard)**")
+        _table(result.overlap, "sparsity-overlap", "sparsity_overlap")
+
+
+def shells_panel(result: DiffResult, base: str, criterion: str) -> None:
+    known = config_shells(base)
+    text = st.text_input(
+        "Shell boundaries", ", ".join(map(str, known)), key="sparsity_shells",
+        help="Nested FFN widths, the full width last (MatFormer: e.g. 8192, 16384); 0 is "
+        "added. Filled from a Gemma-3n config.",
+    )  # fmt: skip
+    if not text.strip():
+        st.info("Enter nested FFN widths (e.g. 2048, 4096): the base's config lists no nesting.")
+        return
+    try:
+        points = shell_boundaries(text.replace(",", " ").split())
+    except SubnetScopeError as exc:
+        st.error(str(exc))
+        return
+    table = shell_table(result, points, criterion)
+    summary = shell_summary(table)
+    st.altair_chart(shell_bars_chart(summary), width="stretch")
+    _table(summary, f"sparsity-shells-{criterion}", "sparsity_shells_sum")
+    with st.expander("Per layer"):
+        _table(table, f"sparsity-shells-layers-{criterion}", "sparsity_shells")
+
+
+# training runs ----------------------------------------------------------------------------
+def open_run(job_id: str) -> None:
+    """Callback: show this run's checkpoints (before the sidebar widgets are drawn again)."""
+    st.session_state[MODE_KEY] = MODES[2]
+    st.session_state[RUN_KEY] = job_id
+
+
+def run_metrics(job_id: str) -> None:
+    """The run's sparsity metrics (`changed_fraction`, …) live, while it runs."""
+    active = not get_job(job_id).status.is_final
+
+    @st.fragment(run_every=live_interval(active))
+    def draw() -> None:
+        from dashboard.charts import job_metrics_chart
+
+        view = get_job(job_id)
+        metrics, _ = event_tables(view)
+        shown = metrics[metrics["name"].str.contains("fraction|coverage", regex=True)]
+        if shown.empty:
+            st.caption("No changed_fraction reported yet: it comes with each checkpoint.")
+        else:
+            st.altair_chart(job_metrics_chart(shown), width="stretch")
+        if any((view.path / RESULT).glob("checkpoint-*")):
+            st.button(
+                "Show this run's checkpoints", key="sparsity_open_run",
+                on_click=open_run, args=(job_id,), icon=":material/grid_on:",
+            )  # fmt: skip
+
+    draw()
+
+
+def train_panel() -> None:
+    kinds = load_kinds()
+    available = [k for k in TRAIN_KINDS if k in kinds]
+    if not available:
+        st.info(
+            "Training runs (SFT / GRPO / PPO) are not available here: no train.* job kinds are "
+            "registered (engine.training)."
+        )
+        return
+    kind = st.segmented_control(
+        "Algorithm", available, default=available[0], format_func=TRAIN_KINDS.get,
+        key="sparsity_train_kind",
+    ) or available[0]  # fmt: skip
+    st.caption(kinds[kind].title)
+    text = st.text_area(
+        "Params (JSON)", json.dumps(kinds[kind].defaults, indent=2), height=220,
+        key=f"sparsity_train_params_{kind}",
+    )  # fmt: skip
+    try:
+        params = parse_params(text)
+    except SubnetScopeError as exc:
+        st.error(str(exc))
+        return
+    job_id = job_launcher(kind, params, label=f"Start {TRAIN_KINDS[kind]} run", key=TRAIN_JOB)
+    if job_id:
+        job_watcher(job_id, key="sparsity_train_watch", here=HERE)
+        run_metrics(job_id)

@@ -1,0 +1,22 @@
+"""Fine-tuning runs (SFT, GRPO, PPO on TRL) that checkpoint and log sparsity against the base."""
+
+from engine.training.config import (
+    CONFIGS,
+    GRPORunConfig,
+    PPORunConfig,
+    RLRunConfig,
+    SFTRunConfig,
+    TrainConfig,
+)
+from engine.training.rewards import named_reward, reward_names
+
+__all__ = [
+    "CONFIGS",
+    "GRPORunConfig",
+    "PPORunConfig",
+    "RLRunConfig",
+    "SFTRunConfig",
+    "TrainConfig",
+    "named_reward",
+    "reward_names",
+]

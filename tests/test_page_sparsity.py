@@ -1,0 +1,144 @@
+"""AppTest of the sparsity page on a planted pair and a planted run of three checkpoints."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import streamlit as st
+import torch
+from streamlit.testing.v1 import AppTest
+
+from tests.tiny import tiny_model
+
+APP = str(Path(__file__).resolve().parent.parent / "dashboard" / "app.py")
+UP = "model.layers.0.mlp.up_proj.weight"  # 48×32: 4 weights moved by 0.5 at each of 3 steps
+Q = "model.layers.1.self_attn.q_proj.weight"  # 32×32: 4 weights moved by 3e-6 from 1.0
+UP_CHANGED, Q_CHANGED = 12, 4
+
+
+@pytest.fixture(scope="module")
+def planted(tmp_path_factory) -> dict[str, Path]:
+    """models/base and models/tuned, and run/checkpoint-1..3 on the way from one to the other."""
+    root = tmp_path_factory.mktemp("sparsity-page")
+    model = tiny_model("llama").model
+    state = model.state_dict()  # aliases the parameters
+    with torch.no_grad():
+        state[Q][0, :Q_CHANGED] = 1.0  # bf16's step at 1.0 is 2⁻⁷: a 3e-6 update is invisible
+        model.save_pretrained(root / "models" / "base")
+        for step in (1, 2, 3):
+            state[UP][step - 1, :4] += 0.5
+            model.save_pretrained(root / "run" / f"checkpoint-{step}")
+        state[Q][0, :Q_CHANGED] = 1.0 + 3e-6
+        model.save_pretrained(root / "models" / "tuned")
+    return {"base": root / "models" / "base", "tuned": root / "models" / "tuned",
+            "run": root / "run", "models": root / "models"}  # fmt: skip
+
+
+@pytest.fixture
+def page(planted, tmp_path, monkeypatch) -> AppTest:
+    monkeypatch.setenv("SUBNETSCOPE_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("SUBNETSCOPE_MODEL_ROOTS", str(planted["models"]))
+    monkeypatch.setenv("SUBNETSCOPE_AUTO_DEMO", "0")
+    st.cache_data.clear()  # the model lists are cached per process, across AppTests
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.run()
+    at.switch_page("../pages/sparsity.py").run()
+    assert not at.exception, at.exception
+    [base] = [s for s in at.selectbox if s.label == "Model"]
+    base.set_value(str(planted["base"])).run()
+    assert not at.exception, at.exception
+    return at
+
+
+def _table(at: AppTest, *columns: str) -> pd.DataFrame:
+    tables = [d.value for d in at.dataframe if set(columns) <= set(d.value.columns)]
+    assert tables, f"no table with {columns}"
+    return tables[0]
+
+
+def _cell(blocks: pd.DataFrame, layer: int, module: str) -> pd.Series:
+    return blocks[(blocks["layer"] == layer) & (blocks["module"] == module)].iloc[0]
+
+
+def _pick_tuned(at: AppTest, path: Path) -> AppTest:
+    [tuned] = [s for s in at.selectbox if s.label == "Tuned model"]
+    return tuned.set_value(str(path)).run()
+
+
+def test_heatmap_shows_planted_fractions_and_criteria_switch(page, planted) -> None:
+    at = _pick_tuned(page, planted["tuned"])
+    assert not at.exception, at.exception
+    assert not at.error, [e.value for e in at.error]
+    assert at.get("vega_lite_chart"), "no heatmap"
+    blocks = _table(at, "layer", "module", "fraction")
+    # The default criterion: the smallest τ (1e-6) sees both planted groups.
+    assert _cell(blocks, 0, "mlp.up_proj")["changed"] == UP_CHANGED
+    assert _cell(blocks, 0, "mlp.up_proj")["fraction"] == pytest.approx(UP_CHANGED / (48 * 32))
+    assert _cell(blocks, 1, "self_attn.q_proj")["fraction"] == pytest.approx(Q_CHANGED / 32**2)
+    assert blocks["changed"].sum() == UP_CHANGED + Q_CHANGED
+    assert any(b.label == "CSV" for b in at.get("download_button"))
+
+    at.segmented_control(key="sparsity_criterion").set_value("bf16-visible").run()
+    assert not at.exception, at.exception
+    blocks = _table(at, "layer", "module", "fraction")
+    assert _cell(blocks, 1, "self_attn.q_proj")["changed"] == 0  # invisible in bf16
+    assert _cell(blocks, 0, "mlp.up_proj")["changed"] == UP_CHANGED
+    assert any("PULSE" in c.value and "25.0%" in c.value for c in at.caption)
+
+    at.segmented_control(key="sparsity_criterion").set_value("τ").run()
+    at.select_slider(key="sparsity_tau_1e-05_1e-06").set_value("1e-05").run()
+    blocks = _table(at, "layer", "module", "fraction")
+    assert _cell(blocks, 1, "self_attn.q_proj")["changed"] == 0
+    assert blocks["changed"].sum() == UP_CHANGED
+
+
+def test_localization_ranks_and_shells_views(page, planted) -> None:
+    at = _pick_tuned(page, planted["tuned"])
+    at.segmented_control(key="sparsity_view").set_value("Localization").run()
+    assert not at.exception, at.exception
+    metrics = _table(at, "gini", "entropy", "top_k")
+    assert list(metrics["over"]) == ["layers", "module types"]
+    at.segmented_control(key="sparsity_view").set_value("Ranks").run()
+    assert at.info  # ranks are off by default
+    at.toggle(key="sparsity_ranks").set_value(True).run()
+    assert not at.exception, at.exception
+    ranks = _table(at, "rank", "effective_rank", "stable_rank")
+    assert ranks.set_index("tensor").loc[Q, "rank"] == 1  # one row moved: rank 1
+    at.segmented_control(key="sparsity_view").set_value("Shells").run()
+    at.text_input(key="sparsity_shells").set_value("24, 48").run()
+    assert not at.exception, at.exception
+    shells = _table(at, "shell", "role", "fraction")
+    assert set(shells["shell"]) == {0, 1}
+
+
+def test_series_gives_a_coverage_curve(page, planted) -> None:
+    at = page.radio(key="sparsity_tuned_mode").set_value("Run checkpoints").run()
+    at.selectbox(key="sparsity_run").set_value("Folder…").run()
+    at.text_input(key="sparsity_run_dir").set_value(str(planted["run"])).run()
+    at.segmented_control(key="sparsity_view").set_value("Coverage").run()
+    assert not at.exception, at.exception
+    assert not at.error, [e.value for e in at.error]
+    steps = _table(at, "step", "coverage")
+    assert list(steps["step"]) == [1, 2, 3]
+    assert list(steps["coverage"]) == pytest.approx([1 / 3, 2 / 3, 1.0])
+    assert at.get("vega_lite_chart"), "no coverage chart"
+
+
+def test_missing_folder_is_one_error(page) -> None:
+    at = page.radio(key="sparsity_tuned_mode").set_value("Path").run()
+    at.text_input(key="sparsity_tuned_path").set_value("/no/such/model").run()
+    assert not at.exception, at.exception
+    assert len(at.error) == 1 and "/no/such/model" in at.error[0].value
+
+
+def test_train_view_launches_or_explains(page) -> None:
+    at = page.segmented_control(key="sparsity_view").set_value("Train").run()
+    assert not at.exception, at.exception
+    from engine.jobs import load_kinds
+
+    if any(k.startswith("train.") for k in load_kinds()):
+        assert any(b.label.startswith("Start") for b in at.button)
+    else:
+        assert any("train." in i.value for i in at.info)
