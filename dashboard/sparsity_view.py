@@ -413,3 +413,43 @@ def train_panel() -> None:
     if job_id:
         job_watcher(job_id, key="sparsity_train_watch", here=HERE)
         run_metrics(job_id)
+
+
+# live heatmap ------------------------------------------------------------------------------
+LIVE_S = 5.0  # a running job writes a checkpoint every few minutes on CPU; poll gently
+
+
+def run_is_active(run_dir: str | None) -> bool:
+    """True when `run_dir` is the result folder of a training job that is still running."""
+    if not run_dir:
+        return False
+    return any(
+        str(v.path / RESULT) == run_dir
+        for kind in TRAIN_KINDS
+        for v in list_jobs(kind=kind, states=("queued", "running"))
+    )
+
+
+def live_heatmap(base: str, run_dir: str, config: DiffConfig, criterion: str) -> None:
+    """While the run trains, re-diff its newest checkpoint every few seconds: the heatmap fills
+    in as the job writes checkpoints. Stops polling once the job has ended."""
+
+    @st.fragment(run_every=LIVE_S)
+    def panel() -> None:
+        checkpoints = list_checkpoints(run_dir)
+        if not checkpoints:
+            st.info("The run has not written a checkpoint yet; this view refreshes by itself.")
+            return
+        step, latest = checkpoints[-1]
+        active = run_is_active(run_dir)
+        st.caption(
+            f"Checkpoint {step} of a {'running' if active else 'finished'} run"
+            + (f" · refreshes every {LIVE_S:.0f} s" if active else "")
+        )
+        result = diffed(base, str(latest), (stamp(base), stamp(str(latest))), config)
+        headline(result, criterion)
+        heatmap_panel(result, criterion)
+        if not active:
+            st.rerun()  # once: the full page takes over, without a timer
+
+    panel()

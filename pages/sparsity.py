@@ -36,6 +36,9 @@ def main() -> None:
     if shown == "Compare":
         view.compare_panel(base, tuned, config, criterion)
         return
+    if shown == "Heatmap" and view.run_is_active(tuned.run_dir):
+        view.live_heatmap(base, tuned.run_dir, config, criterion)
+        return
     result = view.diffed(base, tuned.tuned, (view.stamp(base), view.stamp(tuned.tuned)), config)
     view.headline(result, criterion)
     if shown == "Heatmap":
