@@ -26,7 +26,7 @@ class PageSpec:
         return "" if self.default else self.url_path
 
 
-# A view enters the navigation when its issue lands: no placeholder pages.
+# A view enters the navigation when its issue lands.
 SECTIONS: dict[str, list[PageSpec]] = {
     "Explore": [
         PageSpec("model.py", "Model", ":material/memory:", "model", default=True),
