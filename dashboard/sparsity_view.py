@@ -20,6 +20,7 @@ from dashboard.charts import (
 )
 from dashboard.downloads import downloads
 from dashboard.jobs_panel import event_tables, job_launcher, job_watcher, live_interval
+from engine.cache.fingerprint import canonical_json, fingerprint_path
 from engine.errors import SubnetScopeError
 from engine.jobs import JobView, get_job, list_jobs, load_kinds, parse_params
 from engine.jobs.files import RESULT
@@ -51,26 +52,16 @@ MODE_KEY = "sparsity_tuned_mode"
 MODES = ("Model folder", "Path", "Run checkpoints")
 FOLDER = "Folder…"  # the run picker's option for a run folder typed in
 CRITERIA = {"τ": None, "exact": EXACT, "bf16-visible": BF16}
-_WEIGHT_FILES = ("*.safetensors", "*.json")
 
 
 # cache keys -------------------------------------------------------------------------------
-def stamp(spec: str | None) -> tuple:
-    """Cheap facts that change when the weights do: name, size and mtime of each weight file
-    (a folder's safetensors and JSON configs; a run folder's checkpoints, one level down)."""
-    if not spec:
-        return ()
-    path = Path(spec).expanduser()
-    if path.is_file():
-        st_ = path.stat()
-        return ((path.name, st_.st_size, st_.st_mtime_ns),)
-    if not path.is_dir():
-        return ()  # 'demo' or a hub id: the engine fingerprints them
-    files = [f for pattern in _WEIGHT_FILES for f in path.glob(pattern)]
-    files += [f for pattern in _WEIGHT_FILES for f in path.glob(f"checkpoint-*/{pattern}")]
-    return tuple(
-        sorted((str(f.relative_to(path)), f.stat().st_size, f.stat().st_mtime_ns) for f in files)
-    )
+def stamp(spec: str | None) -> str:
+    """A cache key that changes when the weights do: the engine's fingerprint of the file or
+    folder (size + mtime of large files, content of small ones); empty for `demo` or a hub id,
+    which the engine fingerprints itself."""
+    if not spec or not Path(spec).expanduser().exists():
+        return ""
+    return canonical_json(fingerprint_path(spec))
 
 
 @st.cache_data(max_entries=16, show_spinner="Diffing base against tuned…")
