@@ -5,27 +5,34 @@ from __future__ import annotations
 import streamlit as st
 
 from engine.demo import demo_status
+from engine.paths import cache_root
 
 _BADGES = {"ready": "✅", "building": "⏳", "failed": "❌", "missing": "▫️"}
 
 
+@st.cache_data(ttl=2.0, show_spinner=False)
+def _states(root: str) -> list[dict]:
+    """Part summaries of the cache at `root`, read from the job folders at most every 2 s,
+    however many pages rerun."""
+    return [s.summary() for s in demo_status()]
+
+
 def demo_sidebar() -> None:
     """Refreshes itself while parts are being built; quiet once everything is ready."""
-    states = demo_status()
-    building = any(s.state == "building" for s in states)
+    building = any(s["state"] == "building" for s in _states(str(cache_root())))
 
     @st.fragment(run_every=2.0 if building else None)
     def panel() -> None:
-        current = demo_status()
-        ready = sum(s.state == "ready" for s in current)
+        current = _states(str(cache_root()))
+        ready = sum(s["state"] == "ready" for s in current)
         with st.expander(f"Demo workspace · {ready}/{len(current)} ready", expanded=False):
             for s in current:
-                line = f"{_BADGES[s.state]} **{s.part.title}** — {s.state}"
-                if s.state == "building" and s.job is not None:
-                    line += f" ({s.job.status.fraction:.0%})"
+                line = f"{_BADGES[s['state']]} **{s['title']}** — {s['state']}"
+                if s["state"] == "building" and s["fraction"] is not None:
+                    line += f" ({s['fraction']:.0%})"
                 st.markdown(line)
-                if s.state == "failed" and s.job is not None:
-                    st.caption(s.job.status.message)
+                if s["state"] == "failed":
+                    st.caption(s["message"])
             st.caption("Built by jobs: see Runs. CLI: `python -m engine demo status`.")
 
     with st.sidebar:

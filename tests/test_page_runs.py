@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from engine.demo import load_parts
 from engine.jobs import cancel_job, get_job, list_jobs, submit, wait_job
 from engine.paths import PROJECT_ROOT
 
@@ -186,3 +187,11 @@ def test_model_page_measures_perplexity_through_the_job_panel(tmp_path, monkeypa
     metrics = {m.label: m.value for m in at.metric}
     assert float(metrics["perplexity"]) > 1
     assert "tokens" in metrics
+
+
+def test_sidebar_shows_the_demo_workspace(runs_page) -> None:
+    at = run(runs_page)
+    [panel] = [e for e in at.sidebar.expander if e.label.startswith("Demo workspace")]
+    # In this module's fresh cache no demo part has been built (the demo model is not here).
+    assert panel.label.endswith(f"0/{len(load_parts())} ready")
+    assert any("SFT run on the demo model" in m.value for m in panel.markdown)
