@@ -142,3 +142,37 @@ def test_train_view_launches_or_explains(page) -> None:
         assert any(b.label.startswith("Start") for b in at.button)
     else:
         assert any("train." in i.value for i in at.info)
+
+
+def test_heatmap_follows_a_running_training_job(page, planted, tmp_path) -> None:
+    import os
+    import shutil
+
+    from engine.jobs import JobSpec, JobStatus, JobStore
+    from engine.jobs.files import SPEC, STATUS, write_json_atomic
+    from engine.jobs.processes import start_tick
+    from engine.jobs.status_file import update_status
+
+    # A train.sft job "running" in this very process (alive, so it stays active), whose
+    # result folder holds the planted checkpoints.
+    store = JobStore()
+    job_dir = store.root / "20260101-000000-train-sft-live00"
+    shutil.copytree(planted["run"], job_dir / "result")
+    spec = JobSpec(job_dir.name, "train.sft", {"model": str(planted["base"])})
+    status = JobStatus(state="running", pid=os.getpid(), pid_start=start_tick(os.getpid()))
+    write_json_atomic(job_dir / SPEC, spec.to_json())
+    write_json_atomic(job_dir / STATUS, status.to_json())
+    store.sync()
+
+    at = page.radio(key="sparsity_tuned_mode").set_value("Run checkpoints").run()
+    at.selectbox(key="sparsity_run").set_value(job_dir.name).run()
+    assert not at.exception, at.exception
+    captions = [c.value for c in at.caption]
+    assert any("Checkpoint 3 of a running run" in c for c in captions), captions
+    up = _cell(_table(at, "layer", "module", "fraction"), 0, "mlp.up_proj")
+    assert up["changed"] == 12  # the newest checkpoint: three rows of four
+
+    update_status(job_dir, state="succeeded")
+    at.run()
+    assert not at.exception, at.exception
+    assert not any("running run" in c.value for c in at.caption)
