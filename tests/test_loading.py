@@ -64,10 +64,17 @@ def test_source_classification(tmp_path) -> None:
         resolve_source(str(other))
 
 
-def test_device_on_this_machine_is_cpu_fp32() -> None:
-    device, dtype = choose_device()
-    if not torch.cuda.is_available():
-        assert (device.type, dtype) == ("cpu", torch.float32) or device.type == "mps"
+def test_device_choice_follows_cuda_mps_cpu(monkeypatch) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    assert choose_device() == (torch.device("cpu"), torch.float32)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: True)
+    assert choose_device() == (torch.device("mps"), torch.float32)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: True)
+    assert choose_device() == (torch.device("cuda"), torch.bfloat16)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: False)
+    assert choose_device() == (torch.device("cuda"), torch.float32)
 
 
 def test_catalog_lists_demo_first_and_local_models(saved_folder) -> None:
