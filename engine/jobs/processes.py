@@ -14,22 +14,25 @@ from engine.paths import PROJECT_ROOT
 _CHILDREN: dict[int, subprocess.Popen] = {}
 
 
-def start_tick(pid: int) -> int | None:
-    """The process's start time in clock ticks since boot (Linux), to detect a reused pid."""
+def _stat_fields(pid: int) -> list[str] | None:
+    """/proc/<pid>/stat after the command name (Linux); None when there is no such process."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return None
     # The command name (field 2) may hold spaces and parentheses: split after its closing ')'.
-    return int(stat.rsplit(")", 1)[1].split()[19])
+    return stat.rsplit(")", 1)[1].split()
+
+
+def start_tick(pid: int) -> int | None:
+    """The process's start time in clock ticks since boot (Linux), to detect a reused pid."""
+    fields = _stat_fields(pid)
+    return int(fields[19]) if fields else None
 
 
 def _is_zombie(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] == "Z"
+    fields = _stat_fields(pid)
+    return bool(fields) and fields[0] == "Z"
 
 
 def launch(command: list[str], log_path: Path, env: dict[str, str]) -> subprocess.Popen:
