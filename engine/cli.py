@@ -22,6 +22,7 @@ def print_json(obj: object) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     from engine.demo import cli as demo_cli
+    from engine.ica import cli as ica_cli
     from engine.jobs import cli as jobs_cli
     from engine.models import cli as models_cli
     from engine.sparsity import cli as sparsity_cli
@@ -41,6 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     tflite_cli.register(subparsers)
     sparsity_cli.register(subparsers)
     training_cli.register(subparsers)
+    ica_cli.register(subparsers)
     return parser
 
 

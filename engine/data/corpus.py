@@ -52,3 +52,39 @@ def demo_general_corpus(min_chars: int = 200) -> list[str]:
     version and needs no network.
     """
     return list(_corpus(min_chars))
+
+
+# Pure-Python standard-library modules: a code corpus that contrasts with the prose above.
+_CODE_MODULES = (
+    "argparse", "bisect", "calendar", "colorsys", "csv", "dataclasses", "difflib", "fractions",
+    "functools", "heapq", "json.decoder", "json.encoder", "pprint", "queue", "shlex", "statistics",
+    "string", "textwrap",
+)  # fmt: skip
+_TOP_LEVEL = re.compile(r"^(?=(?:def|class|async def) )", re.MULTILINE)
+
+
+@lru_cache(maxsize=4)
+def _code(min_chars: int, max_chars: int) -> tuple[str, ...]:
+    import importlib.util
+
+    documents = []
+    for name in _CODE_MODULES:
+        spec = importlib.util.find_spec(name)
+        if spec is None or not spec.origin or not spec.origin.endswith(".py"):
+            continue
+        with open(spec.origin, encoding="utf-8") as f:
+            source = f.read()
+        for block in _TOP_LEVEL.split(source)[1:]:  # the part before the first def is imports
+            block = block.strip()
+            if len(block) >= min_chars:
+                documents.append(block[:max_chars])
+    return tuple(documents)
+
+
+def demo_code_corpus(min_chars: int = 200, max_chars: int = 1500) -> list[str]:
+    """Top-level functions and classes of pure-Python standard-library modules, in a fixed order.
+
+    Like the prose corpus it ships with the interpreter; the demo's ICA templates use the pair so
+    that some components separate code from prose.
+    """
+    return list(_code(min_chars, max_chars))

@@ -12,11 +12,12 @@ from typing import Any
 
 import numpy as np
 
-from engine.data.corpus import demo_general_corpus
+from engine.data.corpus import demo_code_corpus, demo_general_corpus
 from engine.errors import SubnetScopeError
 from engine.runtime import hub_reachable
 
 DEMO_GENERAL = "demo-general"
+DEMO_CODE = "demo-code"
 LOCAL_SUFFIXES = (".txt", ".jsonl", ".parquet")
 # Auto-detected text fields, most specific first (covers pretraining, chat and QA datasets).
 TEXT_FIELDS = (
@@ -180,7 +181,8 @@ def load_texts(
     """Non-empty texts from `source`; with `limit`, the first `limit` or, given `seed`, a sample.
 
     `source` is a .txt file (documents separated by blank lines), a .jsonl or .parquet file (one
-    text per row, from `text_field` or an auto-detected field), 'demo-general', or a hub dataset id.
+    text per row, from `text_field` or an auto-detected field), 'demo-general' (prose),
+    'demo-code' (Python source), or a hub dataset id.
     """
     source = source.strip()
     if not source:
@@ -189,6 +191,8 @@ def load_texts(
     from_hub = False
     if source == DEMO_GENERAL:
         raw: list[Any] = demo_general_corpus()
+    elif source == DEMO_CODE:
+        raw = demo_code_corpus()
     elif path.is_file():
         suffix = path.suffix.lower()
         if suffix == ".txt":

@@ -17,6 +17,7 @@ KIND_MODULES = (
     "engine.evaluation.jobs",
     "engine.sparsity.jobs",
     "engine.training.jobs",
+    "engine.ica.jobs",
 )
 
 

@@ -158,6 +158,9 @@ class Architecture:
 
 
 def _in_out_features(module: nn.Module) -> tuple[int, int] | None:
+    base_layer = getattr(module, "base_layer", None)
+    if isinstance(base_layer, nn.Module):  # a PEFT LoRA layer wraps the original projection
+        module = base_layer
     if isinstance(module, nn.Linear):
         return module.in_features, module.out_features
     weight = getattr(module, "weight", None)

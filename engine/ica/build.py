@@ -1,0 +1,178 @@
+"""Seed 001's buildtemplates: capture activations over datasets, decompose, save templates."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+import engine
+from engine.errors import SubnetScopeError
+from engine.ica.artifacts import save_arrays
+from engine.ica.capture import DEFAULT_MEMORY_BUDGET, capture_activations
+from engine.ica.decompose import ICAConfig, run_ica
+from engine.ica.layers import parse_layers
+from engine.ica.templates import THRESHOLDS, Templates, templates_from_mixing
+
+Progress = Callable[[float, str], None]
+_PCA_HELP = ICAConfig.__dataclass_fields__["pca"].metadata["help"]
+
+
+@dataclass(frozen=True)
+class BuildConfig:
+    """Options of `ica build-templates` and the `ica.build_templates` job."""
+
+    model: str = field(
+        default="demo", metadata={"help": "model: 'demo', a folder, .gguf or hub id"}
+    )
+    datasets: tuple[str, ...] = field(
+        default=("demo-general", "demo-code"),
+        metadata={"help": "text sources (files, 'demo-general', 'demo-code' or hub ids)"},
+    )
+    samples_per_ds: int = field(default=500, metadata={"help": "texts drawn from each dataset"})
+    components: int = field(default=20, metadata={"help": "independent components"})
+    percentile: float = field(
+        default=95.0, metadata={"help": "key neurons: |weight| at or above this percentile"}
+    )
+    threshold: str = field(
+        default="percentile", metadata={"help": "key-neuron rule: percentile or zscore (|z|>1.96)"}
+    )
+    layers: str = field(default="all", metadata={"help": "layers: 'all', '0-5', '0,2,4'"})
+    max_length: int = field(default=128, metadata={"help": "tokens kept per text"})
+    pca: str = field(
+        default="auto", metadata={"help": ICAConfig.__dataclass_fields__["pca"].metadata["help"]}
+    )
+    seed: int = field(default=0, metadata={"help": "seed for sampling texts, PCA and ICA"})
+    memory_budget_gb: float = field(
+        default=DEFAULT_MEMORY_BUDGET / 2**30,
+        metadata={"help": "activations held in RAM before they spill to disk, GiB"},
+    )
+    batch_size: int = field(default=8, metadata={"help": "texts per forward pass"})
+
+    def __post_init__(self) -> None:
+        if isinstance(self.datasets, str):
+            object.__setattr__(self, "datasets", (self.datasets,))
+        object.__setattr__(self, "datasets", tuple(self.datasets))
+        if not self.datasets:
+            raise SubnetScopeError("name at least one dataset to build templates from")
+        for name in ("samples_per_ds", "components", "max_length", "batch_size"):
+            if int(getattr(self, name)) < 1:
+                raise SubnetScopeError(f"{name} must be ≥ 1, not {getattr(self, name)}")
+        if self.threshold not in THRESHOLDS:
+            raise SubnetScopeError(
+                f"unknown threshold '{self.threshold}'; use one of {', '.join(THRESHOLDS)}"
+            )
+
+    @classmethod
+    def from_params(cls, params: dict[str, Any]) -> BuildConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(params) - known)
+        if unknown:
+            raise SubnetScopeError(
+                f"unknown option {', '.join(unknown)}; known: {', '.join(sorted(known))}"
+            )
+        return cls(**params)
+
+    def to_params(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["datasets"] = list(self.datasets)
+        return out
+
+
+def build_templates(
+    config: BuildConfig, out: str | Path, *, progress: Progress | None = None, loaded=None
+) -> Templates:
+    """Run the whole pipeline and write `out` (JSON) with its arrays beside it."""
+    from engine.data import load_texts
+    from engine.models import load_model
+
+    report = progress or (lambda fraction, message: None)
+    out = Path(out)
+    if out.suffix != ".json":
+        raise SubnetScopeError(f"the templates file must end in .json, not '{out.name}'")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    started = time.monotonic()
+    report(0.0, f"loading {config.model}")
+    loaded = loaded or load_model(config.model)
+    arch = loaded.architecture
+    layers = parse_layers(config.layers, arch.num_layers)
+    texts: list[str] = []
+    text_dataset: list[int] = []
+    counts = {}
+    for i, name in enumerate(config.datasets):
+        report(0.02, f"reading {name}")
+        chosen = load_texts(name, limit=config.samples_per_ds, seed=config.seed)
+        texts += chosen
+        text_dataset += [i] * len(chosen)
+        counts[name] = len(chosen)
+    spill = out.parent / f".{out.stem}.spill"
+    try:
+        acts = capture_activations(
+            loaded, texts, layers, datasets=list(config.datasets), text_dataset=text_dataset,
+            max_length=config.max_length, batch_size=config.batch_size,
+            memory_budget=int(config.memory_budget_gb * 2**30), spill_dir=spill,
+            on_batch=lambda done, total: report(
+                0.05 + 0.5 * done / total, f"captured {done}/{total} texts"
+            ),
+        )  # fmt: skip
+        report(0.6, f"ICA on [{acts.num_tokens} tokens × {acts.matrix.shape[1]} neurons]")
+        ica_config = ICAConfig(
+            n_components=config.components,
+            pca=config.pca if config.pca == "auto" else int(config.pca),
+            seed=config.seed,
+            memory_budget=int(config.memory_budget_gb * 2**30),
+        )
+        result = run_ica(acts.matrix, ica_config)
+    finally:
+        shutil.rmtree(spill, ignore_errors=True)
+    report(0.9, "selecting key neurons")
+    metadata = {
+        "model": config.model,
+        "model_name": loaded.display_name,
+        "family": arch.family,
+        "model_type": arch.model_type,
+        "num_layers": arch.num_layers,
+        "neurons_per_layer": list(arch.neurons_per_layer),
+        "layers": list(layers),
+        "datasets": list(config.datasets),
+        "samples_per_dataset": config.samples_per_ds,
+        "texts_per_dataset": counts,
+        "tokens": acts.num_tokens,
+        "max_length": config.max_length,
+        "components": config.components,
+        "threshold": config.threshold,
+        "percentile": config.percentile,
+        "pca_dims": result.pca_dims,
+        "explained_variance": result.explained_variance,
+        "ica_iterations": result.n_iter,
+        "notes": result.notes,
+        "seed": config.seed,
+        "spilled_to_disk": acts.spilled_to is not None,
+        "seconds": round(time.monotonic() - started, 2),
+        "engine_version": engine.__version__,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    templates = templates_from_mixing(
+        result.mixing, layers, acts.widths, threshold=config.threshold,
+        percentile=config.percentile, metadata=metadata,
+    )  # fmt: skip
+    templates.metadata["key_neurons"] = {str(c): templates.size(c) for c in templates.component_ids}
+    save_arrays(out, result, acts)
+    templates.save(out)  # last: a reader that sees the JSON finds its arrays
+    report(1.0, f"{config.components} components over {acts.num_tokens} tokens")
+    return templates
+
+
+def key_neuron_share(templates: Templates) -> float:
+    """Fraction of the covered neurons that are key in at least one component."""
+    widths = templates.metadata.get("neurons_per_layer")
+    if not widths:
+        return float("nan")
+    covered = sum(widths[layer] for layer in templates.layers)
+    union = {pair for c in templates.component_ids for pair in templates.neurons(c)}
+    return len(union) / covered if covered else float(np.nan)

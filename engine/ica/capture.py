@@ -1,0 +1,182 @@
+"""Capture MLP neuron activations (the input of each down projection) into [tokens, features].
+
+Seed 001 hooks the second MLP projection (GPT-2 `mlp.c_proj`, Llama-style `mlp.down_proj`,
+BERT-style `output.dense`); its input is the post-activation neuron vector. The chosen layers are
+concatenated along the feature axis, so feature `offsets[i] + n` is neuron n of `layers[i]`.
+Tokens are written straight into the matrix, which lives on disk (a .npy memmap) when it would
+pass the memory budget.
+"""
+
+from __future__ import annotations
+
+import contextvars
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from engine.errors import SubnetScopeError
+from engine.models import LoadedModel
+
+DEFAULT_MEMORY_BUDGET = 2 << 30  # bytes of activations held in RAM before spilling to disk
+_active_capture: contextvars.ContextVar[object | None] = contextvars.ContextVar(
+    "subnetscope_active_capture", default=None
+)
+
+
+@dataclass
+class Activations:
+    """Neuron activations per token, with where each token came from."""
+
+    matrix: np.ndarray  # (tokens, features) float32; an np.memmap when spilled
+    layers: tuple[int, ...]
+    widths: tuple[int, ...]  # neurons of each captured layer
+    token_ids: np.ndarray  # (tokens,) int64
+    text_index: np.ndarray  # (tokens,) int32: row of `texts`
+    position: np.ndarray  # (tokens,) int32: token position inside its text
+    texts: list[str]
+    text_dataset: np.ndarray  # (texts,) int16: row of `datasets`
+    datasets: list[str] = field(default_factory=list)
+    spilled_to: Path | None = None
+
+    @property
+    def offsets(self) -> np.ndarray:
+        """First feature of each captured layer, plus the total as a last entry."""
+        return np.concatenate([[0], np.cumsum(self.widths)]).astype(np.int64)
+
+    @property
+    def num_tokens(self) -> int:
+        return int(self.matrix.shape[0])
+
+    def neuron_of(self, features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(layer, neuron) arrays for flat feature indices."""
+        offsets = self.offsets
+        slot = np.searchsorted(offsets, features, side="right") - 1
+        return np.asarray(self.layers)[slot], features - offsets[slot]
+
+
+def _encode(loaded: LoadedModel, texts: Sequence[str], max_length: int) -> list[list[int]]:
+    """Token ids per text, truncated, without special tokens (BOS activations are outliers that
+    would dominate the components, and padding is not text)."""
+    tokenizer = loaded.tokenizer
+    special = set(getattr(tokenizer, "all_special_ids", []) or [])
+    encoded = []
+    for text in texts:
+        ids = tokenizer(text, truncation=True, max_length=max_length)["input_ids"]
+        encoded.append([int(i) for i in ids if int(i) not in special])
+    return encoded
+
+
+def _allocate(
+    rows: int, cols: int, budget: int, spill_dir: Path | None
+) -> tuple[np.ndarray, Path | None]:
+    nbytes = rows * cols * 4
+    if nbytes <= budget:
+        return np.empty((rows, cols), dtype=np.float32), None
+    if spill_dir is None:
+        raise SubnetScopeError(
+            f"the activations would take {nbytes / 2**30:.1f} GiB, over the memory budget of "
+            f"{budget / 2**30:.1f} GiB; give a folder to spill them to, or fewer samples or layers"
+        )
+    spill_dir.mkdir(parents=True, exist_ok=True)
+    path = spill_dir / "activations.npy"
+    matrix = np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=(rows, cols))
+    return matrix, path
+
+
+def capture_activations(
+    loaded: LoadedModel,
+    texts: Sequence[str],
+    layers: Sequence[int],
+    *,
+    datasets: Sequence[str] | None = None,
+    text_dataset: Sequence[int] | None = None,
+    max_length: int = 128,
+    batch_size: int = 8,
+    memory_budget: int = DEFAULT_MEMORY_BUDGET,
+    spill_dir: Path | None = None,
+    on_batch: Callable[[int, int], None] | None = None,
+) -> Activations:
+    """Activations of every (non-special) token of `texts` at the chosen layers' neurons."""
+    arch = loaded.architecture
+    layers = tuple(layers)
+    if not layers:
+        raise SubnetScopeError("no layers to capture")
+    widths = tuple(arch.neurons_per_layer[layer] for layer in layers)
+    offsets = np.concatenate([[0], np.cumsum(widths)])
+    encoded = _encode(loaded, texts, max_length)
+    lengths = np.array([len(ids) for ids in encoded], dtype=np.int64)
+    total = int(lengths.sum())
+    if total == 0:
+        raise SubnetScopeError("the texts hold no tokens to capture")
+    matrix, spilled = _allocate(total, int(offsets[-1]), memory_budget, spill_dir)
+    text_index = np.repeat(np.arange(len(encoded), dtype=np.int32), lengths)
+    position = np.concatenate([np.arange(n, dtype=np.int32) for n in lengths])
+    token_ids = np.concatenate([np.asarray(ids, dtype=np.int64) for ids in encoded if ids])
+
+    owner = object()
+    state = {"row": 0, "keep": None}
+
+    def make_hook(slot: int):
+        lo, hi = int(offsets[slot]), int(offsets[slot + 1])
+
+        def hook(module, args):
+            if _active_capture.get() is not owner:
+                return None
+            hidden = args[0]  # (batch, seq, neurons)
+            rows = hidden[state["keep"]].float().cpu().numpy()  # (kept tokens, neurons)
+            start = state["row"]
+            matrix[start : start + rows.shape[0], lo:hi] = rows
+            return None
+
+        return hook
+
+    pad_id = loaded.tokenizer.pad_token_id
+    pad_id = 0 if pad_id is None else int(pad_id)
+    order = [i for i in range(len(encoded)) if encoded[i]]
+    token = _active_capture.set(owner)
+    handles = []
+    try:
+        with loaded.hook_lock:
+            for slot, layer in enumerate(layers):
+                module = arch.down_module(loaded.model, layer)
+                handles.append(module.register_forward_pre_hook(make_hook(slot)))
+        for b in range(0, len(order), batch_size):
+            batch = order[b : b + batch_size]
+            longest = max(len(encoded[i]) for i in batch)
+            ids = torch.full((len(batch), longest), pad_id, dtype=torch.long)
+            attention = torch.zeros((len(batch), longest), dtype=torch.long)
+            for row, i in enumerate(batch):
+                ids[row, : len(encoded[i])] = torch.tensor(encoded[i])
+                attention[row, : len(encoded[i])] = 1
+            state["keep"] = attention.bool().to(loaded.device)
+            with torch.inference_mode():
+                loaded.model(
+                    input_ids=ids.to(loaded.device), attention_mask=attention.to(loaded.device)
+                )
+            state["row"] += int(attention.sum())
+            if on_batch is not None:
+                on_batch(min(b + batch_size, len(order)), len(order))
+    finally:
+        with loaded.hook_lock:
+            for handle in handles:
+                handle.remove()
+        _active_capture.reset(token)
+    if isinstance(matrix, np.memmap):
+        matrix.flush()
+    names = list(datasets or ["texts"])
+    per_text = np.asarray(text_dataset if text_dataset is not None else [0] * len(texts))
+    return Activations(
+        matrix=matrix,
+        layers=layers,
+        widths=widths,
+        token_ids=token_ids,
+        text_index=text_index,
+        position=position,
+        texts=list(texts),
+        text_dataset=per_text.astype(np.int16),
+        datasets=names,
+        spilled_to=spilled,
+    )

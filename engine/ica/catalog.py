@@ -1,0 +1,37 @@
+"""Where templates live: the results of `ica.build_templates` jobs, newest first."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from engine.jobs import list_jobs
+from engine.jobs.files import RESULT
+
+
+@dataclass(frozen=True)
+class TemplateEntry:
+    label: str
+    path: Path
+    job_id: str | None = None
+
+
+def list_templates(limit: int = 200) -> list[TemplateEntry]:
+    """Template files written by succeeded `ica.build_templates` jobs."""
+    from engine.ica.jobs import DEMO_PARAMS, TEMPLATES_FILE
+
+    entries = []
+    for view in list_jobs(kind="ica.build_templates", limit=limit):
+        if view.status.state != "succeeded":
+            continue
+        path = view.path / RESULT / TEMPLATES_FILE
+        if not path.is_file():
+            continue
+        p = view.spec.params
+        demo = all(p.get(k) == v for k, v in DEMO_PARAMS.items())
+        label = (
+            f"{'demo · ' if demo else ''}{p.get('model')} · {p.get('components')} components · "
+            f"{'+'.join(p.get('datasets') or [])} ({view.id})"
+        )
+        entries.append(TemplateEntry(label, path, view.id))
+    return entries

@@ -1,0 +1,136 @@
+"""Tables that explain components: key-neuron counts, overlaps, top tokens, time courses."""
+
+from __future__ import annotations
+
+from itertools import combinations
+
+import numpy as np
+import pandas as pd
+
+from engine.errors import SubnetScopeError
+from engine.ica.artifacts import ComponentArrays
+from engine.ica.capture import capture_activations
+from engine.ica.templates import Templates
+from engine.models import LoadedModel
+
+
+def key_neuron_counts(templates: Templates) -> pd.DataFrame:
+    """One row per (component, layer): how many key neurons the component has there."""
+    rows = [
+        {"component": c, "layer": layer, "neurons": len(templates.components[c].get(layer, ()))}
+        for c in templates.component_ids
+        for layer in templates.layers
+    ]
+    return pd.DataFrame(rows, columns=["component", "layer", "neurons"])
+
+
+def jaccard_overlaps(templates: Templates) -> pd.DataFrame:
+    """Jaccard index |A ∩ B| / |A ∪ B| of every pair of components' key-neuron sets (both
+    orders, diagonal included) — the long form an Altair heatmap wants."""
+    sets = {c: set(templates.neurons(c)) for c in templates.component_ids}
+    rows = []
+    for a in sets:
+        rows.append({"a": a, "b": a, "jaccard": 1.0, "shared": len(sets[a])})
+    for a, b in combinations(sets, 2):
+        shared = len(sets[a] & sets[b])
+        union = len(sets[a] | sets[b])
+        value = shared / union if union else 0.0
+        rows += [
+            {"a": a, "b": b, "jaccard": value, "shared": shared},
+            {"a": b, "b": a, "jaccard": value, "shared": shared},
+        ]
+    return pd.DataFrame(rows, columns=["a", "b", "jaccard", "shared"])
+
+
+def component_neurons(
+    templates: Templates, arrays: ComponentArrays | None, component: int
+) -> pd.DataFrame:
+    """The component's key neurons with their mixing weight and its z-score, strongest first."""
+    pairs = templates.neurons(component)
+    table = pd.DataFrame(pairs, columns=["layer", "neuron"])
+    if arrays is None or table.empty:
+        return table
+    widths = templates.metadata["neurons_per_layer"]
+    starts = np.cumsum([0] + [widths[layer] for layer in templates.layers])
+    offsets = dict(zip(templates.layers, starts.tolist(), strict=False))
+    column = arrays.mixing[:, component].astype(np.float64)
+    flat = np.array([offsets[layer] + n for layer, n in pairs], dtype=np.int64)
+    table["weight"] = column[flat]
+    table["z"] = (table["weight"] - column.mean()) / (column.std() or 1.0)
+    return table.reindex(table["weight"].abs().sort_values(ascending=False).index).reset_index(
+        drop=True
+    )
+
+
+def _decode(tokenizer, ids: np.ndarray) -> list[str]:
+    return [tokenizer.decode([int(i)]) for i in ids]
+
+
+def top_tokens(
+    arrays: ComponentArrays, tokenizer, component: int, *, n: int = 20, context: int = 8
+) -> pd.DataFrame:
+    """The captured tokens where the component's source is highest, with a snippet around each."""
+    if not 0 <= component < arrays.sources.shape[1]:
+        raise SubnetScopeError(f"no component {component}: there are {arrays.sources.shape[1]}")
+    values = arrays.sources[:, component]
+    best = np.argsort(-values, kind="stable")[:n]
+    rows = []
+    for row in best:
+        text, pos = int(arrays.text_index[row]), int(arrays.position[row])
+        same = np.flatnonzero(arrays.text_index == text)
+        start, stop = max(0, pos - context), pos + 3
+        window = arrays.token_ids[
+            same[(arrays.position[same] >= start) & (arrays.position[same] < stop)]
+        ]
+        pieces = _decode(tokenizer, window)
+        focus = pos - start
+        snippet = (
+            "".join(pieces[:focus]) + "[[" + pieces[focus] + "]]" + "".join(pieces[focus + 1 :])
+        )
+        rows.append(
+            {
+                "value": float(values[row]),
+                "token": pieces[focus],
+                "snippet": snippet.replace("\n", "⏎"),
+                "dataset": arrays.datasets[int(arrays.text_dataset[text])],
+                "text": text,
+                "position": pos,
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def dataset_means(arrays: ComponentArrays) -> pd.DataFrame:
+    """Mean source value of every component on each dataset's tokens (which source it prefers)."""
+    per_token = arrays.text_dataset[arrays.text_index]
+    rows = []
+    for d, name in enumerate(arrays.datasets):
+        chosen = per_token == d
+        if not chosen.any():
+            continue
+        means = arrays.sources[chosen].mean(axis=0)
+        rows += [{"component": c, "dataset": name, "mean": float(m)} for c, m in enumerate(means)]
+    return pd.DataFrame(rows, columns=["component", "dataset", "mean"])
+
+
+def time_course(
+    loaded: LoadedModel,
+    templates: Templates,
+    arrays: ComponentArrays,
+    text: str,
+    *,
+    max_length: int = 256,
+) -> pd.DataFrame:
+    """Each component's source over a new text's tokens: (position, token, component, value)."""
+    templates.validate(loaded.architecture, loaded.display_name)
+    if not text.strip():
+        raise SubnetScopeError("type some text to see the components' time courses")
+    acts = capture_activations(loaded, [text], templates.layers, max_length=max_length)
+    sources = arrays.transform(acts.matrix)  # (tokens, k)
+    tokens = _decode(loaded.tokenizer, acts.token_ids)
+    rows = [
+        {"position": t, "token": tokens[t], "component": c, "value": float(sources[t, c])}
+        for t in range(sources.shape[0])
+        for c in range(sources.shape[1])
+    ]
+    return pd.DataFrame(rows, columns=["position", "token", "component", "value"])

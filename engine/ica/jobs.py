@@ -1,0 +1,52 @@
+"""Job kind `ica.build_templates` (seed 001's buildtemplates) and the demo's templates."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from engine.demo.parts import DemoPart, demo_part
+from engine.ica.build import BuildConfig
+from engine.jobs import JobContext, job
+
+TEMPLATES_FILE = "templates.json"
+DEMO_PARAMS = {
+    "model": "demo", "datasets": ["demo-general", "demo-code"], "samples_per_ds": 100,
+    "components": 20, "percentile": 95.0, "layers": "all", "max_length": 64,
+}  # fmt: skip
+
+
+@job(
+    "ica.build_templates",
+    title="ICA templates: functional networks of MLP neurons",
+    result_page="ica",
+    defaults=BuildConfig().to_params(),
+)
+def build_templates_job(params: dict[str, Any], ctx: JobContext) -> dict:
+    """Capture activations over the datasets, PCA + FastICA, key neurons per component."""
+    from engine.ica.build import build_templates
+
+    config = BuildConfig.from_params(params)
+    templates = build_templates(config, ctx.result_path(TEMPLATES_FILE), progress=ctx.progress)
+    meta = templates.metadata
+    ctx.metric("tokens", meta["tokens"])
+    if meta.get("explained_variance") is not None:
+        ctx.metric("pca_explained_variance", meta["explained_variance"])
+    return {
+        "templates": str(templates.path),
+        "components": meta["components"],
+        "tokens": meta["tokens"],
+        "layers": len(meta["layers"]),
+        "pca_dims": meta["pca_dims"],
+        "seconds": meta["seconds"],
+    }
+
+
+demo_part(
+    DemoPart(
+        name="ica-templates",
+        title="ICA templates on the demo model (prose vs code)",
+        job_kind="ica.build_templates",
+        params=DEMO_PARAMS,
+        view="ica",
+    )
+)
