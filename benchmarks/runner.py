@@ -25,6 +25,7 @@ MODULES = (
     "benchmarks.mask_overhead",
     "benchmarks.tflite_open",
     "benchmarks.sparsity_diff",
+    "benchmarks.ica_decompose",
 )
 BENCH_THREADS = 1  # torch threads in this process: one core gives the least noisy ratios
 

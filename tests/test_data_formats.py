@@ -348,5 +348,12 @@ def test_load_errors(tmp_path: Path):
 def test_load_builtin_records(monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setitem(formats.BUILTIN_RECORDS, "tiny-set", lambda: [dict(r) for r in RECORDS])
     assert load_records("tiny-set", limit=2) == RECORDS[:2]
-    with pytest.raises(SubnetScopeError, match="built-in record sets: tiny-set"):
+    with pytest.raises(SubnetScopeError, match="built-in record sets: demo-arithmetic, tiny-set"):
         load_records("no-such-set")
+
+
+def test_demo_arithmetic_is_an_instruction_set():
+    records = load_records("demo-arithmetic")
+    assert len(records) == 400 and detect_dataset_format(records) == "instruction-response"
+    a, b = (int(x) for x in records[0]["instruction"][8:-1].split(" + "))
+    assert records[0]["response"] == f"{a} + {b} = {a + b}."

@@ -7,32 +7,6 @@ import json
 
 import pytest
 
-from engine.jobs import JobContext
-from tests.tiny import char_tokenizer, tiny_model
-
-
-@pytest.fixture
-def tiny_folder(tmp_path_factory):
-    def make(family: str = "llama"):
-        root = tmp_path_factory.mktemp(f"tiny-{family}")
-        loaded = tiny_model(family)
-        loaded.model.save_pretrained(root)
-        char_tokenizer().save_pretrained(root)
-        return str(root)
-
-    return make
-
-
-@pytest.fixture
-def ctx(tmp_path, monkeypatch):
-    monkeypatch.setenv("SUBNETSCOPE_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setenv("OMP_NUM_THREADS", "1")
-    statuses = []
-    job_dir = tmp_path / "job"
-    job_dir.mkdir()
-    (job_dir / "events.jsonl").touch()
-    return JobContext(job_dir, lambda **kw: statuses.append(kw))
-
 
 def _events(ctx) -> list[dict]:
     lines = (ctx.job_dir / "events.jsonl").read_text().splitlines()

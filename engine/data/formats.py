@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from engine.data.demo_tasks import DEMO_ARITHMETIC, demo_arithmetic_records
 from engine.data.sources import sample_texts
 from engine.errors import SubnetScopeError
 
@@ -389,8 +390,8 @@ def format_prompt(
     return _basic(example, basic_template)[1]
 
 
-# Named record sets that `load_records` accepts besides files; modules register theirs here.
-BUILTIN_RECORDS: dict[str, Callable[[], list[dict]]] = {}
+# Named record sets that `load_records` accepts besides files; modules may register more here.
+BUILTIN_RECORDS: dict[str, Callable[[], list[dict]]] = {DEMO_ARITHMETIC: demo_arithmetic_records}
 RECORD_SUFFIXES = (".jsonl", ".json", ".parquet")
 
 

@@ -87,3 +87,34 @@ def perplexity(
         )
     mean = nll / tokens
     return PerplexityResult(math.exp(mean), mean, tokens, used, window, stride)
+
+
+def texts_perplexity(
+    model: torch.nn.Module, tokenizer, texts: list[str], *, max_length: int = 256
+) -> PerplexityResult:
+    """Perplexity over several short texts, each scored on its own (no context across texts):
+    the held-out task examples and general paragraphs of a fine-tuning run."""
+    if not texts:
+        raise SubnetScopeError("no texts to score")
+    device = next(model.parameters()).device
+    total_nll, total_tokens = 0.0, 0
+    was_training = model.training
+    model.eval()
+    try:
+        for text in texts:
+            ids = tokenizer(text, return_tensors="pt", truncation=True, max_length=max_length)
+            ids = ids["input_ids"].to(device)  # (1, L)
+            if ids.shape[1] < 2:
+                continue
+            with torch.inference_mode():
+                logits = model(input_ids=ids).logits[:, :-1].float()  # (1, L-1, vocab)
+            total_nll += F.cross_entropy(
+                logits.reshape(-1, logits.shape[-1]), ids[:, 1:].reshape(-1), reduction="sum"
+            ).item()
+            total_tokens += ids.shape[1] - 1
+    finally:
+        model.train(was_training)
+    if total_tokens == 0:
+        raise SubnetScopeError("the texts hold fewer than 2 tokens each; nothing to score")
+    mean = total_nll / total_tokens
+    return PerplexityResult(math.exp(mean), mean, total_tokens, len(texts), max_length, max_length)

@@ -35,3 +35,19 @@ def list_templates(limit: int = 200) -> list[TemplateEntry]:
         )
         entries.append(TemplateEntry(label, path, view.id))
     return entries
+
+
+def resolve_templates(spec: str) -> Path:
+    """A templates file from 'demo' (the demo's built templates) or a path."""
+    from engine.errors import SubnetScopeError
+
+    if spec == "demo":
+        demo = next((e for e in list_templates() if e.label.startswith("demo · ")), None)
+        if demo is None:
+            raise SubnetScopeError(
+                "the demo's ICA templates are not built yet: run "
+                "`python -m engine demo build --only ica-templates` (or open the dashboard)"
+            )
+        return demo.path
+    path = Path(spec).expanduser()
+    return path / "templates.json" if path.is_dir() else path

@@ -1,9 +1,17 @@
-"""`python -m engine train ppo|grpo|sft --config FILE.yaml`: submit a run as a job."""
+"""`python -m engine train sft|grpo|ppo --config FILE.yaml`: submit a run as a job.
+
+`train sft` with ICA masking options (flags, or masking keys in the YAML) runs seed 001's masked
+LoRA SFT (`train.sft_masked`); `--three-way` submits its LoRA / lesion / preserve comparison.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
+
+MASK_FLAGS = ("mask_mode", "ica_templates", "ica_component_ids", "anti_drift_row_param",
+              "anti_drift_apply_to")  # fmt: skip
 
 
 def read_config(method: str, path: str | Path) -> dict:
@@ -27,21 +35,69 @@ def read_config(method: str, path: str | Path) -> dict:
     return params
 
 
+def _masked(args: argparse.Namespace, path: str | None) -> bool:
+    if args.method != "sft":
+        return False
+    if args.three_way or any(getattr(args, flag) is not None for flag in MASK_FLAGS):
+        return True
+    if path:
+        import yaml
+
+        from engine.training.config import MaskedSFTConfig, SFTRunConfig
+
+        try:
+            keys = set(yaml.safe_load(Path(path).read_text()) or {})
+        except (OSError, yaml.YAMLError):
+            return False  # read_config reports it
+        only_masked = set(MaskedSFTConfig.__dataclass_fields__) - set(
+            SFTRunConfig.__dataclass_fields__
+        )
+        return bool(keys & only_masked)
+    return False
+
+
 def _train(args: argparse.Namespace) -> int:
-    import json
+    import time
 
     from engine.jobs.cli import _submit
+    from engine.training.config import MaskedSFTConfig, three_way
 
-    params = read_config(args.method, args.config) if args.config else {}
-    # The jobs CLI's submit does the rest (resources, --wait progress, exit codes).
-    args.kind, args.params, args.partition = f"train.{args.method}", json.dumps(params), None
-    return _submit(args)
+    method = "sft_masked" if _masked(args, args.config) else args.method
+    params = read_config(method, args.config) if args.config else {}
+    for flag in MASK_FLAGS:
+        if getattr(args, flag) is not None:
+            params[flag] = getattr(args, flag)
+    if method == "sft_masked":
+        MaskedSFTConfig.from_params(params, what="options")  # one-line errors before submitting
+    runs = [params]
+    if args.three_way:
+        runs = three_way(params, group=args.group or time.strftime("cmp-%Y%m%d-%H%M%S"))
+    code = 0
+    for run in runs:
+        # The jobs CLI's submit does the rest (resources, --wait progress, exit codes).
+        args.kind, args.params, args.partition = f"train.{method}", json.dumps(run), None
+        code = max(code, _submit(args))
+    return code
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     train = subparsers.add_parser("train", help="fine-tuning runs that track sparse updates")
     train.add_argument("method", choices=("sft", "grpo", "ppo"))
     train.add_argument("--config", help="YAML file of options (see `jobs kinds` for defaults)")
+    masked = train.add_argument_group("ICA-masked SFT (seed 001; sft only)")
+    masked.add_argument("--mask-mode", choices=("lesion", "preserve"))
+    masked.add_argument("--ica-templates", help="templates .json, or 'demo'")
+    masked.add_argument("--ica-component-ids", help="components to mask, e.g. 0,1")
+    masked.add_argument(
+        "--anti-drift-row-param", action="store_const", const=True,
+        help="hold masked neurons' weights exactly: W = frozen + row_mask * delta",
+    )  # fmt: skip
+    masked.add_argument("--anti-drift-apply-to", choices=("auto", "lora", "base", "both"))
+    masked.add_argument(
+        "--three-way", action="store_true",
+        help="submit LoRA only, LoRA + ICA lesion and LoRA + ICA preserve as three runs",
+    )  # fmt: skip
+    masked.add_argument("--group", help="label of the three-way comparison")
     train.add_argument("--backend", choices=("local", "slurm"), default="local")
     train.add_argument("--wait", action="store_true", help="show progress until the run ends")
     train.add_argument("--cpus", type=int, default=2)

@@ -154,8 +154,116 @@ class PPORunConfig(RLRunConfig):
     )
 
 
+MASK_MODES = ("lesion", "preserve")
+APPLY_TO = ("auto", "lora", "base", "both")
+
+
+def _component_ids(value: Any) -> tuple[int, ...]:
+    if isinstance(value, str):
+        value = [v for v in value.strip("[] ").replace(" ", "").split(",") if v]
+    if isinstance(value, int):
+        value = [value]
+    try:
+        return tuple(int(v) for v in value)
+    except (TypeError, ValueError):
+        raise SubnetScopeError(
+            f"ica_component_ids must be integers like 0,1 — not {value!r}"
+        ) from None
+
+
+@dataclass(frozen=True)
+class MaskedSFTConfig(TrainConfig):
+    """LoRA SFT on instruction data with ICA lesion / preserve masks and anti-drift (seed 001)."""
+
+    dataset: str = field(
+        default="demo-arithmetic",
+        metadata={
+            "help": "instruction data: a .jsonl/.json/.parquet file in any supported format "
+            "(instruction/response, question/answer, prompt/completion, messages, ...) or "
+            "'demo-arithmetic' (built in)"
+        },
+    )
+    lora: bool = field(default=True, metadata={"help": "train a LoRA adapter (off: full SFT)"})
+    lr: float = field(default=2e-4, metadata={"help": "learning rate"})
+    steps: int = field(default=30, metadata={"help": "optimizer steps"})
+    template: str = field(
+        default="auto", metadata={"help": "prompt template: auto, chat, alpaca, chatml, basic"}
+    )
+    mask_mode: str | None = field(
+        default=None,
+        metadata={"help": "ICA masking: empty (none), lesion (zero the chosen components' "
+                  "key neurons) or preserve (zero every other neuron)"},
+    )  # fmt: skip
+    ica_templates: str = field(
+        default="demo", metadata={"help": "templates .json, or 'demo' for the demo's templates"}
+    )
+    ica_component_ids: tuple[int, ...] = field(
+        default=(0,), metadata={"help": "components to lesion or preserve, e.g. 0,1"}
+    )
+    anti_drift_row_param: bool = field(
+        default=False,
+        metadata={"help": "W_eff = frozen + row_mask * delta: masked neurons' weights cannot "
+                  "drift under Adam"},
+    )  # fmt: skip
+    anti_drift_apply_to: str = field(
+        default="auto", metadata={"help": "where anti-drift applies: auto, lora, base, both"}
+    )
+    anti_drift_bake: bool = field(
+        default=True,
+        metadata={"help": "at the end keep the trained weights (off: restore the frozen ones)"},
+    )
+    eval_examples: int = field(
+        default=32, metadata={"help": "task examples held out to score the new task"}
+    )
+    eval_general: str = field(
+        default="demo-general", metadata={"help": "general text that measures forgetting"}
+    )
+    eval_general_texts: int = field(
+        default=16, metadata={"help": "general texts scored before and after"}
+    )
+    group: str | None = field(
+        default=None, metadata={"help": "a label tying the runs of one comparison together"}
+    )
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.mask_mode in ("", "none", "null"):
+            object.__setattr__(self, "mask_mode", None)
+        if self.mask_mode is not None and self.mask_mode not in MASK_MODES:
+            raise SubnetScopeError(
+                f"mask_mode must be empty, lesion or preserve, not '{self.mask_mode}'"
+            )
+        if self.anti_drift_apply_to not in APPLY_TO:
+            raise SubnetScopeError(
+                f"anti_drift_apply_to must be one of {', '.join(APPLY_TO)}, "
+                f"not '{self.anti_drift_apply_to}'"
+            )
+        object.__setattr__(self, "ica_component_ids", _component_ids(self.ica_component_ids))
+        if self.mask_mode and not self.ica_component_ids:
+            raise SubnetScopeError("a masked run needs at least one ICA component id")
+        if self.eval_examples < 1 or self.eval_general_texts < 1:
+            raise SubnetScopeError("eval_examples and eval_general_texts must be ≥ 1")
+
+    def to_params(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["ica_component_ids"] = list(self.ica_component_ids)
+        return out
+
+
+def three_way(params: dict[str, Any], group: str) -> list[dict[str, Any]]:
+    """Seed 001's comparison: LoRA only, LoRA + ICA lesion, LoRA + ICA preserve (same data,
+    steps and seed), as three runs' params sharing `group`."""
+    base = {**params, "group": group, "lora": True}
+    return [
+        {**base, "mask_mode": None, "anti_drift_row_param": False},
+        {**base, "mask_mode": "lesion"},
+        {**base, "mask_mode": "preserve"},
+    ]
+
+
 CONFIGS: dict[str, type[TrainConfig]] = {
     "sft": SFTRunConfig,
     "grpo": GRPORunConfig,
     "ppo": PPORunConfig,
+    "sft_masked": MaskedSFTConfig,
 }

@@ -6,7 +6,7 @@ from typing import Any
 
 from engine.demo.parts import DemoPart, demo_part
 from engine.jobs import JobContext, job
-from engine.training.config import GRPORunConfig, PPORunConfig, SFTRunConfig
+from engine.training.config import GRPORunConfig, MaskedSFTConfig, PPORunConfig, SFTRunConfig
 
 
 def _run(kind: str, cls, params: dict[str, Any], ctx: JobContext) -> dict:
@@ -46,6 +46,19 @@ def train_grpo(params: dict[str, Any], ctx: JobContext) -> dict:
 def train_ppo(params: dict[str, Any], ctx: JobContext) -> dict:
     """PPO with trl.experimental.ppo (policy, reference, reward, value); sparsity per checkpoint."""
     return _run("ppo", PPORunConfig, params, ctx)
+
+
+@job(
+    "train.sft_masked",
+    title="Masked LoRA SFT: ICA lesion / preserve, anti-drift, forgetting",
+    result_page="ica",
+    defaults=MaskedSFTConfig().to_params(),
+)
+def train_sft_masked(params: dict[str, Any], ctx: JobContext) -> dict:
+    """LoRA SFT with ICA masks (seed 001); new-task and general perplexity before and after."""
+    from engine.training.masked import run_sft_masked
+
+    return run_sft_masked(MaskedSFTConfig.from_params(params, what="train.sft_masked params"), ctx)
 
 
 demo_part(

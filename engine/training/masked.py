@@ -1,0 +1,172 @@
+"""Masked LoRA SFT (seed 001's fnsft): ICA lesion / preserve hooks during training, anti-drift
+row parametrization, and the new-task and forgetting scores before and after.
+
+The run writes `adapter/` (a PEFT folder; `model/` for full SFT) and `run.json` with
+task and general perplexity before and after, so runs of a three-way comparison line up.
+"""
+
+from __future__ import annotations
+
+import time
+from contextlib import nullcontext
+from dataclasses import asdict
+
+import numpy as np
+import torch
+from transformers import TrainerCallback
+
+from engine.errors import SubnetScopeError
+from engine.jobs import JobCancelled, JobContext
+from engine.training.config import MaskedSFTConfig
+
+RUN_JSON = "run.json"
+
+
+class _Progress(TrainerCallback):
+    def __init__(self, ctx: JobContext, steps: int) -> None:
+        self.ctx, self.steps, self.started = ctx, steps, time.monotonic()
+
+    def on_log(self, args, state, control, logs=None, **kwargs) -> None:
+        for name, value in (logs or {}).items():
+            if isinstance(value, int | float) and np.isfinite(value):
+                self.ctx.metric(f"train/{name}", value, step=state.global_step)
+
+    def on_step_end(self, args, state, control, **kwargs) -> None:
+        step = state.global_step
+        if self.ctx.cancelled():
+            raise JobCancelled(f"cancelled at step {step}")
+        rate = step / max(time.monotonic() - self.started, 1e-9)
+        self.ctx.progress(
+            0.15 + 0.7 * step / self.steps, f"step {step}/{self.steps} ({rate:.2f}/s)"
+        )
+
+
+def _split(config: MaskedSFTConfig, tokenizer) -> tuple[list[str], list[str]]:
+    from engine.data.formats import format_example, load_records, to_examples
+
+    examples = to_examples(load_records(config.dataset, limit=config.limit, seed=config.seed))
+    if len(examples) <= config.eval_examples:
+        raise SubnetScopeError(
+            f"'{config.dataset}' has {len(examples)} examples; more than eval_examples "
+            f"({config.eval_examples}) are needed to train on the rest"
+        )
+    order = np.random.default_rng(config.seed).permutation(len(examples))
+    texts = [format_example(examples[i], config.template, tokenizer) for i in order]
+    return texts[config.eval_examples :], texts[: config.eval_examples]
+
+
+def _scores(model, tokenizer, task: list[str], general: list[str], max_length: int) -> dict:
+    from engine.evaluation.perplexity import texts_perplexity
+
+    return {
+        "task_ppl": texts_perplexity(model, tokenizer, task, max_length=max_length).perplexity,
+        "general_ppl": texts_perplexity(
+            model, tokenizer, general, max_length=max_length
+        ).perplexity,
+    }
+
+
+def _mask(config: MaskedSFTConfig, architecture, ctx: JobContext):
+    if config.mask_mode is None:
+        return None, None
+    from engine.ica import ica_mask, load_templates
+    from engine.ica.catalog import resolve_templates
+
+    templates = load_templates(resolve_templates(config.ica_templates))
+    templates.validate(architecture, config.model)
+    mask = ica_mask(templates, config.ica_component_ids, config.mask_mode)
+    ctx.log(f"{config.mask_mode} mask from {templates.path}: components {config.ica_component_ids}")
+    return mask, str(templates.path)
+
+
+def run_sft_masked(config: MaskedSFTConfig, ctx: JobContext) -> dict:
+    from datasets import Dataset
+    from trl import SFTConfig, SFTTrainer
+
+    from engine.data import load_texts
+    from engine.ica import active_neurons
+    from engine.models import LoadedModel, apply_mask, detect_architecture
+    from engine.training.anti_drift import apply_anti_drift, drift, remove_anti_drift
+    from engine.training.runs import _common_args, _load, _peft_config
+
+    started = time.monotonic()
+    model, tokenizer = _load(config, ctx)
+    architecture = detect_architecture(model)
+    mask, templates_path = _mask(config, architecture, ctx)
+    train_texts, task_texts = _split(config, tokenizer)
+    general = load_texts(config.eval_general, limit=config.eval_general_texts, seed=config.seed)
+    ctx.progress(0.05, "scoring the base model")
+    before = _scores(model, tokenizer, task_texts, general, config.max_length)
+    for name, value in before.items():
+        ctx.metric(name, value, step=0)
+
+    args = SFTConfig(
+        **_common_args(config, ctx.job_dir / "trainer"), max_length=config.max_length,
+        dataset_text_field="text", packing=False,
+    )  # fmt: skip
+    trainer = SFTTrainer(
+        model=model, args=args, train_dataset=Dataset.from_dict({"text": train_texts}),
+        processing_class=tokenizer, callbacks=[_Progress(ctx, config.steps)],
+        peft_config=_peft_config(config),
+    )  # fmt: skip
+    trained = trainer.model  # a PeftModel with LoRA
+    base = trained.get_base_model() if hasattr(trained, "get_base_model") else trained
+    anti_drift = None
+    if mask is not None and config.anti_drift_row_param:
+        report = apply_anti_drift(
+            trained, architecture, active_neurons(mask, architecture), config.anti_drift_apply_to
+        )
+        anti_drift = asdict(report)
+        ctx.log(f"anti-drift on {len(report.parametrized)} tensors")
+    # The hooks go on the modules at the down-projection paths of the model being trained (with
+    # LoRA, the LoRA layer), so base and adapter paths both see the masked neurons.
+    view = LoadedModel(
+        source=config.model, display_name=config.model, model=base, tokenizer=tokenizer,
+        architecture=architecture, device=next(base.parameters()).device,
+        dtype=torch.float32, is_causal_lm=True,
+    )  # fmt: skip
+    ctx.progress(0.15, "training")
+    with apply_mask(view, mask) if mask is not None else nullcontext():
+        trainer.train()
+    if anti_drift is not None:
+        anti_drift["max_drift"] = drift(trained)
+        ctx.metric("anti_drift/max_drift", anti_drift["max_drift"])
+        remove_anti_drift(trained, bake=config.anti_drift_bake)
+    ctx.progress(0.88, "scoring the tuned model")
+    after = _scores(trained, tokenizer, task_texts, general, config.max_length)
+    for name, value in after.items():
+        ctx.metric(name, value, step=config.steps)
+    out = ctx.result_dir / ("adapter" if config.lora else "model")
+    trained.save_pretrained(str(out), safe_serialization=True)
+    losses = [e["loss"] for e in trainer.state.log_history if "loss" in e]
+    summary = {
+        "kind": "sft_masked",
+        "group": config.group,
+        "mask_mode": config.mask_mode or "none",
+        "components": list(config.ica_component_ids) if mask is not None else [],
+        "templates": templates_path,
+        "masked_neurons": _masked_count(mask, architecture),
+        "anti_drift": anti_drift,
+        "before": before,
+        "after": after,
+        "task_gain": before["task_ppl"] / after["task_ppl"],
+        "forgetting": after["general_ppl"] / before["general_ppl"] - 1.0,
+        "final_loss": losses[-1] if losses else None,
+        "steps": config.steps,
+        "seconds": round(time.monotonic() - started, 2),
+        "output": str(out),
+        "config": config.to_params(),
+    }
+    ctx.write_json(RUN_JSON, summary)
+    ctx.progress(1.0, f"task ppl {before['task_ppl']:.3g} → {after['task_ppl']:.3g}")
+    return {k: summary[k] for k in ("group", "mask_mode", "before", "after", "task_gain",
+                                    "forgetting", "masked_neurons", "output")}  # fmt: skip
+
+
+def _masked_count(mask, architecture) -> int:
+    """Neurons the mask switches off during training."""
+    if mask is None:
+        return 0
+    from engine.ica import active_neurons
+
+    return int(sum((v == 0).sum() for v in active_neurons(mask, architecture).values()))
