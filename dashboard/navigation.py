@@ -34,6 +34,7 @@ SECTIONS: dict[str, list[PageSpec]] = {
     ],
     "Analyse": [
         PageSpec("sparsity.py", "Sparsity heatmaps", ":material/grid_on:", "sparsity"),
+        PageSpec("ica.py", "ICA components", ":material/hub:", "ica"),
     ],
     "Runs": [
         PageSpec("runs.py", "Runs", ":material/play_circle:", "runs"),

@@ -123,3 +123,21 @@ def test_key_feature_rules():
         key_features(w, threshold="top")
     with pytest.raises(SubnetScopeError, match="percentile"):
         key_features(w, percentile=100)
+
+
+@pytest.mark.parametrize("pca", ["auto", 0])
+def test_standardize_finds_planted_keys_despite_loud_layers(pca):
+    x, s, _, keys = planted()
+    x[:, :200] *= 50.0  # a "layer" whose neurons are 50× louder, as late layers are
+    loud = run_ica(x, ICAConfig(n_components=5, pca=pca))
+    flat = templates_from_mixing(loud.mixing, [0, 1, 2], WIDTHS).neurons(0)
+    assert all(layer == 0 for layer, _ in flat)  # raw weights: the loud layer takes every slot
+    result = run_ica(x, ICAConfig(n_components=5, pca=pca, standardize=True))
+    assert matched_correlations(s, result.sources).min() >= 0.95
+    np.testing.assert_allclose(result.transform(x), result.sources, atol=1e-3)
+    corr = np.abs(np.corrcoef(s.T, result.sources.T)[:5, 5:])
+    templates = templates_from_mixing(result.mixing, [0, 1, 2], WIDTHS, percentile=95.0)
+    offsets = np.cumsum((0, *WIDTHS))
+    for planted_c in range(5):
+        found = templates.neurons(int(corr[planted_c].argmax()))
+        assert {offsets[layer] + n for layer, n in found} == set(keys[planted_c].tolist())

@@ -97,6 +97,8 @@ def texts_perplexity(
     if not texts:
         raise SubnetScopeError("no texts to score")
     device = next(model.parameters()).device
+    limit = getattr(getattr(model, "config", None), "max_position_embeddings", None)
+    max_length = min(max_length, limit) if isinstance(limit, int) else max_length
     total_nll, total_tokens = 0.0, 0
     was_training = model.training
     model.eval()

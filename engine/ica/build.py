@@ -47,6 +47,10 @@ class BuildConfig:
     pca: str = field(
         default="auto", metadata={"help": ICAConfig.__dataclass_fields__["pca"].metadata["help"]}
     )
+    standardize: bool = field(
+        default=False,
+        metadata={"help": ICAConfig.__dataclass_fields__["standardize"].metadata["help"]},
+    )
     seed: int = field(default=0, metadata={"help": "seed for sampling texts, PCA and ICA"})
     memory_budget_gb: float = field(
         default=DEFAULT_MEMORY_BUDGET / 2**30,
@@ -126,6 +130,7 @@ def build_templates(
             pca=config.pca if config.pca == "auto" else int(config.pca),
             seed=config.seed,
             memory_budget=int(config.memory_budget_gb * 2**30),
+            standardize=config.standardize,
         )
         result = run_ica(acts.matrix, ica_config)
     finally:
@@ -147,6 +152,7 @@ def build_templates(
         "components": config.components,
         "threshold": config.threshold,
         "percentile": config.percentile,
+        "standardized": config.standardize,
         "pca_dims": result.pca_dims,
         "explained_variance": result.explained_variance,
         "ica_iterations": result.n_iter,

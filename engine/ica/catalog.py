@@ -14,6 +14,7 @@ class TemplateEntry:
     label: str
     path: Path
     job_id: str | None = None
+    is_demo: bool = False
 
 
 def list_templates(limit: int = 200) -> list[TemplateEntry]:
@@ -29,11 +30,10 @@ def list_templates(limit: int = 200) -> list[TemplateEntry]:
             continue
         p = view.spec.params
         demo = all(p.get(k) == v for k, v in DEMO_PARAMS.items())
-        label = (
-            f"{'demo · ' if demo else ''}{p.get('model')} · {p.get('components')} components · "
-            f"{'+'.join(p.get('datasets') or [])} ({view.id})"
-        )
-        entries.append(TemplateEntry(label, path, view.id))
+        what = f"{p.get('components')} components · {'+'.join(p.get('datasets') or [])}"
+        label = f"Demo templates · {what}" if demo else f"{p.get('model')} · {what} ({view.id})"
+        entries.append(TemplateEntry(label, path, view.id, is_demo=demo))
+    entries.sort(key=lambda e: not e.is_demo)  # the demo's first, then newest first
     return entries
 
 
@@ -42,7 +42,7 @@ def resolve_templates(spec: str) -> Path:
     from engine.errors import SubnetScopeError
 
     if spec == "demo":
-        demo = next((e for e in list_templates() if e.label.startswith("demo · ")), None)
+        demo = next((e for e in list_templates() if e.is_demo), None)
         if demo is None:
             raise SubnetScopeError(
                 "the demo's ICA templates are not built yet: run "

@@ -13,7 +13,7 @@ def _build(args: argparse.Namespace) -> int:
         model=args.model, datasets=tuple(args.datasets), samples_per_ds=args.samples_per_ds,
         components=args.components, percentile=args.percentile, threshold=args.threshold,
         layers=args.layers, max_length=args.max_length, pca=args.pca, seed=args.seed,
-        memory_budget_gb=args.memory_budget_gb,
+        memory_budget_gb=args.memory_budget_gb, standardize=args.standardize,
     )  # fmt: skip
 
     def progress(fraction: float, message: str) -> None:
@@ -104,6 +104,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     build.add_argument("--max-length", type=int, default=defaults.max_length)
     build.add_argument("--pca", default="auto", help="'auto', a number, or 0 for none")
     build.add_argument("--seed", type=int, default=0)
+    build.add_argument(
+        "--standardize", action="store_true",
+        help="unit-variance neurons before ICA (off, as in seed 001: loud late layers dominate)",
+    )  # fmt: skip
     build.add_argument("--memory-budget-gb", type=float, default=defaults.memory_budget_gb)
     build.add_argument("--out", required=True, help="the templates file to write (.json)")
     build.add_argument("--quiet", action="store_true", help="no progress lines on stderr")

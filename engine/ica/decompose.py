@@ -35,6 +35,14 @@ class ICAConfig:
             "below the LAPACK limit and the memory budget)"
         },
     )
+    standardize: bool = field(
+        default=False,
+        metadata={
+            "help": "scale every neuron to unit variance first, so key neurons reflect how much "
+            "a component drives a neuron relative to its own range (off, as in seed 001: "
+            "high-variance neurons, mostly in the last layers, dominate the key sets)"
+        },
+    )
     max_iter: int = field(default=400, metadata={"help": "FastICA iterations"})
     tol: float = field(default=1e-4, metadata={"help": "FastICA convergence tolerance"})
     seed: int = field(default=0, metadata={"help": "random seed (PCA sketch, ICA start)"})
@@ -45,7 +53,8 @@ class ICAConfig:
 
 @dataclass
 class ICAResult:
-    """X ≈ mean + sources @ mixing.T; sources = (X − mean) @ unmixing.T − offset."""
+    """X ≈ mean + sources @ mixing.T (per-neuron units when standardized);
+    sources = (X − mean) @ unmixing.T − offset for raw activations X."""
 
     mixing: np.ndarray  # (features, k): how strongly each component drives each neuron
     unmixing: np.ndarray  # (k, features)
@@ -74,6 +83,20 @@ def _column_mean(x: np.ndarray, chunk: int) -> np.ndarray:
     return (total / x.shape[0]).astype(np.float32)
 
 
+def column_std(x: np.ndarray, chunk: int = 4096) -> np.ndarray:
+    """Per-feature standard deviation in one chunked pass (float64 sums); 0 becomes 1."""
+    total = np.zeros(x.shape[1], dtype=np.float64)
+    squares = np.zeros(x.shape[1], dtype=np.float64)
+    for start in range(0, x.shape[0], chunk):
+        block = np.asarray(x[start : start + chunk], dtype=np.float64)
+        total += block.sum(axis=0)
+        squares += (block * block).sum(axis=0)
+    mean = total / x.shape[0]
+    std = np.sqrt(np.maximum(squares / x.shape[0] - mean * mean, 0.0))
+    std[std == 0] = 1.0
+    return std.astype(np.float32)
+
+
 def _centered_matmul(x: np.ndarray, mean: np.ndarray, m: np.ndarray, chunk: int) -> np.ndarray:
     """(X − 1·meanᵀ) @ m, one row block at a time."""
     out = np.empty((x.shape[0], m.shape[1]), dtype=np.float32)
@@ -99,11 +122,20 @@ def randomized_pca(
     oversample: int = 10,
     seed: int = 0,
     chunk_rows: int = 4096,
+    scale: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
     """Top principal directions of `x` (rows = samples) in float32, reading `x` in row blocks.
 
-    Returns (scores (rows, d), components (d, features), mean (features,), kept variance share).
+    With `scale` (features,), the PCA is of x / scale, without building that matrix. Returns
+    (scores (rows, d), components (d, features), mean (features,) of x, kept variance share).
     """
+    if scale is not None:
+        inv = (1.0 / scale).astype(np.float32)
+        scores, components, mean, kept = randomized_pca(
+            _Scaled(x, inv), n_dims, n_iter=n_iter, oversample=oversample, seed=seed,
+            chunk_rows=chunk_rows,
+        )  # fmt: skip
+        return scores, components, mean / inv, kept
     rows, cols = x.shape
     n_dims = min(n_dims, rows, cols)
     width = min(n_dims + oversample, rows, cols)
@@ -127,6 +159,16 @@ def randomized_pca(
         total += float(np.einsum("ij,ij->", block, block, dtype=np.float64))
     kept = float((s[:n_dims].astype(np.float64) ** 2).sum() / total) if total > 0 else 1.0
     return scores.astype(np.float32), vt[:n_dims].astype(np.float32), mean, kept
+
+
+class _Scaled:
+    """x with every column multiplied by `inv`, read block by block (for memmaps too)."""
+
+    def __init__(self, x: np.ndarray, inv: np.ndarray) -> None:
+        self.x, self.inv, self.shape = x, inv, x.shape
+
+    def __getitem__(self, rows: slice) -> np.ndarray:
+        return np.asarray(self.x[rows], dtype=np.float32) * self.inv
 
 
 def _pca_dims(config: ICAConfig, rows: int, cols: int) -> tuple[int | None, list[str]]:
@@ -185,20 +227,24 @@ def run_ica(x: np.ndarray, config: ICAConfig | None = None) -> ICAResult:
     )  # fmt: skip
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
+        scale = column_std(x) if config.standardize else None
         if dims is not None:
-            scores, components, mean, kept = randomized_pca(x, dims, seed=config.seed)
+            scores, components, mean, kept = randomized_pca(x, dims, seed=config.seed, scale=scale)
             sources = ica.fit_transform(scores).astype(np.float32)
             mixing = components.T @ ica.mixing_.astype(np.float32)  # (features, k)
             unmixing = ica.components_.astype(np.float32) @ components  # (k, features)
             offset = (ica.mean_ @ ica.components_.T).astype(np.float32)
         else:
             data = np.asarray(x, dtype=np.float32)
-            sources = ica.fit_transform(data).astype(np.float32)
+            sources = ica.fit_transform(data if scale is None else data / scale)
+            sources = sources.astype(np.float32)
             mixing = ica.mixing_.astype(np.float32)
             unmixing = ica.components_.astype(np.float32)
-            mean = ica.mean_.astype(np.float32)
+            mean = ica.mean_.astype(np.float32) * (1 if scale is None else scale)
             offset = np.zeros(k, dtype=np.float32)
             kept = None
+        if scale is not None:  # mixing stays in standardized units; transform() takes raw x
+            unmixing = unmixing / scale
     for warning in caught:
         if "did not converge" in str(warning.message):
             notes.append(

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from itertools import combinations
 
 import numpy as np
 import pandas as pd
+import torch
 
 from engine.errors import SubnetScopeError
 from engine.ica.artifacts import ComponentArrays
 from engine.ica.capture import capture_activations
 from engine.ica.templates import Templates
-from engine.models import LoadedModel
+from engine.models import LoadedModel, NeuronMask
 
 
 def key_neuron_counts(templates: Templates) -> pd.DataFrame:
@@ -134,3 +136,57 @@ def time_course(
         for c in range(sources.shape[1])
     ]
     return pd.DataFrame(rows, columns=["position", "token", "component", "value"])
+
+
+def held_out_texts(
+    arrays: ComponentArrays | None, source: str = "demo-general", n: int = 8, seed: int = 1
+) -> list[str]:
+    """`n` texts of `source` that the decomposition did not see (all of them if none are left)."""
+    from engine.data import load_texts, sample_texts
+
+    texts = load_texts(source)
+    seen = set(arrays.texts) if arrays is not None else set()
+    unseen = [t for t in texts if t not in seen] or texts
+    return sample_texts(unseen, n, seed)
+
+
+@dataclass(frozen=True)
+class LiveComparison:
+    """The same prompt and held-out texts through the model as it is and under a mask."""
+
+    base_text: str
+    masked_text: str
+    base_ppl: float
+    masked_ppl: float
+    tokens_scored: int
+    masked_neurons: int
+
+
+def live_comparison(
+    loaded: LoadedModel,
+    mask: NeuronMask,
+    prompt: str,
+    texts: list[str],
+    *,
+    max_new_tokens: int = 40,
+    max_length: int = 128,
+) -> LiveComparison:
+    """Greedy generations and perplexities with and without `mask`; the shared model is left as
+    it was (the mask holds for these calls only)."""
+    from engine.evaluation.perplexity import texts_perplexity
+    from engine.models import apply_mask, generate_text
+
+    base = generate_text(loaded, prompt, max_new_tokens=max_new_tokens)
+    masked = generate_text(loaded, prompt, max_new_tokens=max_new_tokens, mask=mask)
+    base_ppl = texts_perplexity(loaded.model, loaded.tokenizer, texts, max_length=max_length)
+    with apply_mask(loaded, mask):
+        masked_ppl = texts_perplexity(loaded.model, loaded.tokenizer, texts, max_length=max_length)
+    vectors = mask.multipliers(loaded.architecture, torch.device("cpu"), torch.float32)
+    return LiveComparison(
+        base_text=base.text,
+        masked_text=masked.text,
+        base_ppl=base_ppl.perplexity,
+        masked_ppl=masked_ppl.perplexity,
+        tokens_scored=base_ppl.tokens,
+        masked_neurons=int(sum((v == 0).sum() for v in vectors.values())),
+    )

@@ -9,9 +9,12 @@ from engine.ica.build import BuildConfig
 from engine.jobs import JobContext, job
 
 TEMPLATES_FILE = "templates.json"
+# Standardized neurons: on the demo model's raw activations the loud last three layers (of 30) hold
+# 49 % of the key neurons on average (measured; 14 % standardized), and the components come out as
+# cleaner token-level networks (commas, indentation, "=", sentence starts).
 DEMO_PARAMS = {
     "model": "demo", "datasets": ["demo-general", "demo-code"], "samples_per_ds": 100,
-    "components": 20, "percentile": 95.0, "layers": "all", "max_length": 64,
+    "components": 20, "percentile": 95.0, "layers": "all", "max_length": 64, "standardize": True,
 }  # fmt: skip
 
 

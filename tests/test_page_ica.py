@@ -1,0 +1,126 @@
+"""AppTest of the ICA page on templates built over a tiny model: browse, toggle, train, build."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import streamlit as st
+from streamlit.testing.v1 import AppTest
+
+from engine.ica import BuildConfig, build_templates
+from tests.tiny import char_tokenizer, tiny_model
+
+APP = str(Path(__file__).resolve().parent.parent / "dashboard" / "app.py")
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("ica-page")
+    folder = root / "models" / "tiny-llama"
+    tiny_model("llama").model.save_pretrained(folder)
+    char_tokenizer().save_pretrained(folder)
+    other = root / "models" / "tiny-gpt2"
+    tiny_model("gpt2").model.save_pretrained(other)
+    char_tokenizer().save_pretrained(other)
+    prose, code = root / "prose.txt", root / "code.txt"
+    prose.write_text("\n\n".join(f"The {w} walked to the market at dawn." for w in "abcdefghij"))
+    code.write_text("\n\n".join(f"for i in range({n}):\n    x += i * {n}" for n in range(10)))
+    config = BuildConfig(model=str(folder), datasets=(str(prose), str(code)), samples_per_ds=10,
+                         components=4, percentile=90.0, max_length=64)  # fmt: skip
+    templates = build_templates(config, root / "templates" / "templates.json")
+    return {"models": root / "models", "model": folder, "other": other,
+            "templates": templates.path}  # fmt: skip
+
+
+@pytest.fixture
+def page(workspace, tmp_path, monkeypatch) -> AppTest:
+    monkeypatch.setenv("SUBNETSCOPE_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("SUBNETSCOPE_MODEL_ROOTS", str(workspace["models"]))
+    st.cache_data.clear()
+    at = AppTest.from_file(APP, default_timeout=180)
+    at.query_params["templates"] = str(workspace["templates"])
+    at.session_state["model_source"] = str(workspace["model"])  # never load the demo model
+    at.run()
+    at.switch_page("../pages/ica.py").run()
+    assert not at.exception, at.exception
+    [model] = [s for s in at.selectbox if s.label == "Model"]
+    assert model.value == str(workspace["model"])
+    return at
+
+
+def _view(at: AppTest, name: str) -> None:
+    [control] = [s for s in at.get("button_group") if s.label == "View"]
+    control.set_value(name).run()
+    assert not at.exception, at.exception
+
+
+def test_components_view_shows_counts_tokens_neurons_and_time_course(page):
+    metrics = {m.label: m.value for m in page.metric}
+    assert metrics["Components"] == "4" and metrics["Layers"] == "0-1"
+    tables = [d.value for d in page.dataframe]
+    top = next(t for t in tables if "snippet" in t.columns)
+    assert len(top) == 25 and top["value"].is_monotonic_decreasing
+    neurons = next(t for t in tables if {"layer", "neuron", "weight"} <= set(t.columns))
+    assert len(neurons) == 10
+    assert len(page.get("vega_lite_chart")) >= 3  # heatmap, dataset means, time course
+    [component] = [s for s in page.selectbox if s.label == "Component"]
+    component.set_value(2).run()
+    assert not page.exception, page.exception
+
+
+def test_overlap_view(page):
+    _view(page, "Overlap")
+    pairs = next(d.value for d in page.dataframe if "jaccard" in d.value.columns)
+    assert len(pairs) == 6 and pairs["jaccard"].between(0, 1).all()
+
+
+def test_live_toggles_compare_masked_and_unmasked(page):
+    _view(page, "Live toggles")
+    page.multiselect[0].set_value([0, 1])
+    page.radio[0].set_value("preserve")
+    page.text_input[0].set_value("The cat")
+    page.button[0].click().run()  # the form's submit button
+    assert not page.exception, page.exception
+    ppl = [m for m in page.metric if m.label == "Held-out perplexity"]
+    assert len(ppl) == 2 and ppl[0].value != ppl[1].value
+    assert len(page.code) >= 2
+    assert "neurons off" in " ".join(m.value for m in page.markdown)
+
+
+def test_templates_for_another_model_and_missing_files_are_one_clear_error(
+    page, workspace, tmp_path
+):
+    _view(page, "Live toggles")
+    [model] = [s for s in page.selectbox if s.label == "Model"]
+    model.set_value(str(workspace["other"])).run()
+    [error] = page.error
+    assert "these templates were built on a Llama model" in error.value and "GPT-2" in error.value
+    page.text_input(key="ica_templates_file").set_value(str(tmp_path / "missing.json")).run()
+    [picker] = [s for s in page.selectbox if s.label == "Templates"]
+    assert picker.value == "A templates file…"
+    assert [e.value for e in page.error] == [f"no ICA templates at '{tmp_path / 'missing.json'}'"]
+
+
+@pytest.mark.slow
+def test_three_way_comparison_runs_and_compares(page):
+    from engine.jobs import list_jobs, wait_job
+
+    _view(page, "Masked SFT")
+    assert any("No masked SFT run" in i.value for i in page.info)
+    page.number_input(key="ica_sft_steps").set_value(2).run()
+    page.button(key="ica_sft_three").click().run()
+    assert not page.exception, page.exception
+    jobs = list_jobs(kind="train.sft_masked")
+    assert len(jobs) == 3
+    for job in jobs:
+        assert wait_job(job.id, timeout=300).status.state == "succeeded", job.id
+    page.run()
+    runs = next(d.value for d in page.dataframe if "forgetting" in d.value.columns)
+    assert sorted(runs["mask_mode"]) == ["lesion", "none", "preserve"]
+    assert runs["group"].nunique() == 1
+
+
+def test_build_view_offers_a_job(page):
+    _view(page, "Build")
+    assert page.button(key="ica_build_job_submit").label == "Build templates"
