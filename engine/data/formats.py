@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from engine.data.demo_tasks import DEMO_ARITHMETIC, demo_arithmetic_records
-from engine.data.sources import sample_texts
+from engine.data.sources import read_jsonl_objects, sample_texts
 from engine.errors import SubnetScopeError
 
 
@@ -131,25 +131,7 @@ def _from_turns(turns: list[dict[str, str]], layout: str) -> Example:
     )
 
 
-_ROLES = ("system", "user", "assistant")
-
-
-def _messages(record: Mapping[str, Any]) -> Example:
-    turns = []
-    for i, turn in enumerate(record["messages"]):
-        if not isinstance(turn, Mapping):
-            raise SubnetScopeError(f"messages turn {i} is not an object with role and content")
-        role, content = turn.get("role"), turn.get("content")
-        if role not in _ROLES:
-            raise SubnetScopeError(
-                f"messages turn {i} has role {role!r} (expected {', '.join(_ROLES)})"
-            )
-        if not isinstance(content, str):
-            raise SubnetScopeError(f"messages turn {i} has no text content")
-        turns.append({"role": role, "content": content})
-    return _from_turns(turns, "messages")
-
-
+_MESSAGE_ROLES = {"system": "system", "user": "user", "assistant": "assistant"}
 _SHAREGPT_ROLES = {
     "human": "user",
     "user": "user",
@@ -159,20 +141,33 @@ _SHAREGPT_ROLES = {
 }
 
 
-def _conversations(record: Mapping[str, Any]) -> Example:
+def _chat_turns(
+    record: Mapping[str, Any], key: str, role_key: str, text_key: str, roles: Mapping[str, str]
+) -> Example:
+    """Turns of a `messages` ({role, content}) or ShareGPT `conversations` ({from, value}) list."""
     turns = []
-    for i, turn in enumerate(record["conversations"]):
+    for i, turn in enumerate(record[key]):
         if not isinstance(turn, Mapping):
-            raise SubnetScopeError(f"conversations turn {i} is not an object with from and value")
-        sender, value = turn.get("from"), turn.get("value")
-        if sender not in _SHAREGPT_ROLES:
             raise SubnetScopeError(
-                f"conversations turn {i} is from {sender!r} (expected human, gpt or system)"
+                f"{key} turn {i} is not an object with {role_key} and {text_key}"
             )
-        if not isinstance(value, str):
-            raise SubnetScopeError(f"conversations turn {i} has no text value")
-        turns.append({"role": _SHAREGPT_ROLES[sender], "content": value})
-    return _from_turns(turns, "conversations")
+        role, text = turn.get(role_key), turn.get(text_key)
+        if role not in roles:
+            raise SubnetScopeError(
+                f"{key} turn {i} has {role_key} {role!r} (expected {', '.join(roles)})"
+            )
+        if not isinstance(text, str):
+            raise SubnetScopeError(f"{key} turn {i} has no text {text_key}")
+        turns.append({"role": roles[role], "content": text})
+    return _from_turns(turns, key)
+
+
+def _messages(record: Mapping[str, Any]) -> Example:
+    return _chat_turns(record, "messages", "role", "content", _MESSAGE_ROLES)
+
+
+def _conversations(record: Mapping[str, Any]) -> Example:
+    return _chat_turns(record, "conversations", "from", "value", _SHAREGPT_ROLES)
 
 
 def _plain_text(record: Mapping[str, Any]) -> Example:
@@ -395,22 +390,6 @@ BUILTIN_RECORDS: dict[str, Callable[[], list[dict]]] = {DEMO_ARITHMETIC: demo_ar
 RECORD_SUFFIXES = (".jsonl", ".json", ".parquet")
 
 
-def _read_jsonl(path: Path) -> list[dict]:
-    rows = []
-    with path.open(encoding="utf-8") as f:
-        for number, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise SubnetScopeError(f"'{path}' line {number} is not valid JSON ({exc})") from exc
-            if not isinstance(row, dict):
-                raise SubnetScopeError(f"'{path}' line {number} is not a JSON object")
-            rows.append(row)
-    return rows
-
-
 def _read_json(path: Path) -> list[dict]:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
@@ -465,7 +444,7 @@ def load_records(source: str, limit: int | None = None, seed: int | None = None)
     elif path.is_file():
         suffix = path.suffix.lower()
         if suffix == ".jsonl":
-            records = _read_jsonl(path)
+            records = read_jsonl_objects(path)
         elif suffix == ".json":
             records = _read_json(path)
         elif suffix == ".parquet":

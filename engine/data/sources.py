@@ -92,7 +92,8 @@ def _read_txt(path: Path) -> list[str]:
     return re.split(r"\n\s*\n", path.read_text(encoding="utf-8"))
 
 
-def _read_jsonl(path: Path, text_field: str | None) -> list[Any]:
+def read_jsonl_objects(path: Path) -> list[dict]:
+    """The JSON objects of a .jsonl file, one per non-blank line (one clear error otherwise)."""
     rows = []
     with path.open(encoding="utf-8") as f:
         for number, line in enumerate(f, start=1):
@@ -105,6 +106,11 @@ def _read_jsonl(path: Path, text_field: str | None) -> list[Any]:
             if not isinstance(row, dict):
                 raise SubnetScopeError(f"'{path}' line {number} is not a JSON object")
             rows.append(row)
+    return rows
+
+
+def _read_jsonl(path: Path, text_field: str | None) -> list[Any]:
+    rows = read_jsonl_objects(path)
     if not rows:
         return []
     columns = list(dict.fromkeys(key for row in rows for key in row))
