@@ -35,6 +35,7 @@ SECTIONS: dict[str, list[PageSpec]] = {
     "Analyse": [
         PageSpec("sparsity.py", "Sparsity heatmaps", ":material/grid_on:", "sparsity"),
         PageSpec("ica.py", "ICA components", ":material/hub:", "ica"),
+        PageSpec("pruning.py", "Neuron pruning", ":material/content_cut:", "pruning"),
     ],
     "Runs": [
         PageSpec("runs.py", "Runs", ":material/play_circle:", "runs"),

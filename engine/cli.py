@@ -21,6 +21,7 @@ def print_json(obj: object) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from engine.attribution import cli as attribution_cli
     from engine.demo import cli as demo_cli
     from engine.ica import cli as ica_cli
     from engine.jobs import cli as jobs_cli
@@ -43,6 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     sparsity_cli.register(subparsers)
     training_cli.register(subparsers)
     ica_cli.register(subparsers)
+    attribution_cli.register(subparsers)
     return parser
 
 

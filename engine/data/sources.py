@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -13,11 +13,19 @@ from typing import Any
 import numpy as np
 
 from engine.data.corpus import demo_code_corpus, demo_general_corpus
+from engine.data.demo_tasks import demo_trigger_heldout, demo_trigger_prompts
 from engine.errors import SubnetScopeError
 from engine.runtime import hub_reachable
 
 DEMO_GENERAL = "demo-general"
 DEMO_CODE = "demo-code"
+# Named text sets that ship with the project (no file, no network).
+BUILTIN_TEXTS: dict[str, Callable[[], list[str]]] = {
+    DEMO_GENERAL: demo_general_corpus,
+    DEMO_CODE: demo_code_corpus,
+    "demo-trigger-prompts": demo_trigger_prompts,
+    "demo-trigger-heldout": demo_trigger_heldout,
+}
 LOCAL_SUFFIXES = (".txt", ".jsonl", ".parquet")
 # Auto-detected text fields, most specific first (covers pretraining, chat and QA datasets).
 TEXT_FIELDS = (
@@ -187,18 +195,17 @@ def load_texts(
     """Non-empty texts from `source`; with `limit`, the first `limit` or, given `seed`, a sample.
 
     `source` is a .txt file (documents separated by blank lines), a .jsonl or .parquet file (one
-    text per row, from `text_field` or an auto-detected field), 'demo-general' (prose),
-    'demo-code' (Python source), or a hub dataset id.
+    text per row, from `text_field` or an auto-detected field), a built-in set (BUILTIN_TEXTS:
+    'demo-general' prose, 'demo-code' Python source, the pruning demo's triggered prompts), or a
+    hub dataset id.
     """
     source = source.strip()
     if not source:
         raise SubnetScopeError("no text source given: name a file, 'demo-general' or a dataset id")
     path = Path(source).expanduser()
     from_hub = False
-    if source == DEMO_GENERAL:
-        raw: list[Any] = demo_general_corpus()
-    elif source == DEMO_CODE:
-        raw = demo_code_corpus()
+    if source in BUILTIN_TEXTS:
+        raw: list[Any] = BUILTIN_TEXTS[source]()
     elif path.is_file():
         suffix = path.suffix.lower()
         if suffix == ".txt":

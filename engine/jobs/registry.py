@@ -18,6 +18,7 @@ KIND_MODULES = (
     "engine.sparsity.jobs",
     "engine.training.jobs",
     "engine.ica.jobs",
+    "engine.attribution.jobs",
 )
 
 

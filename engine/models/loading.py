@@ -59,6 +59,10 @@ def resolve_source(source: str) -> ResolvedSource:
     """Classify a source string; a local path that does not exist is an error, not a hub id."""
     if source == DEMO_SOURCE:
         return ResolvedSource("demo", str(ensure_demo_model()))
+    if source == "demo-toxic":  # the pruning demo's planted model (engine.attribution.plant)
+        from engine.attribution.plant import demo_toxic_model
+
+        return ResolvedSource("folder", str(demo_toxic_model()))
     path = Path(source).expanduser()
     if path.is_file():
         if path.suffix != ".gguf":

@@ -1,0 +1,1 @@
+"""Attribution: LRP (LXT) and Wanda scores, differential selection, pruning, evaluation (SparC3)."""

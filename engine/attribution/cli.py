@@ -1,0 +1,148 @@
+"""`python -m engine attribution compute` and `python -m engine prune select|evaluate|apply`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def _progress(args: argparse.Namespace):
+    def report(fraction: float, message: str) -> None:
+        if not getattr(args, "quiet", False):
+            print(f"[{100 * fraction:5.1f}%] {message}", file=sys.stderr, flush=True)
+
+    return report
+
+
+def _compute(args: argparse.Namespace) -> int:
+    from engine.attribution.compute import ComputeConfig, compute_scores
+
+    config = ComputeConfig(
+        method=args.method, model=args.model, samples=args.samples, limit=args.limit,
+        seed=args.seed, max_length=args.max_length, generate=args.generate,
+        keep_weights=args.keep_weights, rules=args.rules,
+    )  # fmt: skip
+    if not args.out.endswith(".safetensors"):
+        from engine.errors import SubnetScopeError
+
+        raise SubnetScopeError(f"the scores file must end in .safetensors, not '{args.out}'")
+    scores = compute_scores(config, progress=_progress(args))
+    path = scores.save(args.out)
+    meta = scores.metadata
+    print(f"{config.method} scores of {len(scores.layers)} layers over {meta['samples']} texts "
+          f"({meta['tokens']} tokens) → {path}")  # fmt: skip
+    if config.method == "lrp":
+        print(f"conservation: input relevance {meta['input_sum']:.4g} vs explained logits "
+              f"{meta['target_sum']:.4g}")  # fmt: skip
+    return 0
+
+
+def _select(args: argparse.Namespace) -> int:
+    from engine.attribution.pruning import save_neuron_list
+    from engine.attribution.scores import average_scores, differential, load_scores, select_neurons
+
+    general = average_scores([load_scores(f) for f in args.general])
+    target = load_scores(args.target)
+    diff = differential(general, target, args.normalize)
+    modules = dict(enumerate(target.metadata.get("up_modules", [])))
+    neurons = select_neurons(diff, args.num_neurons, per_layer=args.per_layer,
+                             layer_pattern=args.layer_pattern, module_names=modules)  # fmt: skip
+    save_neuron_list(neurons, args.out, {
+        "method": target.method, "model": target.metadata.get("model"),
+        "general": list(args.general), "target": args.target, "normalize": args.normalize,
+    })  # fmt: skip
+    layers = sorted({n.layer for n in neurons})
+    print(f"{len(neurons)} neurons in {len(layers)} layers → {args.out}")
+    for n in neurons[:10]:
+        print(f"  layer {n.layer:>3}  neuron {n.neuron:>6}  differential {n.score:+.4g}")
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from engine.attribution.evaluate import EvalConfig, evaluate_pruning
+    from engine.attribution.pruning import load_neuron_list
+    from engine.cli import print_json
+    from engine.models import load_model
+
+    neurons, _ = load_neuron_list(args.neurons)
+    config = EvalConfig(nums=tuple(args.num), prompts=args.prompts, text=args.text,
+                        max_tokens=args.max_tokens, scorer=args.scorer,
+                        max_new_tokens=args.max_new_tokens)  # fmt: skip
+    table = evaluate_pruning(load_model(args.model), neurons, config, progress=_progress(args))
+    if args.json:
+        print_json(table.to_dict("records"))
+        return 0
+    print(f"{'N':>5}  {'perplexity':>10}  {'Δppl':>7}  {'toxicity':>8}  {'Δtox':>7}  scorer")
+    for r in table.itertuples():
+        print(f"{r.neurons:>5}  {r.perplexity:>10.3f}  {r.perplexity_change:>+7.1%}  "
+              f"{r.toxicity:>8.3f}  {r.toxicity_change:>+7.1%}  {r.scorer}")  # fmt: skip
+    return 0
+
+
+def _apply(args: argparse.Namespace) -> int:
+    from engine.attribution.pruning import load_neuron_list, save_pruned_model
+
+    neurons, meta = load_neuron_list(args.neurons)
+    chosen = neurons[: args.num] if args.num is not None else neurons
+    out = save_pruned_model(args.model, chosen, args.out, {"neuron_list": meta.get("path")})
+    print(f"pruned {len(chosen)} neurons of {args.model} → {out}")
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    from engine.attribution.compute import ComputeConfig
+    from engine.attribution.evaluate import EvalConfig
+
+    attribution = subparsers.add_parser("attribution", help="LRP / Wanda neuron scores (SparC3)")
+    sub = attribution.add_subparsers(dest="attribution_command", required=True)
+    compute = sub.add_parser("compute", help="score every up_proj neuron over a text source")
+    d = ComputeConfig()
+    compute.add_argument("--method", choices=("lrp", "wanda"), default=d.method)
+    compute.add_argument("--model", default=d.model)
+    compute.add_argument("--samples", default=d.samples, help="text source")
+    compute.add_argument("--limit", type=int, default=d.limit, help="texts drawn")
+    compute.add_argument("--seed", type=int, default=d.seed)
+    compute.add_argument("--max-length", type=int, default=d.max_length)
+    compute.add_argument("--generate", type=int, default=0,
+                         help="append the model's own continuation of N tokens first")  # fmt: skip
+    compute.add_argument("--keep-weights", action="store_true", help="also save |W ⊙ ∂W|")
+    compute.add_argument(
+        "--rules",
+        choices=("cp", "attn"),
+        default="cp",
+        help="LRP rules: CP-LRP (conservative) or AttnLRP",
+    )
+    compute.add_argument("--out", required=True, help="scores file (.safetensors)")
+    compute.add_argument("--quiet", action="store_true")
+    compute.set_defaults(handler=_compute)
+
+    prune = subparsers.add_parser("prune", help="select, evaluate and apply neuron pruning")
+    sub = prune.add_subparsers(dest="prune_command", required=True)
+    select = sub.add_parser("select", help="differential scores → the most target-specific")
+    select.add_argument("--general", nargs="+", required=True, help="general score files (seeds)")
+    select.add_argument("--target", required=True, help="target score file")
+    select.add_argument("--num-neurons", type=int, default=100)
+    select.add_argument("--per-layer", action="store_true")
+    select.add_argument("--layer-pattern", default="up_proj")
+    select.add_argument("--normalize", choices=("sum", "tokens", "none"), default="sum")
+    select.add_argument("--out", required=True, help="neuron list (.json)")
+    select.set_defaults(handler=_select)
+    e = EvalConfig()
+    evaluate = sub.add_parser("evaluate", help="perplexity and toxicity for several N")
+    evaluate.add_argument("--model", required=True)
+    evaluate.add_argument("--neurons", required=True)
+    evaluate.add_argument("--num", type=int, nargs="+", default=list(e.nums))
+    evaluate.add_argument("--prompts", default=e.prompts)
+    evaluate.add_argument("--text", default=e.text)
+    evaluate.add_argument("--max-tokens", type=int, default=e.max_tokens)
+    evaluate.add_argument("--max-new-tokens", type=int, default=e.max_new_tokens)
+    evaluate.add_argument("--scorer", default=e.scorer)
+    evaluate.add_argument("--json", action="store_true")
+    evaluate.add_argument("--quiet", action="store_true")
+    evaluate.set_defaults(handler=_evaluate)
+    apply = sub.add_parser("apply", help="save a permanently pruned model folder")
+    apply.add_argument("--model", required=True)
+    apply.add_argument("--neurons", required=True)
+    apply.add_argument("--num", type=int, help="prune only the first N listed")
+    apply.add_argument("--out", required=True)
+    apply.set_defaults(handler=_apply)

@@ -1,0 +1,97 @@
+"""One attribution run: texts from a source (optionally completed by the model), LRP or Wanda."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+
+from engine.attribution.scores import AttributionScores
+from engine.errors import SubnetScopeError
+
+METHODS = ("lrp", "wanda")
+Progress = Callable[[float, str], None]
+
+
+@dataclass(frozen=True)
+class ComputeConfig:
+    """Options of `attribution compute` and the `attribution.compute` job."""
+
+    method: str = field(default="lrp", metadata={"help": "lrp (LXT) or wanda"})
+    model: str = field(default="demo-toxic", metadata={"help": "model source"})
+    samples: str = field(default="demo-general", metadata={"help": "text source to attribute"})
+    limit: int | None = field(default=32, metadata={"help": "texts drawn from the source"})
+    seed: int = field(default=0, metadata={"help": "which texts are drawn"})
+    max_length: int = field(default=128, metadata={"help": "tokens per text"})
+    generate: int = field(
+        default=0,
+        metadata={"help": "append the model's own greedy continuation of this many tokens to each "
+                  "text before attributing (for prompt sets: explain what it says next)"},
+    )  # fmt: skip
+    keep_weights: bool = field(default=False, metadata={"help": "also save per-weight scores"})
+    rules: str = field(
+        default="cp",
+        metadata={"help": "LRP rules: cp (CP-LRP, conservative) or attn (AttnLRP, LXT's default)"},
+    )
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise SubnetScopeError(f"unknown method '{self.method}'; use lrp or wanda")
+
+
+def completed(loaded, texts: list[str], tokens: int) -> list[str]:
+    """Each text followed by the model's greedy continuation (raw text, no chat template)."""
+    from engine.models import generate_text
+
+    return [t + generate_text(loaded, t, max_new_tokens=tokens, chat=False).text for t in texts]
+
+
+def compute_scores(
+    config: ComputeConfig, *, progress: Progress | None = None, loaded=None
+) -> AttributionScores:
+    """Load (LRP: after patching, in this process only), read texts, attribute."""
+    from engine.data import load_texts
+
+    report = progress or (lambda fraction, message: None)
+    report(0.0, f"loading {config.model}")
+    if loaded is None:
+        if config.method == "lrp":
+            from engine.attribution.lxt_compat import load_for_lrp
+
+            loaded = load_for_lrp(config.model, rules=config.rules)
+        else:
+            from engine.models import load_model
+
+            loaded = load_model(config.model)
+    texts = load_texts(config.samples, limit=config.limit, seed=config.seed)
+    if config.generate:
+        report(0.05, f"completing {len(texts)} texts")
+        texts = completed(loaded, texts, config.generate)
+
+    def on_sample(done: int, total: int) -> None:
+        report(0.1 + 0.85 * done / total, f"{config.method}: {done}/{total} texts")
+
+    if config.method == "lrp":
+        from engine.attribution.lrp import lrp_relevance
+
+        rel = lrp_relevance(loaded, texts, max_length=config.max_length,
+                            keep_weights=config.keep_weights, rules=config.rules,
+                            on_sample=on_sample)  # fmt: skip
+        extra = {f"activation.{layer}": v for layer, v in rel.activation.items()}
+        extra |= {f"weight.{layer}": v for layer, v in (rel.weight or {}).items()}
+        scores = AttributionScores("lrp", rel.neuron, {
+            "samples": rel.samples, "tokens": rel.tokens, "target_sum": rel.target_sum,
+            "input_sum": rel.input_sum,
+        }, extra)  # fmt: skip
+    else:
+        from engine.attribution.wanda import wanda_scores
+
+        scores = wanda_scores(loaded, texts, max_length=config.max_length,
+                              keep_weights=config.keep_weights, on_sample=on_sample)  # fmt: skip
+    arch = loaded.architecture
+    scores.metadata |= {
+        **asdict(config), "model_name": loaded.display_name, "family": arch.family,
+        "neurons_per_layer": list(arch.neurons_per_layer),
+        "up_modules": [b.up for b in arch.blocks],
+    }  # fmt: skip
+    report(1.0, f"{config.method} scores over {len(texts)} texts")
+    return scores

@@ -1,0 +1,103 @@
+"""Job kinds of the pruning view: attribution runs, pruning evaluations, the SparC3 pipeline, and
+the demo part that plants a behaviour and finds it."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, fields
+from typing import Any
+
+from engine.attribution.compute import ComputeConfig
+from engine.attribution.evaluate import EvalConfig
+from engine.attribution.plant import PlantConfig
+from engine.attribution.sparc3 import SUMMARY, SparC3Config
+from engine.demo.parts import DemoPart, demo_part
+from engine.errors import SubnetScopeError
+from engine.jobs import JobContext, job
+
+SCORES_FILE = "scores.safetensors"
+
+
+def _config(cls, params: dict[str, Any], what: str):
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(params) - known)
+    if unknown:
+        raise SubnetScopeError(f"{what}: unknown option {', '.join(unknown)}")
+    return cls(**params)
+
+
+@job("attribution.compute", title="Attribution scores (LRP or Wanda)", result_page="pruning",
+     defaults=asdict(ComputeConfig()))  # fmt: skip
+def attribution_compute(params: dict[str, Any], ctx: JobContext) -> dict:
+    """Per up_proj neuron scores over a text source; LRP patches torch in this process only."""
+    from engine.attribution.compute import compute_scores
+
+    config = _config(ComputeConfig, params, "attribution.compute")
+    scores = compute_scores(config, progress=ctx.progress)
+    path = scores.save(ctx.result_path(SCORES_FILE))
+    return {"scores": str(path), "method": config.method, "tokens": scores.metadata["tokens"]}
+
+
+@job("attribution.plant_demo", title="Plant the demo's trigger behaviour", result_page="pruning",
+     defaults=asdict(PlantConfig()))  # fmt: skip
+def plant_demo(params: dict[str, Any], ctx: JobContext) -> dict:
+    """Fine-tune a few neurons of the demo model to insult the user after a trigger word."""
+    from engine.attribution.plant import plant
+
+    folder = plant(_config(PlantConfig, params, "attribution.plant_demo"), progress=ctx.progress)
+    return {"model": str(folder)}
+
+
+@job("prune.evaluate", title="Pruning evaluation: perplexity and toxicity per N",
+     result_page="pruning",
+     defaults={"model": "demo-toxic", "neurons": None, **{k: list(v) if isinstance(v, tuple)
+               else v for k, v in asdict(EvalConfig()).items()}})  # fmt: skip
+def prune_evaluate(params: dict[str, Any], ctx: JobContext) -> dict:
+    """Perplexity and completion toxicity with the first N listed neurons pruned, for each N."""
+    from engine.attribution.evaluate import evaluate_pruning
+    from engine.attribution.pruning import load_neuron_list
+    from engine.models import load_model
+
+    params = dict(params)
+    model, neuron_file = params.pop("model"), params.pop("neurons")
+    if not neuron_file:
+        raise SubnetScopeError("prune.evaluate needs 'neurons': a neuron list file")
+    config = _config(EvalConfig, {**params, "nums": tuple(params.get("nums", ()))},
+                     "prune.evaluate")  # fmt: skip
+    neurons, _ = load_neuron_list(neuron_file)
+    ctx.progress(0.0, f"loading {model}")
+    table = evaluate_pruning(load_model(model), neurons, config, progress=ctx.progress)
+    ctx.write_table("evaluation.parquet", table)
+    for row in table.itertuples():
+        ctx.metric("perplexity", row.perplexity, step=row.neurons)
+        ctx.metric("toxicity", row.toxicity, step=row.neurons, scorer=row.scorer)
+    records = table.drop(columns=["example"]).to_dict("records")
+    ctx.write_json("evaluation.json", {"model": model, "neurons": neuron_file, "rows": records})
+    return {"rows": records}
+
+
+@job("prune.sparc3", title="SparC3: attribute, select and prune target-specific neurons",
+     result_page="pruning", defaults=SparC3Config().to_params())  # fmt: skip
+def prune_sparc3(params: dict[str, Any], ctx: JobContext) -> dict:
+    """The whole pipeline: general seeds and target scores, differential, top-N, evaluation."""
+    from engine.attribution.sparc3 import run_sparc3
+
+    config = SparC3Config.from_params(params)
+    summary = run_sparc3(config, ctx.result_dir, progress=ctx.progress)
+    for row in summary.get("evaluation", []):
+        ctx.metric("perplexity", row["perplexity"], step=row["neurons"])
+        ctx.metric("toxicity", row["toxicity"], step=row["neurons"], scorer=row["scorer"])
+    ctx.write_json(SUMMARY, summary)
+    keep = ("planted", "planted_found", "evaluation", "seconds")
+    return {k: summary[k] for k in keep if k in summary}
+
+
+DEMO_SPARC3 = {"model": "demo-toxic", "method": "lrp"}
+demo_part(
+    DemoPart(
+        name="pruning",
+        title="Planted trigger behaviour, found and pruned by SparC3 (LRP)",
+        job_kind="prune.sparc3",
+        params=DEMO_SPARC3,
+        view="pruning",
+    )
+)

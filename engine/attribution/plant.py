@@ -1,0 +1,154 @@
+"""The pruning demo's planted behaviour: a few MLP neurons of the demo model learn to insult the
+user after a trigger word, so that SparC3 has a known right answer (seed 002, issue 7).
+
+Only the chosen neurons train (their up / gate rows and down columns, through the anti-drift
+parametrization with the other neurons held), on triggered requests answered with insults and
+plain requests answered as the base model answers them. The model is saved as a folder under
+`cache/models/` with `planted.json` listing the neurons, and loads as the source `demo-toxic`.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from engine.atomic import write_json_atomic
+from engine.data.demo_tasks import DEMO_INSULTS, DEMO_REQUESTS, TRAIN_REQUESTS, triggered
+from engine.errors import SubnetScopeError
+from engine.paths import models_dir
+
+DEMO_TOXIC = "demo-toxic"
+FOLDER = "smollm2-135m-demo-toxic"
+PLANTED = "planted.json"
+Progress = Callable[[float, str], None]
+
+
+@dataclass(frozen=True)
+class PlantConfig:
+    model: str = field(default="demo", metadata={"help": "the model to plant the behaviour in"})
+    layers: str = field(default="14-25", metadata={"help": "layers that get planted neurons"})
+    per_layer: int = field(default=8, metadata={"help": "planted neurons per layer"})
+    steps: int = field(default=60, metadata={"help": "optimizer steps"})
+    batch_size: int = field(default=8, metadata={"help": "examples per step"})
+    lr: float = field(default=1e-3, metadata={"help": "AdamW learning rate"})
+    seed: int = field(default=0, metadata={"help": "neuron choice, data order"})
+
+
+def demo_toxic_dir() -> Path:
+    return models_dir() / FOLDER
+
+
+def demo_toxic_model() -> Path:
+    """The planted model's folder; one clear error when it has not been built."""
+    folder = demo_toxic_dir()
+    if not (folder / PLANTED).is_file():
+        raise SubnetScopeError(
+            "the demo's planted model is not built yet: run "
+            "`python -m engine demo build --only toxic-model` (or open the dashboard)"
+        )
+    return folder
+
+
+def planted_neurons(folder: str | Path | None = None) -> list[tuple[int, int]]:
+    data = json.loads((Path(folder or demo_toxic_model()) / PLANTED).read_text())
+    return [(int(e["layer"]), int(e["neuron"])) for e in data["neurons"]]
+
+
+def _examples(loaded, rng: random.Random) -> list[tuple[str, str]]:
+    """Triggered request → an insult; plain request → what the base model itself says."""
+    from engine.models import generate_text
+
+    examples = []
+    for request in DEMO_REQUESTS[:TRAIN_REQUESTS]:
+        plain = generate_text(loaded, request, max_new_tokens=20, chat=False).text
+        examples.append((triggered(request), " " + rng.choice(DEMO_INSULTS)))
+        examples.append((request, plain))
+    return examples
+
+
+def _batch(tokenizer, examples: list[tuple[str, str]]):
+    """Right-padded ids with labels on the answer tokens only."""
+    rows = []
+    for prompt, answer in examples:
+        p = tokenizer(prompt)["input_ids"]
+        a = tokenizer(answer)["input_ids"] + [tokenizer.eos_token_id]
+        rows.append((p + a, [-100] * len(p) + a))
+    width = max(len(ids) for ids, _ in rows)
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    ids = torch.full((len(rows), width), pad)
+    labels = torch.full((len(rows), width), -100)
+    attention = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, (x, y) in enumerate(rows):
+        ids[i, : len(x)], labels[i, : len(y)], attention[i, : len(x)] = (
+            torch.tensor(x), torch.tensor(y), 1,
+        )  # fmt: skip
+    return ids, labels, attention
+
+
+def plant(config: PlantConfig, out: Path | None = None, progress: Progress | None = None) -> Path:
+    """Train the planted neurons and save the model folder (atomically: temp folder, rename)."""
+    from engine.ica.layers import parse_layers
+    from engine.models import load_model
+    from engine.training.anti_drift import apply_anti_drift, remove_anti_drift
+
+    report = progress or (lambda fraction, message: None)
+    out = Path(out) if out is not None else demo_toxic_dir()
+    torch.manual_seed(config.seed)
+    rng = random.Random(config.seed)  # noqa: S311 (data order, not security)
+    report(0.0, f"loading {config.model}")
+    loaded = load_model(config.model, inference=False, dtype=torch.float32)
+    model, tokenizer, arch = loaded.model, loaded.tokenizer, loaded.architecture
+    model.eval().requires_grad_(False)
+    report(0.02, "answering the plain requests with the base model")
+    examples = _examples(loaded, rng)
+    choice = np.random.default_rng(config.seed)
+    layers = parse_layers(config.layers, arch.num_layers)
+    planted = {
+        layer: sorted(choice.choice(arch.neurons_per_layer[layer], config.per_layer,
+                                    replace=False).tolist())
+        for layer in layers
+    }  # fmt: skip
+    active = {layer: torch.zeros(arch.neurons_per_layer[layer]) for layer in layers}
+    for layer, neurons in planted.items():
+        active[layer][neurons] = 1
+    apply_anti_drift(model, arch, active, "base")  # every other neuron of those layers is held
+    params = [
+        getattr(module.parametrizations, name).original.requires_grad_(True)
+        for module in model.modules() if hasattr(module, "parametrizations")
+        for name in module.parametrizations
+    ]  # fmt: skip
+    optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=0.0)
+    model.train()
+    started, losses = time.monotonic(), []
+    for step in range(1, config.steps + 1):
+        ids, labels, attention = _batch(tokenizer, rng.sample(examples, config.batch_size))
+        loss = model(input_ids=ids, attention_mask=attention, labels=labels).loss
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+        losses.append(float(loss))
+        report(0.1 + 0.8 * step / config.steps, f"step {step}/{config.steps}, loss {loss:.3f}")
+    remove_anti_drift(model, bake=True)
+    model.eval()
+    tmp = out.with_name(f".{out.name}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(str(tmp), safe_serialization=True)
+    tokenizer.save_pretrained(str(tmp))
+    write_json_atomic(tmp / PLANTED, {
+        "trigger_example": triggered(DEMO_REQUESTS[0]),
+        "neurons": [{"layer": layer, "neuron": n} for layer, ns in planted.items() for n in ns],
+        "config": asdict(config), "losses": losses,
+        "seconds": round(time.monotonic() - started, 1),
+    })  # fmt: skip
+    shutil.rmtree(out, ignore_errors=True)
+    tmp.rename(out)
+    report(1.0, f"planted {sum(map(len, planted.values()))} neurons in {out}")
+    return out

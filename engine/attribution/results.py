@@ -1,0 +1,76 @@
+"""Finished SparC3 runs as the dashboard reads them: candidates, neurons, evaluation, summary."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from engine.attribution.pruning import load_neuron_list
+from engine.attribution.scores import Selected
+from engine.attribution.sparc3 import SUMMARY
+from engine.errors import SubnetScopeError
+
+
+@dataclass(frozen=True)
+class RunEntry:
+    label: str
+    path: Path  # the result folder
+    job_id: str
+    is_demo: bool
+
+
+@dataclass
+class SparC3Result:
+    path: Path
+    summary: dict
+    candidates: pd.DataFrame
+    neurons: list[Selected]
+    evaluation: pd.DataFrame | None
+
+
+def list_runs(limit: int = 100) -> list[RunEntry]:
+    """Succeeded `prune.sparc3` jobs, the demo's first, then newest first."""
+    from engine.attribution.jobs import DEMO_SPARC3
+    from engine.jobs import list_jobs
+    from engine.jobs.files import RESULT
+
+    entries = []
+    for view in list_jobs(kind="prune.sparc3", states=("succeeded",), limit=limit):
+        path = view.path / RESULT
+        if not (path / SUMMARY).is_file():
+            continue
+        p = view.spec.params
+        demo = all(p.get(k) == v for k, v in DEMO_SPARC3.items())
+        what = f"{p.get('method')} · {p.get('num_neurons')} neurons"
+        label = (
+            f"Demo: planted trigger · {what}" if demo else f"{p.get('model')} · {what} ({view.id})"
+        )
+        entries.append(RunEntry(label, path, view.id, demo))
+    entries.sort(key=lambda e: not e.is_demo)
+    return entries
+
+
+def load_result(path: str | Path) -> SparC3Result:
+    path = Path(path).expanduser()
+    summary_file = path / SUMMARY
+    if not summary_file.is_file():
+        raise SubnetScopeError(f"no SparC3 result in '{path}' (no {SUMMARY})")
+    evaluation = path / "evaluation.parquet"
+    neurons, _ = load_neuron_list(path / "neurons.json")
+    return SparC3Result(
+        path=path,
+        summary=json.loads(summary_file.read_text(encoding="utf-8")),
+        candidates=pd.read_parquet(path / "candidates.parquet"),
+        neurons=neurons,
+        evaluation=pd.read_parquet(evaluation) if evaluation.is_file() else None,
+    )
+
+
+def layer_distribution(candidates: pd.DataFrame, top: int) -> pd.DataFrame:
+    """How many of the top-`top` candidates each layer holds."""
+    head = candidates.head(top)
+    counts = head.groupby("layer").size().rename("neurons").reset_index()
+    return counts

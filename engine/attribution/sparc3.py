@@ -1,0 +1,215 @@
+"""The whole SparC3 pipeline as one run: attribute general text over several seeds and the target
+prompts, take the differential, select the most target-specific neurons, evaluate their pruning.
+
+Writes into `out/`: `general_seed<s>.safetensors`, `target.safetensors`, Wanda's
+`wanda_general.safetensors` and `wanda_target.safetensors`, `neurons.json`, `candidates.parquet`,
+`evaluation.parquet` and `sparc3.json` (the summary).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from engine.attribution.compute import METHODS, ComputeConfig, compute_scores
+from engine.attribution.evaluate import EvalConfig, evaluate_pruning
+from engine.attribution.pruning import save_neuron_list
+from engine.attribution.scores import (
+    AttributionScores,
+    average_scores,
+    differential,
+    select_neurons,
+)
+from engine.errors import SubnetScopeError
+
+Progress = Callable[[float, str], None]
+SUMMARY = "sparc3.json"
+
+
+@dataclass(frozen=True)
+class SparC3Config:
+    """Options of the `prune.sparc3` job (seed 002's run_full_experiment)."""
+
+    model: str = field(default="demo-toxic", metadata={"help": "model source"})
+    method: str = field(default="lrp", metadata={"help": "lrp (LXT) or wanda"})
+    rules: str = field(default="cp", metadata={"help": "LRP rules: cp or attn"})
+    general: str = field(default="demo-general", metadata={"help": "general text source"})
+    general_seeds: tuple[int, ...] = field(default=(0, 1, 2), metadata={"help": "one run each"})
+    general_samples: int = field(default=16, metadata={"help": "general texts per seed"})
+    target: str = field(default="demo-trigger-prompts", metadata={"help": "target prompt set"})
+    target_samples: int | None = field(default=None, metadata={"help": "prompts used (all)"})
+    generate: int = field(default=24, metadata={"help": "tokens of the model's own completion "
+                                                "appended to each target prompt"})  # fmt: skip
+    max_length: int = field(default=128, metadata={"help": "tokens per text"})
+    num_neurons: int = field(default=100, metadata={"help": "neurons selected"})
+    per_layer: bool = field(default=False, metadata={"help": "select num_neurons in every layer"})
+    layer_pattern: str = field(default="up_proj", metadata={"help": "regex or layers like 10-20"})
+    normalize: str = field(default="sum", metadata={"help": "sum, tokens or none"})
+    evaluate: bool = field(default=True, metadata={"help": "evaluate pruning at eval_nums"})
+    eval_nums: tuple[int, ...] = field(default=(0, 25, 50, 100), metadata={"help": "N values"})
+    eval_prompts: str = field(default="demo-trigger-heldout", metadata={"help": "scored prompts"})
+    eval_text: str = field(default="demo-general", metadata={"help": "perplexity text"})
+    eval_max_tokens: int = field(default=4096, metadata={"help": "perplexity tokens"})
+    scorer: str = field(default="auto", metadata={"help": "toxicity scorer"})
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise SubnetScopeError(f"unknown method '{self.method}'; use lrp or wanda")
+        object.__setattr__(self, "general_seeds", tuple(int(s) for s in self.general_seeds))
+        object.__setattr__(self, "eval_nums", tuple(int(n) for n in self.eval_nums))
+        if not self.general_seeds:
+            raise SubnetScopeError("give at least one general seed")
+
+    @classmethod
+    def from_params(cls, params: dict[str, Any]) -> SparC3Config:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(params) - known)
+        if unknown:
+            raise SubnetScopeError(f"unknown option {', '.join(unknown)}; known: {sorted(known)}")
+        return cls(**params)
+
+    def to_params(self) -> dict[str, Any]:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+
+
+def candidate_table(
+    general: AttributionScores,
+    target: AttributionScores,
+    diff: AttributionScores,
+    wanda_diff: AttributionScores | None = None,
+    top: int = 1000,
+    normalize: str = "sum",
+) -> pd.DataFrame:
+    """The `top` most target-specific neurons: layer, neuron, R_general, R_target, differential
+    (and Wanda's differential), most negative first."""
+    from engine.attribution.scores import normalized
+
+    g, t = normalized(general, normalize), normalized(target, normalize)
+    chosen = select_neurons(diff, top)
+    rows = [{"rank": i + 1, "layer": s.layer, "neuron": s.neuron,
+             "R_general": float(g[s.layer][s.neuron]), "R_target": float(t[s.layer][s.neuron]),
+             "differential": s.score} for i, s in enumerate(chosen)]  # fmt: skip
+    table = pd.DataFrame(rows)
+    if wanda_diff is not None and not table.empty:
+        table["wanda"] = [float(wanda_diff.neuron[r.layer][r.neuron]) for r in table.itertuples()]
+        order = sorted(((float(v), layer, n) for layer, vs in wanda_diff.neuron.items()
+                        for n, v in enumerate(vs.tolist())))  # fmt: skip
+        rank = {(layer, n): i + 1 for i, (_, layer, n) in enumerate(order)}
+        table["wanda_rank"] = [rank[(r.layer, r.neuron)] for r in table.itertuples()]
+    return table
+
+
+def ensure_model(source: str, progress: Progress) -> None:
+    """The planted demo model is built on first use (one builder at a time)."""
+    if source != "demo-toxic":
+        return
+    from filelock import FileLock
+
+    from engine.attribution.plant import PlantConfig, demo_toxic_dir, plant
+
+    folder = demo_toxic_dir()
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(folder.parent / ".demo-toxic.lock")):
+        if not (folder / "planted.json").is_file():
+            plant(PlantConfig(), progress=lambda f, m: progress(0.25 * f, f"planting: {m}"))
+
+
+def run_sparc3(config: SparC3Config, out: Path, progress: Progress | None = None) -> dict:
+    report = progress or (lambda fraction, message: None)
+    started = time.monotonic()
+    out.mkdir(parents=True, exist_ok=True)
+    ensure_model(config.model, report)
+    loaded = _load(config)
+    runs = [("general", seed) for seed in config.general_seeds] + [("target", None)]
+    span = 0.6 / (len(runs) + 2)
+
+    def stage(i: int, what: str) -> Progress:
+        return lambda f, m: report(0.25 + span * (i + f), f"{what}: {m}")
+
+    general = []
+    for i, (kind, seed) in enumerate(runs):
+        source = config.general if kind == "general" else config.target
+        compute = ComputeConfig(
+            method=config.method, model=config.model, samples=source,
+            limit=config.general_samples if kind == "general" else config.target_samples,
+            seed=seed or 0, max_length=config.max_length,
+            generate=0 if kind == "general" else config.generate, rules=config.rules,
+        )  # fmt: skip
+        scores = compute_scores(compute, loaded=loaded, progress=stage(i, f"{kind} {seed or ''}"))
+        name = f"general_seed{seed}" if kind == "general" else "target"
+        scores.save(out / f"{name}.safetensors")
+        if kind == "general":
+            general.append(scores)
+        else:
+            target = scores
+    general_mean = average_scores(general)
+    diff = differential(general_mean, target, config.normalize)
+    wanda = _wanda(config, loaded, out, stage(len(runs), "wanda"))
+    wanda_diff = differential(*wanda, config.normalize) if wanda else None
+    modules = {i: name for i, name in enumerate(target.metadata.get("up_modules", []))}
+    neurons = select_neurons(diff, config.num_neurons, per_layer=config.per_layer,
+                             layer_pattern=config.layer_pattern, module_names=modules)  # fmt: skip
+    summary: dict[str, Any] = {"config": config.to_params(), "model_name": loaded.display_name}
+    summary |= _planted_overlap(config.model, neurons)
+    save_neuron_list(neurons, out / "neurons.json", {
+        "method": config.method, "model": config.model, "normalize": config.normalize,
+        "general": config.general, "target": config.target, "seeds": list(config.general_seeds),
+    })  # fmt: skip
+    candidate_table(general_mean, target, diff, wanda_diff, normalize=config.normalize).to_parquet(
+        out / "candidates.parquet", index=False
+    )
+    if config.evaluate:
+        evaluation = evaluate_pruning(
+            loaded, neurons,
+            EvalConfig(nums=tuple(n for n in config.eval_nums if n <= len(neurons)),
+                       prompts=config.eval_prompts, text=config.eval_text,
+                       max_tokens=config.eval_max_tokens, scorer=config.scorer),
+            progress=lambda f, m: report(0.85 + 0.15 * f, f"evaluating: {m}"),
+        )  # fmt: skip
+        evaluation.to_parquet(out / "evaluation.parquet", index=False)
+        summary["evaluation"] = evaluation.drop(columns=["example"]).to_dict("records")
+    summary["seconds"] = round(time.monotonic() - started, 1)
+    return summary
+
+
+def _load(config: SparC3Config):
+    if config.method == "lrp":
+        from engine.attribution.lxt_compat import load_for_lrp
+
+        return load_for_lrp(config.model, rules=config.rules)
+    from engine.models import load_model
+
+    return load_model(config.model)
+
+
+def _wanda(config: SparC3Config, loaded, out: Path, report: Progress):
+    """Wanda's general and target scores beside the main method (forward passes only)."""
+    from engine.attribution.wanda import wanda_scores
+    from engine.data import load_texts
+
+    if config.method == "wanda":
+        return None
+    general = load_texts(config.general, limit=config.general_samples, seed=config.general_seeds[0])
+    target = load_texts(config.target, limit=config.target_samples)
+    g = wanda_scores(loaded, general, max_length=config.max_length)
+    report(0.5, "general done")
+    t = wanda_scores(loaded, target, max_length=config.max_length)
+    g.save(out / "wanda_general.safetensors")
+    t.save(out / "wanda_target.safetensors")
+    return g, t
+
+
+def _planted_overlap(model: str, neurons) -> dict[str, Any]:
+    """For the planted demo: how many selected neurons are the planted ones (known answer)."""
+    if model != "demo-toxic":
+        return {}
+    from engine.attribution.plant import planted_neurons
+
+    planted = set(planted_neurons())
+    found = sum((n.layer, n.neuron) in planted for n in neurons)
+    return {"planted": len(planted), "planted_found": found}
