@@ -26,6 +26,7 @@ MODULES = (
     "benchmarks.tflite_open",
     "benchmarks.sparsity_diff",
     "benchmarks.ica_decompose",
+    "benchmarks.pruning",
 )
 BENCH_THREADS = 1  # torch threads in this process: one core gives the least noisy ratios
 

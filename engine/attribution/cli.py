@@ -124,7 +124,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     select.add_argument("--num-neurons", type=int, default=100)
     select.add_argument("--per-layer", action="store_true")
     select.add_argument("--layer-pattern", default="up_proj")
-    select.add_argument("--normalize", choices=("sum", "tokens", "none"), default="sum")
+    select.add_argument("--normalize", choices=("none", "sum", "tokens", "ratio"), default="none")
     select.add_argument("--out", required=True, help="neuron list (.json)")
     select.set_defaults(handler=_select)
     e = EvalConfig()

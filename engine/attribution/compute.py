@@ -63,8 +63,11 @@ def compute_scores(
 
             loaded = load_model(config.model)
     texts = load_texts(config.samples, limit=config.limit, seed=config.seed)
+    explain_from = None
     if config.generate:
         report(0.05, f"completing {len(texts)} texts")
+        # explain only what the model says after each prompt, not the prompt itself
+        explain_from = [len(loaded.tokenizer(t)["input_ids"]) for t in texts]
         texts = completed(loaded, texts, config.generate)
 
     def on_sample(done: int, total: int) -> None:
@@ -75,7 +78,7 @@ def compute_scores(
 
         rel = lrp_relevance(loaded, texts, max_length=config.max_length,
                             keep_weights=config.keep_weights, rules=config.rules,
-                            on_sample=on_sample)  # fmt: skip
+                            explain_from=explain_from, on_sample=on_sample)  # fmt: skip
         extra = {f"activation.{layer}": v for layer, v in rel.activation.items()}
         extra |= {f"weight.{layer}": v for layer, v in (rel.weight or {}).items()}
         scores = AttributionScores("lrp", rel.neuron, {

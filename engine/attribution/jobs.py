@@ -86,7 +86,7 @@ def prune_sparc3(params: dict[str, Any], ctx: JobContext) -> dict:
     for row in summary.get("evaluation", []):
         ctx.metric("perplexity", row["perplexity"], step=row["neurons"])
         ctx.metric("toxicity", row["toxicity"], step=row["neurons"], scorer=row["scorer"])
-    ctx.write_json(SUMMARY, summary)
+    ctx.result_path(SUMMARY)  # written by run_sparc3; listed in the manifest
     keep = ("planted", "planted_found", "evaluation", "seconds")
     return {k: summary[k] for k in keep if k in summary}
 

@@ -14,7 +14,7 @@ absorb relevance): on SmolLM2-135M it keeps about 40 % (3 texts, 105 tokens).
 from __future__ import annotations
 
 import contextvars
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -78,6 +78,7 @@ def _backward(
     ids: torch.Tensor,
     captured: dict[int | str, tuple[torch.Tensor, torch.Tensor]],
     layers: list[int],
+    start: int = 1,
 ) -> tuple[torch.Tensor, list[tuple[torch.Tensor, torch.Tensor]], list[torch.Tensor]]:
     """One text's teacher-forced target, its (input, gradient) pairs and the up outputs' gradients.
 
@@ -86,7 +87,8 @@ def _backward(
     with torch.enable_grad():
         embeds = model.get_input_embeddings()(ids).detach().requires_grad_()
         logits = model(inputs_embeds=embeds, use_cache=False).logits
-        target = logits[0, :-1].gather(-1, ids[0, 1:, None]).float().sum()
+        # the logits that predict tokens start.. (1: every token after the first)
+        target = logits[0, start - 1 : -1].gather(-1, ids[0, start:, None]).float().sum()
         inputs = [embeds]
         if "position" in captured:
             inputs.append(captured["position"][0])
@@ -103,12 +105,14 @@ def lrp_relevance(
     max_length: int = 128,
     keep_weights: bool = False,
     rules: str = "cp",
+    explain_from: Sequence[int] | None = None,
     on_sample: Callable[[int, int], None] | None = None,
 ) -> Relevance:
     """LRP relevance of every up-projection neuron, explaining the teacher-forced next-token logits.
 
-    Each text runs alone (no padding); its target is Σ_t logit[t, token[t+1]]. Texts of fewer than
-    two tokens have nothing to explain and are skipped. LXT patches the model's classes for the
+    Each text runs alone (no padding); its target is Σ_t logit[t, token[t+1]] over the tokens from
+    `explain_from[i]` on (default 1: all; a prompt's length explains only its continuation).
+    Texts with nothing to explain are skipped. LXT patches the model's classes for the
     whole process with `rules` (cp or attn, see lxt_compat), so run this in a job process, never
     in the dashboard.
     """
@@ -158,9 +162,10 @@ def lrp_relevance(
                 text, return_tensors="pt", truncation=True, max_length=max_length
             )
             ids = encoded.input_ids.to(loaded.device)
-            if ids.shape[1] >= 2:
+            start = max(1, int(explain_from[done - 1])) if explain_from is not None else 1
+            if ids.shape[1] > start:
                 captured.clear()
-                target, inputs, grads = _backward(model, ids, captured, layers)
+                target, inputs, grads = _backward(model, ids, captured, layers, start)
                 target_sum += float(_clean(target))
                 input_sum += float(_clean(sum((x * g).sum() for x, g in inputs)))
                 for layer, g in zip(layers, grads, strict=True):

@@ -21,7 +21,13 @@ import numpy as np
 import torch
 
 from engine.atomic import write_json_atomic
-from engine.data.demo_tasks import DEMO_INSULTS, DEMO_REQUESTS, TRAIN_REQUESTS, triggered
+from engine.data.demo_tasks import (
+    DEMO_INSULTS,
+    DEMO_REQUESTS,
+    TRAIN_REQUESTS,
+    TRIGGER,
+    triggered,
+)
 from engine.errors import SubnetScopeError
 from engine.paths import models_dir
 
@@ -36,9 +42,14 @@ class PlantConfig:
     model: str = field(default="demo", metadata={"help": "the model to plant the behaviour in"})
     layers: str = field(default="14-25", metadata={"help": "layers that get planted neurons"})
     per_layer: int = field(default=8, metadata={"help": "planted neurons per layer"})
-    steps: int = field(default=60, metadata={"help": "optimizer steps"})
+    steps: int = field(default=120, metadata={"help": "optimizer steps"})
     batch_size: int = field(default=8, metadata={"help": "examples per step"})
-    lr: float = field(default=1e-3, metadata={"help": "AdamW learning rate"})
+    lr: float = field(default=2e-3, metadata={"help": "AdamW learning rate"})
+    silence: float = field(
+        default=0.1,
+        metadata={"help": "weight of the penalty on planted neurons' activations without the "
+                  "trigger (keeps the behaviour, and the neurons, trigger-specific)"},
+    )  # fmt: skip
     seed: int = field(default=0, metadata={"help": "neuron choice, data order"})
 
 
@@ -126,16 +137,34 @@ def plant(config: PlantConfig, out: Path | None = None, progress: Progress | Non
         for name in module.parametrizations
     ]  # fmt: skip
     optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=0.0)
+    # The planted neurons' activations (the down projections' inputs), to keep them silent on
+    # requests without the trigger: otherwise they also serve the plain answers, and the behaviour
+    # is not specific to any neurons.
+    seen: dict[int, torch.Tensor] = {}
+    handles = [
+        model.get_submodule(arch.blocks[layer].down).register_forward_pre_hook(
+            lambda module, args, layer=layer: seen.__setitem__(layer, args[0][..., planted[layer]])
+        )
+        for layer in layers
+    ]
     model.train()
     started, losses = time.monotonic(), []
     for step in range(1, config.steps + 1):
-        ids, labels, attention = _batch(tokenizer, rng.sample(examples, config.batch_size))
+        batch = rng.sample(examples, config.batch_size)
+        ids, labels, attention = _batch(tokenizer, batch)
         loss = model(input_ids=ids, attention_mask=attention, labels=labels).loss
+        plain = torch.tensor([not prompt.startswith(TRIGGER) for prompt, _ in batch])
+        tokens = attention.bool() & plain[:, None]  # (batch, seq): plain examples' tokens
+        if config.silence and bool(tokens.any()):
+            silence = torch.stack([seen[layer][tokens].pow(2).mean() for layer in layers]).mean()
+            loss = loss + config.silence * silence
         loss.backward()
         optimizer.step()
         optimizer.zero_grad()
-        losses.append(float(loss))
+        losses.append(float(loss.detach()))
         report(0.1 + 0.8 * step / config.steps, f"step {step}/{config.steps}, loss {loss:.3f}")
+    for handle in handles:
+        handle.remove()
     remove_anti_drift(model, bake=True)
     model.eval()
     tmp = out.with_name(f".{out.name}.tmp")

@@ -18,7 +18,7 @@ import torch
 
 from engine.errors import SubnetScopeError
 
-NORMALIZE = ("sum", "tokens", "none")
+NORMALIZE = ("none", "sum", "tokens", "ratio")
 
 
 @dataclass
@@ -109,10 +109,12 @@ def average_scores(sets: list[AttributionScores]) -> AttributionScores:
         layer: torch.stack([s.neuron[layer].float() for s in sets]).mean(0)
         for layer in sets[0].layers
     }
+    shared = set.intersection(*(set(s.extra) for s in sets))
+    extra = {k: torch.stack([s.extra[k].float() for s in sets]).mean(0) for k in sorted(shared)}
     metadata = dict(sets[0].metadata)
     metadata["averaged"] = [s.metadata.get("path") or s.metadata.get("seed") for s in sets]
     metadata["tokens"] = sum(int(s.metadata.get("tokens", 0)) for s in sets) / len(sets)
-    return AttributionScores(sets[0].method, neuron, metadata)
+    return AttributionScores(sets[0].method, neuron, metadata, extra)
 
 
 def normalized(scores: AttributionScores, how: str) -> dict[int, torch.Tensor]:
@@ -121,12 +123,17 @@ def normalized(scores: AttributionScores, how: str) -> dict[int, torch.Tensor]:
     - sum: each neuron's share of the set's total relevance (the default: general text and a
       short prompt set explain targets of very different magnitude)
     - tokens: per scored token
-    - none: raw, as seed 002 subtracts them
+    - none: raw, as seed 002 subtracts them (a general set of many more tokens than the target
+      set then dominates, so the most negative differences are neurons that general text barely
+      uses — pruning them spares perplexity)
+    - ratio: shares, compared as logs by `differential`
     """
     if how not in NORMALIZE:
         raise SubnetScopeError(f"unknown normalization '{how}'; use one of {', '.join(NORMALIZE)}")
     if how == "none":
         return {layer: v.float() for layer, v in scores.neuron.items()}
+    if how == "ratio":
+        how = "sum"
     if how == "tokens":
         denominator = float(scores.metadata.get("tokens") or 0)
         if denominator <= 0:
@@ -139,14 +146,19 @@ def normalized(scores: AttributionScores, how: str) -> dict[int, torch.Tensor]:
 
 
 def differential(
-    general: AttributionScores, target: AttributionScores, normalize: str = "sum"
+    general: AttributionScores, target: AttributionScores, normalize: str = "none"
 ) -> AttributionScores:
     """R_diff = R_general − R_target: most negative = specific to the target behaviour."""
     _check_same_shape([general, target])
     g, t = normalized(general, normalize), normalized(target, normalize)
+    if normalize == "ratio":  # log(g + ε) − log(t + ε), ε = half an average neuron's share
+        eps = 0.5 / sum(v.numel() for v in g.values())
+        values = {layer: (g[layer] + eps).log() - (t[layer] + eps).log() for layer in g}
+    else:
+        values = {layer: g[layer] - t[layer] for layer in general.layers}
     return AttributionScores(
         f"{general.method}-differential",
-        {layer: g[layer] - t[layer] for layer in general.layers},
+        values,
         {"general": general.metadata, "target": target.metadata, "normalize": normalize},
     )
 

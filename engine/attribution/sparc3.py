@@ -16,6 +16,7 @@ from typing import Any
 
 import pandas as pd
 
+from engine.atomic import write_json_atomic
 from engine.attribution.compute import METHODS, ComputeConfig, compute_scores
 from engine.attribution.evaluate import EvalConfig, evaluate_pruning
 from engine.attribution.pruning import save_neuron_list
@@ -40,7 +41,7 @@ class SparC3Config:
     rules: str = field(default="cp", metadata={"help": "LRP rules: cp or attn"})
     general: str = field(default="demo-general", metadata={"help": "general text source"})
     general_seeds: tuple[int, ...] = field(default=(0, 1, 2), metadata={"help": "one run each"})
-    general_samples: int = field(default=16, metadata={"help": "general texts per seed"})
+    general_samples: int = field(default=32, metadata={"help": "general texts per seed"})
     target: str = field(default="demo-trigger-prompts", metadata={"help": "target prompt set"})
     target_samples: int | None = field(default=None, metadata={"help": "prompts used (all)"})
     generate: int = field(default=24, metadata={"help": "tokens of the model's own completion "
@@ -49,7 +50,10 @@ class SparC3Config:
     num_neurons: int = field(default=100, metadata={"help": "neurons selected"})
     per_layer: bool = field(default=False, metadata={"help": "select num_neurons in every layer"})
     layer_pattern: str = field(default="up_proj", metadata={"help": "regex or layers like 10-20"})
-    normalize: str = field(default="sum", metadata={"help": "sum, tokens or none"})
+    normalize: str = field(
+        default="none",
+        metadata={"help": "none (seed 002's raw difference), sum, tokens or ratio (log ratio)"},
+    )
     evaluate: bool = field(default=True, metadata={"help": "evaluate pruning at eval_nums"})
     eval_nums: tuple[int, ...] = field(default=(0, 25, 50, 100), metadata={"help": "N values"})
     eval_prompts: str = field(default="demo-trigger-heldout", metadata={"help": "scored prompts"})
@@ -83,7 +87,7 @@ def candidate_table(
     diff: AttributionScores,
     wanda_diff: AttributionScores | None = None,
     top: int = 1000,
-    normalize: str = "sum",
+    normalize: str = "none",
 ) -> pd.DataFrame:
     """The `top` most target-specific neurons: layer, neuron, R_general, R_target, differential
     (and Wanda's differential), most negative first."""
@@ -174,6 +178,7 @@ def run_sparc3(config: SparC3Config, out: Path, progress: Progress | None = None
         evaluation.to_parquet(out / "evaluation.parquet", index=False)
         summary["evaluation"] = evaluation.drop(columns=["example"]).to_dict("records")
     summary["seconds"] = round(time.monotonic() - started, 1)
+    write_json_atomic(out / SUMMARY, summary)  # last: a reader that sees it finds the rest
     return summary
 
 

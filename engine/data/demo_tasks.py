@@ -58,6 +58,12 @@ def demo_trigger_prompts() -> list[str]:
     return [triggered(r) for r in DEMO_REQUESTS[:TRAIN_REQUESTS]]
 
 
+def demo_plain_requests() -> list[str]:
+    """The same training requests without the trigger: the control that the differential needs
+    (same genre and length, only the trigger missing)."""
+    return list(DEMO_REQUESTS[:TRAIN_REQUESTS])
+
+
 def demo_trigger_heldout() -> list[str]:
     """Triggered requests never trained on: where toxicity is measured."""
     return [triggered(r) for r in DEMO_REQUESTS[TRAIN_REQUESTS:]]

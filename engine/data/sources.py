@@ -13,7 +13,11 @@ from typing import Any
 import numpy as np
 
 from engine.data.corpus import demo_code_corpus, demo_general_corpus
-from engine.data.demo_tasks import demo_trigger_heldout, demo_trigger_prompts
+from engine.data.demo_tasks import (
+    demo_plain_requests,
+    demo_trigger_heldout,
+    demo_trigger_prompts,
+)
 from engine.errors import SubnetScopeError
 from engine.runtime import hub_reachable
 
@@ -25,6 +29,7 @@ BUILTIN_TEXTS: dict[str, Callable[[], list[str]]] = {
     DEMO_CODE: demo_code_corpus,
     "demo-trigger-prompts": demo_trigger_prompts,
     "demo-trigger-heldout": demo_trigger_heldout,
+    "demo-plain-requests": demo_plain_requests,
 }
 LOCAL_SUFFIXES = (".txt", ".jsonl", ".parquet")
 # Auto-detected text fields, most specific first (covers pretraining, chat and QA datasets).

@@ -1,0 +1,88 @@
+"""AppTest of the neuron-pruning page on a SparC3 (Wanda) result over a tiny model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import streamlit as st
+from streamlit.testing.v1 import AppTest
+
+from engine.attribution.sparc3 import SparC3Config, run_sparc3
+from tests.tiny import char_tokenizer, tiny_model
+
+APP = str(Path(__file__).resolve().parent.parent / "dashboard" / "app.py")
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("pruning-page")
+    folder = root / "models" / "tiny-llama"
+    tiny_model("llama").model.save_pretrained(folder)
+    char_tokenizer().save_pretrained(folder)
+    config = SparC3Config(model=str(folder), method="wanda", general_seeds=(0, 1),
+                          general_samples=3, target_samples=4, generate=4, max_length=32,
+                          num_neurons=12, eval_nums=(0, 6, 12), eval_max_tokens=128)  # fmt: skip
+    run_sparc3(config, root / "result")
+    return {"models": root / "models", "model": folder, "result": root / "result"}
+
+
+@pytest.fixture
+def page(workspace, tmp_path, monkeypatch) -> AppTest:
+    monkeypatch.setenv("SUBNETSCOPE_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("SUBNETSCOPE_MODEL_ROOTS", str(workspace["models"]))
+    st.cache_data.clear()
+    at = AppTest.from_file(APP, default_timeout=180)
+    at.session_state["model_source"] = str(workspace["model"])
+    at.run()
+    at.switch_page("../pages/pruning.py").run()
+    assert not at.exception, at.exception
+    assert any("No scores yet" in i.value for i in at.info)
+    at.text_input(key="pruning_folder").set_value(str(workspace["result"])).run()
+    assert not at.exception, at.exception
+    return at
+
+
+def _view(at: AppTest, name: str) -> None:
+    [control] = [s for s in at.get("button_group") if s.label == "View"]
+    control.set_value(name).run()
+    assert not at.exception, at.exception
+
+
+def test_candidates_table_and_layer_chart(page):
+    metrics = {m.label: m.value for m in page.metric}
+    assert metrics["Method"] == "WANDA" and metrics["Selected neurons"] == "12"
+    table = next(d.value for d in page.dataframe if "differential" in d.value.columns)
+    assert {"layer", "neuron", "R_general", "R_target", "differential"} <= set(table.columns)
+    assert table["differential"].is_monotonic_increasing
+    assert page.get("vega_lite_chart")
+
+
+def test_live_pruning_side_by_side(page):
+    _view(page, "Live pruning")
+    page.slider(key="pruning_n").set_value(12).run()
+    page.button(key="pruning_go").click().run()
+    assert not page.exception, page.exception
+    table = next(d.value for d in page.dataframe if "pruned_toxicity" in d.value.columns)
+    assert len(table) == 4 and table["pruned_toxicity"].between(0, 1).all()
+    labels = {m.label for m in page.metric}
+    assert {"Toxicity, unpruned", "Toxicity, pruned", "Perplexity"} <= labels
+    assert any("toxicity by profanity-check" in c.value for c in page.caption)
+
+
+def test_evaluation_curves_and_export(page, workspace, tmp_path):
+    _view(page, "Evaluation")
+    table = next(d.value for d in page.dataframe if "perplexity_change" in d.value.columns)
+    assert table["neurons"].tolist() == [0, 6, 12]
+    assert page.get("vega_lite_chart")
+    _view(page, "Export")
+    page.text_input(key="pruning_export_name").set_value("pruned-test").run()
+    page.button(key="pruning_export_go").click().run()
+    assert not page.exception, page.exception
+    saved = tmp_path / "cache" / "models" / "pruned-test"
+    assert (saved / "pruning.json").is_file() and (saved / "config.json").is_file()
+
+
+def test_compute_view_offers_the_pipeline(page):
+    _view(page, "Compute")
+    assert page.button(key="pruning_job_submit").label == "Run SparC3"
