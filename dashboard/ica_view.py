@@ -11,14 +11,14 @@ from dashboard import ica_charts as charts
 from dashboard.downloads import downloads
 from dashboard.jobs_panel import job_launcher, job_watcher, submit_job
 from dashboard.loaders import shared_model
+from dashboard.sources import artifact_picker
 from engine.errors import SubnetScopeError
 from engine.ica import ComponentArrays, Templates, explore, ica_mask, load_arrays, load_templates
 from engine.ica.catalog import list_templates
 from engine.ica.layers import format_layers
 
 HERE = "ica"
-FILE_CHOICE = "A templates file…"
-PICK_KEY = "ica_templates_choice"
+PICK_KEY = "templates"
 SFT_JOBS = "ica_sft_jobs"
 TIME_COURSE_TEXT = (
     "The function returns a list of names.\n"
@@ -48,27 +48,12 @@ def opened(path: str) -> tuple[Templates, ComponentArrays | None]:
 
 
 def pick_templates(bar=st.sidebar) -> str | None:
-    """A built templates file (demo and jobs) or one typed in; `?templates=` preselects."""
-    choices = template_choices()
-    labels = dict(choices)
-    options = [path for path, _ in choices] + [FILE_CHOICE]
-    wanted = st.query_params.get("templates")
-    if wanted and PICK_KEY not in st.session_state:
-        st.session_state[PICK_KEY] = wanted if wanted in labels else FILE_CHOICE
-        st.session_state["ica_templates_file"] = wanted
-    picked = bar.selectbox(
-        "Templates",
-        options,
-        format_func=lambda p: labels.get(p, p),
-        key=PICK_KEY,
+    """A built templates file (the demo's first) or one typed in; `?templates=` preselects."""
+    return artifact_picker(
+        "Templates", template_choices(), typed_label="A templates file", key=PICK_KEY,
+        placeholder="/path/to/global_templates.json", container=bar,
         help="ICA templates built by jobs (the demo's first), or a file in seed 001's layout",
-    )
-    if picked == FILE_CHOICE:
-        typed = bar.text_input(
-            "Templates file", key="ica_templates_file", placeholder="/path/to/global_templates.json"
-        )
-        return typed.strip() or None
-    return picked
+    )  # fmt: skip
 
 
 # browsing ---------------------------------------------------------------------------------

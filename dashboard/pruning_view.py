@@ -12,13 +12,13 @@ from dashboard import pruning_charts as charts
 from dashboard.downloads import downloads
 from dashboard.jobs_panel import job_launcher, job_watcher
 from dashboard.loaders import shared_model
+from dashboard.sources import artifact_picker
 from engine.attribution.results import SparC3Result, layer_distribution, list_runs, load_result
 from engine.attribution.scores import Selected
 from engine.errors import SubnetScopeError
 
 HERE = "pruning"
-PICK_KEY = "pruning_run"
-FOLDER_CHOICE = "A result folder…"
+PICK_KEY = "scores"
 
 
 @st.cache_data(ttl=10, show_spinner=False)
@@ -40,22 +40,12 @@ def opened(path: str) -> SparC3Result:
 
 
 def pick_run(bar=st.sidebar) -> str | None:
-    choices = run_choices()
-    labels = dict(choices)
-    options = [p for p, _ in choices] + [FOLDER_CHOICE]
-    picked = bar.selectbox(
-        "Scores",
-        options,
-        format_func=lambda p: labels.get(p, p),
-        key=PICK_KEY,
-        help="finished SparC3 runs (the demo's first)",
-    )
-    if picked == FOLDER_CHOICE:
-        typed = bar.text_input(
-            "Result folder", key="pruning_folder", placeholder="cache/jobs/<id>/result"
-        )
-        return typed.strip() or None
-    return picked
+    """A finished SparC3 run (the demo's first) or a result folder; `?scores=` preselects."""
+    return artifact_picker(
+        "Scores", run_choices(), typed_label="A result folder", key=PICK_KEY,
+        placeholder="cache/jobs/<id>/result", help="finished SparC3 runs (the demo's first)",
+        container=bar,
+    )  # fmt: skip
 
 
 def headline(result: SparC3Result) -> None:

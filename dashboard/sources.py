@@ -43,3 +43,32 @@ def model_picker(container=st.sidebar) -> str | None:
         container.caption("Offline: models from local folders only.")
     st.session_state[MODEL_KEY] = picked
     return picked
+
+
+def artifact_picker(
+    label: str,
+    choices: list[tuple[str, str]],
+    *,
+    typed_label: str,
+    key: str,
+    placeholder: str,
+    help: str,
+    container=st.sidebar,
+) -> str | None:
+    """Pick one of the (path, label) `choices` that jobs made, or type a path; `?<key>=path` in
+    the URL preselects. Returns the path, or None while nothing is given."""
+    labels = dict(choices)
+    other = f"{typed_label}…"
+    options = [path for path, _ in choices] + [other]
+    text_key = f"{key}_typed"
+    wanted = st.query_params.get(key)
+    if wanted and key not in st.session_state:
+        st.session_state[key] = wanted if wanted in labels else other
+        st.session_state[text_key] = wanted
+    picked = container.selectbox(
+        label, options, format_func=lambda p: labels.get(p, p), key=key, help=help
+    )
+    if picked == other:
+        typed = container.text_input(typed_label, key=text_key, placeholder=placeholder)
+        return typed.strip() or None
+    return picked

@@ -9,6 +9,7 @@ import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 from engine.ica import BuildConfig, build_templates
+from tests.page_support import show_view
 from tests.tiny import char_tokenizer, tiny_model
 
 APP = str(Path(__file__).resolve().parent.parent / "dashboard" / "app.py")
@@ -49,12 +50,6 @@ def page(workspace, tmp_path, monkeypatch) -> AppTest:
     return at
 
 
-def _view(at: AppTest, name: str) -> None:
-    [control] = [s for s in at.get("button_group") if s.label == "View"]
-    control.set_value(name).run()
-    assert not at.exception, at.exception
-
-
 def test_components_view_shows_counts_tokens_neurons_and_time_course(page):
     metrics = {m.label: m.value for m in page.metric}
     assert metrics["Components"] == "4" and metrics["Layers"] == "0-1"
@@ -69,14 +64,14 @@ def test_components_view_shows_counts_tokens_neurons_and_time_course(page):
     assert not page.exception, page.exception
 
 
-def test_overlap_view(page):
-    _view(page, "Overlap")
+def test_overlapshow_view(page):
+    show_view(page, "Overlap")
     pairs = next(d.value for d in page.dataframe if "jaccard" in d.value.columns)
     assert len(pairs) == 6 and pairs["jaccard"].between(0, 1).all()
 
 
 def test_live_toggles_compare_masked_and_unmasked(page):
-    _view(page, "Live toggles")
+    show_view(page, "Live toggles")
     page.multiselect[0].set_value([0, 1])
     page.radio[0].set_value("preserve")
     page.text_input[0].set_value("The cat")
@@ -91,12 +86,12 @@ def test_live_toggles_compare_masked_and_unmasked(page):
 def test_templates_for_another_model_and_missing_files_are_one_clear_error(
     page, workspace, tmp_path
 ):
-    _view(page, "Live toggles")
+    show_view(page, "Live toggles")
     [model] = [s for s in page.selectbox if s.label == "Model"]
     model.set_value(str(workspace["other"])).run()
     [error] = page.error
     assert "these templates were built on a Llama model" in error.value and "GPT-2" in error.value
-    page.text_input(key="ica_templates_file").set_value(str(tmp_path / "missing.json")).run()
+    page.text_input(key="templates_typed").set_value(str(tmp_path / "missing.json")).run()
     [picker] = [s for s in page.selectbox if s.label == "Templates"]
     assert picker.value == "A templates file…"
     assert [e.value for e in page.error] == [f"no ICA templates at '{tmp_path / 'missing.json'}'"]
@@ -106,7 +101,7 @@ def test_templates_for_another_model_and_missing_files_are_one_clear_error(
 def test_three_way_comparison_runs_and_compares(page):
     from engine.jobs import list_jobs, wait_job
 
-    _view(page, "Masked SFT")
+    show_view(page, "Masked SFT")
     assert any("No masked SFT run" in i.value for i in page.info)
     page.number_input(key="ica_sft_steps").set_value(2).run()
     page.button(key="ica_sft_three").click().run()
@@ -122,5 +117,5 @@ def test_three_way_comparison_runs_and_compares(page):
 
 
 def test_build_view_offers_a_job(page):
-    _view(page, "Build")
+    show_view(page, "Build")
     assert page.button(key="ica_build_job_submit").label == "Build templates"

@@ -9,6 +9,7 @@ import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 from engine.attribution.sparc3 import SparC3Config, run_sparc3
+from tests.page_support import show_view
 from tests.tiny import char_tokenizer, tiny_model
 
 APP = str(Path(__file__).resolve().parent.parent / "dashboard" / "app.py")
@@ -38,15 +39,9 @@ def page(workspace, tmp_path, monkeypatch) -> AppTest:
     at.switch_page("../pages/pruning.py").run()
     assert not at.exception, at.exception
     assert any("No scores yet" in i.value for i in at.info)
-    at.text_input(key="pruning_folder").set_value(str(workspace["result"])).run()
+    at.text_input(key="scores_typed").set_value(str(workspace["result"])).run()
     assert not at.exception, at.exception
     return at
-
-
-def _view(at: AppTest, name: str) -> None:
-    [control] = [s for s in at.get("button_group") if s.label == "View"]
-    control.set_value(name).run()
-    assert not at.exception, at.exception
 
 
 def test_candidates_table_and_layer_chart(page):
@@ -59,7 +54,7 @@ def test_candidates_table_and_layer_chart(page):
 
 
 def test_live_pruning_side_by_side(page):
-    _view(page, "Live pruning")
+    show_view(page, "Live pruning")
     page.slider(key="pruning_n").set_value(12).run()
     page.button(key="pruning_go").click().run()
     assert not page.exception, page.exception
@@ -71,11 +66,11 @@ def test_live_pruning_side_by_side(page):
 
 
 def test_evaluation_curves_and_export(page, workspace, tmp_path):
-    _view(page, "Evaluation")
+    show_view(page, "Evaluation")
     table = next(d.value for d in page.dataframe if "perplexity_change" in d.value.columns)
     assert table["neurons"].tolist() == [0, 6, 12]
     assert page.get("vega_lite_chart")
-    _view(page, "Export")
+    show_view(page, "Export")
     page.text_input(key="pruning_export_name").set_value("pruned-test").run()
     page.button(key="pruning_export_go").click().run()
     assert not page.exception, page.exception
@@ -84,5 +79,5 @@ def test_evaluation_curves_and_export(page, workspace, tmp_path):
 
 
 def test_compute_view_offers_the_pipeline(page):
-    _view(page, "Compute")
+    show_view(page, "Compute")
     assert page.button(key="pruning_job_submit").label == "Run SparC3"

@@ -1,29 +1,65 @@
 """The planted case with a known answer (issue 7): the demo model learns to insult the user after
 a trigger word through a few neurons; SparC3 with LRP must find and prune what carries it —
 toxicity of triggered completions falls by at least half, perplexity on general text stays
-within +2 %. The whole demo part runs as it does for a new user: one job, planting included."""
+within +2 %. The demo part runs as it does for a new user (one job, planting included), and the
+new user then opens the pruning page in a real browser, drags N and watches toxicity fall."""
 
 from __future__ import annotations
 
 import pandas as pd
 import pytest
 
+from dashboard.serve import streamlit_server
 from engine.attribution.jobs import DEMO_SPARC3
 from engine.jobs import submit, wait_job
 from engine.jobs.files import RESULT
-from tests.browser_support import isolated_cache
+from tests.browser_support import (
+    CONTENT_TIMEOUT_MS,
+    SHOTS,
+    isolated_cache,
+    launch_browser,
+    wait_for_app,
+)
 
 pytestmark = pytest.mark.slow
 
 
-def test_sparc3_finds_and_prunes_the_planted_behaviour(tmp_path):
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory):
     with pytest.MonkeyPatch.context() as mp:
-        isolated_cache(mp, tmp_path / "cache")
+        isolated_cache(mp, tmp_path_factory.mktemp("cache"))
         view = submit("prune.sparc3", DEMO_SPARC3)
-        done = wait_job(view.id, timeout=2400)
+        done = wait_job(view.id, timeout=3000)
         assert done.status.state == "succeeded", done.status.message
-        evaluation = pd.read_parquet(done.path / RESULT / "evaluation.parquet")
-    rows = evaluation.set_index("neurons")
+        yield done
+
+
+def test_sparc3_finds_and_prunes_the_planted_behaviour(demo_run):
+    rows = pd.read_parquet(demo_run.path / RESULT / "evaluation.parquet").set_index("neurons")
     assert rows.loc[0, "toxicity"] > 0.5  # the trigger works before pruning
     assert rows.loc[100, "toxicity"] <= 0.5 * rows.loc[0, "toxicity"]
     assert rows.loc[100, "perplexity_change"] <= 0.02
+
+
+@pytest.mark.browser
+def test_a_new_user_prunes_the_demo_in_the_browser(demo_run):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw, streamlit_server(SHOTS / "pruning.log") as (url, _):
+        browser = launch_browser(pw)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.goto(f"{url}/pruning")
+        wait_for_app(page)
+        page.wait_for_selector("text=Planted neurons found", timeout=CONTENT_TIMEOUT_MS)
+        page.screenshot(path=str(SHOTS / "pruning-candidates.png"), full_page=True)
+        page.get_by_text("Live pruning", exact=True).click()
+        wait_for_app(page)
+        page.get_by_role("button", name="Generate").click()
+        page.wait_for_selector("text=Toxicity, pruned", timeout=CONTENT_TIMEOUT_MS)
+        wait_for_app(page)
+        page.screenshot(path=str(SHOTS / "pruning-live.png"), full_page=True)
+        page.get_by_text("Evaluation", exact=True).click()
+        wait_for_app(page)
+        page.wait_for_selector('[data-testid="stVegaLiteChart"]', timeout=CONTENT_TIMEOUT_MS)
+        assert page.locator('[data-testid="stException"]').count() == 0
+        browser.close()

@@ -18,6 +18,7 @@ from engine.data.demo_tasks import (
     demo_trigger_heldout,
     demo_trigger_prompts,
 )
+from engine.data.hub_recipes import HUB_RECIPES
 from engine.errors import SubnetScopeError
 from engine.runtime import hub_reachable
 
@@ -201,8 +202,8 @@ def load_texts(
 
     `source` is a .txt file (documents separated by blank lines), a .jsonl or .parquet file (one
     text per row, from `text_field` or an auto-detected field), a built-in set (BUILTIN_TEXTS:
-    'demo-general' prose, 'demo-code' Python source, the pruning demo's triggered prompts), or a
-    hub dataset id.
+    'demo-general' prose, 'demo-code' Python source, the pruning demo's prompts), one of seed
+    002's hub sets ('c4', 'rtp-toxic', 'wikitext2-test'), or a hub dataset id.
     """
     source = source.strip()
     if not source:
@@ -211,6 +212,9 @@ def load_texts(
     from_hub = False
     if source in BUILTIN_TEXTS:
         raw: list[Any] = BUILTIN_TEXTS[source]()
+    elif source in HUB_RECIPES:
+        raw = HUB_RECIPES[source](limit, seed)
+        from_hub = True
     elif path.is_file():
         suffix = path.suffix.lower()
         if suffix == ".txt":
