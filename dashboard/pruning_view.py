@@ -59,7 +59,8 @@ def headline(result: SparC3Result) -> None:
         cols[3].metric("Planted neurons found", f"{s['planted_found']} / {s['planted']}")
     st.caption(
         f"{s.get('model_name', config['model'])} · general: {config['general']} · target: "
-        f"{config['target']} · differential R_general − R_target ({config['normalize']}-normalized)"
+        f"{config['target']} · differential R_general − R_target "
+        f"({'raw' if config['normalize'] == 'none' else config['normalize'] + '-normalized'})"
         f" · {s.get('seconds', '?')} s"
     )
 
