@@ -135,6 +135,13 @@ def components_panel(templates: Templates, arrays: ComponentArrays | None, sourc
         time_course_section(templates, arrays, source, component)
 
 
+@st.cache_data(max_entries=32, show_spinner=False)
+def _time_course(source: str, path: str, mtime_ns: int, text: str):
+    """One forward pass per (model, templates, text), not one per rerun of the page."""
+    templates, arrays = _templates(path, mtime_ns)
+    return explore.time_course(shared_model(source), templates, arrays, text)
+
+
 def time_course_section(
     templates: Templates, arrays: ComponentArrays, source: str, component: int
 ) -> None:
@@ -143,7 +150,7 @@ def time_course_section(
     others = [c for c in templates.component_ids if c != component]
     also = st.multiselect("Also show", others, key="ica_time_also")
     try:
-        course = explore.time_course(shared_model(source), templates, arrays, text)
+        course = _time_course(source, str(templates.path), templates.path.stat().st_mtime_ns, text)
     except SubnetScopeError as exc:
         st.error(str(exc))
         return

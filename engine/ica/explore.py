@@ -7,11 +7,11 @@ from itertools import combinations
 
 import numpy as np
 import pandas as pd
-import torch
 
 from engine.errors import SubnetScopeError
 from engine.ica.artifacts import ComponentArrays
 from engine.ica.capture import capture_activations
+from engine.ica.masks import switched_off
 from engine.ica.templates import Templates
 from engine.models import LoadedModel, NeuronMask
 
@@ -181,12 +181,11 @@ def live_comparison(
     base_ppl = texts_perplexity(loaded.model, loaded.tokenizer, texts, max_length=max_length)
     with apply_mask(loaded, mask):
         masked_ppl = texts_perplexity(loaded.model, loaded.tokenizer, texts, max_length=max_length)
-    vectors = mask.multipliers(loaded.architecture, torch.device("cpu"), torch.float32)
     return LiveComparison(
         base_text=base.text,
         masked_text=masked.text,
         base_ppl=base_ppl.perplexity,
         masked_ppl=masked_ppl.perplexity,
         tokens_scored=base_ppl.tokens,
-        masked_neurons=int(sum((v == 0).sum() for v in vectors.values())),
+        masked_neurons=switched_off(mask, loaded.architecture),
     )

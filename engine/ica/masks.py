@@ -42,3 +42,10 @@ def active_neurons(mask: NeuronMask, architecture: Architecture) -> dict[int, to
     The anti-drift parametrization freezes the weights of the zeros."""
     vectors = mask.multipliers(architecture, torch.device("cpu"), torch.float32)
     return {layer: (vec != 0).float() for layer, vec in vectors.items()}
+
+
+def switched_off(mask: NeuronMask | None, architecture: Architecture) -> int:
+    """How many neurons the mask zeroes (lesioned ones, or all but the preserved ones)."""
+    if mask is None:
+        return 0
+    return int(sum((v == 0).sum() for v in active_neurons(mask, architecture).values()))

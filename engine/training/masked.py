@@ -85,6 +85,7 @@ def run_sft_masked(config: MaskedSFTConfig, ctx: JobContext) -> dict:
 
     from engine.data import load_texts
     from engine.ica import active_neurons
+    from engine.ica.masks import switched_off
     from engine.models import LoadedModel, apply_mask, detect_architecture
     from engine.training.anti_drift import apply_anti_drift, drift, remove_anti_drift
     from engine.training.runs import _common_args, _load, _peft_config
@@ -145,7 +146,7 @@ def run_sft_masked(config: MaskedSFTConfig, ctx: JobContext) -> dict:
         "mask_mode": config.mask_mode or "none",
         "components": list(config.ica_component_ids) if mask is not None else [],
         "templates": templates_path,
-        "masked_neurons": _masked_count(mask, architecture),
+        "masked_neurons": switched_off(mask, architecture),
         "anti_drift": anti_drift,
         "before": before,
         "after": after,
@@ -161,12 +162,3 @@ def run_sft_masked(config: MaskedSFTConfig, ctx: JobContext) -> dict:
     ctx.progress(1.0, f"task ppl {before['task_ppl']:.3g} → {after['task_ppl']:.3g}")
     return {k: summary[k] for k in ("group", "mask_mode", "before", "after", "task_gain",
                                     "forgetting", "masked_neurons", "output")}  # fmt: skip
-
-
-def _masked_count(mask, architecture) -> int:
-    """Neurons the mask switches off during training."""
-    if mask is None:
-        return 0
-    from engine.ica import active_neurons
-
-    return int(sum((v == 0).sum() for v in active_neurons(mask, architecture).values()))
