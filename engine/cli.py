@@ -25,6 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
     from engine.demo import cli as demo_cli
     from engine.ica import cli as ica_cli
     from engine.jobs import cli as jobs_cli
+    from engine.lora import cli as lora_cli
     from engine.models import cli as models_cli
     from engine.sparsity import cli as sparsity_cli
     from engine.tflite import cli as tflite_cli
@@ -45,6 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     training_cli.register(subparsers)
     ica_cli.register(subparsers)
     attribution_cli.register(subparsers)
+    lora_cli.register(subparsers)
     return parser
 
 

@@ -1,0 +1,15 @@
+"""`python -m engine lora blend|inspect|deltas`: LoRA adapter sets from the command line."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    from engine.lora import cli_blend, cli_deltas
+
+    lora = subparsers.add_parser("lora", help="blend PEFT adapters, their geometry and deltas")
+    commands = lora.add_subparsers(dest="lora_command", metavar="COMMAND")
+    commands.required = True
+    cli_blend.register(commands)
+    cli_deltas.register(commands)
