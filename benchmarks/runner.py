@@ -27,6 +27,8 @@ MODULES = (
     "benchmarks.sparsity_diff",
     "benchmarks.ica_decompose",
     "benchmarks.pruning",
+    "benchmarks.lora_blend",
+    "benchmarks.lora_live",
 )
 BENCH_THREADS = 1  # torch threads in this process: one core gives the least noisy ratios
 
