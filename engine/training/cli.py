@@ -1,7 +1,8 @@
-"""`python -m engine train sft|grpo|ppo --config FILE.yaml`: submit a run as a job.
+"""`python -m engine train sft|grpo|ppo|lora|relora|rank1 --config FILE.yaml`: submit a run.
 
 `train sft` with ICA masking options (flags, or masking keys in the YAML) runs seed 001's masked
 LoRA SFT (`train.sft_masked`); `--three-way` submits its LoRA / lesion / preserve comparison.
+`lora` trains a task adapter, `relora` runs ReLoRA, `rank1` dynamic rank-1 merging.
 """
 
 from __future__ import annotations
@@ -59,9 +60,14 @@ def _masked(args: argparse.Namespace, path: str | None) -> bool:
 def _train(args: argparse.Namespace) -> int:
     import time
 
+    from engine.errors import SubnetScopeError
     from engine.jobs.cli import _submit
     from engine.training.config import MaskedSFTConfig, three_way
 
+    if args.method != "sft" and (
+        args.three_way or any(getattr(args, flag) is not None for flag in MASK_FLAGS)
+    ):
+        raise SubnetScopeError("the ICA masking options and --three-way apply to `train sft` only")
     method = "sft_masked" if _masked(args, args.config) else args.method
     params = read_config(method, args.config) if args.config else {}
     for flag in MASK_FLAGS:
@@ -81,8 +87,10 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    train = subparsers.add_parser("train", help="fine-tuning runs that track sparse updates")
-    train.add_argument("method", choices=("sft", "grpo", "ppo"))
+    train = subparsers.add_parser(
+        "train", help="fine-tuning runs that track sparse updates, LoRA, ReLoRA and rank-1 runs"
+    )
+    train.add_argument("method", choices=("sft", "grpo", "ppo", "lora", "relora", "rank1"))
     train.add_argument("--config", help="YAML file of options (see `jobs kinds` for defaults)")
     masked = train.add_argument_group("ICA-masked SFT (seed 001; sft only)")
     masked.add_argument("--mask-mode", choices=("lesion", "preserve"))

@@ -267,3 +267,193 @@ CONFIGS: dict[str, type[TrainConfig]] = {
     "ppo": PPORunConfig,
     "sft_masked": MaskedSFTConfig,
 }
+
+
+DEFAULT_TARGETS = "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj"
+TARGETS_HELP = (
+    "Linear layers to adapt: comma-separated module names (default: every attention and MLP "
+    "projection of Llama-style models) or 'all-linear'"
+)
+
+
+def target_list(value: str) -> list[str] | str:
+    """`target_modules` as PEFT takes it: 'all-linear' or a list of module names."""
+    value = str(value).strip()
+    if value == "all-linear":
+        return value
+    names = [v.strip() for v in value.strip("[] ").split(",") if v.strip()]
+    if not names:
+        raise SubnetScopeError("target_modules is empty: name modules like q_proj,v_proj")
+    return names
+
+
+def _targets(value: Any) -> str:
+    if isinstance(value, list | tuple):
+        value = ",".join(str(v) for v in value)
+    target_list(value)  # validates
+    return str(value).strip()
+
+
+@dataclass(frozen=True)
+class LowRankConfig(TrainConfig):
+    """What the LoRA, ReLoRA and rank-1 runs share: data, targets and rank tracking."""
+
+    dataset: str = field(
+        default="demo-general",
+        metadata={
+            "help": "texts ('demo-general' prose, 'demo-code' source, a .txt file, a hub id) or "
+            "instruction records ('demo-arithmetic', a .jsonl/.json/.parquet file in any "
+            "supported format)"
+        },
+    )
+    template: str = field(
+        default="auto",
+        metadata={"help": "prompt template for instruction records: auto, chat, alpaca, chatml, "
+                  "basic"},
+    )  # fmt: skip
+    lora: bool = field(default=True, metadata={"help": "always on: these runs train low-rank "
+                                               "updates"})  # fmt: skip
+    target_modules: str = field(default=DEFAULT_TARGETS, metadata={"help": TARGETS_HELP})
+    rank_every: int = field(
+        default=5,
+        metadata={
+            "help": "every k steps log the effective and stable rank and ‖ΔW‖_F of the "
+            "accumulated update ΔW_total = W_now − W_start per target module"
+        },
+    )
+    eval_texts: int = field(
+        default=8,
+        metadata={"help": "texts of the same source held out to score perplexity before/after"},
+    )
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not self.lora:
+            raise SubnetScopeError("these runs always train low-rank updates: drop 'lora: false'")
+        object.__setattr__(self, "target_modules", _targets(self.target_modules))
+        for name in ("rank_every", "eval_texts"):
+            if int(getattr(self, name)) < 1:
+                raise SubnetScopeError(f"{name} must be ≥ 1, not {getattr(self, name)}")
+        if not float(self.lr) > 0:
+            raise SubnetScopeError(f"lr must be > 0, not {self.lr}")
+
+
+@dataclass(frozen=True)
+class LoRARunConfig(LowRankConfig):
+    """A task adapter: LoRA SFT with PEFT and trl.SFTTrainer, saved as a PEFT folder."""
+
+    lora_rank: int = field(default=8, metadata={"help": "LoRA rank r"})
+    lora_alpha: float = field(
+        default=16.0, metadata={"help": "LoRA alpha: the update is (alpha / r) · B @ A"}
+    )
+    dropout: float = field(default=0.0, metadata={"help": "dropout on the LoRA path's input"})
+    use_rslora: bool = field(
+        default=False,
+        metadata={"help": "rank-stabilized LoRA: scale alpha / sqrt(r) instead of alpha / r"},
+    )
+    steps: int = field(default=40, metadata={"help": "optimizer steps"})
+    lr: float = field(default=2e-4, metadata={"help": "learning rate (LoRA's usual 2e-4)"})
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not 0 <= float(self.dropout) < 1:
+            raise SubnetScopeError(f"dropout must be in [0, 1), not {self.dropout}")
+        if not float(self.lora_alpha) > 0:
+            raise SubnetScopeError(f"lora_alpha must be > 0, not {self.lora_alpha}")
+
+
+@dataclass(frozen=True)
+class ReLoRAConfig(LowRankConfig):
+    """ReLoRA (Lialin et al. 2023, arXiv 2307.05695): low-rank updates merged into the weights
+    and restarted every k steps, so their sum grows to high rank."""
+
+    lora_rank: int = field(default=8, metadata={"help": "rank r of each low-rank stage"})
+    lora_alpha: float = field(
+        default=16.0, metadata={"help": "alpha: each stage's update is (alpha / r) · B @ A"}
+    )
+    steps: int = field(default=40, metadata={"help": "optimizer steps"})
+    lr: float = field(
+        default=4e-4,
+        metadata={
+            "help": "peak learning rate. The paper trains ReLoRA at 2× the full-rank rate "
+            "(1e-3 → 2e-3 at 250M); the default is 2× the LoRA run's 2e-4"
+        },
+    )
+    reset_every: int = field(
+        default=10,
+        metadata={
+            "help": "merge B @ A into the weights, re-initialize A (Kaiming), zero B and prune "
+            "the optimizer state every k steps (the paper: 2000 on its pretraining runs; 10 "
+            "makes several restarts visible in a demo-sized run)"
+        },
+    )
+    optimizer_reset_prune: float = field(
+        default=0.99,
+        metadata={
+            "help": "at each reset zero this fraction of the Adam moments (exp_avg, "
+            "exp_avg_sq) of the low-rank parameters, keeping the largest by magnitude (the "
+            "paper's partial reset: 0.99)"
+        },
+    )
+    warmup_steps: int = field(
+        default=4,
+        metadata={"help": "initial linear warmup (the paper warms up for its first cycle)"},
+    )
+    restart_warmup_steps: int = field(
+        default=2,
+        metadata={
+            "help": "linear re-warmup after each reset (the paper: 50 steps per 2000-step "
+            "cycle; 2 per 10 here), then the cosine continues: the jagged schedule"
+        },
+    )
+    min_lr_ratio: float = field(
+        default=0.1, metadata={"help": "the cosine decays to this fraction of lr (the paper: 0.1)"}
+    )
+    weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay"})
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if int(self.reset_every) < 1:
+            raise SubnetScopeError(f"reset_every must be ≥ 1, not {self.reset_every}")
+        if not 0 <= float(self.optimizer_reset_prune) <= 1:
+            raise SubnetScopeError(
+                f"optimizer_reset_prune must be in [0, 1], not {self.optimizer_reset_prune}"
+            )
+        if int(self.warmup_steps) < 0 or int(self.restart_warmup_steps) < 0:
+            raise SubnetScopeError("warmup_steps and restart_warmup_steps must be ≥ 0")
+        if int(self.restart_warmup_steps) >= int(self.reset_every):
+            raise SubnetScopeError(
+                f"restart_warmup_steps ({self.restart_warmup_steps}) must be shorter than "
+                f"reset_every ({self.reset_every})"
+            )
+        if not 0 <= float(self.min_lr_ratio) <= 1:
+            raise SubnetScopeError(f"min_lr_ratio must be in [0, 1], not {self.min_lr_ratio}")
+        if not float(self.lora_alpha) > 0:
+            raise SubnetScopeError(f"lora_alpha must be > 0, not {self.lora_alpha}")
+
+
+@dataclass(frozen=True)
+class Rank1Config(LowRankConfig):
+    """Dynamic rank-1 merging (seed 003): a fresh rank-1 LoRA per target module, trained for
+    merge_every steps and merged into the weights at once."""
+
+    lora_rank: int = field(default=1, metadata={"help": "always 1 in this run"})
+    steps: int = field(default=40, metadata={"help": "optimizer steps"})
+    lr: float = field(
+        default=5e-4,
+        metadata={"help": "learning rate of each fresh rank-1 adapter (Adam, fresh state)"},
+    )
+    merge_every: int = field(
+        default=1,
+        metadata={"help": "merge and start a fresh rank-1 LoRA every k steps (1: every step)"},
+    )
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if int(self.lora_rank) != 1:
+            raise SubnetScopeError(f"a rank-1 run has lora_rank 1, not {self.lora_rank}")
+        if int(self.merge_every) < 1:
+            raise SubnetScopeError(f"merge_every must be ≥ 1, not {self.merge_every}")
+
+
+CONFIGS.update({"lora": LoRARunConfig, "relora": ReLoRAConfig, "rank1": Rank1Config})

@@ -1,4 +1,5 @@
-"""Job kinds `train.sft`, `train.grpo`, `train.ppo`, and the demo's two runs."""
+"""Job kinds `train.sft`, `train.grpo`, `train.ppo`, `train.sft_masked`, `train.lora`,
+`train.relora`, `train.rank1`, and the demo's runs and task adapters."""
 
 from __future__ import annotations
 
@@ -6,7 +7,15 @@ from typing import Any
 
 from engine.demo.parts import DemoPart, demo_part
 from engine.jobs import JobContext, job
-from engine.training.config import GRPORunConfig, MaskedSFTConfig, PPORunConfig, SFTRunConfig
+from engine.training.config import (
+    GRPORunConfig,
+    LoRARunConfig,
+    MaskedSFTConfig,
+    PPORunConfig,
+    Rank1Config,
+    ReLoRAConfig,
+    SFTRunConfig,
+)
 
 
 def _run(kind: str, cls, params: dict[str, Any], ctx: JobContext) -> dict:
@@ -83,3 +92,61 @@ demo_part(
         view="sparsity",
     )
 )  # fmt: skip
+
+
+@job(
+    "train.lora",
+    title="LoRA task adapter: PEFT folder, held-out perplexity, rank of B @ A over steps",
+    result_page="lora",
+    defaults=LoRARunConfig().to_params(),
+)
+def train_lora(params: dict[str, Any], ctx: JobContext) -> dict:
+    """LoRA SFT with PEFT + TRL; writes result/adapter/ (a PEFT folder) and run.json."""
+    from engine.training.lora_runs import run_lora
+
+    return run_lora(LoRARunConfig.from_params(params, what="train.lora params"), ctx)
+
+
+@job(
+    "train.relora",
+    title="ReLoRA run: merges and restarts, jagged schedule, rank of the accumulated update",
+    result_page="lora",
+    defaults=ReLoRAConfig().to_params(),
+)
+def train_relora(params: dict[str, Any], ctx: JobContext) -> dict:
+    """ReLoRA (arXiv 2307.05695); writes result/model/ (merged) and run.json."""
+    from engine.training.relora import run_relora
+
+    return run_relora(ReLoRAConfig.from_params(params, what="train.relora params"), ctx)
+
+
+@job(
+    "train.rank1",
+    title="Rank-1 merging run: a fresh rank-1 LoRA merged every step",
+    result_page="lora",
+    defaults=Rank1Config().to_params(),
+)
+def train_rank1(params: dict[str, Any], ctx: JobContext) -> dict:
+    """Dynamic rank-1 merging (seed 003); writes result/model/ and run.json."""
+    from engine.training.rank1 import run_rank1
+
+    return run_rank1(Rank1Config.from_params(params, what="train.rank1 params"), ctx)
+
+
+# The LoRA blender's demo: three task adapters on contrasting local sources (prose, Python
+# source, arithmetic instructions), in this order. Adapter name -> (title, train.lora params).
+DEMO_LORA_COMMON = {"model": "demo", "steps": 30, "batch_size": 4, "max_length": 64,
+                    "lora_rank": 8, "lora_alpha": 16.0, "lr": 5e-4, "rank_every": 5,
+                    "eval_texts": 8, "seed": 0}  # fmt: skip
+DEMO_ADAPTERS: dict[str, tuple[str, dict[str, Any]]] = {
+    "demo-prose": ("LoRA adapter on prose (demo-general)",
+                   {**DEMO_LORA_COMMON, "dataset": "demo-general"}),
+    "demo-code": ("LoRA adapter on Python source (demo-code)",
+                  {**DEMO_LORA_COMMON, "dataset": "demo-code"}),
+    "demo-arithmetic": ("LoRA adapter on arithmetic instructions (demo-arithmetic)",
+                        {**DEMO_LORA_COMMON, "dataset": "demo-arithmetic"}),
+}  # fmt: skip
+
+for _name, (_title, _params) in DEMO_ADAPTERS.items():
+    demo_part(DemoPart(name=_name, title=_title, job_kind="train.lora", params=_params,
+                       view="lora"))  # fmt: skip

@@ -1,0 +1,90 @@
+"""Where adapters live: the demo's task adapters first, then other succeeded `train.lora` jobs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from engine.jobs import JobView, list_jobs
+from engine.jobs.files import RESULT
+
+KIND = "train.lora"
+ADAPTER_DIR = "adapter"
+ADAPTER_CONFIG = "adapter_config.json"
+
+
+@dataclass(frozen=True)
+class AdapterEntry:
+    name: str  # demo adapters: their part name (demo-prose, ...); others: <dataset>-<job token>
+    path: Path | None  # the PEFT folder; None while a demo adapter has no job yet
+    job_id: str | None
+    source: str  # the base model's source as the job got it ('demo', a folder, a hub id)
+    dataset: str
+    ready: bool  # the job succeeded and its PEFT folder is there
+    is_demo: bool = False
+    title: str = ""
+
+
+def _adapter_path(view: JobView) -> Path:
+    return view.path / RESULT / ADAPTER_DIR
+
+
+def _ready(view: JobView) -> bool:
+    return view.status.state == "succeeded" and (_adapter_path(view) / ADAPTER_CONFIG).is_file()
+
+
+def _matches(view: JobView, params: dict) -> bool:
+    return all(view.spec.params.get(k) == v for k, v in params.items())
+
+
+def _label(dataset: str) -> str:
+    path = Path(dataset)
+    return path.stem if path.suffix else dataset.replace("/", "-")
+
+
+def list_adapters(limit: int = 500) -> list[AdapterEntry]:
+    """The demo adapters in demo order (ready or not), then other ready adapters, newest first."""
+    from engine.training.jobs import DEMO_ADAPTERS
+
+    jobs = list_jobs(kind=KIND, limit=limit)  # newest first
+    entries, demo_jobs = [], set()
+    for name, (title, params) in DEMO_ADAPTERS.items():
+        mine = [j for j in jobs if _matches(j, params)]
+        demo_jobs.update(j.id for j in mine)
+        done = next((j for j in mine if _ready(j)), None)
+        view = done or (mine[0] if mine else None)
+        entries.append(
+            AdapterEntry(
+                name=name,
+                path=_adapter_path(view) if view else None,
+                job_id=view.id if view else None,
+                source=str(params.get("model", "demo")),
+                dataset=str(params.get("dataset", "")),
+                ready=done is not None,
+                is_demo=True,
+                title=title,
+            )
+        )
+    for view in jobs:
+        if view.id in demo_jobs or not _ready(view):
+            continue
+        p = view.spec.params
+        dataset = str(p.get("dataset", ""))
+        token = view.id.rsplit("-", 1)[-1]
+        entries.append(
+            AdapterEntry(
+                name=f"{_label(dataset)}-{token}",
+                path=_adapter_path(view),
+                job_id=view.id,
+                source=str(p.get("model", "")),
+                dataset=dataset,
+                ready=True,
+                title=f"{p.get('model')} · {dataset} · rank {p.get('lora_rank')} ({view.id})",
+            )
+        )
+    return entries
+
+
+def demo_adapter_paths() -> list[Path]:
+    """The PEFT folders of the demo adapters that are ready, in demo order."""
+    return [e.path for e in list_adapters() if e.is_demo and e.ready and e.path is not None]

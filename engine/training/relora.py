@@ -1,0 +1,331 @@
+"""ReLoRA (Lialin et al. 2023, arXiv 2307.05695): high-rank training through low-rank updates.
+
+A plain torch loop over a frozen model whose target nn.Linear layers carry a trainable low-rank
+path, y = W x + s · B A x. Every `reset_every` steps B A is merged into W, A is re-initialized
+(Kaiming, as PEFT does), B is zeroed (so the function is unchanged), the Adam moments of A and B
+are pruned to their largest 1 % by magnitude, and the learning rate re-warms up: a jagged cosine
+schedule. The run writes `model/` (the merged model, safetensors), `run.json` and
+`rank_evolution.parquet` (rank of ΔW_total = W_now − W_start per module over steps).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from engine.errors import SubnetScopeError
+from engine.jobs import JobContext
+from engine.training.config import LowRankConfig, ReLoRAConfig, target_list
+from engine.training.rank_tracking import RANK_TABLE, RankTracker
+
+RUN_JSON = "run.json"
+MODEL = "model"
+MOMENTS = ("exp_avg", "exp_avg_sq")
+
+
+class LowRankLinear(nn.Module):
+    """A frozen nn.Linear plus a trainable low-rank path: y = base(x) + scale · (x Aᵀ) Bᵀ."""
+
+    def __init__(
+        self, base: nn.Linear, rank: int, scale: float, generator: torch.Generator | None = None
+    ) -> None:
+        super().__init__()
+        self.base = base
+        self.scale = float(scale)
+        self.generator = generator
+        kw = {"device": base.weight.device, "dtype": base.weight.dtype}
+        self.a = nn.Parameter(torch.empty(rank, base.in_features, **kw))  # (r, in)
+        self.b = nn.Parameter(torch.zeros(base.out_features, rank, **kw))  # (out, r)
+        self.reset_parameters()
+
+    @torch.no_grad()
+    def reset_parameters(self) -> None:
+        """A as PEFT initializes it (Kaiming uniform, a=√5), B zero: the path adds nothing."""
+        nn.init.kaiming_uniform_(self.a, a=math.sqrt(5), generator=self.generator)
+        self.b.zero_()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.base(x) + self.scale * F.linear(F.linear(x, self.a), self.b)
+
+    def delta(self) -> torch.Tensor:
+        """The low-rank path as a dense (out, in) matrix: scale · B @ A."""
+        return self.scale * (self.b @ self.a)
+
+    def weight(self) -> torch.Tensor:
+        """The weight the layer acts with now: W + scale · B @ A, (out, in)."""
+        return self.base.weight + self.delta()
+
+    @torch.no_grad()
+    def merge(self) -> None:
+        """W ← W + scale · B @ A, then a fresh A and a zero B."""
+        self.base.weight.add_(self.delta().to(self.base.weight.dtype))
+        self.reset_parameters()
+
+
+def _targets(model: nn.Module, targets: list[str] | str) -> list[tuple[str, nn.Linear]]:
+    output = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    found = []
+    for name, module in model.named_modules():
+        if not isinstance(module, nn.Linear) or module is output:
+            continue
+        if targets == "all-linear" or name.rsplit(".", 1)[-1] in targets:
+            found.append((name, module))
+    return found
+
+
+def attach_low_rank(
+    model: nn.Module,
+    targets: list[str] | str,
+    rank: int,
+    scale: float,
+    generator: torch.Generator | None = None,
+) -> dict[str, LowRankLinear]:
+    """Freeze `model` and wrap its target nn.Linear layers; returns them by module path."""
+    found = _targets(model, targets)
+    if not found:
+        shown = targets if isinstance(targets, str) else ",".join(targets)
+        raise SubnetScopeError(
+            f"target_modules '{shown}' match no nn.Linear layer of this model (GPT-2 style "
+            "Conv1D layers are not supported here; use a Llama-style model)"
+        )
+    model.requires_grad_(False)
+    layers = {}
+    for name, linear in found:
+        parent_name, _, child = name.rpartition(".")
+        parent = model.get_submodule(parent_name) if parent_name else model
+        layer = LowRankLinear(linear, rank, scale, generator)
+        setattr(parent, child, layer)
+        layers[name] = layer
+    return layers
+
+
+@torch.no_grad()
+def detach_low_rank(model: nn.Module, layers: Mapping[str, LowRankLinear]) -> None:
+    """Merge every low-rank path and put the plain nn.Linear layers back."""
+    for name, layer in layers.items():
+        layer.merge()
+        parent_name, _, child = name.rpartition(".")
+        parent = model.get_submodule(parent_name) if parent_name else model
+        setattr(parent, child, layer.base)
+
+
+def low_rank_parameters(layers: Mapping[str, LowRankLinear]) -> list[nn.Parameter]:
+    return [p for layer in layers.values() for p in (layer.a, layer.b)]
+
+
+@torch.no_grad()
+def prune_optimizer_state(
+    optimizer: torch.optim.Optimizer, params: list[nn.Parameter], prune: float
+) -> dict:
+    """ReLoRA's partial optimizer reset: in each of exp_avg and exp_avg_sq of `params`, zero
+    all but the round((1 − prune) · n) entries of largest magnitude. Returns counts."""
+    kept = total = 0
+    for p in params:
+        state = optimizer.state.get(p)
+        if not state:
+            continue
+        for key in MOMENTS:
+            moment = state.get(key)
+            if moment is None:
+                continue
+            flat = moment.view(-1)
+            keep = round((1.0 - prune) * flat.numel())
+            mask = torch.zeros_like(flat, dtype=torch.bool)
+            if keep > 0:
+                mask[torch.topk(flat.abs(), keep, sorted=False).indices] = True
+            flat.mul_(mask)
+            kept += keep
+            total += flat.numel()
+    return {"kept": kept, "total": total, "kept_fraction": kept / total if total else 0.0}
+
+
+def merge_and_reset(
+    layers: Mapping[str, LowRankLinear],
+    optimizer: torch.optim.Optimizer | None = None,
+    prune: float = 0.99,
+) -> dict:
+    """One ReLoRA restart: merge B @ A into W, re-init A, zero B, prune the optimizer state."""
+    for layer in layers.values():
+        layer.merge()
+    if optimizer is None:
+        return {"kept": 0, "total": 0, "kept_fraction": 0.0}
+    return prune_optimizer_state(optimizer, low_rank_parameters(layers), prune)
+
+
+def jagged_lr(
+    step: int,
+    *,
+    steps: int,
+    warmup: int,
+    reset_every: int,
+    restart_warmup: int,
+    min_ratio: float,
+) -> float:
+    """The learning-rate multiplier of optimizer step `step` (1-based), ReLoRA's jagged cosine:
+    a linear warmup over the first `warmup` steps, a cosine from 1 to `min_ratio` over the run,
+    and after each reset (every `reset_every` steps) a linear re-warmup over `restart_warmup`
+    steps up to the cosine's value at the end of that re-warmup."""
+
+    def cosine(t: int) -> float:
+        progress = min(1.0, max(0.0, (t - warmup) / max(1, steps - warmup)))
+        return min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+    if warmup > 0 and step <= warmup:
+        return step / warmup
+    restart = ((step - 1) // reset_every) * reset_every  # steps done at the last reset
+    if restart > 0 and restart_warmup > 0 and step - restart <= restart_warmup:
+        return (step - restart) / restart_warmup * cosine(restart + restart_warmup)
+    return cosine(step)
+
+
+def text_batches(
+    texts: list[str], tokenizer, batch_size: int, max_length: int, seed: int
+) -> Iterator[dict[str, torch.Tensor]]:
+    """Endless shuffled batches: input_ids, attention_mask (B, L) and labels (pads → -100)."""
+    rng = np.random.default_rng(seed)
+    while True:
+        order = rng.permutation(len(texts))
+        for start in range(0, len(order), batch_size):
+            chunk = [texts[i] for i in order[start : start + batch_size]]
+            if len(chunk) < min(batch_size, len(texts)):
+                break  # a short tail would change the loss scale; start the next epoch
+            enc = tokenizer(chunk, padding=True, truncation=True, max_length=max_length,
+                            return_tensors="pt")  # fmt: skip
+            labels = enc["input_ids"].masked_fill(enc["attention_mask"] == 0, -100)
+            yield {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"],
+                   "labels": labels}  # fmt: skip
+
+
+@dataclass
+class Setup:
+    """What the ReLoRA and rank-1 loops share once the model is loaded."""
+
+    model: nn.Module
+    tokenizer: object
+    train: list[str]
+    heldout: list[str]
+    before: float
+    started: float
+
+
+def setup(config: LowRankConfig, ctx: JobContext) -> Setup:
+    from engine.training.lora_runs import load_training_texts, perplexity
+    from engine.training.runs import _load
+
+    started = time.monotonic()
+    model, tokenizer = _load(config, ctx)
+    train, heldout = load_training_texts(config, tokenizer)
+    ctx.progress(0.04, "scoring the base model")
+    before = perplexity(model, tokenizer, heldout, config.max_length)
+    ctx.metric("heldout_ppl", before, step=0)
+    return Setup(model, tokenizer, train, heldout, before, started)
+
+
+def train_step(model: nn.Module, batch: Mapping[str, torch.Tensor]) -> float:
+    """Forward and backward on one batch; returns the loss."""
+    device = next(model.parameters()).device
+    loss = model(**{k: v.to(device) for k, v in batch.items()}).loss
+    loss.backward()
+    return float(loss.detach())
+
+
+def accumulated(
+    layers: Mapping[str, LowRankLinear], start: Mapping[str, torch.Tensor]
+) -> dict[str, torch.Tensor]:
+    """ΔW_total = W_now − W_start per module, the un-merged low-rank path included."""
+    with torch.no_grad():
+        return {name: layer.weight().float() - start[name] for name, layer in layers.items()}
+
+
+def finish(
+    config: LowRankConfig,
+    ctx: JobContext,
+    run: Setup,
+    layers: Mapping[str, LowRankLinear],
+    tracker: RankTracker,
+    kind: str,
+    extra: dict,
+    losses: list[dict],
+) -> dict:
+    """Merge, score the held-out texts, save `model/`, the rank table and run.json."""
+    from engine.training.lora_runs import perplexity
+
+    detach_low_rank(run.model, layers)
+    ctx.progress(0.88, "scoring the trained model")
+    after = perplexity(run.model, run.tokenizer, run.heldout, config.max_length)
+    ctx.metric("heldout_ppl", after, step=config.steps)
+    out = ctx.result_dir / MODEL
+    run.model.save_pretrained(str(out), safe_serialization=True)
+    run.tokenizer.save_pretrained(str(out))
+    tracker.write()
+    summary = {
+        "kind": kind,
+        "output": str(out),
+        "model": config.model,
+        "dataset": config.dataset,
+        "train_texts": len(run.train),
+        "heldout_texts": len(run.heldout),
+        "modules": len(layers),
+        "before": {"heldout_ppl": run.before},
+        "after": {"heldout_ppl": after},
+        "losses": losses,
+        "final_loss": losses[-1]["loss"] if losses else None,
+        "rank": tracker.summary(),
+        "rank_table": RANK_TABLE,
+        **extra,
+        "steps": config.steps,
+        "seconds": round(time.monotonic() - run.started, 2),
+        "config": config.to_params(),
+    }
+    ctx.write_json(RUN_JSON, summary)
+    ctx.progress(1.0, f"held-out ppl {run.before:.3g} → {after:.3g}")
+    return {k: summary[k] for k in ("kind", "output", "model", "dataset", "before", "after",
+                                    "final_loss", "seconds")}  # fmt: skip
+
+
+def run_relora(config: ReLoRAConfig, ctx: JobContext) -> dict:
+    """Train with ReLoRA; see the module docstring for what lands in the result folder."""
+    run = setup(config, ctx)
+    generator = torch.Generator().manual_seed(config.seed)
+    scale = config.lora_alpha / config.lora_rank
+    layers = attach_low_rank(run.model, target_list(config.target_modules), config.lora_rank,
+                             scale, generator)  # fmt: skip
+    start = {name: layer.base.weight.detach().float().clone() for name, layer in layers.items()}
+    params = low_rank_parameters(layers)
+    optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+    batches = text_batches(run.train, run.tokenizer, config.batch_size, config.max_length,
+                           config.seed)  # fmt: skip
+    tracker = RankTracker(ctx)
+    losses, lrs, resets = [], [], []
+    run.model.train()
+    ctx.progress(0.08, "training")
+    for step in range(1, config.steps + 1):
+        lr = config.lr * jagged_lr(
+            step, steps=config.steps, warmup=config.warmup_steps, reset_every=config.reset_every,
+            restart_warmup=config.restart_warmup_steps, min_ratio=config.min_lr_ratio,
+        )  # fmt: skip
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        loss = train_step(run.model, next(batches))
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        losses.append({"step": step, "loss": loss})
+        lrs.append({"step": step, "lr": lr})
+        ctx.metric("train/loss", loss, step=step)
+        ctx.metric("train/learning_rate", lr, step=step)
+        if step % config.reset_every == 0 and step < config.steps:
+            pruned = merge_and_reset(layers, optimizer, config.optimizer_reset_prune)
+            resets.append({"step": step, **pruned})
+            ctx.metric("relora/reset", pruned["kept_fraction"], step=step)
+        if step % config.rank_every == 0 or step == config.steps:
+            tracker.record_dense(step, accumulated(layers, start))
+        ctx.progress(0.08 + 0.78 * step / config.steps, f"step {step}/{config.steps}")
+    return finish(config, ctx, run, layers, tracker, "relora",
+                  {"resets": resets, "learning_rates": lrs}, losses)  # fmt: skip
