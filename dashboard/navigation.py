@@ -36,6 +36,7 @@ SECTIONS: dict[str, list[PageSpec]] = {
         PageSpec("sparsity.py", "Sparsity heatmaps", ":material/grid_on:", "sparsity"),
         PageSpec("ica.py", "ICA components", ":material/hub:", "ica"),
         PageSpec("pruning.py", "Neuron pruning", ":material/content_cut:", "pruning"),
+        PageSpec("lora.py", "LoRA blender", ":material/tune:", "lora"),
     ],
     "Runs": [
         PageSpec("runs.py", "Runs", ":material/play_circle:", "runs"),

@@ -1,0 +1,114 @@
+"""Altair charts of the LoRA blender: norms per layer, ranks, cosines, the delta map, rank runs."""
+
+from __future__ import annotations
+
+import altair as alt
+import pandas as pd
+
+BLEND_COLOR = "#d62728"
+
+
+def norm_per_layer(per_layer: pd.DataFrame) -> alt.Chart:
+    """‖ΔW‖_F of each layer (all its modules together) for every adapter and the blend."""
+    return (
+        alt.Chart(per_layer)
+        .mark_line(point=True)
+        .encode(
+            x=alt.X("layer:O"),
+            y=alt.Y("norm:Q", title="‖ΔW‖_F"),
+            color=alt.Color("adapter:N"),
+            strokeDash=alt.condition(
+                alt.datum.adapter == "blend", alt.value([6, 3]), alt.value([1, 0])
+            ),
+            tooltip=["adapter", "layer", alt.Tooltip("norm:Q", format=".4g")],
+        )
+        .properties(height=260)
+    )
+
+
+def ranks_by_kind(ranks: pd.DataFrame) -> alt.Chart:
+    """Mean effective and stable rank per module kind, one group of bars per adapter."""
+    long = ranks.melt(
+        id_vars=["adapter", "kind"],
+        value_vars=["effective_rank", "stable_rank"],
+        var_name="measure",
+        value_name="rank",
+    )
+    return (
+        alt.Chart(long)
+        .mark_bar()
+        .encode(
+            x=alt.X("adapter:N", title=None),
+            y=alt.Y("rank:Q", title="mean rank"),
+            color=alt.Color("adapter:N", legend=None),
+            column=alt.Column("kind:N", title=None),
+            row=alt.Row("measure:N", title=None),
+            tooltip=["adapter", "kind", "measure", alt.Tooltip("rank:Q", format=".3g")],
+        )
+        .properties(height=120, width=alt.Step(18))
+    )
+
+
+def cosine_heatmap(matrix: pd.DataFrame) -> alt.Chart:
+    """Overall cosine of the adapters' updates (all modules as one vector)."""
+    long = matrix.rename_axis("a").reset_index().melt(id_vars="a", var_name="b", value_name="cos")
+    base = alt.Chart(long).encode(x=alt.X("a:N", title=None), y=alt.Y("b:N", title=None))
+    cells = base.mark_rect().encode(
+        color=alt.Color("cos:Q", scale=alt.Scale(scheme="redblue", domain=[-1, 1], reverse=True)),
+        tooltip=["a", "b", alt.Tooltip("cos:Q", format=".3f")],
+    )
+    text = base.mark_text().encode(text=alt.Text("cos:Q", format=".2f"))
+    return (cells + text).properties(height=alt.Step(44), width=alt.Step(44))
+
+
+def module_cosines(pairs: pd.DataFrame) -> alt.Chart:
+    """Cosine of one adapter pair per layer × module kind."""
+    return (
+        alt.Chart(pairs)
+        .mark_rect()
+        .encode(
+            x=alt.X("layer:O"),
+            y=alt.Y("kind:N", title=None),
+            color=alt.Color(
+                "cosine:Q", scale=alt.Scale(scheme="redblue", domain=[-1, 1], reverse=True)
+            ),
+            tooltip=["module", alt.Tooltip("cosine:Q", format=".3f")],
+        )
+        .properties(height=alt.Step(18))
+    )
+
+
+def delta_map(points: pd.DataFrame) -> alt.Chart:
+    """Adapters and blends in the plane of the adapters' first two delta principal components."""
+    base = alt.Chart(points).encode(
+        x=alt.X("x:Q", title="PC 1 of Δ"),
+        y=alt.Y("y:Q", title="PC 2 of Δ"),
+        tooltip=["name", "kind", alt.Tooltip("norm:Q", format=".4g", title="‖Δ‖")],
+    )
+    dots = base.mark_point(filled=True, size=160).encode(
+        color=alt.Color(
+            "kind:N",
+            scale=alt.Scale(
+                domain=["base", "adapter", "blend"], range=["#7f7f7f", "#1f77b4", BLEND_COLOR]
+            ),
+        ),
+        shape=alt.Shape("kind:N", legend=None),
+    )
+    labels = base.mark_text(align="left", dx=9, dy=-7).encode(text="name:N")
+    return (dots + labels).properties(height=360)
+
+
+def rank_evolution(metrics: pd.DataFrame) -> alt.Chart:
+    """Effective and stable rank of the accumulated update over training steps, per run."""
+    return (
+        alt.Chart(metrics)
+        .mark_line(point=True)
+        .encode(
+            x=alt.X("step:Q"),
+            y=alt.Y("value:Q", title="rank of the accumulated update"),
+            color=alt.Color("run:N"),
+            strokeDash=alt.StrokeDash("name:N", title="measure"),
+            tooltip=["run", "name", "step", alt.Tooltip("value:Q", format=".3g")],
+        )
+        .properties(height=280)
+    )

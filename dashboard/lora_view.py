@@ -1,0 +1,400 @@
+"""The LoRA blender's sections: adapters, blend controls, generations, geometry, deltas, runs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import streamlit as st
+
+from dashboard import lora_charts as charts
+from dashboard.downloads import downloads
+from dashboard.jobs_panel import event_tables, job_watcher, submit_job
+from dashboard.loaders import shared_model
+from engine.errors import SubnetScopeError
+from engine.lora.adapters import AdapterSet, load_adapter_set
+from engine.lora.blend import DENSITY_METHODS, METHODS, SVD_METHODS, BlendResult, BlendSpec, blend
+
+HERE = "lora"
+WEIGHT_HELP = "wᵢ in Σ wᵢ·sᵢ·BᵢAᵢ (negative subtracts the adapter)"
+PICK_KEY = "adapters"
+TRAIN_KINDS = {"lora": "train.lora", "relora": "train.relora", "rank1": "train.rank1"}
+DEFAULT_PROMPTS = (
+    "The old lighthouse keeper",
+    "def read_config(path):",
+    "Question: What is 17 + 25?\nAnswer:",
+)
+
+
+@dataclass(frozen=True)
+class Picked:
+    """The chosen adapter folders, as a hashable cache key (paths and modification times)."""
+
+    paths: tuple[str, ...]
+    mtimes: tuple[int, ...]
+
+    @classmethod
+    def of(cls, paths: list[str]) -> Picked:
+        resolved = [Path(p).expanduser() for p in paths]
+        for path in resolved:
+            if not (path / "adapter_config.json").is_file():
+                raise SubnetScopeError(
+                    f"'{path}' is not a PEFT adapter folder (no adapter_config.json)"
+                )
+        mtimes = tuple(
+            max(f.stat().st_mtime_ns for f in path.iterdir() if f.is_file()) for path in resolved
+        )
+        return cls(tuple(str(p) for p in resolved), mtimes)
+
+
+# adapters ---------------------------------------------------------------------------------
+@st.cache_data(ttl=10, show_spinner=False)
+def adapter_choices() -> list[tuple[str, str, bool]]:
+    from engine.lora.catalog import list_adapters
+
+    return [(str(e.path), e.name, e.ready) for e in list_adapters()]
+
+
+def pick_adapters(bar=st.sidebar) -> list[str]:
+    """Adapters the jobs made (the demo's first, ready ones preselected) and typed folders;
+    `?adapters=a,b` in the URL preselects."""
+    choices = [(path, name) for path, name, ready in adapter_choices() if ready]
+    labels = dict(choices)
+    if PICK_KEY not in st.session_state:
+        wanted = [p for p in st.query_params.get(PICK_KEY, "").split(",") if p]
+        st.session_state[PICK_KEY] = [p for p in wanted if p in labels] or [p for p, _ in choices]
+    picked = bar.multiselect(
+        "Adapters",
+        [p for p, _ in choices],
+        format_func=lambda p: labels.get(p, p),
+        key=PICK_KEY,
+        help="PEFT LoRA adapters for one base model: the demo's task adapters and finished "
+        "LoRA runs",
+    )
+    typed = bar.text_area(
+        "More adapter folders (one per line)", key=f"{PICK_KEY}_typed", height=68,
+        placeholder="path/to/adapter",
+    )  # fmt: skip
+    return list(picked) + [line.strip() for line in typed.splitlines() if line.strip()]
+
+
+@st.cache_resource(max_entries=4, show_spinner="Reading the adapters…")
+def _adapter_set(picked: Picked) -> AdapterSet:
+    return load_adapter_set(list(picked.paths))
+
+
+def opened(paths: list[str]) -> tuple[Picked, AdapterSet]:
+    picked = Picked.of(paths)
+    return picked, _adapter_set(picked)
+
+
+def base_source(adapters: AdapterSet, fallback: str | None) -> str:
+    """The base the adapters were trained on (their configs agree), else the sidebar's model."""
+    bases = {a.info.base_model for a in adapters.adapters if a.info.base_model}
+    if len(bases) == 1:
+        return bases.pop()
+    if fallback is None:
+        raise SubnetScopeError(
+            "The adapters do not name their base model: pick one in the sidebar."
+        )
+    return fallback
+
+
+def adapters_table(adapters: AdapterSet) -> None:
+    rows = [
+        {
+            "adapter": a.info.name,
+            "rank": a.info.rank,
+            "alpha": a.info.alpha,
+            "scaling": a.info.scaling,
+            "rslora": a.info.use_rslora,
+            "modules": len(a.info.modules),
+            "targets": ", ".join(a.info.target_modules),
+            "path": str(a.info.path),
+        }
+        for a in adapters.adapters
+    ]
+    st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
+
+
+# blend ------------------------------------------------------------------------------------
+def blend_controls(adapters: AdapterSet) -> BlendSpec:
+    """A weight slider per adapter, the combination type and its density / rank."""
+    names = adapters.names
+    cols = st.columns(len(names))
+    default = round(1.0 / len(names), 2)
+    weights = tuple(
+        float(col.slider(name, -1.0, 2.0, default, step=0.05, key=f"lora_w_{i}", help=WEIGHT_HELP))
+        for i, (col, name) in enumerate(zip(cols, names, strict=True))
+    )
+    cols = st.columns([2, 2, 2, 2])
+    method = cols[0].selectbox(
+        "Combination", METHODS, index=METHODS.index("svd"), key="lora_method",
+        help="PEFT's add_weighted_adapter types; svd and cat use the exact low-rank path",
+    )  # fmt: skip
+    density = None
+    if method in DENSITY_METHODS:
+        density = cols[1].slider("Density", 0.05, 1.0, 0.5, step=0.05, key="lora_density")
+    rank = None
+    if method in SVD_METHODS:
+        top = sum(a.info.rank for a in adapters.adapters)
+        rank = int(
+            cols[2].number_input(
+                "Blend rank", 1, top, max(a.info.rank for a in adapters.adapters),
+                key="lora_rank", help="svd blends keep this many singular directions",
+            )
+        )  # fmt: skip
+    engine = "auto"
+    if method in ("svd", "cat"):
+        engine = cols[3].radio(
+            "Engine", ["auto", "peft"], horizontal=True, key="lora_engine",
+            format_func=lambda e: "exact low-rank" if e == "auto" else "PEFT",
+            help="exact: QR of the stacked factors and SVD of the small core (O(d·k²)); "
+            "PEFT: add_weighted_adapter (dense d×d SVD per module)",
+        )  # fmt: skip
+    return BlendSpec(weights=weights, method=method, rank=rank, density=density, engine=engine)
+
+
+@st.cache_resource(max_entries=16, show_spinner="Blending…")
+def blended(picked: Picked, spec: BlendSpec) -> BlendResult:
+    return blend(_adapter_set(picked), spec)
+
+
+def blend_headline(result: BlendResult) -> None:
+    cols = st.columns(4)
+    cols[0].metric(
+        "Blend error", f"{result.error:.2e}",
+        help="‖blend − Σ wᵢ·sᵢ·BᵢAᵢ‖_F / ‖Σ wᵢ·sᵢ·BᵢAᵢ‖_F over all modules",
+    )  # fmt: skip
+    cols[1].metric(
+        "Truncation", f"{result.truncation_total:.2e}",
+        help="the part of that error a rank limit forces (the Eckart–Young optimum)",
+    )  # fmt: skip
+    ranks = {f.rank for f in result.factors.values()}
+    cols[2].metric("Blend rank", "/".join(str(r) for r in sorted(ranks)))
+    cols[3].metric("Blended in", f"{result.seconds * 1000:.0f} ms", result.engine, "off")
+    for note in result.notes:
+        st.info(note)
+    excess = result.error - result.truncation_total
+    if excess > 1e-3:
+        st.warning(
+            f"This blend is {excess:.1%} further from the exact weighted sum than its rank "
+            "limit explains — the combination type changes the update on purpose (trimming, "
+            "dropping, sign election) or the merge is wrong."
+        )
+
+
+# generations ------------------------------------------------------------------------------
+@st.cache_data(max_entries=64, show_spinner=False)
+def _column(
+    source: str, picked: Picked, variant: str, spec: BlendSpec | None, prompts: tuple[str, ...],
+    max_new_tokens: int,
+) -> list[str]:  # fmt: skip
+    """One variant's completions: 'base', an adapter's name (alone, at weight 1), or 'blend'."""
+    from engine.lora.compare import side_by_side
+
+    adapters = _adapter_set(picked)
+    factors = None
+    if variant == "blend":
+        factors = blended(picked, spec).factors
+    elif variant != "base":
+        factors = adapters.adapters[adapters.names.index(variant)].factors
+    table = side_by_side(
+        shared_model(source), prompts, {variant: factors}, max_new_tokens=max_new_tokens
+    )
+    return table[variant].tolist()
+
+
+def generations_panel(source: str, picked: Picked, adapters: AdapterSet, spec: BlendSpec) -> None:
+    st.subheader("Generations side by side")
+    st.caption(
+        "Greedy continuations from the shared base model with each update applied for its own "
+        "calls only: the base, each adapter alone, and the blend (regenerated as the sliders move)."
+    )
+    text = st.text_area("Prompts (one per line)", "\n".join(DEFAULT_PROMPTS), key="lora_prompts")
+    max_new = int(st.slider("New tokens", 4, 96, 24, key="lora_tokens"))
+    prompts = tuple(p for p in text.splitlines() if p.strip())
+    if not prompts:
+        st.error("Type at least one prompt.")
+        return
+    table = {"prompt": list(prompts)}
+    with st.spinner("Generating…"):
+        for variant in ("base", *adapters.names, "blend"):
+            table[variant] = _column(
+                source, picked, variant, spec if variant == "blend" else None, prompts, max_new
+            )
+    frame = pd.DataFrame(table)
+    st.dataframe(frame, hide_index=True, width="stretch")
+    downloads(frame, "lora-generations", key="lora_gen_dl")
+
+
+# geometry ---------------------------------------------------------------------------------
+def geometry_panel(adapters: AdapterSet, result: BlendResult) -> None:
+    from engine.lora.geometry import cosine_matrix, cosine_table, geometry_table
+    from engine.lora.tables import norms_by_layer, ranks_by_kind
+
+    st.subheader("Geometry of the updates")
+    st.caption(
+        "Computed exactly from the factors (no d×d matrix): ‖ΔW‖_F per layer, effective rank "
+        "(exp of the entropy of the singular values) and stable rank (Σs² / s²_max), cosines."
+    )
+    geometry = geometry_table(adapters, result)
+    st.markdown("**‖ΔW‖ per layer** (the blend dashed)")
+    st.altair_chart(charts.norm_per_layer(norms_by_layer(geometry)), width="stretch")
+    st.markdown("**Ranks per module kind**")
+    st.altair_chart(charts.ranks_by_kind(ranks_by_kind(geometry)))
+    if len(adapters.names) > 1:
+        left, right = st.columns([2, 3])
+        with left:
+            st.markdown("**Cosine between adapters** (all modules)")
+            st.altair_chart(charts.cosine_heatmap(cosine_matrix(adapters)))
+        with right:
+            pairs = cosine_table(adapters)
+            options = sorted({(a, b) for a, b in zip(pairs["a"], pairs["b"], strict=True)})
+            a, b = st.selectbox(
+                "Pair", options, format_func=lambda p: f"{p[0]} · {p[1]}", key="lora_pair"
+            )
+            st.altair_chart(
+                charts.module_cosines(pairs[(pairs["a"] == a) & (pairs["b"] == b)]),
+                width="stretch",
+            )
+    with st.expander("Per-module table"):
+        st.dataframe(geometry, hide_index=True, width="stretch", height=320)
+        downloads(geometry, "lora-geometry", key="lora_geo_dl")
+
+
+# delta activations ------------------------------------------------------------------------
+@st.cache_resource(max_entries=16, show_spinner="Running the probes…")
+def _deltas(source: str, picked: Picked, spec: BlendSpec, probes: str):
+    from engine.lora.deltas import delta_activations
+
+    return delta_activations(
+        shared_model(source),
+        _adapter_set(picked),
+        probes,
+        blends={"blend": blended(picked, spec).factors},
+    )
+
+
+def deltas_panel(source: str, picked: Picked, spec: BlendSpec) -> None:
+    from engine.lora.deltas import delta_distances, delta_map
+    from engine.lora.probes import PROBE_SETS
+
+    st.subheader("Delta activations")
+    st.caption(
+        "Δ(M, B) = v(M) − v(B), v = the mean last-layer, last-token hidden state over probe "
+        "texts (seed 004). Adapters and base are cached; the blend moves as the sliders move."
+    )
+    probes = st.selectbox("Probes", list(PROBE_SETS), key="lora_probes")
+    table = _deltas(source, picked, spec, probes)
+    points = delta_map(table)
+    st.altair_chart(charts.delta_map(points), width="stretch")
+    distances = delta_distances(table)
+    left, right = st.columns(2)
+    left.dataframe(points, hide_index=True, width="stretch")
+    right.dataframe(distances, hide_index=True, width="stretch")
+    downloads(distances, "lora-delta-distances", key="lora_delta_dl")
+
+
+# save -------------------------------------------------------------------------------------
+def save_panel(adapters: AdapterSet, result: BlendResult, source: str) -> None:
+    from engine.lora.blend import save_blend
+    from engine.paths import cache_root
+
+    st.subheader("Save the blend")
+    st.caption("A PEFT folder (adapter_config.json + adapter_model.safetensors) for this base.")
+    name = st.text_input("Name", "blend", key="lora_save_name")
+    folder = cache_root() / "adapters" / name.strip()
+    st.caption(f"→ `{folder}`")
+    weights = " ".join(f"{w:g}" for w in result.spec.weights)
+    st.code(
+        f"python -m engine lora blend --base {source} --adapters "
+        + " ".join(str(a.info.path) for a in adapters.adapters)
+        + f" --weights {weights} --method {result.spec.method}"
+        + (f" --rank {result.spec.rank}" if result.spec.rank else "")
+        + (f" --density {result.spec.density:g}" if result.spec.density else "")
+        + f" --out {folder}",
+        language="bash",
+    )
+    if not st.button("Save", type="primary", key="lora_save_go"):
+        return
+    if not name.strip() or "/" in name or name.startswith("."):
+        st.error("Name the blend with a plain folder name, e.g. blend-prose-code.")
+        return
+    if folder.exists():
+        st.error(f"'{folder}' exists already: choose another name (nothing was overwritten).")
+        return
+    path = save_blend(result, adapters, folder)
+    st.success(f"Saved to {path}; it is listed with the adapters now.")
+    adapter_choices.clear()
+
+
+# training ---------------------------------------------------------------------------------
+def train_panel(source: str) -> None:
+    from engine.jobs import get_kind
+
+    st.subheader("Train")
+    st.caption(
+        "Task-adapter LoRA SFT (PEFT + TRL); ReLoRA — merge into the base and restart the "
+        "adapter every k steps with a partial optimizer reset and a jagged schedule; rank-1 "
+        "dynamic merging — a fresh rank-1 LoRA each step, merged at once. Each logs the "
+        "effective rank of the accumulated update."
+    )
+    method = st.segmented_control(
+        "Method", list(TRAIN_KINDS), default="lora", key="lora_train_method",
+        format_func={"lora": "LoRA", "relora": "ReLoRA", "rank1": "Rank-1 merging"}.get,
+    ) or "lora"  # fmt: skip
+    kind = TRAIN_KINDS[method]
+    defaults = get_kind(kind).defaults
+    cols = st.columns(4)
+    dataset = cols[0].text_input("Data", defaults["dataset"], key=f"lora_tr_{method}_data")
+    steps = cols[1].number_input("Steps", 1, 100_000, defaults["steps"], key=f"lora_tr_{method}_s")
+    lr = cols[2].number_input(
+        "Learning rate", 1e-7, 1.0, float(defaults["lr"]), format="%.0e", key=f"lora_tr_{method}_lr"
+    )
+    params = {**defaults, "model": source, "dataset": dataset, "steps": int(steps), "lr": float(lr)}
+    if "lora_rank" in defaults and method != "rank1":
+        params["lora_rank"] = int(
+            cols[3].number_input("Rank", 1, 1024, defaults["lora_rank"], key=f"lora_tr_{method}_r")
+        )
+    if "reset_every" in defaults:
+        params["reset_every"] = int(
+            st.number_input(
+                "Merge and reset every k steps", 1, 100_000, defaults["reset_every"],
+                key="lora_tr_relora_k",
+            )
+        )  # fmt: skip
+    if st.button("Start run", type="primary", key="lora_tr_go", icon=":material/play_arrow:"):
+        submit_job(kind, params, key="lora_tr_last")
+    last = st.session_state.get("lora_tr_last")
+    if last:
+        job_watcher(last, key="lora_tr_watch", here=HERE)
+    rank_runs_section()
+
+
+def rank_runs_section() -> None:
+    from engine.jobs import list_jobs
+
+    runs = [v for v in list_jobs() if v.spec.kind in TRAIN_KINDS.values()]
+    st.subheader("Rank evolution")
+    if not runs:
+        st.info("No LoRA, ReLoRA or rank-1 run yet.")
+        return
+    labels = {
+        v.id: f"{v.spec.kind.removeprefix('train.')} · {v.id} · {v.status.state}" for v in runs
+    }
+    chosen = st.multiselect(
+        "Runs", list(labels), default=list(labels)[:3], format_func=labels.get, key="lora_runs"
+    )
+    frames = []
+    for view in (v for v in runs if v.id in chosen):
+        metrics, _ = event_tables(view)
+        metrics = metrics[metrics["name"].isin(["rank/effective", "rank/stable"])]
+        frames.append(metrics.assign(run=labels[view.id]))
+    table = pd.concat(frames) if frames else pd.DataFrame()
+    if table.empty:
+        st.info("The chosen runs have logged no ranks yet.")
+        return
+    st.altair_chart(charts.rank_evolution(table), width="stretch")
+    downloads(table, "lora-rank-evolution", key="lora_rank_dl")

@@ -1,0 +1,127 @@
+"""AppTest of the LoRA blender on three tiny adapters of a tiny Llama."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import streamlit as st
+from streamlit.testing.v1 import AppTest
+
+from tests.lora_support import save_tiny_adapter
+from tests.page_support import show_view
+from tests.tiny import char_tokenizer, tiny_model
+
+APP = str(Path(__file__).resolve().parent.parent / "dashboard" / "app.py")
+NAMES = ("prose", "code", "math")
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory) -> dict:
+    root = tmp_path_factory.mktemp("lora-page")
+    folder = root / "models" / "tiny-llama"
+    model = tiny_model("llama").model
+    model.save_pretrained(folder)
+    char_tokenizer().save_pretrained(folder)
+    adapters = [
+        save_tiny_adapter(model, root / "adapters" / name, seed=i, base=str(folder))
+        for i, name in enumerate(NAMES)
+    ]
+    return {"models": root / "models", "model": folder, "adapters": adapters}
+
+
+@pytest.fixture
+def page(workspace, tmp_path, monkeypatch) -> AppTest:
+    monkeypatch.setenv("SUBNETSCOPE_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("SUBNETSCOPE_MODEL_ROOTS", str(workspace["models"]))
+    st.cache_data.clear()
+    st.cache_resource.clear()
+    at = AppTest.from_file(APP, default_timeout=180)
+    at.session_state["model_source"] = str(workspace["model"])
+    at.run()
+    at.switch_page("../pages/lora.py").run()
+    assert not at.exception, at.exception
+    assert any("No adapters yet" in i.value for i in at.info)
+    typed = "\n".join(str(p) for p in workspace["adapters"])
+    at.text_area(key="adapters_typed").set_value(typed).run()
+    assert not at.exception, at.exception
+    return at
+
+
+def metrics(at: AppTest) -> dict[str, str]:
+    return {m.label: m.value for m in at.metric}
+
+
+def generations(at: AppTest):
+    return next(d.value for d in at.dataframe if "blend" in d.value.columns)
+
+
+def test_sliders_blend_error_and_generations(page):
+    assert [s.label for s in page.slider][:3] == list(NAMES)
+    shown = metrics(page)
+    # svd at the largest input rank (4 of 12): the error is the truncation, nothing more.
+    assert float(shown["Blend error"]) == pytest.approx(float(shown["Truncation"]), rel=1e-3)
+    table = generations(page)
+    assert list(table.columns) == ["prompt", "base", *NAMES, "blend"]
+    # One adapter at weight 1, the others 0, blended exactly (cat): the blend is that adapter.
+    page.selectbox(key="lora_method").set_value("cat").run()
+    for i, weight in enumerate((0.0, 1.0, 0.0)):
+        page.slider(key=f"lora_w_{i}").set_value(weight).run()
+    assert not page.exception, page.exception
+    assert float(metrics(page)["Blend error"]) < 1e-6
+    table = generations(page)
+    assert table["blend"].tolist() == table["code"].tolist()
+
+
+def test_peft_methods_and_density(page):
+    page.selectbox(key="lora_method").set_value("ties").run()
+    assert not page.exception, page.exception
+    page.slider(key="lora_density").set_value(0.3).run()
+    assert not page.exception, page.exception
+    assert "peft" in str(page.metric[3].delta).lower()
+
+
+def test_geometry_and_delta_map(page):
+    show_view(page, "Geometry")
+    assert len(page.get("vega_lite_chart")) >= 3
+    geometry = next(d.value for d in page.dataframe if "stable_rank" in d.value.columns)
+    assert set(geometry["adapter"]) == {*NAMES, "blend"}
+    show_view(page, "Delta map")
+    points = next(d.value for d in page.dataframe if "x" in d.value.columns)
+    assert set(NAMES) <= set(points["name"]) and "blend" in set(points["name"])
+    before = points.set_index("name").loc["blend", ["x", "y"]].tolist()
+    page.slider(key="lora_w_0").set_value(2.0).run()
+    points = next(d.value for d in page.dataframe if "x" in d.value.columns)
+    assert points.set_index("name").loc["blend", ["x", "y"]].tolist() != before
+
+
+def test_save_blend_never_overwrites(page, tmp_path):
+    show_view(page, "Save")
+    page.text_input(key="lora_save_name").set_value("mix").run()
+    page.button(key="lora_save_go").click().run()
+    assert not page.exception, page.exception
+    saved = tmp_path / "cache" / "adapters" / "mix"
+    assert (saved / "adapter_config.json").is_file()
+    assert (saved / "adapter_model.safetensors").is_file()
+    stamp = (saved / "adapter_model.safetensors").stat().st_mtime_ns
+    page.button(key="lora_save_go").click().run()
+    assert any("exists already" in e.value for e in page.error)
+    assert (saved / "adapter_model.safetensors").stat().st_mtime_ns == stamp
+
+
+def test_not_an_adapter_is_one_error(page, tmp_path):
+    page.text_area(key="adapters_typed").set_value(str(tmp_path)).run()
+    assert not page.exception, page.exception
+    assert [e.value for e in page.error] and "not a PEFT adapter folder" in page.error[0].value
+
+
+def test_train_view_submits_a_relora_run(page, workspace):
+    show_view(page, "Train")
+    page.get("button_group")[-1].set_value("relora").run()
+    assert not page.exception, page.exception
+    page.button(key="lora_tr_go").click().run()
+    assert not page.exception, page.exception
+    from engine.jobs import list_jobs
+
+    [job] = [v for v in list_jobs() if v.spec.kind == "train.relora"]
+    assert job.spec.params["model"] == str(workspace["model"])
