@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,19 +24,20 @@ TRAIN_KINDS = {"lora": "train.lora", "relora": "train.relora", "rank1": "train.r
 DEFAULT_PROMPTS = (
     "The old lighthouse keeper",
     "def read_config(path):",
-    "Question: What is 17 + 25?\nAnswer:",
+    "What is 17 + 25?",
 )
 
 
 @dataclass(frozen=True)
 class Picked:
-    """The chosen adapter folders, as a hashable cache key (paths and modification times)."""
+    """The chosen adapter folders, as a hashable cache key (paths, names, modification times)."""
 
     paths: tuple[str, ...]
+    names: tuple[str, ...] | None  # None: named after their folders
     mtimes: tuple[int, ...]
 
     @classmethod
-    def of(cls, paths: list[str]) -> Picked:
+    def of(cls, paths: list[str], names: list[str] | None = None) -> Picked:
         resolved = [Path(p).expanduser() for p in paths]
         for path in resolved:
             if not (path / "adapter_config.json").is_file():
@@ -45,7 +47,7 @@ class Picked:
         mtimes = tuple(
             max(f.stat().st_mtime_ns for f in path.iterdir() if f.is_file()) for path in resolved
         )
-        return cls(tuple(str(p) for p in resolved), mtimes)
+        return cls(tuple(str(p) for p in resolved), tuple(names) if names else None, mtimes)
 
 
 # adapters ---------------------------------------------------------------------------------
@@ -56,9 +58,9 @@ def adapter_choices() -> list[tuple[str, str, bool]]:
     return [(str(e.path), e.name, e.ready) for e in list_adapters()]
 
 
-def pick_adapters(bar=st.sidebar) -> list[str]:
-    """Adapters the jobs made (the demo's first, ready ones preselected) and typed folders;
-    `?adapters=a,b` in the URL preselects."""
+def pick_adapters(bar=st.sidebar) -> tuple[list[str], list[str] | None]:
+    """Adapters the jobs made (the demo's first, ready ones preselected) and typed folders, with
+    their names (None when folders are typed); `?adapters=a,b` in the URL preselects."""
     choices = [(path, name) for path, name, ready in adapter_choices() if ready]
     labels = dict(choices)
     if PICK_KEY not in st.session_state:
@@ -76,16 +78,17 @@ def pick_adapters(bar=st.sidebar) -> list[str]:
         "More adapter folders (one per line)", key=f"{PICK_KEY}_typed", height=68,
         placeholder="path/to/adapter",
     )  # fmt: skip
-    return list(picked) + [line.strip() for line in typed.splitlines() if line.strip()]
+    extra = [line.strip() for line in typed.splitlines() if line.strip()]
+    return list(picked) + extra, None if extra else [labels[p] for p in picked]
 
 
 @st.cache_resource(max_entries=4, show_spinner="Reading the adapters…")
 def _adapter_set(picked: Picked) -> AdapterSet:
-    return load_adapter_set(list(picked.paths))
+    return load_adapter_set(list(picked.paths), names=picked.names)
 
 
-def opened(paths: list[str]) -> tuple[Picked, AdapterSet]:
-    picked = Picked.of(paths)
+def opened(paths: list[str], names: list[str] | None) -> tuple[Picked, AdapterSet]:
+    picked = Picked.of(paths, names)
     return picked, _adapter_set(picked)
 
 
@@ -156,9 +159,20 @@ def blend_controls(adapters: AdapterSet) -> BlendSpec:
     return BlendSpec(weights=weights, method=method, rank=rank, density=density, engine=engine)
 
 
-@st.cache_resource(max_entries=16, show_spinner="Blending…")
+@st.cache_resource(max_entries=16, show_spinner=False)
 def blended(picked: Picked, spec: BlendSpec) -> BlendResult:
     return blend(_adapter_set(picked), spec)
+
+
+def blend_now(picked: Picked, adapters: AdapterSet, spec: BlendSpec) -> BlendResult:
+    """The blend (cached per spec), saying why when PEFT's dense path makes it slow."""
+    message = "Blending from the factors…"
+    if spec.engine == "peft" or spec.method not in ("svd", "cat"):
+        message = f"PEFT's {spec.method} over {len(adapters.modules)} modules…"
+        if spec.method in SVD_METHODS:
+            message += " (a dense d×d SVD per module: about 0.1 s each on one CPU core)"
+    with st.spinner(message):
+        return blended(picked, spec)
 
 
 def blend_headline(result: BlendResult) -> None:
@@ -219,6 +233,7 @@ def generations_panel(source: str, picked: Picked, adapters: AdapterSet, spec: B
         st.error("Type at least one prompt.")
         return
     table = {"prompt": list(prompts)}
+    started = time.perf_counter()
     with st.spinner("Generating…"):
         for variant in ("base", *adapters.names, "blend"):
             table[variant] = _column(
@@ -226,6 +241,10 @@ def generations_panel(source: str, picked: Picked, adapters: AdapterSet, spec: B
             )
     frame = pd.DataFrame(table)
     st.dataframe(frame, hide_index=True, width="stretch")
+    st.caption(
+        f"{time.perf_counter() - started:.1f} s on {shared_model(source).device.type} "
+        "(columns already generated for these prompts are reused)"
+    )
     downloads(frame, "lora-generations", key="lora_gen_dl")
 
 

@@ -19,7 +19,7 @@ def main() -> None:
         "error against the exact weighted sum Σ wᵢ·sᵢ·BᵢAᵢ. Blends apply per call: sliders need "
         "no reload and the shared model never changes."
     )
-    paths = view.pick_adapters()
+    paths, names = view.pick_adapters()
     fallback = model_picker(st.sidebar)
     shown = st.segmented_control("View", VIEWS, default=VIEWS[0], key="lora_view") or VIEWS[0]
     if not paths:
@@ -28,7 +28,7 @@ def main() -> None:
         if fallback is not None:
             view.train_panel(fallback)
         return
-    picked, adapters = view.opened(paths)
+    picked, adapters = view.opened(paths, names)
     source = view.base_source(adapters, fallback)
     if shown == "Train":
         view.train_panel(source)
@@ -36,7 +36,7 @@ def main() -> None:
     with st.expander(f"{len(adapters.names)} adapters on {source}", expanded=False):
         view.adapters_table(adapters)
     spec = view.blend_controls(adapters)
-    result = view.blended(picked, spec)
+    result = view.blend_now(picked, adapters, spec)
     view.blend_headline(result)
     if shown == "Generations":
         view.generations_panel(source, picked, adapters, spec)

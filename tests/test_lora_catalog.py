@@ -66,3 +66,15 @@ def test_demo_adapters_come_first_in_demo_order(jobs):
     assert by_name[names[3]].source == "demo" and by_name[names[3]].dataset == "/data/legal.jsonl"
     assert demo_adapter_paths() == [by_name["demo-prose"].path, by_name["demo-code"].path]
     assert all((p / "adapter_config.json").is_file() for p in demo_adapter_paths())
+
+
+def test_saved_blends_are_listed_after_runs(jobs, tmp_path):
+    from engine.lora.catalog import saved_dir
+
+    folder = saved_dir() / "mix"
+    folder.mkdir(parents=True)
+    (folder / "adapter_config.json").write_text(json.dumps({"base_model_name_or_path": "demo"}))
+    (saved_dir() / "notes").mkdir()  # not an adapter: not listed
+    entry = list_adapters()[-1]
+    assert (entry.name, entry.path, entry.source, entry.ready) == ("mix", folder, "demo", True)
+    assert len(list_adapters()) == 4

@@ -104,6 +104,8 @@ def test_save_blend_never_overwrites(page, tmp_path):
     assert (saved / "adapter_config.json").is_file()
     assert (saved / "adapter_model.safetensors").is_file()
     stamp = (saved / "adapter_model.safetensors").stat().st_mtime_ns
+    page.run()
+    assert "mix" in page.multiselect(key="adapters").options  # listed with the adapters now
     page.button(key="lora_save_go").click().run()
     assert any("exists already" in e.value for e in page.error)
     assert (saved / "adapter_model.safetensors").stat().st_mtime_ns == stamp

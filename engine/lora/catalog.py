@@ -1,4 +1,5 @@
-"""Where adapters live: the demo's task adapters first, then other succeeded `train.lora` jobs."""
+"""Where adapters live: the demo's task adapters first, then other succeeded `train.lora` jobs,
+then blends saved under `cache/adapters/`."""
 
 from __future__ import annotations
 
@@ -37,13 +38,44 @@ def _matches(view: JobView, params: dict) -> bool:
     return all(view.spec.params.get(k) == v for k, v in params.items())
 
 
+def saved_dir() -> Path:
+    """Where the blender saves blends (and where a user may drop PEFT folders of their own)."""
+    from engine.paths import cache_root
+
+    return cache_root() / "adapters"
+
+
+def _saved() -> list[AdapterEntry]:
+    import json
+
+    root = saved_dir()
+    folders = sorted(root.iterdir(), key=lambda p: p.name) if root.is_dir() else []
+    entries = []
+    for folder in folders:
+        config = folder / ADAPTER_CONFIG
+        if not config.is_file():
+            continue
+        try:
+            base = json.loads(config.read_text()).get("base_model_name_or_path") or ""
+        except (OSError, ValueError):
+            continue  # a folder being written, or not a PEFT config: not listed
+        entries.append(
+            AdapterEntry(
+                name=folder.name, path=folder, job_id=None, source=str(base), dataset="",
+                ready=True, title=f"saved · {folder}",
+            )
+        )  # fmt: skip
+    return entries
+
+
 def _label(dataset: str) -> str:
     path = Path(dataset)
     return path.stem if path.suffix else dataset.replace("/", "-")
 
 
 def list_adapters(limit: int = 500) -> list[AdapterEntry]:
-    """The demo adapters in demo order (ready or not), then other ready adapters, newest first."""
+    """The demo adapters in demo order (ready or not), then other ready adapters, newest first,
+    then saved ones by name."""
     from engine.training.jobs import DEMO_ADAPTERS
 
     jobs = list_jobs(kind=KIND, limit=limit)  # newest first
@@ -82,7 +114,7 @@ def list_adapters(limit: int = 500) -> list[AdapterEntry]:
                 title=f"{p.get('model')} · {dataset} · rank {p.get('lora_rank')} ({view.id})",
             )
         )
-    return entries
+    return entries + _saved()
 
 
 def demo_adapter_paths() -> list[Path]:
