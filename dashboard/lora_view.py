@@ -53,19 +53,24 @@ class Picked:
 # adapters ---------------------------------------------------------------------------------
 @st.cache_data(ttl=10, show_spinner=False)
 def adapter_choices() -> list[tuple[str, str, bool]]:
+    """(path, name, preselect) of every ready adapter: the demo's first, then runs, then saved."""
     from engine.lora.catalog import list_adapters
 
-    return [(str(e.path), e.name, e.ready) for e in list_adapters()]
+    ready = [e for e in list_adapters() if e.ready and e.path is not None]
+    # Preselect the demo's task adapters, else every trained one; saved blends wait to be picked.
+    first = [e for e in ready if e.is_demo] or [e for e in ready if e.job_id]
+    return [(str(e.path), e.name, e in first) for e in ready]
 
 
 def pick_adapters(bar=st.sidebar) -> tuple[list[str], list[str] | None]:
-    """Adapters the jobs made (the demo's first, ready ones preselected) and typed folders, with
-    their names (None when folders are typed); `?adapters=a,b` in the URL preselects."""
-    choices = [(path, name) for path, name, ready in adapter_choices() if ready]
+    """Adapters the jobs made (the demo's first, preselected) and typed folders, with their
+    names (None when folders are typed); `?adapters=a,b` in the URL preselects."""
+    choices = [(path, name) for path, name, _ in adapter_choices()]
     labels = dict(choices)
     if PICK_KEY not in st.session_state:
         wanted = [p for p in st.query_params.get(PICK_KEY, "").split(",") if p]
-        st.session_state[PICK_KEY] = [p for p in wanted if p in labels] or [p for p, _ in choices]
+        first = [path for path, _, preselect in adapter_choices() if preselect]
+        st.session_state[PICK_KEY] = [p for p in wanted if p in labels] or first
     picked = bar.multiselect(
         "Adapters",
         [p for p, _ in choices],
@@ -187,7 +192,10 @@ def blend_headline(result: BlendResult) -> None:
     )  # fmt: skip
     ranks = {f.rank for f in result.factors.values()}
     cols[2].metric("Blend rank", "/".join(str(r) for r in sorted(ranks)))
-    cols[3].metric("Blended in", f"{result.seconds * 1000:.0f} ms", result.engine, "off")
+    cols[3].metric(
+        "Engine", "exact low-rank" if result.engine == "lowrank" else "PEFT",
+        help=f"blended in {result.seconds * 1000:.0f} ms",
+    )  # fmt: skip
     for note in result.notes:
         st.info(note)
     excess = result.error - result.truncation_total
@@ -352,6 +360,7 @@ def save_panel(adapters: AdapterSet, result: BlendResult, source: str) -> None:
 # training ---------------------------------------------------------------------------------
 def train_panel(source: str) -> None:
     from engine.jobs import get_kind
+    from engine.training.config import CONFIGS
 
     st.subheader("Train")
     st.caption(
@@ -385,7 +394,12 @@ def train_panel(source: str) -> None:
             )
         )  # fmt: skip
     if st.button("Start run", type="primary", key="lora_tr_go", icon=":material/play_arrow:"):
-        submit_job(kind, params, key="lora_tr_last")
+        try:  # the run's own checks, before a job starts only to fail
+            CONFIGS[method].from_params(params, what="options")
+        except SubnetScopeError as exc:
+            st.error(str(exc))
+        else:
+            submit_job(kind, params, key="lora_tr_last")
     last = st.session_state.get("lora_tr_last")
     if last:
         job_watcher(last, key="lora_tr_watch", here=HERE)

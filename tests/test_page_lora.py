@@ -78,7 +78,7 @@ def test_peft_methods_and_density(page):
     assert not page.exception, page.exception
     page.slider(key="lora_density").set_value(0.3).run()
     assert not page.exception, page.exception
-    assert "peft" in str(page.metric[3].delta).lower()
+    assert metrics(page)["Engine"] == "PEFT"
 
 
 def test_geometry_and_delta_map(page):
@@ -127,3 +127,7 @@ def test_train_view_submits_a_relora_run(page, workspace):
 
     [job] = [v for v in list_jobs() if v.spec.kind == "train.relora"]
     assert job.spec.params["model"] == str(workspace["model"])
+    page.number_input(key="lora_tr_relora_k").set_value(1).run()  # shorter than its re-warmup
+    page.button(key="lora_tr_go").click().run()
+    assert any("must be shorter than reset_every" in e.value for e in page.error)
+    assert len([v for v in list_jobs() if v.spec.kind == "train.relora"]) == 1
