@@ -86,7 +86,7 @@ def lora_blend(repeats: int) -> list[Result]:
                 f"lora_blend.svd_{d}",
                 f"seconds of our low-rank svd blend, 3 rank-{RANK} adapters on {d}×{d} (median)",
                 [r.seconds for r in ours],
-                "PEFT add_weighted_adapter(combination_type='svd') (dense d×d SVD)",
+                "PEFT add_weighted_adapter(combination_type='svd') (dense d×d thin SVD)",
                 [r.seconds for r in theirs],
                 details={
                     "size": d,

@@ -78,3 +78,20 @@ def test_saved_blends_are_listed_after_runs(jobs, tmp_path):
     entry = list_adapters()[-1]
     assert (entry.name, entry.path, entry.source, entry.ready) == ("mix", folder, "demo", True)
     assert len(list_adapters()) == 4
+
+
+def test_resolve_demo_names_and_folders(jobs, tmp_path):
+    from engine.errors import SubnetScopeError
+    from engine.lora.catalog import resolve_adapters
+
+    with pytest.raises(SubnetScopeError, match="demo build"):
+        resolve_adapters(["demo"])
+    for name in DEMO_ADAPTERS:
+        jobs(_demo(name))
+    paths, names = resolve_adapters(["demo"])
+    assert names == list(DEMO_ADAPTERS) and paths == demo_adapter_paths()
+    other = jobs({"model": "demo", "dataset": "demo-code", "lora_rank": 4})
+    typed = api.get_job(other).path / files.RESULT / "adapter"
+    paths, names = resolve_adapters(["demo-code", str(typed), str(tmp_path)])
+    assert paths == [demo_adapter_paths()[1], typed, tmp_path]
+    assert names == ["demo-code", f"demo-code-{other.rsplit('-', 1)[-1]}", tmp_path.name]

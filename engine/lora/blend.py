@@ -254,20 +254,29 @@ def _peft_blend(
 
 
 def _measure(
-    result: dict[str, Factors], exact: dict[str, Factors]
+    result: dict[str, Factors],
+    exact: dict[str, Factors],
+    measured: dict[str, tuple[float, float]] | None = None,
 ) -> tuple[dict[str, float], dict[str, float], float, float]:
-    """Per-module relative error and truncation (best rank-k error), and their totals."""
+    """Per-module relative error and truncation (best rank-k error), and their totals.
+
+    `measured` holds per-module (error, truncation) that the low-rank path computed already
+    against the same exact update; only the norms are computed again for the totals.
+    """
     errors, truncation = {}, {}
     diff_sq = exact_sq = dropped_sq = 0.0
     for module, target in exact.items():
-        got = result[module]
         norm = frobenius(target)
-        diff = difference_norm(got, target)
-        s = lowrank_svd(target).s.double()
-        k = min(got.rank, s.numel())
-        dropped = float((s[k:] ** 2).sum())
-        errors[module] = diff / norm if norm > 0 else (0.0 if diff == 0 else math.inf)
-        truncation[module] = math.sqrt(dropped) / norm if norm > 0 else 0.0
+        if measured is not None and norm > 0:
+            errors[module], truncation[module] = measured[module]
+            diff, dropped = errors[module] * norm, (truncation[module] * norm) ** 2
+        else:
+            got = result[module]
+            diff = difference_norm(got, target)
+            s = lowrank_svd(target).s.double()
+            dropped = float((s[min(got.rank, s.numel()) :] ** 2).sum())
+            errors[module] = diff / norm if norm > 0 else (0.0 if diff == 0 else math.inf)
+            truncation[module] = math.sqrt(dropped) / norm if norm > 0 else 0.0
         diff_sq += diff**2
         exact_sq += norm**2
         dropped_sq += dropped
@@ -288,18 +297,20 @@ def blend(adapters: AdapterSet, spec: BlendSpec) -> BlendResult:
         # PEFT's default svd rank: the largest config rank, rank_pattern included.
         ranks = [r for a in adapters.adapters for r in (a.info.rank, *a.info.rank_pattern.values())]
         rank = spec.rank or max(ranks)
-        factors = {}
+        factors, measured = {}, {}
         for module in adapters.modules:
             inputs = [a.factors[module] for a in adapters.adapters]
             if spec.method == "svd":
-                factors[module] = svd_blend(inputs, spec.weights, rank).factors
+                result = svd_blend(inputs, spec.weights, rank)
             else:
-                factors[module] = cat_blend(inputs, spec.weights).factors
+                result = cat_blend(inputs, spec.weights)
+            # Measured inside against the same exact update: ‖result − exact‖ by QR, not assumed.
+            factors[module], measured[module] = result.factors, (result.error, result.truncation)
     else:
-        engine = "peft"
+        engine, measured = "peft", None
         factors, notes = _peft_blend(adapters, spec)
     seconds = time.perf_counter() - started
-    errors, truncation, error, truncation_total = _measure(factors, exact)
+    errors, truncation, error, truncation_total = _measure(factors, exact, measured)
     return BlendResult(
         spec=spec,
         factors=factors,

@@ -120,3 +120,43 @@ def list_adapters(limit: int = 500) -> list[AdapterEntry]:
 def demo_adapter_paths() -> list[Path]:
     """The PEFT folders of the demo adapters that are ready, in demo order."""
     return [e.path for e in list_adapters() if e.is_demo and e.ready and e.path is not None]
+
+
+def resolve_adapters(specs: list[str]) -> tuple[list[Path], list[str]]:
+    """Adapter folders and names from what a user typed: `demo` (the demo's task adapters), a
+    listed adapter's name (demo-prose, a run's name, a saved blend), or a PEFT folder."""
+    from engine.errors import SubnetScopeError
+
+    entries = {e.name: e for e in list_adapters()}
+    paths: list[Path] = []
+    names: list[str] = []
+    for spec in specs:
+        if spec == "demo":
+            demo = [e for e in entries.values() if e.is_demo]
+            missing = [e.name for e in demo if not e.ready]
+            if missing:
+                raise SubnetScopeError(
+                    f"the demo adapters are not built yet ({', '.join(missing)}): run "
+                    "`python -m engine demo build` and wait a few minutes"
+                )
+            paths += [e.path for e in demo]
+            names += [e.name for e in demo]
+        elif spec in entries and entries[spec].ready and not Path(spec).exists():
+            paths.append(entries[spec].path)
+            names.append(spec)
+        else:
+            folder = Path(spec).expanduser()
+            paths.append(folder)
+            by_path = {e.path: e.name for e in entries.values() if e.path is not None}
+            names.append(by_path.get(folder.resolve()) or _folder_name(folder))
+    if len(set(names)) != len(names):  # two folders with one name: their paths tell them apart
+        names = [str(p) for p in paths]
+    return paths, names
+
+
+def _folder_name(folder: Path) -> str:
+    """A readable name for a typed folder: a job's adapter is named after its job."""
+    parts = folder.resolve().parts
+    if len(parts) >= 3 and parts[-2:] == (RESULT, ADAPTER_DIR):
+        return parts[-3]
+    return folder.name or str(folder)

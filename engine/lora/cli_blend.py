@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import argparse
 
+ADAPTERS_HELP = "PEFT adapter folders, listed adapters' names, or 'demo' (the demo's three)"
+
 
 def _load_set(adapters: list[str], base: str | None):
     from engine.lora.adapters import base_shapes, load_adapter_set
+    from engine.lora.catalog import resolve_adapters
 
+    paths, names = resolve_adapters(adapters)
     if base is None:
-        return load_adapter_set(adapters)
+        return load_adapter_set(paths, names)
     architecture, shapes = base_shapes(base)
-    return load_adapter_set(adapters, architecture=architecture, shapes=shapes)
+    return load_adapter_set(paths, names, architecture=architecture, shapes=shapes)
 
 
 def _blend(args: argparse.Namespace) -> int:
@@ -107,7 +111,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     blend.add_argument(
         "--base", help="base model (folder, hub id or 'demo') to check the adapters against"
     )
-    blend.add_argument("--adapters", nargs="+", required=True, help="PEFT adapter folders")
+    blend.add_argument("--adapters", nargs="+", required=True, help=ADAPTERS_HELP)
     blend.add_argument(
         "--weights", nargs="+", type=float, help="one weight per adapter (default: equal, sum 1)"
     )
@@ -131,7 +135,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     inspect = commands.add_parser(
         "inspect", help="geometry of adapters: norms, ranks, cosines per module and overall"
     )
-    inspect.add_argument("adapters", nargs="+", help="PEFT adapter folders")
+    inspect.add_argument("adapters", nargs="+", help=ADAPTERS_HELP)
     inspect.add_argument("--base", help="base model to check the adapters against")
     inspect.add_argument("--json", action="store_true", help="print JSON")
     inspect.set_defaults(handler=_inspect)

@@ -4,18 +4,22 @@ from __future__ import annotations
 
 import argparse
 
+from engine.lora.cli_blend import ADAPTERS_HELP
+
 
 def _deltas(args: argparse.Namespace) -> int:
     from engine.cli import print_json
     from engine.lora.adapters import load_adapter_set, module_shapes
+    from engine.lora.catalog import resolve_adapters
     from engine.lora.deltas import delta_activations, delta_distances, delta_map
     from engine.lora.probes import probe_texts
     from engine.models import load_model
 
     probe_texts(args.probes)  # a bad probe name fails before the model loads
     loaded = load_model(args.base)
+    paths, names = resolve_adapters(args.adapters)
     adapters = load_adapter_set(
-        args.adapters, architecture=loaded.architecture, shapes=module_shapes(loaded.model)
+        paths, names, architecture=loaded.architecture, shapes=module_shapes(loaded.model)
     )
     table = delta_activations(
         loaded,
@@ -62,7 +66,7 @@ def register(commands: argparse._SubParsersAction) -> None:
         help="delta activations: how far each adapter moves the last-token state (seed 004)",
     )
     deltas.add_argument("--base", required=True, help="'demo', a model folder or a hub id")
-    deltas.add_argument("--adapters", nargs="+", required=True, help="PEFT LoRA adapter folders")
+    deltas.add_argument("--adapters", nargs="+", required=True, help=ADAPTERS_HELP)
     deltas.add_argument(
         "--probes",
         default="generic",
