@@ -1,5 +1,5 @@
-"""A TrainerCallback that checkpoints every k steps, logs sparsity against the base, reports
-progress and metrics to the job, and stops the run when the job is cancelled."""
+"""TrainerCallbacks for job runs: progress, loss metrics and cancel (`JobProgress`), plus a
+checkpoint every k steps with its sparsity against the base (`SparsityCallback`)."""
 
 from __future__ import annotations
 
@@ -18,17 +18,15 @@ def checkpoint_name(step: int) -> str:
     return f"checkpoint-{step}"  # the layout engine.sparsity.series reads
 
 
-class SparsityCallback(TrainerCallback):
-    """Holds the model to save (the policy, unwrapped) and the base folder to diff against."""
+class JobProgress(TrainerCallback):
+    """Reports the trainer's logs as metrics and its steps as progress in [start, start + span];
+    stops the run when the job is cancelled. Subclasses act at each step through `at_step`."""
 
     def __init__(
-        self, ctx: JobContext, base_dir: Path, every: int, tolerance: float, total_steps: int
+        self, ctx: JobContext, total_steps: int, *, start: float = 0.05, span: float = 0.9
     ) -> None:
-        self.ctx, self.base_dir, self.every = ctx, base_dir, every
-        self.config = DiffConfig(tolerances=(tolerance,))
-        self.total_steps = total_steps
+        self.ctx, self.total_steps, self.start, self.span = ctx, total_steps, start, span
         self.model = None  # set once the trainer has built (and maybe wrapped) it
-        self.checkpoints: list[dict[str, Any]] = []
         self.started = time.monotonic()
 
     def on_log(self, args, state, control, logs=None, **kwargs) -> None:
@@ -40,13 +38,31 @@ class SparsityCallback(TrainerCallback):
         step = state.global_step
         if self.ctx.cancelled():
             raise JobCancelled(f"cancelled at step {step}")
-        if step % self.every == 0 or step >= self.total_steps:
-            self.save(step)
+        self.at_step(step)
         rate = step / max(time.monotonic() - self.started, 1e-9)
         self.ctx.progress(
-            0.05 + 0.9 * step / self.total_steps,
+            self.start + self.span * step / self.total_steps,
             f"step {step}/{self.total_steps} ({rate:.2f} steps/s)",
         )
+
+    def at_step(self, step: int) -> None:
+        """Work due after optimizer step `step` (nothing by default)."""
+
+
+class SparsityCallback(JobProgress):
+    """Holds the model to save (the policy, unwrapped) and the base folder to diff against."""
+
+    def __init__(
+        self, ctx: JobContext, base_dir: Path, every: int, tolerance: float, total_steps: int
+    ) -> None:
+        super().__init__(ctx, total_steps)
+        self.base_dir, self.every = base_dir, every
+        self.config = DiffConfig(tolerances=(tolerance,))
+        self.checkpoints: list[dict[str, Any]] = []
+
+    def at_step(self, step: int) -> None:
+        if step % self.every == 0 or step >= self.total_steps:
+            self.save(step)
 
     def save(self, step: int) -> dict[str, Any]:
         if any(c["step"] == step for c in self.checkpoints):

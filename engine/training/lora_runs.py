@@ -9,15 +9,16 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from torch import nn
-from transformers import TrainerCallback
 
 from engine.errors import SubnetScopeError
-from engine.jobs import JobCancelled, JobContext
+from engine.jobs import JobContext
 from engine.lora.lowrank import Factors
+from engine.training.callback import JobProgress
 from engine.training.config import LoRARunConfig, LowRankConfig, target_list
 from engine.training.rank_tracking import RANK_TABLE, RankTracker
 
@@ -110,30 +111,41 @@ def lora_config(config: LoRARunConfig):
     )  # fmt: skip
 
 
-class _LoRAProgress(TrainerCallback):
-    """Progress, loss metrics, cancel, and the adapter's rank every `rank_every` steps."""
+class _LoRAProgress(JobProgress):
+    """JobProgress plus the adapter's rank every `rank_every` steps."""
 
     def __init__(self, ctx: JobContext, config: LoRARunConfig, tracker: RankTracker) -> None:
-        self.ctx, self.config, self.tracker = ctx, config, tracker
-        self.model = None
-        self.started = time.monotonic()
+        super().__init__(ctx, config.steps, start=0.1, span=0.75)
+        self.every, self.tracker = config.rank_every, tracker
 
-    def on_log(self, args, state, control, logs=None, **kwargs) -> None:
-        for name, value in (logs or {}).items():
-            if isinstance(value, int | float) and np.isfinite(value):
-                self.ctx.metric(f"train/{name}", value, step=state.global_step)
-
-    def on_step_end(self, args, state, control, **kwargs) -> None:
-        step = state.global_step
-        if self.ctx.cancelled():
-            raise JobCancelled(f"cancelled at step {step}")
-        if self.model is not None and (
-            step % self.config.rank_every == 0 or step == args.max_steps
-        ):
+    def at_step(self, step: int) -> None:
+        if self.model is not None and (step % self.every == 0 or step == self.total_steps):
             self.tracker.record_factors(step, peft_factors(self.model))
-        rate = step / max(time.monotonic() - self.started, 1e-9)
-        self.ctx.progress(0.1 + 0.75 * step / self.config.steps,
-                          f"step {step}/{self.config.steps} ({rate:.2f}/s)")  # fmt: skip
+
+
+@dataclass
+class Setup:
+    """What every low-rank run has once the model is loaded and the base is scored."""
+
+    model: nn.Module
+    tokenizer: object
+    train: list[str]
+    heldout: list[str]
+    before: float
+    started: float
+
+
+def setup(config: LowRankConfig, ctx: JobContext) -> Setup:
+    """Load the model and the texts, and score the base on the held-out ones."""
+    from engine.training.runs import _load
+
+    started = time.monotonic()
+    model, tokenizer = _load(config, ctx)
+    train, heldout = load_training_texts(config, tokenizer)
+    ctx.progress(0.04, "scoring the base model")
+    before = perplexity(model, tokenizer, heldout, config.max_length)
+    ctx.metric("heldout_ppl", before, step=0)
+    return Setup(model, tokenizer, train, heldout, before, started)
 
 
 def run_lora(config: LoRARunConfig, ctx: JobContext) -> dict:
@@ -141,14 +153,11 @@ def run_lora(config: LoRARunConfig, ctx: JobContext) -> dict:
     from datasets import Dataset
     from trl import SFTConfig, SFTTrainer
 
-    from engine.training.runs import _common_args, _load
+    from engine.training.runs import _common_args
 
-    started = time.monotonic()
-    model, tokenizer = _load(config, ctx)
-    train_texts, heldout = load_training_texts(config, tokenizer)
-    ctx.progress(0.04, "scoring the base model")
-    before = perplexity(model, tokenizer, heldout, config.max_length)
-    ctx.metric("heldout_ppl", before, step=0)
+    run = setup(config, ctx)
+    model, tokenizer, train_texts, heldout = run.model, run.tokenizer, run.train, run.heldout
+    before, started = run.before, run.started
     args = SFTConfig(
         **_common_args(config, ctx.job_dir / "trainer"), max_length=config.max_length,
         dataset_text_field="text", packing=False,

@@ -13,32 +13,13 @@ from dataclasses import asdict
 
 import numpy as np
 import torch
-from transformers import TrainerCallback
 
 from engine.errors import SubnetScopeError
-from engine.jobs import JobCancelled, JobContext
+from engine.jobs import JobContext
+from engine.training.callback import JobProgress
 from engine.training.config import MaskedSFTConfig
 
 RUN_JSON = "run.json"
-
-
-class _Progress(TrainerCallback):
-    def __init__(self, ctx: JobContext, steps: int) -> None:
-        self.ctx, self.steps, self.started = ctx, steps, time.monotonic()
-
-    def on_log(self, args, state, control, logs=None, **kwargs) -> None:
-        for name, value in (logs or {}).items():
-            if isinstance(value, int | float) and np.isfinite(value):
-                self.ctx.metric(f"train/{name}", value, step=state.global_step)
-
-    def on_step_end(self, args, state, control, **kwargs) -> None:
-        step = state.global_step
-        if self.ctx.cancelled():
-            raise JobCancelled(f"cancelled at step {step}")
-        rate = step / max(time.monotonic() - self.started, 1e-9)
-        self.ctx.progress(
-            0.15 + 0.7 * step / self.steps, f"step {step}/{self.steps} ({rate:.2f}/s)"
-        )
 
 
 def _split(config: MaskedSFTConfig, tokenizer) -> tuple[list[str], list[str]]:
@@ -107,7 +88,8 @@ def run_sft_masked(config: MaskedSFTConfig, ctx: JobContext) -> dict:
     )  # fmt: skip
     trainer = SFTTrainer(
         model=model, args=args, train_dataset=Dataset.from_dict({"text": train_texts}),
-        processing_class=tokenizer, callbacks=[_Progress(ctx, config.steps)],
+        processing_class=tokenizer,
+        callbacks=[JobProgress(ctx, config.steps, start=0.15, span=0.7)],
         peft_config=_peft_config(config),
     )  # fmt: skip
     trained = trainer.model  # a PeftModel with LoRA

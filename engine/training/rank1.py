@@ -12,6 +12,7 @@ import torch
 
 from engine.jobs import JobContext
 from engine.training.config import Rank1Config, target_list
+from engine.training.lora_runs import setup
 from engine.training.rank_tracking import RankTracker
 from engine.training.relora import (
     accumulated,
@@ -19,7 +20,6 @@ from engine.training.relora import (
     finish,
     low_rank_parameters,
     merge_and_reset,
-    setup,
     text_batches,
     train_step,
 )

@@ -7,7 +7,6 @@ events, and every row ends up in the result table `rank_evolution.parquet`.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -16,22 +15,11 @@ import pandas as pd
 import torch
 
 from engine.jobs import JobContext
+from engine.lora.adapters import module_kind, module_layer
 from engine.lora.lowrank import Factors, effective_rank, frobenius, singular_values, stable_rank
 
 RANK_TABLE = "rank_evolution.parquet"
 COLUMNS = ("step", "module", "layer", "kind", "effective_rank", "stable_rank", "norm")
-_LAYER = re.compile(r"(?:^|\.)(?:layers|h|layer|blocks)\.(\d+)\.")
-
-
-def module_layer(path: str) -> int | None:
-    """The block index in a module path (`model.layers.3.self_attn.q_proj` → 3)."""
-    match = _LAYER.search(path)
-    return int(match.group(1)) if match else None
-
-
-def module_kind(path: str) -> str:
-    """The last component of a module path (`...self_attn.q_proj` → q_proj)."""
-    return path.rsplit(".", 1)[-1]
 
 
 def dense_singular_values(delta: torch.Tensor) -> np.ndarray:

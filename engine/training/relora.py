@@ -13,7 +13,6 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -23,6 +22,7 @@ from torch import nn
 from engine.errors import SubnetScopeError
 from engine.jobs import JobContext
 from engine.training.config import LowRankConfig, ReLoRAConfig, target_list
+from engine.training.lora_runs import Setup, setup
 from engine.training.rank_tracking import RANK_TABLE, RankTracker
 
 RUN_JSON = "run.json"
@@ -201,31 +201,6 @@ def text_batches(
             labels = enc["input_ids"].masked_fill(enc["attention_mask"] == 0, -100)
             yield {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"],
                    "labels": labels}  # fmt: skip
-
-
-@dataclass
-class Setup:
-    """What the ReLoRA and rank-1 loops share once the model is loaded."""
-
-    model: nn.Module
-    tokenizer: object
-    train: list[str]
-    heldout: list[str]
-    before: float
-    started: float
-
-
-def setup(config: LowRankConfig, ctx: JobContext) -> Setup:
-    from engine.training.lora_runs import load_training_texts, perplexity
-    from engine.training.runs import _load
-
-    started = time.monotonic()
-    model, tokenizer = _load(config, ctx)
-    train, heldout = load_training_texts(config, tokenizer)
-    ctx.progress(0.04, "scoring the base model")
-    before = perplexity(model, tokenizer, heldout, config.max_length)
-    ctx.metric("heldout_ppl", before, step=0)
-    return Setup(model, tokenizer, train, heldout, before, started)
 
 
 def train_step(model: nn.Module, batch: Mapping[str, torch.Tensor]) -> float:
