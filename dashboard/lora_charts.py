@@ -80,9 +80,15 @@ def module_cosines(pairs: pd.DataFrame) -> alt.Chart:
 
 def delta_map(points: pd.DataFrame) -> alt.Chart:
     """Adapters and blends in the plane of the adapters' first two delta principal components."""
+    explained = points.attrs.get("explained", [None, None])
+
+    def title(i: int) -> str:
+        share = explained[i] if i < len(explained) else None
+        return f"PC {i + 1} of Δ" + (f" ({share:.0%} of the adapters' spread)" if share else "")
+
     base = alt.Chart(points).encode(
-        x=alt.X("x:Q", title="PC 1 of Δ"),
-        y=alt.Y("y:Q", title="PC 2 of Δ"),
+        x=alt.X("x:Q", title=title(0)),
+        y=alt.Y("y:Q", title=title(1)),
         tooltip=["name", "kind", alt.Tooltip("norm:Q", format=".4g", title="‖Δ‖")],
     )
     dots = base.mark_point(filled=True, size=160).encode(

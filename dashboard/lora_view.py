@@ -257,8 +257,16 @@ def generations_panel(source: str, picked: Picked, adapters: AdapterSet, spec: B
 
 
 # geometry ---------------------------------------------------------------------------------
-def geometry_panel(adapters: AdapterSet, result: BlendResult) -> None:
+@st.cache_data(max_entries=16, show_spinner="Measuring the updates…")
+def _geometry(picked: Picked, spec: BlendSpec) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     from engine.lora.geometry import cosine_matrix, cosine_table, geometry_table
+
+    adapters = _adapter_set(picked)
+    geometry = geometry_table(adapters, blended(picked, spec))
+    return geometry, cosine_matrix(adapters), cosine_table(adapters)
+
+
+def geometry_panel(picked: Picked, adapters: AdapterSet, spec: BlendSpec) -> None:
     from engine.lora.tables import norms_by_layer, ranks_by_kind
 
     st.subheader("Geometry of the updates")
@@ -266,7 +274,7 @@ def geometry_panel(adapters: AdapterSet, result: BlendResult) -> None:
         "Computed exactly from the factors (no d×d matrix): ‖ΔW‖_F per layer, effective rank "
         "(exp of the entropy of the singular values) and stable rank (Σs² / s²_max), cosines."
     )
-    geometry = geometry_table(adapters, result)
+    geometry, matrix, pairs = _geometry(picked, spec)
     st.markdown("**‖ΔW‖ per layer** (the blend dashed)")
     st.altair_chart(charts.norm_per_layer(norms_by_layer(geometry)), width="stretch")
     st.markdown("**Ranks per module kind**")
@@ -275,9 +283,8 @@ def geometry_panel(adapters: AdapterSet, result: BlendResult) -> None:
         left, right = st.columns([2, 3])
         with left:
             st.markdown("**Cosine between adapters** (all modules)")
-            st.altair_chart(charts.cosine_heatmap(cosine_matrix(adapters)))
+            st.altair_chart(charts.cosine_heatmap(matrix))
         with right:
-            pairs = cosine_table(adapters)
             options = sorted({(a, b) for a, b in zip(pairs["a"], pairs["b"], strict=True)})
             a, b = st.selectbox(
                 "Pair", options, format_func=lambda p: f"{p[0]} · {p[1]}", key="lora_pair"
