@@ -74,7 +74,7 @@ def module_cosines(pairs: pd.DataFrame) -> alt.Chart:
             ),
             tooltip=["module", alt.Tooltip("cosine:Q", format=".3f")],
         )
-        .properties(height=alt.Step(18))
+        .properties(height=alt.Step(24))
     )
 
 
