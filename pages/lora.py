@@ -30,6 +30,8 @@ def main() -> None:
         return
     picked, adapters = view.opened(paths, names)
     source = view.base_source(adapters, fallback)
+    for warning in adapters.warnings:
+        st.warning(warning)
     if shown == "Train":
         view.train_panel(source)
         return

@@ -59,6 +59,7 @@ class AdapterSet:
 
     adapters: tuple[LoraAdapter, ...]
     modules: tuple[str, ...]  # shared module paths (sorted by layer, then kind)
+    warnings: tuple[str, ...] = ()  # what passed the checks but deserves a look
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -293,12 +294,16 @@ def validate_set(
     if duplicates:
         raise SubnetScopeError(f"Adapter names must be unique; '{duplicates[0]}' appears twice.")
     first = adapters[0]
-    bases = {a.info.base_model for a in adapters if a.info.base_model}
-    if len(bases) > 1:
-        other = next(a for a in adapters if a.info.base_model not in (None, first.info.base_model))
-        raise SubnetScopeError(
-            f"Adapter '{other.name}' was trained on '{other.info.base_model}' but "
-            f"'{first.name}' on '{first.info.base_model}'; a set needs one base model."
+    # Names of one base differ often ('demo', its folder, its hub id), so differing names are a
+    # warning; shapes and, given a model, its architecture decide whether a set is one base's.
+    warnings = []
+    other = next((a for a in adapters if a.info.base_model not in (None, first.info.base_model)),
+                 None)  # fmt: skip
+    if other is not None:
+        warnings.append(
+            f"Adapter '{other.name}' names its base '{other.info.base_model}' but "
+            f"'{first.name}' names '{first.info.base_model}'; their shapes agree, so they are "
+            "blended as adapters of one base."
         )
     for adapter in adapters[1:]:
         mine, theirs = set(adapter.factors), set(first.factors)
@@ -326,7 +331,7 @@ def validate_set(
             raise SubnetScopeError("Module shapes need the architecture they come from.")
         for adapter in adapters:
             _check_architecture(adapter, architecture, shapes)
-    return AdapterSet(tuple(adapters), first.info.modules)
+    return AdapterSet(tuple(adapters), first.info.modules, tuple(warnings))
 
 
 def load_adapter_set(

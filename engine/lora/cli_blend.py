@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 ADAPTERS_HELP = "PEFT adapter folders, listed adapters' names, or 'demo' (the demo's three)"
 
@@ -13,9 +14,13 @@ def _load_set(adapters: list[str], base: str | None):
 
     paths, names = resolve_adapters(adapters)
     if base is None:
-        return load_adapter_set(paths, names)
-    architecture, shapes = base_shapes(base)
-    return load_adapter_set(paths, names, architecture=architecture, shapes=shapes)
+        adapter_set = load_adapter_set(paths, names)
+    else:
+        architecture, shapes = base_shapes(base)
+        adapter_set = load_adapter_set(paths, names, architecture=architecture, shapes=shapes)
+    for warning in adapter_set.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    return adapter_set
 
 
 def _blend(args: argparse.Namespace) -> int:
