@@ -198,6 +198,13 @@ def blend_headline(result: BlendResult) -> None:
     )  # fmt: skip
     for note in result.notes:
         st.info(note)
+    with st.expander("Error per module"):
+        errors = pd.DataFrame(
+            {"module": list(result.errors), "error": list(result.errors.values()),
+             "truncation": [result.truncation[m] for m in result.errors]}
+        ).sort_values("error", ascending=False)  # fmt: skip
+        st.dataframe(errors, hide_index=True, width="stretch", height=240)
+        downloads(errors, "lora-blend-errors", key="lora_err_dl")
     excess = result.error - result.truncation_total
     if excess > 1e-3:
         st.warning(

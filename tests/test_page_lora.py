@@ -61,6 +61,8 @@ def test_sliders_blend_error_and_generations(page):
     shown = metrics(page)
     # svd at the largest input rank (4 of 12): the error is the truncation, nothing more.
     assert float(shown["Blend error"]) == pytest.approx(float(shown["Truncation"]), rel=1e-3)
+    errors = next(d.value for d in page.dataframe if "truncation" in d.value.columns)
+    assert errors["error"].is_monotonic_decreasing and len(errors) == 4  # 2 layers × q_proj, v_proj
     table = generations(page)
     assert list(table.columns) == ["prompt", "base", *NAMES, "blend"]
     # One adapter at weight 1, the others 0, blended exactly (cat): the blend is that adapter.
