@@ -157,7 +157,6 @@ def run_lora(config: LoRARunConfig, ctx: JobContext) -> dict:
 
     run = setup(config, ctx)
     model, tokenizer, train_texts, heldout = run.model, run.tokenizer, run.train, run.heldout
-    before, started = run.before, run.started
     args = SFTConfig(
         **_common_args(config, ctx.job_dir / "trainer"), max_length=config.max_length,
         dataset_text_field="text", packing=False,
@@ -186,30 +185,49 @@ def run_lora(config: LoRARunConfig, ctx: JobContext) -> dict:
     out = ctx.result_dir / ADAPTER
     trained.save_pretrained(str(out), safe_serialization=True)
     _set_base_model(out, config.model)
-    tracker.write()
     losses = [
         {"step": int(e["step"]), "loss": float(e["loss"])}
         for e in trainer.state.log_history
         if "loss" in e
     ]
+    return write_run(ctx, config, run, kind="lora", out=("adapter", out), after=after,
+                     losses=losses, tracker=tracker)  # fmt: skip
+
+
+def write_run(
+    ctx: JobContext,
+    config: LowRankConfig,
+    run: Setup,
+    *,
+    kind: str,
+    out: tuple[str, Path],
+    after: float,
+    losses: list[dict],
+    tracker: RankTracker,
+    extra: dict | None = None,
+) -> dict:
+    """The rank table and run.json of a finished low-rank run; returns the job's summary."""
+    tracker.write()
+    key, path = out
     summary = {
-        "kind": "lora",
-        "adapter": str(out),
+        "kind": kind,
+        key: str(path),
         "model": config.model,
         "dataset": config.dataset,
-        "train_texts": len(train_texts),
-        "heldout_texts": len(heldout),
-        "before": {"heldout_ppl": before},
+        "train_texts": len(run.train),
+        "heldout_texts": len(run.heldout),
+        "before": {"heldout_ppl": run.before},
         "after": {"heldout_ppl": after},
         "losses": losses,
         "final_loss": losses[-1]["loss"] if losses else None,
         "rank": tracker.summary(),
         "rank_table": RANK_TABLE,
+        **(extra or {}),
         "steps": config.steps,
-        "seconds": round(time.monotonic() - started, 2),
+        "seconds": round(time.monotonic() - run.started, 2),
         "config": config.to_params(),
     }
     ctx.write_json(RUN_JSON, summary)
-    ctx.progress(1.0, f"held-out ppl {before:.3g} → {after:.3g}")
-    return {k: summary[k] for k in ("kind", "adapter", "model", "dataset", "before", "after",
+    ctx.progress(1.0, f"held-out ppl {run.before:.3g} → {after:.3g}")
+    return {k: summary[k] for k in ("kind", key, "model", "dataset", "before", "after",
                                     "final_loss", "seconds")}  # fmt: skip

@@ -11,7 +11,6 @@ schedule. The run writes `model/` (the merged model, safetensors), `run.json` an
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Iterator, Mapping
 
 import numpy as np
@@ -22,10 +21,9 @@ from torch import nn
 from engine.errors import SubnetScopeError
 from engine.jobs import JobContext
 from engine.training.config import LowRankConfig, ReLoRAConfig, target_list
-from engine.training.lora_runs import Setup, setup
-from engine.training.rank_tracking import RANK_TABLE, RankTracker
+from engine.training.lora_runs import Setup, perplexity, setup, write_run
+from engine.training.rank_tracking import RankTracker
 
-RUN_JSON = "run.json"
 MODEL = "model"
 MOMENTS = ("exp_avg", "exp_avg_sq")
 
@@ -230,7 +228,6 @@ def finish(
     losses: list[dict],
 ) -> dict:
     """Merge, score the held-out texts, save `model/`, the rank table and run.json."""
-    from engine.training.lora_runs import perplexity
 
     detach_low_rank(run.model, layers)
     ctx.progress(0.88, "scoring the trained model")
@@ -239,30 +236,9 @@ def finish(
     out = ctx.result_dir / MODEL
     run.model.save_pretrained(str(out), safe_serialization=True)
     run.tokenizer.save_pretrained(str(out))
-    tracker.write()
-    summary = {
-        "kind": kind,
-        "output": str(out),
-        "model": config.model,
-        "dataset": config.dataset,
-        "train_texts": len(run.train),
-        "heldout_texts": len(run.heldout),
-        "modules": len(layers),
-        "before": {"heldout_ppl": run.before},
-        "after": {"heldout_ppl": after},
-        "losses": losses,
-        "final_loss": losses[-1]["loss"] if losses else None,
-        "rank": tracker.summary(),
-        "rank_table": RANK_TABLE,
-        **extra,
-        "steps": config.steps,
-        "seconds": round(time.monotonic() - run.started, 2),
-        "config": config.to_params(),
-    }
-    ctx.write_json(RUN_JSON, summary)
-    ctx.progress(1.0, f"held-out ppl {run.before:.3g} → {after:.3g}")
-    return {k: summary[k] for k in ("kind", "output", "model", "dataset", "before", "after",
-                                    "final_loss", "seconds")}  # fmt: skip
+    extra = {"modules": len(layers), **extra}
+    return write_run(ctx, config, run, kind=kind, out=("output", out), after=after,
+                     losses=losses, tracker=tracker, extra=extra)  # fmt: skip
 
 
 def run_relora(config: ReLoRAConfig, ctx: JobContext) -> dict:
