@@ -19,15 +19,15 @@ def side_by_side(
     variants: Mapping[str, Mapping[str, Factors] | None],
     *,
     max_new_tokens: int = 32,
-    chat: bool | None = False,
 ) -> pd.DataFrame:
-    """One row per prompt, one column per variant (None = the base model), greedy decoding.
+    """One row per prompt, one column per variant (None = the base model): greedy plain-text
+    continuations, all prompts of a variant in one batch.
 
     Every variant's update is applied for its own calls only (engine.lora.live.apply_lora), so
     the shared model is never changed and other sessions never see a blend.
     """
     from engine.lora.live import apply_lora
-    from engine.models import generate_text
+    from engine.models.generation import generate_texts
 
     prompts = [p for p in prompts if p.strip()]
     if not prompts:
@@ -35,8 +35,5 @@ def side_by_side(
     table: dict[str, list[str]] = {"prompt": list(prompts)}
     for name, factors in variants.items():
         with apply_lora(loaded, factors):
-            table[name] = [
-                generate_text(loaded, p, max_new_tokens=max_new_tokens, chat=chat).text
-                for p in prompts
-            ]
+            table[name] = generate_texts(loaded, prompts, max_new_tokens=max_new_tokens)
     return pd.DataFrame(table)

@@ -81,6 +81,39 @@ def generate_text(
     )
 
 
+def generate_texts(
+    loaded: LoadedModel,
+    prompts: list[str],
+    *,
+    max_new_tokens: int = 32,
+    mask: NeuronMask | None = None,
+) -> list[str]:
+    """Greedy plain-text continuations of several prompts in one batched call.
+
+    Prompts are padded on the left by hand (the shared tokenizer's padding side is never set),
+    so each continuation starts right after its own prompt.
+    """
+    if not loaded.is_causal_lm:
+        raise SubnetScopeError(f"{loaded.display_name} is an encoder; it cannot generate text")
+    if not prompts or not all(p.strip() for p in prompts):
+        raise SubnetScopeError("every prompt needs some text")
+    tokenizer = loaded.tokenizer
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    encoded = [tokenizer(p)["input_ids"] for p in prompts]
+    width = max(len(ids) for ids in encoded)
+    input_ids = torch.tensor([[pad] * (width - len(ids)) + ids for ids in encoded])  # (b, seq)
+    attention = torch.tensor([[0] * (width - len(ids)) + [1] * len(ids) for ids in encoded])
+    with torch.inference_mode(), apply_mask(loaded, mask):
+        output = loaded.model.generate(
+            input_ids=input_ids.to(loaded.device),
+            attention_mask=attention.to(loaded.device),
+            max_new_tokens=max_new_tokens,
+            do_sample=False,
+            pad_token_id=pad,
+        )  # (b, seq + new)
+    return [tokenizer.decode(row[width:], skip_special_tokens=True) for row in output]
+
+
 def next_token_logits(
     loaded: LoadedModel, text: str, *, mask: NeuronMask | None = None
 ) -> torch.Tensor:
