@@ -25,7 +25,7 @@ def make_adapter(
     std: float = 0.1,
 ) -> Path:
     """A PEFT LoRA folder with random A and B (B is zero at PEFT's init: no update otherwise)."""
-    from peft import LoraConfig, get_peft_model
+    from peft import LoraConfig
 
     model = tiny_model(family).model
     if base_name is not None:
@@ -41,6 +41,13 @@ def make_adapter(
         alpha_pattern=alpha_pattern or {},
         fan_in_fan_out=family == "gpt2",
     )
+    return _save_random_lora(model, config, Path(folder), seed, std)
+
+
+def _save_random_lora(model, config, folder: Path, seed: int, std: float) -> Path:
+    """Wrap `model` with PEFT, draw every LoRA factor from N(0, std²), save the folder."""
+    from peft import get_peft_model
+
     torch.manual_seed(seed)
     peft_model = get_peft_model(model, config)
     with torch.no_grad():
@@ -48,7 +55,7 @@ def make_adapter(
             if "lora_" in name:
                 p.normal_(0, std)
     peft_model.save_pretrained(folder)
-    return Path(folder)
+    return folder
 
 
 def make_adapters(root: Path, n: int = 3, **kwargs) -> list[Path]:
@@ -93,7 +100,7 @@ def save_tiny_adapter(
     import copy
     import json
 
-    from peft import LoraConfig, get_peft_model
+    from peft import LoraConfig
 
     copied = copy.deepcopy(model)
     is_gpt2 = getattr(getattr(model, "config", None), "model_type", None) == "gpt2"
@@ -103,14 +110,7 @@ def save_tiny_adapter(
         target_modules=list(targets) if targets else None,
         fan_in_fan_out=is_gpt2,
     )
-    torch.manual_seed(seed)
-    peft_model = get_peft_model(copied, config)
-    with torch.no_grad():
-        for name, p in peft_model.named_parameters():
-            if "lora_" in name:
-                p.normal_(0, std)
-    folder = Path(folder)
-    peft_model.save_pretrained(folder)
+    folder = _save_random_lora(copied, config, Path(folder), seed, std)
     config_file = folder / "adapter_config.json"
     written = json.loads(config_file.read_text())
     written["base_model_name_or_path"] = base
