@@ -7,7 +7,7 @@ import os
 import pytest
 
 from engine.jobs import JobContext
-from tests.tiny import char_tokenizer, tiny_model
+from tests.tiny import save_tiny_folder, tiny_model
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -18,7 +18,7 @@ os.environ.setdefault("SUBNETSCOPE_AUTO_DEMO", "0")
 
 @pytest.fixture(scope="session")
 def tiny_models():
-    from tests.tiny import FAMILIES, tiny_model
+    from tests.tiny import FAMILIES
 
     return {family: tiny_model(family) for family in FAMILIES}
 
@@ -34,9 +34,7 @@ def demo_model():
 def tiny_folder(tmp_path_factory):
     def make(family: str = "llama"):
         root = tmp_path_factory.mktemp(f"tiny-{family}")
-        loaded = tiny_model(family)
-        loaded.model.save_pretrained(root)
-        char_tokenizer().save_pretrained(root)
+        save_tiny_folder(root, family)
         return str(root)
 
     return make

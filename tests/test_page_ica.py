@@ -9,21 +9,17 @@ import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 from engine.ica import BuildConfig, build_templates
-from tests.page_support import show_view
-from tests.tiny import char_tokenizer, tiny_model
-
-APP = str(Path(__file__).resolve().parent.parent / "dashboard" / "app.py")
+from tests.page_support import APP, show_view
+from tests.tiny import save_tiny_folder
 
 
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("ica-page")
     folder = root / "models" / "tiny-llama"
-    tiny_model("llama").model.save_pretrained(folder)
-    char_tokenizer().save_pretrained(folder)
+    save_tiny_folder(folder)
     other = root / "models" / "tiny-gpt2"
-    tiny_model("gpt2").model.save_pretrained(other)
-    char_tokenizer().save_pretrained(other)
+    save_tiny_folder(other, "gpt2")
     prose, code = root / "prose.txt", root / "code.txt"
     prose.write_text("\n\n".join(f"The {w} walked to the market at dawn." for w in "abcdefghij"))
     code.write_text("\n\n".join(f"for i in range({n}):\n    x += i * {n}" for n in range(10)))

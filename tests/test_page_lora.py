@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 from tests.lora_support import save_tiny_adapter
-from tests.page_support import show_view
-from tests.tiny import char_tokenizer, tiny_model
+from tests.page_support import APP, show_view
+from tests.tiny import save_tiny_folder
 
-APP = str(Path(__file__).resolve().parent.parent / "dashboard" / "app.py")
 NAMES = ("prose", "code", "math")
 
 
@@ -20,9 +17,7 @@ NAMES = ("prose", "code", "math")
 def workspace(tmp_path_factory) -> dict:
     root = tmp_path_factory.mktemp("lora-page")
     folder = root / "models" / "tiny-llama"
-    model = tiny_model("llama").model
-    model.save_pretrained(folder)
-    char_tokenizer().save_pretrained(folder)
+    model = save_tiny_folder(folder).model
     adapters = [
         save_tiny_adapter(model, root / "adapters" / name, seed=i, base=str(folder))
         for i, name in enumerate(NAMES)

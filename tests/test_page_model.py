@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 from streamlit.testing.v1 import AppTest
 
-pytestmark = pytest.mark.slow
+from tests.page_support import APP
 
-APP = str(Path(__file__).resolve().parent.parent / "dashboard" / "app.py")
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")

@@ -9,18 +9,15 @@ import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 from engine.attribution.sparc3 import SparC3Config, run_sparc3
-from tests.page_support import show_view
-from tests.tiny import char_tokenizer, tiny_model
-
-APP = str(Path(__file__).resolve().parent.parent / "dashboard" / "app.py")
+from tests.page_support import APP, show_view
+from tests.tiny import save_tiny_folder
 
 
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("pruning-page")
     folder = root / "models" / "tiny-llama"
-    tiny_model("llama").model.save_pretrained(folder)
-    char_tokenizer().save_pretrained(folder)
+    save_tiny_folder(folder)
     config = SparC3Config(model=str(folder), method="wanda", general_seeds=(0, 1),
                           general_samples=3, target_samples=4, generate=4, max_length=32,
                           num_neurons=12, eval_nums=(0, 6, 12), eval_max_tokens=128)  # fmt: skip

@@ -10,9 +10,8 @@ from streamlit.testing.v1 import AppTest
 
 from engine.demo import load_parts
 from engine.jobs import cancel_job, get_job, list_jobs, submit, wait_job
-from engine.paths import PROJECT_ROOT
+from tests.page_support import APP
 
-APP = str(PROJECT_ROOT / "dashboard" / "app.py")
 RUNS = "../pages/runs.py"  # relative to the app's folder, as AppTest.switch_page wants
 
 

@@ -10,9 +10,9 @@ import streamlit as st
 import torch
 from streamlit.testing.v1 import AppTest
 
+from tests.page_support import APP
 from tests.tiny import tiny_model
 
-APP = str(Path(__file__).resolve().parent.parent / "dashboard" / "app.py")
 UP = "model.layers.0.mlp.up_proj.weight"  # 48×32: 4 weights moved by 0.5 at each of 3 steps
 Q = "model.layers.1.self_attn.q_proj.weight"  # 32×32: 4 weights moved by 3e-6 from 1.0
 UP_CHANGED, Q_CHANGED = 12, 4

@@ -9,8 +9,8 @@ from streamlit.testing.v1 import AppTest
 
 from dashboard.tflite_loaders import available_files
 from engine.tflite.samples import ensure_samples
+from tests.page_support import APP
 
-APP = str(Path(__file__).resolve().parent.parent / "dashboard" / "app.py")
 MEDIAPIPE = Path(__file__).resolve().parent.parent / "cache" / "testdata" / "mediapipe"
 
 

@@ -12,7 +12,7 @@ import torch
 from engine.cli import main
 from engine.jobs import submit, wait_job
 from engine.jobs.files import RESULT
-from tests.tiny import char_tokenizer, tiny_model
+from tests.tiny import save_tiny_folder
 
 SMALL = {"general_seeds": [0, 1], "general_samples": 3, "target_samples": 4, "generate": 4,
          "max_length": 32, "num_neurons": 6, "eval_nums": [0, 3, 6], "eval_max_tokens": 128,
@@ -22,8 +22,7 @@ SMALL = {"general_seeds": [0, 1], "general_samples": 3, "target_samples": 4, "ge
 @pytest.fixture(scope="module")
 def tiny_folder(tmp_path_factory):
     folder = tmp_path_factory.mktemp("tiny") / "tiny-llama"
-    tiny_model("llama").model.save_pretrained(folder)
-    char_tokenizer().save_pretrained(folder)
+    save_tiny_folder(folder)
     return str(folder)
 
 

@@ -89,3 +89,11 @@ def tiny_model(family: str, seed: int = 0) -> LoadedModel:
     cls = AutoModelForMaskedLM if family == "bert" else AutoModelForCausalLM
     model = cls.from_config(config).eval().requires_grad_(False)
     return wrap_model(model, char_tokenizer(), source=f"tiny-{family}")
+
+
+def save_tiny_folder(folder, family: str = "llama", seed: int = 0) -> LoadedModel:
+    """A tiny model and the char tokenizer saved as a model folder; returns the model."""
+    loaded = tiny_model(family, seed)
+    loaded.model.save_pretrained(folder)
+    char_tokenizer().save_pretrained(folder)
+    return loaded
