@@ -27,6 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
     from engine.jobs import cli as jobs_cli
     from engine.lora import cli as lora_cli
     from engine.models import cli as models_cli
+    from engine.neurons import cli as neurons_cli
     from engine.sparsity import cli as sparsity_cli
     from engine.tflite import cli as tflite_cli
     from engine.training import cli as training_cli
@@ -47,6 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     ica_cli.register(subparsers)
     attribution_cli.register(subparsers)
     lora_cli.register(subparsers)
+    neurons_cli.register(subparsers)
     return parser
 
 
