@@ -11,6 +11,7 @@ from dashboard import ica_charts as charts
 from dashboard.downloads import downloads
 from dashboard.jobs_panel import job_launcher, job_watcher, submit_job
 from dashboard.loaders import shared_model
+from dashboard.neuron_links import neuron_table
 from dashboard.sources import artifact_picker
 from engine.errors import SubnetScopeError
 from engine.ica import ComponentArrays, Templates, explore, ica_mask, load_arrays, load_templates
@@ -129,7 +130,9 @@ def components_panel(templates: Templates, arrays: ComponentArrays | None, sourc
     with neurons_col:
         st.markdown("**Key neurons** (layer, neuron on the down projection's input)")
         neurons = explore.component_neurons(templates, arrays, component)
-        st.dataframe(neurons, hide_index=True, height=320, width="stretch")
+        # The neurons belong to the model the templates were built on (seed-001 files name none).
+        model = templates.metadata.get("model") or source
+        neuron_table(neurons, model, key=f"ica_neurons_{component}", height=320)
         downloads(neurons, f"ica-component-{component}-neurons", key="ica_neurons_dl")
     if arrays is not None:
         time_course_section(templates, arrays, source, component)

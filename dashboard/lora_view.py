@@ -13,9 +13,11 @@ from dashboard import lora_charts as charts
 from dashboard.downloads import downloads
 from dashboard.jobs_panel import event_tables, job_watcher, submit_job
 from dashboard.loaders import shared_model
+from dashboard.neuron_links import neuron_table
 from engine.errors import SubnetScopeError
 from engine.lora.adapters import AdapterSet, load_adapter_set
 from engine.lora.blend import DENSITY_METHODS, METHODS, SVD_METHODS, BlendResult, BlendSpec, blend
+from engine.models.architectures import Architecture
 
 HERE = "lora"
 WEIGHT_HELP = "wᵢ in Σ wᵢ·sᵢ·BᵢAᵢ (negative subtracts the adapter)"
@@ -273,7 +275,7 @@ def _geometry(picked: Picked, spec: BlendSpec) -> tuple[pd.DataFrame, pd.DataFra
     return geometry, cosine_matrix(adapters), cosine_table(adapters)
 
 
-def geometry_panel(picked: Picked, adapters: AdapterSet, spec: BlendSpec) -> None:
+def geometry_panel(picked: Picked, adapters: AdapterSet, spec: BlendSpec, source: str) -> None:
     from engine.lora.tables import norms_by_layer, ranks_by_kind
 
     st.subheader("Geometry of the updates")
@@ -303,6 +305,52 @@ def geometry_panel(picked: Picked, adapters: AdapterSet, spec: BlendSpec) -> Non
     with st.expander("Per-module table"):
         st.dataframe(geometry, hide_index=True, width="stretch", height=320)
         downloads(geometry, "lora-geometry", key="lora_geo_dl")
+    neurons_section(picked, adapters, spec, source)
+
+
+@st.cache_resource(max_entries=4, show_spinner=False)
+def _architecture(source: str) -> Architecture:
+    from engine.lora.adapters import base_shapes
+
+    return base_shapes(source)[0]  # from the config alone: no weights are loaded
+
+
+@st.cache_data(max_entries=32, show_spinner="Measuring each neuron's update…")
+def _neuron_norms(picked: Picked, spec: BlendSpec, name: str, source: str) -> pd.DataFrame:
+    from engine.lora.neuron_norms import factor_neuron_norms
+
+    adapters = _adapter_set(picked)
+    if name in adapters.names:
+        factors = adapters.adapters[adapters.names.index(name)].factors
+    else:
+        factors = blended(picked, spec).factors
+    return factor_neuron_norms(factors, _architecture(source), name)
+
+
+def neurons_section(picked: Picked, adapters: AdapterSet, spec: BlendSpec, source: str) -> None:
+    """The neurons each update moves most, linked to their passports on the base model."""
+    st.markdown(
+        "**Neurons the update moves most** — ‖ΔW‖₂ of each neuron's row of up/gate and column "
+        "of down, exact from the factors"
+    )
+    left, right = st.columns(2)
+    name = left.selectbox("Update", [*adapters.names, "blend"], key="lora_neurons_of")
+    top = right.number_input("Show top", 1, 100_000, 50, step=10, key="lora_neurons_top")
+    try:
+        norms = _neuron_norms(picked, spec, name, source)
+    except SubnetScopeError as exc:
+        st.error(str(exc))
+        return
+    norms = norms.dropna(subset=["total"])
+    if norms.empty:
+        st.info(
+            f"'{name}' updates no MLP projection (up, gate or down), so no neuron has an update "
+            "of its own."
+        )
+        return
+    ranked = norms.sort_values("total", ascending=False, kind="stable").head(int(top))
+    neuron_table(ranked, source, key=f"lora_neurons_{name}", height=320)
+    downloads(ranked, f"lora-neurons-{name.replace('/', '-')}", key="lora_neurons_dl")
 
 
 # delta activations ------------------------------------------------------------------------

@@ -12,6 +12,7 @@ from dashboard import pruning_charts as charts
 from dashboard.downloads import downloads
 from dashboard.jobs_panel import job_launcher, job_watcher
 from dashboard.loaders import shared_model
+from dashboard.neuron_links import neuron_table
 from dashboard.sources import artifact_picker
 from engine.attribution.results import SparC3Result, layer_distribution, list_runs, load_result
 from engine.attribution.scores import Selected
@@ -66,7 +67,8 @@ def headline(result: SparC3Result) -> None:
 
 
 # candidates -------------------------------------------------------------------------------
-def candidates_panel(result: SparC3Result) -> None:
+def candidates_panel(result: SparC3Result, model: str) -> None:
+    """The ranked neurons, each linked to its passport on the run's model."""
     st.subheader("Candidates: most target-specific first")
     table = result.candidates
     layers = sorted(table["layer"].unique())
@@ -86,7 +88,7 @@ def candidates_panel(result: SparC3Result) -> None:
     shown = shown[(shown["layer"] >= lo) & (shown["layer"] <= hi)]
     if negative_only:
         shown = shown[shown["differential"] < 0]
-    st.dataframe(shown, hide_index=True, height=360, width="stretch")
+    neuron_table(shown, model, key="pruning_cands", height=360)
     downloads(shown, "pruning-candidates", key="pruning_cands_dl")
     st.markdown("**Per layer** (top candidates)")
     st.altair_chart(charts.layer_bars(layer_distribution(shown, len(shown))), width="stretch")

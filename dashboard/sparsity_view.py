@@ -20,6 +20,7 @@ from dashboard.charts import (
 )
 from dashboard.downloads import downloads
 from dashboard.jobs_panel import event_tables, job_launcher, job_watcher, live_interval
+from dashboard.neuron_links import neuron_table
 from engine.cache.fingerprint import canonical_json, fingerprint_path
 from engine.errors import SubnetScopeError
 from engine.jobs import JobView, get_job, list_jobs, load_kinds, parse_params
@@ -280,6 +281,31 @@ def localization_panel(result: DiffResult, criterion: str) -> None:
     st.markdown("**Per-layer distribution**")
     st.altair_chart(layer_distribution_chart(layers), width="stretch")
     _table(layers, f"sparsity-layers-{criterion}", "sparsity_layers")
+
+
+def neurons_panel(result: DiffResult, base: str, criterion: str) -> None:
+    """The most updated MLP neurons, each linked to its passport on the base model."""
+    table = result.neurons(criterion)
+    roles = [r for r in ("up", "gate", "down") if r in table.columns]
+    table = table.assign(mean=table[roles].mean(axis=1)).sort_values(
+        "mean", ascending=False, kind="stable"
+    )
+    st.markdown(
+        f"**Most updated neurons** ({criterion}) — the changed share of each neuron's row of "
+        "up/gate and column of down, and their mean"
+    )
+    left, right = st.columns(2)
+    changed_only = left.checkbox("Only changed neurons", True, key="sparsity_neurons_changed")
+    shown = table[table["mean"] > 0] if changed_only else table
+    if shown.empty:
+        st.info(f"No MLP neuron changed under {criterion}.")
+        return
+    top = right.number_input("Show top", 1, 100_000, 200, step=50, key="sparsity_neurons_top")
+    shares = {c: st.column_config.NumberColumn(format="percent") for c in [*roles, "mean"]}
+    neuron_table(
+        shown.head(int(top)), base, key="sparsity_neurons", height=360, column_config=shares
+    )
+    downloads(table, f"sparsity-neurons-{criterion}", "sparsity_neurons_dl")
 
 
 def coverage_panel(base: str, tuned: Tuned, config: DiffConfig) -> None:

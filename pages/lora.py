@@ -43,7 +43,7 @@ def main() -> None:
     if shown == "Generations":
         view.generations_panel(source, picked, adapters, spec)
     elif shown == "Geometry":
-        view.geometry_panel(picked, adapters, spec)
+        view.geometry_panel(picked, adapters, spec, source)
     elif shown == "Delta map":
         view.deltas_panel(source, picked, spec)
     else:

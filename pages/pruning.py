@@ -32,7 +32,7 @@ def main() -> None:
     view.headline(result)
     model = result.summary["config"]["model"]  # the scores belong to the model that made them
     if shown == "Candidates":
-        view.candidates_panel(result)
+        view.candidates_panel(result, model)
     elif shown == "Live pruning":
         view.live_panel(result, model)
     elif shown == "Evaluation":

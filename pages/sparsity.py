@@ -8,14 +8,15 @@ from dashboard import sparsity_view as view
 from dashboard.sources import model_picker
 from engine.errors import SubnetScopeError
 
-VIEWS = ["Heatmap", "Ranks", "Localization", "Coverage", "Compare", "Shells", "Train"]
+VIEWS = ["Heatmap", "Ranks", "Localization", "Neurons", "Coverage", "Compare", "Shells", "Train"]
 
 
 def main() -> None:
     st.title("Sparsity heatmaps")
     st.caption(
         "Base against tuned, streamed tensor by tensor: the share of weights each block and "
-        "module changed, their update ranks, how localized the changes are, and runs over steps."
+        "module changed, their update ranks, how localized the changes are, the neurons they "
+        "touch most, and runs over steps."
     )
     view.preselect_from_url()
     base = model_picker(st.sidebar)
@@ -47,6 +48,8 @@ def main() -> None:
         view.ranks_panel(result)
     elif shown == "Localization":
         view.localization_panel(result, criterion)
+    elif shown == "Neurons":
+        view.neurons_panel(result, base, criterion)
     else:
         view.shells_panel(result, base, criterion)
 
