@@ -44,7 +44,7 @@ def test_every_page_renders_without_exception(browser_page, spec) -> None:
 
 def test_model_page_answers_a_prompt(browser_page) -> None:
     url, page = browser_page
-    page.goto(url)
+    page.goto(f"{url}/model")
     wait_for_app(page)
     page.get_by_label("Prompt").fill("What is the capital of France?")
     page.get_by_role("button", name="Generate").click()

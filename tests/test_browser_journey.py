@@ -28,7 +28,7 @@ def test_runs_survive_a_dashboard_restart(tmp_path) -> None:
         browser = launch_browser(pw)
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         with streamlit_server(SHOTS / "journey-1.log") as (url, _):
-            page.goto(url)
+            page.goto(f"{url}/model")
             wait_for_app(page)
             page.get_by_label("Max tokens").fill("128")
             page.get_by_role("button", name="Measure perplexity").click()

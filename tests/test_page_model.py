@@ -13,7 +13,8 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def app() -> AppTest:
     at = AppTest.from_file(APP, default_timeout=180)
-    at.run()
+    at.run()  # Home, the default page
+    at.switch_page("../pages/model.py").run()
     assert not at.exception, at.exception
     return at
 

@@ -38,6 +38,11 @@ class NeuronSet:
     layers: tuple[int, ...] | None = None  # the layers it could draw from; None: every layer
     model: str = ""  # the model it was computed on
     note: str = ""
+    ranked: tuple[Neuron, ...] = ()  # strongest first, where the view ranks its neurons
+
+    @property
+    def ordered(self) -> list[Neuron]:
+        return list(self.ranked) if self.ranked else sorted(self.neurons)
 
     def __len__(self) -> int:
         return len(self.neurons)

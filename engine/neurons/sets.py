@@ -34,10 +34,10 @@ def _short(job_id: str | None) -> str:
     return job_id.rsplit("-", 1)[-1] if job_id else ""
 
 
-def _top(table: pd.DataFrame, column: str, n: int) -> frozenset[tuple[int, int]]:
-    ranked = table[table[column] > 0].sort_values(column, ascending=False, kind="stable")
-    return frozenset(zip(ranked["layer"].head(n).astype(int), ranked["neuron"].head(n).astype(int),
-                         strict=True))  # fmt: skip
+def _top(table: pd.DataFrame, column: str, n: int) -> tuple[tuple[int, int], ...]:
+    """The n neurons scoring highest on `column` (those above 0 only), strongest first."""
+    ranked = table[table[column] > 0].sort_values(column, ascending=False, kind="stable").head(n)
+    return tuple(zip(ranked["layer"].astype(int), ranked["neuron"].astype(int), strict=True))
 
 
 def _names_it(name: str | None, ref: str) -> bool:
@@ -71,10 +71,10 @@ def pruning_set(space: NeuronSpace, n: int = DEFAULT_TOP, ref: str | None = None
     refs = catalog.pruning_runs(space)
     run = _pick(refs, ref, "SparC3 runs", lambda r: (r.job_id, str(r.path)))
     table = tables.candidates(run.path).sort_values("rank").head(n)
-    neurons = frozenset(zip(table["layer"].astype(int), table["neuron"].astype(int), strict=True))
+    ranked = tuple(zip(table["layer"].astype(int), table["neuron"].astype(int), strict=True))
     spec = f"pruning:{n}" + ("" if run is refs[0] else f"@{_short(run.job_id)}")
-    return NeuronSet(spec, "pruning", f"top {n} pruning candidates", neurons, model=run.model,
-                     note=run.label)  # fmt: skip
+    return NeuronSet(spec, "pruning", f"top {n} pruning candidates", frozenset(ranked),
+                     model=run.model, note=run.label, ranked=ranked)  # fmt: skip
 
 
 def _final_diffs(space: NeuronSpace) -> list[catalog.DiffRef]:
@@ -94,19 +94,19 @@ def _final_diffs(space: NeuronSpace) -> list[catalog.DiffRef]:
 def updates_set(space: NeuronSpace, n: int = DEFAULT_TOP, ref: str | None = None) -> NeuronSet:
     refs = _final_diffs(space)
     d = _pick(refs, ref, "diffed runs", lambda r: (r.run_job, r.key))
-    neurons = _top(tables.diff_neurons(d.path), "mean", n)
+    ranked = _top(tables.diff_neurons(d.path), "mean", n)
     spec = f"updates:{n}@{_short(d.run_job) or d.key[:8]}"
     what = catalog.TRAIN_KINDS.get(d.run_kind or "", "diff")
-    return NeuronSet(spec, "updates", f"top {n} updated by {what}", neurons, model=d.model,
-                     note=d.label)  # fmt: skip
+    return NeuronSet(spec, "updates", f"top {n} updated by {what}", frozenset(ranked),
+                     model=d.model, note=d.label, ranked=ranked)  # fmt: skip
 
 
 def adapter_set(space: NeuronSpace, name: str, n: int = DEFAULT_TOP) -> NeuronSet:
     refs = catalog.adapters(space)
     a = _pick(refs, name, "adapters", lambda r: (r.name, str(r.path)))
-    neurons = _top(tables.adapter_neurons(a.path, a.model), "total", n)
-    return NeuronSet(f"adapter:{n}@{a.name}", "adapter", f"top {n} ΔW of {a.name}", neurons,
-                     model=a.model, note=str(a.path))  # fmt: skip
+    ranked = _top(tables.adapter_neurons(a.path, a.model), "total", n)
+    return NeuronSet(f"adapter:{n}@{a.name}", "adapter", f"top {n} ΔW of {a.name}",
+                     frozenset(ranked), model=a.model, note=str(a.path), ranked=ranked)  # fmt: skip
 
 
 def parse_neuron_list(text: str) -> frozenset[tuple[int, int]]:
