@@ -227,11 +227,14 @@ def overlap_panel(source: str, space: NeuronSpace) -> None:
     if mine is not None:
         sets = [*sets, mine]
     areas = sorted({s.area for s in sets})
-    default_areas = [a for a in areas if a != "ica"] + (["ica"] if len(sets) < 30 else [])
-    chosen_areas = st.multiselect("Areas", areas, default=default_areas, key="passport_areas")
+    default_areas = [a for a in areas if a != "ica" or len(sets) < 30]  # many components: opt in
+    chosen_areas = st.multiselect("Areas", areas, default=default_areas,
+                                  key=f"passport_areas_{'-'.join(areas)}")  # fmt: skip
     shown = [s for s in sets if s.area in chosen_areas]
+    options = [s.spec for s in shown]
+    # keyed by the options: a new set (your list, a finished job) joins the selection
     picked = st.multiselect(
-        "Sets", [s.spec for s in shown], default=[s.spec for s in shown], key="passport_sets"
+        "Sets", options, default=options, key=f"passport_sets_{hash(tuple(options))}"
     )
     chosen = [s for s in shown if s.spec in picked]
     if len(chosen) < 2:

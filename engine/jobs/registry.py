@@ -19,6 +19,7 @@ KIND_MODULES = (
     "engine.training.jobs",
     "engine.ica.jobs",
     "engine.attribution.jobs",
+    "engine.neurons.jobs",
 )
 
 

@@ -1,0 +1,75 @@
+"""Job kind `neurons.activations` (every neuron's stats and top snippets) and its demo part."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from engine.demo.parts import DemoPart, demo_part
+from engine.errors import SubnetScopeError
+from engine.jobs import JobContext, job
+from engine.neurons.activations import KIND
+
+DEFAULTS = {
+    "model": "demo", "dataset": "demo-general", "samples": 200, "max_length": 64, "top_k": 5,
+    "batch_size": 8, "seed": 0,
+}  # fmt: skip
+DEMO_ACTIVATIONS = {"model": "demo", "dataset": "demo-general"}
+
+
+@job(
+    KIND,
+    title="Neuron activations: stats and top snippets of every MLP neuron",
+    result_page="passport",
+    defaults=DEFAULTS,
+)
+def activations_job(params: dict[str, Any], ctx: JobContext) -> dict:
+    """Stream `samples` texts of `dataset` through `model`; save stats and snippets."""
+    from engine.data import load_texts
+    from engine.models import load_model
+    from engine.neurons.activations import compute_activation_stats, save_activation_stats
+
+    unknown = sorted(set(params) - set(DEFAULTS))
+    if unknown:
+        raise SubnetScopeError(
+            f"unknown option {', '.join(unknown)}; known: {', '.join(sorted(DEFAULTS))}"
+        )
+    p = {**DEFAULTS, **params}
+    if int(p["samples"]) < 1:
+        raise SubnetScopeError(f"samples must be ≥ 1, not {p['samples']}")
+    ctx.progress(0.0, f"loading {p['model']}")
+    loaded = load_model(str(p["model"]))
+    ctx.progress(0.03, f"reading {p['dataset']}")
+    texts = load_texts(str(p["dataset"]), limit=int(p["samples"]), seed=int(p["seed"]))
+    stats = compute_activation_stats(
+        loaded, texts, top_k=int(p["top_k"]), max_length=int(p["max_length"]),
+        batch_size=int(p["batch_size"]),
+        progress=lambda fraction, message: ctx.progress(0.05 + 0.9 * fraction, message),
+    )  # fmt: skip
+    stats.meta.update(
+        model=p["model"], dataset=p["dataset"], samples=int(p["samples"]), seed=int(p["seed"])
+    )
+    folder = save_activation_stats(stats, ctx.result_dir)
+    meta = stats.meta
+    ctx.metric("tokens", meta["tokens"])
+    ctx.metric("seconds", meta["seconds"])
+    ctx.progress(1.0, f"{meta['tokens']} tokens, {len(stats.stats)} neurons")
+    return {
+        "folder": str(folder),
+        "model": meta["model"],
+        "neurons": len(stats.stats),
+        "layers": len(meta["neurons_per_layer"]),
+        "texts": meta["texts"],
+        "tokens": meta["tokens"],
+        "seconds": meta["seconds"],
+    }
+
+
+demo_part(
+    DemoPart(
+        name="neuron-activations",
+        title="Neuron activations on the demo model (general prose)",
+        job_kind=KIND,
+        params=DEMO_ACTIVATIONS,
+        view="passport",
+    )
+)

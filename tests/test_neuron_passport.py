@@ -1,0 +1,336 @@
+"""A neuron passport on a tiny model gathers from artifacts of each area; neuron-set specs.
+
+One workspace (module fixture): a tiny Llama folder (2 layers × 48 neurons) with ICA templates,
+a SparC3 (Wanda) run, a diff of an SFT job's checkpoint that moved exactly neuron L1.5 (its up and
+gate rows, its down column), a saved PEFT adapter writing only into L1.5's up row, and activation
+statistics, each made by the real engine code inside a succeeded job folder (no process started).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from engine.errors import SubnetScopeError
+from engine.jobs import JobContext, api, files
+from engine.jobs.status_file import update_status
+from tests.tiny import save_tiny_folder
+
+LAYER, NEURON = 1, 5  # the planted neuron
+OTHER = 7  # a neuron of the same layer nothing touched
+
+
+class _NoProcess:
+    def launch(self, view) -> dict:
+        return {}
+
+
+def clear_caches() -> None:
+    """Forget neuron spaces read from a path (module fixtures reuse paths across cache roots)."""
+    from engine.neurons import space
+
+    space.architecture_of.cache_clear()
+    if isinstance(space._space, functools._lru_cache_wrapper):
+        space._space.cache_clear()
+
+
+def _finished(kind: str, params: dict, make) -> str:
+    """A succeeded job of `kind` whose result folder `make(result_dir, view)` fills."""
+    view = api.submit(kind, params)
+    make(view.path / files.RESULT, view)
+    update_status(view.path, state="succeeded", fraction=1.0)
+    return view.id
+
+
+def _plant(model: torch.nn.Module) -> None:
+    """Move every weight of neuron L1.5: its up and gate rows and its down column."""
+    mlp = model.model.layers[LAYER].mlp
+    with torch.no_grad():
+        mlp.up_proj.weight[NEURON, :] += 0.5
+        mlp.gate_proj.weight[NEURON, :] += 0.5
+        mlp.down_proj.weight[:, NEURON] += 0.5
+
+
+def _planted_adapter(model: torch.nn.Module, folder: Path, base: str) -> Path:
+    """A PEFT LoRA on up_proj whose B is zero except L1.5's up row."""
+    import copy
+
+    from peft import LoraConfig, get_peft_model
+
+    torch.manual_seed(0)
+    peft_model = get_peft_model(
+        copy.deepcopy(model), LoraConfig(r=4, lora_alpha=8, target_modules=["up_proj"])
+    )
+    with torch.no_grad():
+        for name, p in peft_model.named_parameters():
+            if "lora_A" in name:
+                p.normal_(0, 0.1)
+            elif "lora_B" in name:
+                p.zero_()
+                if f"layers.{LAYER}.mlp.up_proj" in name:
+                    p[NEURON].normal_(0, 0.1)
+    peft_model.save_pretrained(folder)
+    config_file = folder / "adapter_config.json"
+    config = json.loads(config_file.read_text())
+    config["base_model_name_or_path"] = base
+    config_file.write_text(json.dumps(config, indent=2))
+    return folder
+
+
+@contextlib.contextmanager
+def built_workspace(root: Path):
+    """Build the workspace under `root` and point the cache there while the block runs."""
+    from engine.attribution.sparc3 import SparC3Config, run_sparc3
+    from engine.ica import BuildConfig, build_templates
+    from engine.ica.jobs import TEMPLATES_FILE
+    from engine.neurons.jobs import activations_job
+    from engine.sparsity import diff
+
+    model_dir = root / "models" / "tiny-llama"
+    loaded = save_tiny_folder(model_dir)
+    model = str(model_dir)
+    prose = root / "prose.txt"
+    prose.write_text("\n\n".join(f"The {w} walked to the market at dawn." for w in "abcdefghij"))
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("SUBNETSCOPE_CACHE", str(root / "cache"))
+        mp.setenv("SUBNETSCOPE_MODEL_ROOTS", str(root / "models"))
+        mp.setattr(api, "get_runner", lambda backend: _NoProcess())
+        clear_caches()
+
+        def ica(result: Path, view) -> None:
+            config = BuildConfig(model=model, datasets=(str(prose),), samples_per_ds=10,
+                                 components=3, percentile=90.0, max_length=32)  # fmt: skip
+            build_templates(config, result / TEMPLATES_FILE)
+
+        def sparc3(result: Path, view) -> None:
+            config = SparC3Config(model=model, method="wanda", general_seeds=(0,),
+                                  general_samples=2, target_samples=2, generate=4, max_length=32,
+                                  num_neurons=8, eval_nums=(0, 8), eval_max_tokens=64)  # fmt: skip
+            run_sparc3(config, result)
+
+        def checkpoint(result: Path, view) -> None:
+            tuned = save_tiny_folder(result / "checkpoint-2").model
+            _plant(tuned)
+            tuned.save_pretrained(result / "checkpoint-2")
+
+        def activations(result: Path, view) -> None:
+            ctx = JobContext(view.path, lambda **kw: update_status(view.path, **kw))
+            ctx.write_manifest(activations_job(dict(view.spec.params), ctx))
+
+        ica_params = {"model": model, "components": 3, "datasets": [str(prose)]}
+        templates = _finished("ica.build_templates", ica_params, ica)
+        pruning_params = {"model": model, "method": "wanda", "num_neurons": 8}
+        pruning = _finished("prune.sparc3", pruning_params, sparc3)
+        sft = _finished("train.sft", {"model": model}, checkpoint)
+        tuned = root / "cache" / "jobs" / sft / files.RESULT / "checkpoint-2"
+        assert tuned.is_dir(), "the job folder is not where the catalog looks"
+        diffed = diff(model, tuned, cache=True)
+        adapter = _planted_adapter(loaded.model, root / "cache" / "adapters" / "planted", model)
+        acts_params = {"model": model, "dataset": str(prose), "samples": 10, "max_length": 32}
+        acts = _finished("neurons.activations", acts_params, activations)
+        yield {
+            "root": root, "model": model, "templates": templates, "pruning": pruning, "sft": sft,
+            "diff": diffed, "adapter": adapter, "activations": acts, "prose": prose,
+        }  # fmt: skip
+    clear_caches()
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory):
+    with built_workspace(tmp_path_factory.mktemp("passport")) as built:
+        yield built
+
+
+# 1. a passport gathers from every area ---------------------------------------------------------
+def test_passport_of_the_planted_neuron_reads_every_area(workspace):
+    from engine.neurons.passport import passport
+
+    p = passport(workspace["model"], LAYER, NEURON)
+    assert p.name == "L1.5" and p.space.widths == (48, 48)
+
+    assert not p.ica.empty
+    assert {"key", "weight", "z"} <= set(p.ica.columns)
+    assert p.ica["weight"].notna().all() and p.ica["z"].notna().all()  # the mixing matrix is read
+    assert len(p.ica) == 3  # one row per component
+
+    [attr] = p.attribution.to_dict("records")
+    assert attr["of"] == 96  # a Wanda run ranks every neuron
+    assert 1 <= attr["rank"] <= 96
+    for column in ("R_general", "R_target", "differential"):
+        assert attr[column] == attr[column], column  # not NaN
+    assert attr["job_id"] == workspace["pruning"]
+
+    [upd] = p.updates.to_dict("records")
+    assert upd["run"] == workspace["sft"] and upd["kind"] == "SFT" and upd["step"] == 2
+    assert upd["final"]
+    assert upd["up"] == pytest.approx(1.0)
+    assert upd["gate"] == pytest.approx(1.0)
+    assert upd["down"] == pytest.approx(1.0)
+    assert upd["mean"] == pytest.approx(1.0)
+    assert upd["top_share"] == pytest.approx(1 / 96)
+
+    [ad] = p.adapters.to_dict("records")
+    assert ad["adapter"] == "planted" and ad["model"] == workspace["model"]
+    assert ad["rank"] == 1 and ad["up"] > 0 and ad["total"] == pytest.approx(ad["up"])
+
+    assert p.activation is not None
+    assert p.activation["layer"] == LAYER and p.activation["neuron"] == NEURON
+    assert p.activation["dataset"] == str(workspace["prose"])
+    assert 1 <= p.activation["mean_abs_rank_in_layer"] <= 48
+    assert not p.snippets.empty and {"value", "token"} <= set(p.snippets.columns)
+
+    assert p.missing == []
+    findings = "\n".join(p.findings())
+    assert "ICA component" in findings
+    assert f"Pruning candidate #{attr['rank']} of 96" in findings
+    assert "SFT moved it: 100.0% of its weights changed" in findings
+    assert "Adapter planted writes into it" in findings
+    assert f"On {workspace['prose']}" in findings
+
+    out = json.loads(json.dumps(p.as_dict()))
+    assert out["layer"] == LAYER and out["neuron"] == NEURON
+    assert out["space"] == {"family": p.space.family, "layers": 2, "neurons": 48}
+    assert out["missing"] == [] and out["activation"]["neuron"] == NEURON
+    for area in ("ica", "attribution", "updates", "adapters", "snippets"):
+        assert out[area], area
+
+
+def test_an_untouched_neuron_reads_zero_updates(workspace):
+    from engine.neurons.passport import passport
+
+    p = passport(workspace["model"], LAYER, OTHER)
+    [upd] = p.updates.to_dict("records")
+    assert upd["up"] == 0 and upd["gate"] == 0 and upd["down"] == 0 and upd["mean"] == 0
+    [ad] = p.adapters.to_dict("records")
+    assert ad["total"] == 0 and ad["rank"] == 2  # below the planted neuron only
+    findings = "\n".join(p.findings())
+    assert "SFT did not move it" in findings
+    assert "No adapter writes into it more than most neurons" in findings
+
+
+# 2. nothing computed ---------------------------------------------------------------------------
+def test_a_passport_with_nothing_cached_lists_each_missing_job(workspace, tmp_path, monkeypatch):
+    from engine.neurons.passport import passport
+
+    monkeypatch.setenv("SUBNETSCOPE_CACHE", str(tmp_path / "empty"))
+    p = passport(workspace["model"], LAYER, NEURON)
+    assert p.ica.empty and p.attribution.empty and p.updates.empty and p.adapters.empty
+    assert p.activation is None and p.snippets.empty
+    kinds = {m.area: m.job_kind for m in p.missing}
+    assert kinds == {
+        "ica": "ica.build_templates",
+        "pruning": "prune.sparc3",
+        "updates": "train.grpo",
+        "adapter": "train.lora",
+        "activations": "neurons.activations",
+    }
+    for m in p.missing:
+        assert m.command.startswith(f"python -m engine jobs submit {m.job_kind} --params ")
+        assert m.params["model"] == workspace["model"]
+    assert p.findings() == []
+    out = json.loads(json.dumps(p.as_dict()))
+    assert [m["area"] for m in out["missing"]] == [m.area for m in p.missing]
+
+
+def test_a_finished_run_without_a_diff_is_listed_missing(workspace, tmp_path, monkeypatch):
+    from engine.neurons.passport import passport
+
+    monkeypatch.setenv("SUBNETSCOPE_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(api, "get_runner", lambda backend: _NoProcess())
+    run = _finished("train.sft", {"model": workspace["model"]},
+                    lambda result, view: (result / "checkpoint-1").mkdir())  # fmt: skip
+    [m] = [m for m in passport(workspace["model"], LAYER, NEURON).missing if m.area == "updates"]
+    assert m.job_kind == "sparsity.series" and run in m.what
+    assert m.params["run_dir"].endswith(f"{run}/result")
+
+
+def test_out_of_range_neurons_are_one_clear_error(workspace):
+    from engine.neurons.passport import passport
+
+    with pytest.raises(SubnetScopeError, match="neuron 48 is out of range: layer 1 has neurons"):
+        passport(workspace["model"], LAYER, 48)
+    with pytest.raises(SubnetScopeError, match="layer 2 is out of range"):
+        passport(workspace["model"], 2, 0)
+
+
+# 3. sets ---------------------------------------------------------------------------------------
+def test_known_sets_has_one_per_artifact(workspace):
+    from engine.neurons.sets import known_sets
+    from engine.neurons.space import space_of
+
+    sets = known_sets(space_of(workspace["model"]), top=5)
+    areas = [s.area for s in sets]
+    assert areas.count("ica") == 3
+    assert {"ica", "pruning", "updates", "adapter"} == set(areas)
+    by_area = {s.area: s for s in sets}
+    assert len(by_area["pruning"]) == 5
+    assert by_area["updates"].neurons == {(LAYER, NEURON)}  # only the planted neuron moved
+    assert by_area["adapter"].neurons == {(LAYER, NEURON)}
+    assert by_area["adapter"].spec == "adapter:5@planted"
+
+
+def test_parse_set_reads_every_spec_form(workspace, tmp_path):
+    from engine.neurons import tables
+    from engine.neurons.sets import parse_set
+    from engine.neurons.space import space_of
+
+    space = space_of(workspace["model"])
+    ica = parse_set("ica:0", space)
+    assert ica.area == "ica" and ica.spec == "ica:0" and ica.layers == (0, 1)
+
+    pruning = parse_set("pruning:5", space)
+    result = workspace["root"] / "cache" / "jobs" / workspace["pruning"] / "result"
+    top = tables.candidates(result).sort_values("rank").head(5)
+    assert list(pruning.ranked) == list(zip(top["layer"], top["neuron"], strict=True))
+    assert parse_set(f"pruning:5@{workspace['pruning']}", space).neurons == pruning.neurons
+
+    updates = parse_set(f"updates:3@{workspace['sft']}", space)
+    assert updates.ranked == ((LAYER, NEURON),) and updates.area == "updates"
+
+    adapter = parse_set("adapter:5@planted", space)
+    assert adapter.ranked == ((LAYER, NEURON),)
+
+    listed = parse_set("list:1.5,0.2", space)
+    assert listed.neurons == {(1, 5), (0, 2)} and listed.area == "list"
+
+    file = tmp_path / "mine.json"
+    file.write_text(json.dumps([{"layer": 1, "neuron": 5}, {"layer": 0, "neuron": 9}]))
+    from_file = parse_set(f"list:{file}", space)
+    assert from_file.neurons == {(1, 5), (0, 9)} and from_file.spec == "list:mine"
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ("bogus:1", "is not a set spec"),
+        ("ica:x", "name a component"),
+        ("ica:99", "component"),
+        ("pruning:0", "is not a positive count"),
+        ("adapter:5", "name the adapter"),
+        ("adapter:5@nope", "names 0 of the adapters"),
+        ("list:1.x", "is not a neuron"),
+        ("list:missing.json", "no neuron list at"),
+    ],
+)
+def test_bad_specs_are_one_clear_error(workspace, spec, message):
+    from engine.neurons.sets import parse_set
+    from engine.neurons.space import space_of
+
+    with pytest.raises(SubnetScopeError, match=message):
+        parse_set(spec, space_of(workspace["model"]))
+
+
+def test_a_list_outside_the_layout_fails_the_overlap(workspace):
+    from engine.neurons.overlap import overlap_matrix
+    from engine.neurons.sets import parse_set
+    from engine.neurons.space import space_of
+
+    space = space_of(workspace["model"])
+    sets = [parse_set("pruning:5", space), parse_set("list:1.48,0.2", space)]
+    with pytest.raises(SubnetScopeError, match="names neuron 1.48, outside this model's layers"):
+        overlap_matrix(sets, space.widths)
