@@ -29,6 +29,7 @@ MODULES = (
     "benchmarks.pruning",
     "benchmarks.lora_blend",
     "benchmarks.lora_live",
+    "benchmarks.neuron_overlap",
 )
 BENCH_THREADS = 1  # torch threads in this process: one core gives the least noisy ratios
 

@@ -9,7 +9,8 @@ import pandas as pd
 
 
 def component_z_chart(ica: pd.DataFrame) -> alt.Chart:
-    """The neuron's z-scored mixing weight in each component; key components stand out."""
+    """The neuron's z-scored mixing weight in each component of one templates file; key
+    components stand out."""
     data = ica.assign(key=ica["key"].map({True: "key neuron", False: "not key"}))
     return (
         alt.Chart(data)
@@ -18,7 +19,6 @@ def component_z_chart(ica: pd.DataFrame) -> alt.Chart:
             x=alt.X("component:O", title="component"),
             y=alt.Y("z:Q", title="z of its mixing weight"),
             color=alt.Color("key:N", title=None, scale=alt.Scale(range=["#d62728", "#bbbbbb"])),
-            row=alt.Row("templates:N", title=None),
             tooltip=[
                 "templates",
                 "component",
@@ -83,7 +83,7 @@ def overlap_matrix_chart(pairs: pd.DataFrame, order: list[str], value: str) -> a
     title = "Jaccard" if value == "jaccard" else "−log10 q (layered)"
     field = "jaccard" if value == "jaccard" else "neglog_q"
     base = alt.Chart(both).encode(
-        x=alt.X("a:N", sort=order, title=None, axis=alt.Axis(labelAngle=-45)),
+        x=alt.X("a:N", sort=order, title=None, axis=alt.Axis(labelAngle=-45, labelOverlap=False)),
         y=alt.Y("b:N", sort=order, title=None),
     )
     tooltip = ["a", "b", "size_a", "size_b", "shared", alt.Tooltip("expected:Q", format=".2f"),
@@ -97,9 +97,13 @@ def overlap_matrix_chart(pairs: pd.DataFrame, order: list[str], value: str) -> a
     rings = base.transform_filter("datum.significant").mark_point(
         shape="square", size=260, filled=False, color="#ff4b4b", strokeWidth=1.5
     )
-    text = base.mark_text(fontSize=9, color="white").encode(text="shared:Q")
-    side = max(260, 26 * len(order))
-    return (cells + rings + text).properties(width=side, height=side)
+    middle = float(both[field].max()) / 2 if len(both) else 0.0
+    text = base.mark_text(fontSize=9).encode(
+        text="shared:Q",
+        color=alt.condition(f"datum.{field} > {middle}", alt.value("black"), alt.value("white")),
+    )
+    step = 30 if len(order) <= 16 else 22
+    return (cells + rings + text).properties(width=alt.Step(step), height=alt.Step(step))
 
 
 def overlap_layers_chart(layers: pd.DataFrame) -> alt.Chart:

@@ -104,8 +104,13 @@ def ica_section(p: Passport) -> None:
     if p.ica.empty:
         st.caption("No ICA templates on this layout yet.")
         return
-    st.altair_chart(charts.component_z_chart(p.ica), width="stretch")
-    st.dataframe(p.ica, hide_index=True, width="stretch", height=220)
+    names = list(dict.fromkeys(p.ica["templates"]))
+    name = names[0]
+    if len(names) > 1:
+        name = st.selectbox("Templates", names, key="passport_templates")
+    mine = p.ica[p.ica["templates"] == name]
+    st.altair_chart(charts.component_z_chart(mine), width="stretch")
+    st.dataframe(mine.drop(columns=["templates"]), hide_index=True, width="stretch", height=220)
 
 
 def attribution_section(p: Passport) -> None:

@@ -83,8 +83,9 @@ def _planted_adapter(model: torch.nn.Module, folder: Path, base: str) -> Path:
 
 
 @contextlib.contextmanager
-def built_workspace(root: Path):
-    """Build the workspace under `root` and point the cache there while the block runs."""
+def built_workspace(root: Path, run_kind: str = "train.sft"):
+    """Build the workspace under `root` and point the cache there while the block runs; the
+    checkpoint that moved L1.5 belongs to a `run_kind` job."""
     from engine.attribution.sparc3 import SparC3Config, run_sparc3
     from engine.ica import BuildConfig, build_templates
     from engine.ica.jobs import TEMPLATES_FILE
@@ -126,7 +127,7 @@ def built_workspace(root: Path):
         templates = _finished("ica.build_templates", ica_params, ica)
         pruning_params = {"model": model, "method": "wanda", "num_neurons": 8}
         pruning = _finished("prune.sparc3", pruning_params, sparc3)
-        sft = _finished("train.sft", {"model": model}, checkpoint)
+        sft = _finished(run_kind, {"model": model}, checkpoint)
         tuned = root / "cache" / "jobs" / sft / files.RESULT / "checkpoint-2"
         assert tuned.is_dir(), "the job folder is not where the catalog looks"
         diffed = diff(model, tuned, cache=True)
