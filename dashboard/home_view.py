@@ -8,10 +8,10 @@ from dashboard.navigation import SECTIONS, PageSpec
 from engine.demo import demo_status
 
 _STATE_WORDS = {
-    "ready": "✅ ready",
-    "building": "⏳ being built",
-    "failed": "❌ failed (see Runs)",
-    "missing": "▫️ not built yet",
+    "ready": ":green[:material/check_circle:] ready",
+    "building": ":orange[:material/hourglass_top:] being built",
+    "failed": ":red[:material/error:] failed (see Runs)",
+    "missing": ":gray[:material/radio_button_unchecked:] not built yet",
 }
 
 
@@ -21,24 +21,14 @@ def part_states() -> list[dict]:
 
 
 def view_state(page: PageSpec, parts: list[dict]) -> str:
-    """A view is ready when the demo parts it shows are; else the least advanced part's state."""
-    mine = [p for p in parts if p["view"] == page.url_path]
-    if not mine:
-        return "✅ ready" if page.url_path != "passport" else _passport_state(parts)
+    """A view is ready when the demo parts it shows are; else the least advanced part's state.
+    The passport joins every view, so it counts every part."""
+    mine = [p for p in parts if page.url_path in ("passport", p["view"])]
     for state in ("failed", "building", "missing"):
         if any(p["state"] == state for p in mine):
             done = sum(p["state"] == "ready" for p in mine)
             return f"{_STATE_WORDS[state]} ({done}/{len(mine)} demo parts ready)"
     return _STATE_WORDS["ready"]
-
-
-def _passport_state(parts: list[dict]) -> str:
-    ready = sum(p["state"] == "ready" for p in parts)
-    return (
-        "✅ ready"
-        if ready == len(parts)
-        else f"⏳ fills in as the demo builds ({ready}/{len(parts)})"
-    )
 
 
 def views_section(parts: list[dict]) -> None:

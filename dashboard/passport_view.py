@@ -16,6 +16,10 @@ from engine.neurons.sets import DEFAULT_TOP, known_sets, list_set
 from engine.neurons.space import NeuronSpace, space_of
 
 LAYER_KEY, NEURON_KEY = "passport_layer", "passport_neuron"
+P_COLUMNS = {
+    name: st.column_config.NumberColumn(format="%.2e")
+    for name in ("p_value", "p_layered", "q_layered")
+} | {name: st.column_config.NumberColumn(format="%.3f") for name in ("expected", "enrichment")}
 JOB_KEY = "passport_job"
 
 
@@ -255,7 +259,7 @@ def overlap_panel(source: str, space: NeuronSpace) -> None:
                                 "model": s.model, "from": s.note} for s in chosen])  # fmt: skip
     st.dataframe(sets_table, hide_index=True, width="stretch")
     ranked = pairs.sort_values("p_layered").reset_index(drop=True)
-    st.dataframe(ranked, hide_index=True, width="stretch", height=280)
+    st.dataframe(ranked, hide_index=True, width="stretch", height=280, column_config=P_COLUMNS)
     downloads(ranked, "neuron-set-overlaps", key="passport_pairs_dl")
     labels = [f"{r.a} × {r.b}" for r in ranked.itertuples()]
     pair = st.selectbox("Per layer", labels, key="passport_pair")
@@ -263,4 +267,5 @@ def overlap_panel(source: str, space: NeuronSpace) -> None:
         a, b = (next(s for s in chosen if s.spec == name) for name in pair.split(" × "))
         one = overlap(a, b, space.widths)
         st.altair_chart(charts.overlap_layers_chart(one.layers), width="stretch")
-        st.dataframe(one.layers, hide_index=True, width="stretch", height=240)
+        st.dataframe(one.layers, hide_index=True, width="stretch", height=240,
+                     column_config=P_COLUMNS)  # fmt: skip
