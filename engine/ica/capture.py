@@ -10,7 +10,7 @@ pass the memory budget.
 from __future__ import annotations
 
 import contextvars
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -57,7 +57,7 @@ class Activations:
         return np.asarray(self.layers)[slot], features - offsets[slot]
 
 
-def _encode(loaded: LoadedModel, texts: Sequence[str], max_length: int) -> list[list[int]]:
+def encode_texts(loaded: LoadedModel, texts: Sequence[str], max_length: int) -> list[list[int]]:
     """Token ids per text, truncated, without special tokens (BOS activations are outliers that
     would dominate the components, and padding is not text)."""
     tokenizer = loaded.tokenizer
@@ -67,6 +67,77 @@ def _encode(loaded: LoadedModel, texts: Sequence[str], max_length: int) -> list[
         ids = tokenizer(text, truncation=True, max_length=max_length)["input_ids"]
         encoded.append([int(i) for i in ids if int(i) not in special])
     return encoded
+
+
+def padded_batches(
+    loaded: LoadedModel, encoded: Sequence[Sequence[int]], batch_size: int
+) -> Iterator[tuple[list[int], torch.Tensor, torch.Tensor]]:
+    """(text indices, ids, attention mask) per batch of the non-empty texts, padded on the right;
+    a token's row in the flattened `ids[attention.bool()]` follows text then position order."""
+    pad_id = loaded.tokenizer.pad_token_id
+    pad_id = 0 if pad_id is None else int(pad_id)
+    order = [i for i in range(len(encoded)) if encoded[i]]
+    for b in range(0, len(order), batch_size):
+        batch = order[b : b + batch_size]
+        longest = max(len(encoded[i]) for i in batch)
+        ids = torch.full((len(batch), longest), pad_id, dtype=torch.long)
+        attention = torch.zeros((len(batch), longest), dtype=torch.long)
+        for row, i in enumerate(batch):
+            ids[row, : len(encoded[i])] = torch.tensor(list(encoded[i]))
+            attention[row, : len(encoded[i])] = 1
+        yield batch, ids, attention
+
+
+def forward_tokens(
+    loaded: LoadedModel,
+    encoded: Sequence[Sequence[int]],
+    layers: Sequence[int],
+    on_rows: Callable[[int, int, torch.Tensor], None],
+    *,
+    batch_size: int = 8,
+    on_batch: Callable[[int, int], None] | None = None,
+) -> None:
+    """Run the non-empty texts through the model in padded batches and call
+    `on_rows(slot, first_row, rows)` with the input of each chosen layer's down projection at the
+    batch's real tokens (rows: tokens × neurons, float32 on the CPU; `first_row`: the global row of
+    the batch's first token, counting tokens text by text). Hooks check a ContextVar, so other
+    threads and sessions sharing the model are never seen."""
+    arch = loaded.architecture
+    owner = object()
+    state = {"row": 0, "keep": None}
+
+    def make_hook(slot: int):
+        def hook(module, args):
+            if _active_capture.get() is owner:
+                on_rows(slot, state["row"], args[0][state["keep"]].float().cpu())
+            return None
+
+        return hook
+
+    total = sum(1 for ids in encoded if ids)
+    done = 0
+    token = _active_capture.set(owner)
+    handles = []
+    try:
+        with loaded.hook_lock:
+            for slot, layer in enumerate(layers):
+                module = arch.down_module(loaded.model, layer)
+                handles.append(module.register_forward_pre_hook(make_hook(slot)))
+        for batch, ids, attention in padded_batches(loaded, encoded, batch_size):
+            state["keep"] = attention.bool().to(loaded.device)
+            with torch.inference_mode():
+                loaded.model(
+                    input_ids=ids.to(loaded.device), attention_mask=attention.to(loaded.device)
+                )
+            state["row"] += int(attention.sum())
+            done += len(batch)
+            if on_batch is not None:
+                on_batch(done, total)
+    finally:
+        with loaded.hook_lock:
+            for handle in handles:
+                handle.remove()
+        _active_capture.reset(token)
 
 
 def _allocate(
@@ -106,7 +177,7 @@ def capture_activations(
         raise SubnetScopeError("no layers to capture")
     widths = tuple(arch.neurons_per_layer[layer] for layer in layers)
     offsets = np.concatenate([[0], np.cumsum(widths)])
-    encoded = _encode(loaded, texts, max_length)
+    encoded = encode_texts(loaded, texts, max_length)
     lengths = np.array([len(ids) for ids in encoded], dtype=np.int64)
     total = int(lengths.sum())
     if total == 0:
@@ -116,54 +187,11 @@ def capture_activations(
     position = np.concatenate([np.arange(n, dtype=np.int32) for n in lengths])
     token_ids = np.concatenate([np.asarray(ids, dtype=np.int64) for ids in encoded if ids])
 
-    owner = object()
-    state = {"row": 0, "keep": None}
-
-    def make_hook(slot: int):
+    def store(slot: int, first_row: int, rows: torch.Tensor) -> None:
         lo, hi = int(offsets[slot]), int(offsets[slot + 1])
+        matrix[first_row : first_row + rows.shape[0], lo:hi] = rows.numpy()
 
-        def hook(module, args):
-            if _active_capture.get() is not owner:
-                return None
-            hidden = args[0]  # (batch, seq, neurons)
-            rows = hidden[state["keep"]].float().cpu().numpy()  # (kept tokens, neurons)
-            start = state["row"]
-            matrix[start : start + rows.shape[0], lo:hi] = rows
-            return None
-
-        return hook
-
-    pad_id = loaded.tokenizer.pad_token_id
-    pad_id = 0 if pad_id is None else int(pad_id)
-    order = [i for i in range(len(encoded)) if encoded[i]]
-    token = _active_capture.set(owner)
-    handles = []
-    try:
-        with loaded.hook_lock:
-            for slot, layer in enumerate(layers):
-                module = arch.down_module(loaded.model, layer)
-                handles.append(module.register_forward_pre_hook(make_hook(slot)))
-        for b in range(0, len(order), batch_size):
-            batch = order[b : b + batch_size]
-            longest = max(len(encoded[i]) for i in batch)
-            ids = torch.full((len(batch), longest), pad_id, dtype=torch.long)
-            attention = torch.zeros((len(batch), longest), dtype=torch.long)
-            for row, i in enumerate(batch):
-                ids[row, : len(encoded[i])] = torch.tensor(encoded[i])
-                attention[row, : len(encoded[i])] = 1
-            state["keep"] = attention.bool().to(loaded.device)
-            with torch.inference_mode():
-                loaded.model(
-                    input_ids=ids.to(loaded.device), attention_mask=attention.to(loaded.device)
-                )
-            state["row"] += int(attention.sum())
-            if on_batch is not None:
-                on_batch(min(b + batch_size, len(order)), len(order))
-    finally:
-        with loaded.hook_lock:
-            for handle in handles:
-                handle.remove()
-        _active_capture.reset(token)
+    forward_tokens(loaded, encoded, layers, store, batch_size=batch_size, on_batch=on_batch)
     if isinstance(matrix, np.memmap):
         matrix.flush()
     names = list(datasets or ["texts"])

@@ -7,7 +7,6 @@ neuron, so memory stays (neurons × k) however many tokens go through.
 
 from __future__ import annotations
 
-import contextvars
 import json
 import time
 from collections.abc import Callable, Sequence
@@ -34,9 +33,6 @@ RIGHT_CONTEXT = 3  # tokens shown after the hit
 STAT_COLUMNS = ["mean", "std", "min", "max", "mean_abs", "positive_share"]
 
 Progress = Callable[[float, str], None]
-_active_pass: contextvars.ContextVar[object | None] = contextvars.ContextVar(
-    "subnetscope_activation_stats", default=None
-)
 
 
 @dataclass
@@ -176,15 +172,14 @@ def compute_activation_stats(
     progress: Progress | None = None,
 ) -> ActivationStats:
     """Stats of every neuron over the (non-special, non-padding) tokens of `texts`."""
-    import torch
 
-    from engine.ica.capture import _encode
+    from engine.ica.capture import encode_texts, forward_tokens
 
     _check_options(top_k, max_length, batch_size, context)
     report = progress or (lambda fraction, message: None)
     started = time.monotonic()
     arch = loaded.architecture
-    encoded = _encode(loaded, texts, max_length)
+    encoded = encode_texts(loaded, texts, max_length)
     lengths = np.array([len(ids) for ids in encoded], dtype=np.int64)
     total = int(lengths.sum())
     if total == 0:
@@ -194,50 +189,15 @@ def compute_activation_stats(
     position_of_row = np.concatenate([np.arange(n, dtype=np.int32) for n in lengths])
 
     accumulators = [_LayerAccumulator(w, top_k) for w in arch.neurons_per_layer]
-    owner = object()
-    state: dict[str, Any] = {"keep": None, "row": 0}
 
-    def make_hook(layer: int):
-        def hook(module, args):
-            if _active_pass.get() is not owner:
-                return None
-            acts = args[0][state["keep"]].float().cpu()  # (kept tokens, neurons)
-            accumulators[layer].add(acts, state["row"])
-            return None
+    def accumulate(layer: int, first_row: int, rows: torch.Tensor) -> None:
+        accumulators[layer].add(rows, first_row)
 
-        return hook
+    def batch_done(done: int, of: int) -> None:
+        report(0.95 * done / of, f"{done}/{of} texts")
 
-    pad_id = loaded.tokenizer.pad_token_id
-    pad_id = 0 if pad_id is None else int(pad_id)
-    order = [i for i in range(len(encoded)) if encoded[i]]
-    token = _active_pass.set(owner)
-    handles = []
-    try:
-        with loaded.hook_lock:
-            for layer in range(arch.num_layers):
-                module = arch.down_module(loaded.model, layer)
-                handles.append(module.register_forward_pre_hook(make_hook(layer)))
-        for b in range(0, len(order), batch_size):
-            batch = order[b : b + batch_size]
-            longest = max(len(encoded[i]) for i in batch)
-            ids = torch.full((len(batch), longest), pad_id, dtype=torch.long)
-            attention = torch.zeros((len(batch), longest), dtype=torch.long)
-            for r, i in enumerate(batch):
-                ids[r, : len(encoded[i])] = torch.tensor(encoded[i])
-                attention[r, : len(encoded[i])] = 1
-            state["keep"] = attention.bool().to(loaded.device)
-            with torch.inference_mode():
-                loaded.model(
-                    input_ids=ids.to(loaded.device), attention_mask=attention.to(loaded.device)
-                )
-            state["row"] += int(attention.sum())
-            done = min(b + batch_size, len(order))
-            report(0.95 * done / len(order), f"{done}/{len(order)} texts")
-    finally:
-        with loaded.hook_lock:
-            for handle in handles:
-                handle.remove()
-        _active_pass.reset(token)
+    forward_tokens(loaded, encoded, range(arch.num_layers), accumulate, batch_size=batch_size,
+                   on_batch=batch_done)  # fmt: skip
 
     report(0.95, "decoding snippets")
     stats = _stats_table(accumulators, total)
