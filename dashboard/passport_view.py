@@ -45,16 +45,25 @@ def cached_space(source: str) -> NeuronSpace:
     return space_of(source)
 
 
-def _stamp() -> float:
-    """Changes when any job finishes or any diff is cached: the passport's inputs."""
-    from engine.paths import artifacts_dir, cache_root
+@st.cache_data(ttl=2.0, show_spinner=False)
+def _stamp() -> str:
+    """Changes when a job ends, a diff is cached or an adapter is saved: the passport's inputs
+    (read at most every 2 s, however often the page reruns)."""
+    import hashlib
 
-    folders = [cache_root() / "jobs", artifacts_dir() / "sparsity-diff", cache_root() / "adapters"]
-    return sum(f.stat().st_mtime_ns for f in folders if f.is_dir())
+    from engine.jobs import list_jobs
+    from engine.lora.catalog import saved_dir
+    from engine.paths import artifacts_dir
+
+    parts = [f"{v.id}:{v.status.state}" for v in list_jobs(limit=1000)]
+    for folder in (artifacts_dir() / "sparsity-diff", saved_dir()):
+        if folder.is_dir():
+            parts += sorted(p.name for p in folder.iterdir())
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()
 
 
 @st.cache_data(max_entries=64, show_spinner="Gathering what every view has computed…")
-def cached_passport(source: str, layer: int, neuron: int, _stamp_value: float) -> dict:
+def cached_passport(source: str, layer: int, neuron: int, _stamp_value: str) -> dict:
     p = passport(source, layer, neuron)
     return {"passport": p}
 
@@ -74,7 +83,7 @@ def pick_neuron(space: NeuronSpace) -> tuple[int, int]:
 def jump_to(source: str, space: NeuronSpace) -> None:
     """Notable neurons to jump to: the first of each known set."""
     try:
-        sets = [s for s in known_sets(space, 10) if s.area != "ica"]
+        sets = [s for s in cached_sets(source, 10, _stamp()) if s.area != "ica"]
     except SubnetScopeError:
         return
     options = {}
@@ -199,7 +208,7 @@ def _json(p: Passport) -> str:
 
 # --- overlaps -------------------------------------------------------------------------------------
 @st.cache_data(max_entries=8, show_spinner="Collecting the neuron sets of every view…")
-def cached_sets(source: str, top: int, _stamp_value: float) -> list[NeuronSet]:
+def cached_sets(source: str, top: int, _stamp_value: str) -> list[NeuronSet]:
     return known_sets(cached_space(source), top)
 
 
