@@ -285,11 +285,8 @@ def localization_panel(result: DiffResult, criterion: str) -> None:
 
 def neurons_panel(result: DiffResult, base: str, criterion: str) -> None:
     """The most updated MLP neurons, each linked to its passport on the base model."""
-    table = result.neurons(criterion)
+    table = result.neurons(criterion).sort_values("mean", ascending=False, kind="stable")
     roles = [r for r in ("up", "gate", "down") if r in table.columns]
-    table = table.assign(mean=table[roles].mean(axis=1)).sort_values(
-        "mean", ascending=False, kind="stable"
-    )
     st.markdown(
         f"**Most updated neurons** ({criterion}) — the changed share of each neuron's row of "
         "up/gate and column of down, and their mean"

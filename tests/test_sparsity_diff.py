@@ -136,6 +136,8 @@ def test_blocks_neurons_and_shells(planted) -> None:
     neurons = result.neurons("exact").set_index(["layer", "neuron"])
     assert neurons.loc[(0, 1), "up"] == pytest.approx(1 / 32)  # up rows are neurons (32 inputs)
     assert neurons.loc[(1, 47), "down"] == pytest.approx(1 / 32)  # down columns are neurons
+    roles = neurons[["up", "gate", "down"]]
+    assert neurons["mean"].to_numpy() == pytest.approx(roles.mean(axis=1).to_numpy())
     shells = shell_table(result, [16, 48], "exact")
     up0 = shells[(shells["layer"] == 0) & (shells["role"] == "up")].set_index("shell")
     # Planted up_proj rows 1, 2, 7 fall in shell [0, 16), row 40 in [16, 48).

@@ -28,10 +28,7 @@ def diff_neurons(path: Path) -> pd.DataFrame:
 def _diff_neurons(path: str, _stamp: int) -> pd.DataFrame:
     from engine.sparsity import DiffResult
 
-    table = DiffResult.load(Path(path)).neurons()
-    roles = [r for r in ("up", "gate", "down") if r in table.columns]
-    table["mean"] = table[roles].mean(axis=1) if roles else np.nan
-    return table
+    return DiffResult.load(Path(path)).neurons()
 
 
 def adapter_neurons(path: Path, source: str) -> pd.DataFrame:

@@ -100,7 +100,8 @@ class DiffResult:
 
     def neurons(self, criterion: str | float | None = None) -> pd.DataFrame:
         """Per MLP neuron (layer, neuron): the changed share of its weights in up, gate and down
-        (a neuron is a row of up/gate and a column of down; GPT-2's Conv1D the other way)."""
+        (a neuron is a row of up/gate and a column of down; GPT-2's Conv1D the other way), and
+        `mean`, their mean over the roles the model has."""
         label = parse_criterion(self.config.mask_criterion if criterion is None else criterion)
         frames = []
         mlp = self.tensors.drop_duplicates("tensor")
@@ -123,10 +124,12 @@ class DiffResult:
                 )
             )
         if not frames:
-            return pd.DataFrame(columns=["layer", "neuron", "up", "gate", "down"])
+            return pd.DataFrame(columns=["layer", "neuron", "up", "gate", "down", "mean"])
         long = pd.concat(frames, ignore_index=True)
         wide = long.pivot_table(index=["layer", "neuron"], columns="role", values="fraction")
-        return wide.reset_index().rename_axis(columns=None)
+        wide = wide.reset_index().rename_axis(columns=None)
+        roles = [r for r in ("up", "gate", "down") if r in wide.columns]
+        return wide.assign(mean=wide[roles].mean(axis=1))
 
     # --- files --------------------------------------------------------------------------------
     def save(self, folder: Path) -> Path:
