@@ -17,7 +17,6 @@ from dashboard.neuron_links import neuron_table
 from engine.errors import SubnetScopeError
 from engine.lora.adapters import AdapterSet, load_adapter_set
 from engine.lora.blend import DENSITY_METHODS, METHODS, SVD_METHODS, BlendResult, BlendSpec, blend
-from engine.models.architectures import Architecture
 
 HERE = "lora"
 WEIGHT_HELP = "wᵢ in Σ wᵢ·sᵢ·BᵢAᵢ (negative subtracts the adapter)"
@@ -308,23 +307,17 @@ def geometry_panel(picked: Picked, adapters: AdapterSet, spec: BlendSpec, source
     neurons_section(picked, adapters, spec, source)
 
 
-@st.cache_resource(max_entries=4, show_spinner=False)
-def _architecture(source: str) -> Architecture:
-    from engine.lora.adapters import base_shapes
-
-    return base_shapes(source)[0]  # from the config alone: no weights are loaded
-
-
 @st.cache_data(max_entries=32, show_spinner="Measuring each neuron's update…")
 def _neuron_norms(picked: Picked, spec: BlendSpec, name: str, source: str) -> pd.DataFrame:
     from engine.lora.neuron_norms import factor_neuron_norms
+    from engine.neurons.space import architecture_of  # from the config alone: no weights
 
     adapters = _adapter_set(picked)
     if name in adapters.names:
         factors = adapters.adapters[adapters.names.index(name)].factors
     else:
         factors = blended(picked, spec).factors
-    return factor_neuron_norms(factors, _architecture(source), name)
+    return factor_neuron_norms(factors, architecture_of(source), name)
 
 
 def neurons_section(picked: Picked, adapters: AdapterSet, spec: BlendSpec, source: str) -> None:
