@@ -49,7 +49,7 @@ def runs_page(jobs, cache, monkeypatch) -> AppTest:
     monkeypatch.setenv("SUBNETSCOPE_CACHE", str(cache))
     at = AppTest.from_file(APP, default_timeout=60)
     # Before its first run AppTest names a page by its file name, which is Runs' url_path too:
-    # the default (Model) page and its model load are skipped.
+    # the default (Home) page is skipped.
     return at.switch_page(RUNS)
 
 
@@ -173,6 +173,8 @@ def test_model_page_measures_perplexity_through_the_job_panel(tmp_path, monkeypa
     demo_model_dir().parent.mkdir(parents=True)
     demo_model_dir().symlink_to(real_demo, target_is_directory=True)
     at = AppTest.from_file(APP, default_timeout=180)
+    run(at)  # Home, the default page
+    at.switch_page("../pages/model.py")
     run(at)
     at.number_input(key="ppl_max_tokens").set_value(64)
     at.number_input(key="ppl_stride").set_value(32)
