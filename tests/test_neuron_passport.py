@@ -9,7 +9,6 @@ statistics, each made by the real engine code inside a succeeded job folder (no 
 from __future__ import annotations
 
 import contextlib
-import functools
 import json
 from pathlib import Path
 
@@ -35,8 +34,6 @@ def clear_caches() -> None:
     from engine.neurons import space
 
     space.architecture_of.cache_clear()
-    if isinstance(space._space, functools._lru_cache_wrapper):
-        space._space.cache_clear()
 
 
 def _finished(kind: str, params: dict, make) -> str:

@@ -20,6 +20,7 @@ class RunEntry:
     path: Path  # the result folder
     job_id: str
     is_demo: bool
+    model: str = ""  # the model the scores were computed on (the job's `model`)
 
 
 @dataclass
@@ -48,7 +49,7 @@ def list_runs(limit: int = 100) -> list[RunEntry]:
         label = (
             f"Demo: planted trigger · {what}" if demo else f"{p.get('model')} · {what} ({view.id})"
         )
-        entries.append(RunEntry(label, path, view.id, demo))
+        entries.append(RunEntry(label, path, view.id, demo, str(p.get("model", ""))))
     entries.sort(key=lambda e: not e.is_demo)
     return entries
 

@@ -99,14 +99,12 @@ def templates(space: NeuronSpace) -> list[TemplatesRef]:
 
 def pruning_runs(space: NeuronSpace) -> list[PruningRef]:
     from engine.attribution.results import list_runs
-    from engine.jobs import get_job
 
-    found = []
-    for entry in list_runs():
-        model = str(get_job(entry.job_id).spec.params.get("model", ""))
-        if _fits(space, model):
-            found.append(PruningRef(entry.label, entry.path, entry.job_id, model, entry.is_demo))
-    return found
+    return [
+        PruningRef(entry.label, entry.path, entry.job_id, entry.model, entry.is_demo)
+        for entry in list_runs()
+        if _fits(space, entry.model)
+    ]
 
 
 def adapters(space: NeuronSpace) -> list[AdapterRef]:
@@ -163,7 +161,7 @@ def diffs(space: NeuronSpace) -> list[DiffRef]:
         inputs = entry.manifest.get("inputs", {})
         base, tuned = _input_path(inputs.get("base", {})), _input_path(inputs.get("tuned", {}))
         criterion = str(summary.get("mask_criterion", ""))
-        if (base, tuned, criterion) in seen or not summary.get("config", {}).get("masks", True):
+        if (base, tuned, criterion) in seen:  # neuron counts are kept with or without masks
             continue
         job_id, step = _owning_job(tuned)
         kind, model = None, ""

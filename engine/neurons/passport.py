@@ -126,7 +126,7 @@ def _ica(space: NeuronSpace, layer: int, neuron: int) -> pd.DataFrame:
         mix = tables.mixing(ref.path)
         flat = tables.feature_index(tpl, space.widths, layer, neuron)
         for component in tpl.component_ids:
-            key = (layer, neuron) in set(tpl.neurons(component))
+            key = neuron in tpl.components[component].get(layer, ())
             row = {"templates": ref.label, "component": component, "key": key,
                    "size": tpl.size(component), "weight": math.nan, "z": math.nan,
                    "rank": None}  # fmt: skip
@@ -148,8 +148,6 @@ def _ica(space: NeuronSpace, layer: int, neuron: int) -> pd.DataFrame:
 
 
 def _attribution(space: NeuronSpace, layer: int, neuron: int) -> pd.DataFrame:
-    from engine.attribution.pruning import load_neuron_list
-
     rows = []
     for ref in catalog.pruning_runs(space):
         cands = tables.candidates(ref.path)
@@ -159,14 +157,13 @@ def _attribution(space: NeuronSpace, layer: int, neuron: int) -> pd.DataFrame:
                          "selected": False, "job_id": ref.job_id})  # fmt: skip
             continue
         r = hit.iloc[0]
-        selected, _ = load_neuron_list(ref.path / "neurons.json")
         rows.append({
             "run": ref.label, "model": ref.model, "rank": int(r["rank"]), "of": len(cands),
             "R_general": float(r["R_general"]), "R_target": float(r["R_target"]),
             "differential": float(r["differential"]),
             "wanda": float(r["wanda"]) if "wanda" in r else math.nan,
             "wanda_rank": int(r["wanda_rank"]) if "wanda_rank" in r else None,
-            "selected": any(s.layer == layer and s.neuron == neuron for s in selected),
+            "selected": (layer, neuron) in tables.selected(ref.path),
             "job_id": ref.job_id,
         })  # fmt: skip
     return pd.DataFrame(rows, columns=["run", "model", "rank", "of", "R_general", "R_target",
@@ -219,12 +216,10 @@ def _adapters(space: NeuronSpace, layer: int, neuron: int) -> pd.DataFrame:
 
 
 def _activation(space: NeuronSpace, layer: int, neuron: int) -> tuple[dict | None, pd.DataFrame]:
-    from engine.neurons.activations import load_activation_stats
-
     runs = catalog.activation_runs(space)
     if not runs:
         return None, pd.DataFrame(columns=["rank", "value", "left", "token", "right"])
-    stats = tables.cached(runs[0].path, load_activation_stats)
+    stats = tables.activation_stats(runs[0].path)
     row, snippets = stats.neuron(layer, neuron)
     row |= {"dataset": stats.meta.get("dataset"), "tokens": stats.meta.get("tokens"),
             "model": runs[0].model}  # fmt: skip
@@ -246,14 +241,15 @@ def _missing(model: str, space: NeuronSpace, p: Passport) -> list[Missing]:
         out.append(Missing("pruning", "No SparC3 run (LRP / Wanda scores) on this layout.",
                            "prune.sparc3", params))  # fmt: skip
     diffed = set(p.updates["run"].dropna()) if not p.updates.empty else set()
-    for run in catalog.training_runs(space):
+    runs = catalog.training_runs(space)
+    for run in runs:
         if run.job_id in diffed:
             continue
         what = catalog.TRAIN_KINDS[run.kind]
         out.append(Missing("updates", f"{what} run {run.job_id} has checkpoints but no diff yet.",
                            "sparsity.series", {"base": str(run.result / "base"),
                                                "run_dir": str(run.result)}))  # fmt: skip
-    if p.updates.empty and not catalog.training_runs(space):
+    if p.updates.empty and not runs:
         out.append(Missing("updates", "No fine-tuning run to diff: an RL run tracks its updates.",
                            "train.grpo", {"model": model}))  # fmt: skip
     if p.adapters.empty:

@@ -58,14 +58,10 @@ def architecture_of(source: str) -> Architecture:
     return base_shapes(str(source))[0]
 
 
-def _space(source: str) -> NeuronSpace:
-    architecture = architecture_of(source)
-    return NeuronSpace(architecture.family, tuple(architecture.neurons_per_layer))
-
-
 def space_of(source: str) -> NeuronSpace:
     """The neuron space of a model source, from its config alone (no weights are read)."""
-    return _space(str(source))
+    architecture = architecture_of(str(source))
+    return NeuronSpace(architecture.family, tuple(architecture.neurons_per_layer))
 
 
 def try_space_of(source: str | None) -> NeuronSpace | None:
