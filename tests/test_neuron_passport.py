@@ -301,6 +301,23 @@ def test_parse_set_reads_every_spec_form(workspace, tmp_path):
     from_file = parse_set(f"list:{file}", space)
     assert from_file.neurons == {(1, 5), (0, 9)} and from_file.spec == "list:mine"
 
+    # a pruned-neuron list as the pruning page exports it (neurons plus metadata)
+    pruned = tmp_path / "pruned.json"
+    entries = [{"layer": 0, "neuron": 3, "score": -1.0}]
+    pruned.write_text(json.dumps({"metadata": {"method": "lrp"}, "neurons": entries}))
+    assert parse_set(f"list:{pruned}", space).neurons == {(0, 3)}
+    broken = tmp_path / "broken.json"
+    broken.write_text("[{'layer': 1")
+    with pytest.raises(SubnetScopeError, match="is not valid JSON"):
+        parse_set(f"list:{broken}", space)
+
+
+def test_mask_criteria_order_from_coarse_to_fine():
+    from engine.neurons.sets import criterion_fineness
+
+    labels = ["1e-05", "exact", "1e-06", "0.001"]
+    assert sorted(labels, key=criterion_fineness) == ["0.001", "1e-05", "1e-06", "exact"]
+
 
 @pytest.mark.parametrize(
     ("spec", "message"),

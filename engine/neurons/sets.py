@@ -77,16 +77,23 @@ def pruning_set(space: NeuronSpace, n: int = DEFAULT_TOP, ref: str | None = None
                      model=run.model, note=run.label, ranked=ranked)  # fmt: skip
 
 
+def criterion_fineness(label: str) -> float:
+    """Orders mask criteria from coarse to fine: τ labels by −τ; 'exact' (any stored change) and
+    other non-numeric labels count as τ = 0, the finest."""
+    try:
+        return -float(label)
+    except ValueError:
+        return 0.0
+
+
 def _final_diffs(space: NeuronSpace) -> list[catalog.DiffRef]:
     """One diff per run (its last diffed checkpoint, the finest criterion first), newest first."""
     picked: dict[str, catalog.DiffRef] = {}
     for d in catalog.diffs(space):
         owner = d.run_job or d.key
         best = picked.get(owner)
-        if best is None or (d.step or 0, -float(d.criterion or 0)) > (
-            best.step or 0,
-            -float(best.criterion or 0),
-        ):
+        rank = (d.step or 0, criterion_fineness(d.criterion))
+        if best is None or rank > (best.step or 0, criterion_fineness(best.criterion)):
             picked[owner] = d
     return list(picked.values())
 
@@ -133,17 +140,23 @@ def parse_neuron_list(text: str) -> frozenset[tuple[int, int]]:
 
 
 def list_set(text_or_file: str, name: str | None = None) -> NeuronSet:
+    """A user's neurons: typed (see `parse_neuron_list`), a pruned-neuron JSON list (read by
+    engine.attribution.pruning.load_neuron_list), or a text file of 'L I' lines."""
+    from engine.attribution.pruning import load_neuron_list
+
     path = Path(text_or_file).expanduser()
     if path.suffix in (".json", ".txt", ".csv") or path.is_file():
-        if not path.is_file():
+        if path.suffix == ".json":
+            neurons = frozenset((s.layer, s.neuron) for s in load_neuron_list(path)[0])
+        elif path.is_file():
+            neurons = parse_neuron_list(path.read_text(encoding="utf-8"))
+        else:
             raise SubnetScopeError(f"no neuron list at '{text_or_file}'")
-        text = path.read_text(encoding="utf-8")
-        if path.suffix == ".json" and text.lstrip().startswith("{"):  # a pruned-neuron list file
-            text = json.dumps(json.loads(text).get("neurons", []))
+        if not neurons:
+            raise SubnetScopeError(f"the neuron list '{path}' is empty")
         name = name or path.stem
     else:
-        text = text_or_file
-    neurons = parse_neuron_list(text)
+        neurons = parse_neuron_list(text_or_file)
     return NeuronSet(f"list:{name or text_or_file}", "list", name or "your list", neurons)
 
 
