@@ -63,9 +63,8 @@ def _stamp() -> str:
 
 
 @st.cache_data(max_entries=64, show_spinner="Gathering what every view has computed…")
-def cached_passport(source: str, layer: int, neuron: int, _stamp_value: str) -> dict:
-    p = passport(source, layer, neuron)
-    return {"passport": p}
+def cached_passport(source: str, layer: int, neuron: int, _stamp_value: str) -> Passport:
+    return passport(source, layer, neuron)
 
 
 def pick_neuron(space: NeuronSpace) -> tuple[int, int]:
@@ -126,30 +125,15 @@ def ica_section(p: Passport) -> None:
     st.dataframe(mine.drop(columns=["templates"]), hide_index=True, width="stretch", height=220)
 
 
-def attribution_section(p: Passport) -> None:
-    st.markdown("**Pruning scores (SparC3)** — does it carry the unwanted behaviour?")
-    if p.attribution.empty:
-        st.caption("No SparC3 run on this layout yet.")
+def table_section(title: str, table: pd.DataFrame, empty: str, chart=None, hide=()) -> None:
+    """One view's rows about the neuron: a chart of them when given, then the table."""
+    st.markdown(title)
+    if table.empty:
+        st.caption(empty)
         return
-    st.dataframe(p.attribution.drop(columns=["job_id"]), hide_index=True, width="stretch")
-
-
-def updates_section(p: Passport) -> None:
-    st.markdown("**Weight updates** — did SFT or RL move it?")
-    if p.updates.empty:
-        st.caption("No diffed run on this layout yet.")
-        return
-    st.altair_chart(charts.updates_chart(p.updates), width="stretch")
-    st.dataframe(p.updates.drop(columns=["key"]), hide_index=True, width="stretch")
-
-
-def adapters_section(p: Passport) -> None:
-    st.markdown("**LoRA adapters** — does an adapter write into it?")
-    if p.adapters.empty:
-        st.caption("No LoRA adapter on this layout yet.")
-        return
-    st.altair_chart(charts.adapter_roles_chart(p.adapters), width="stretch")
-    st.dataframe(p.adapters, hide_index=True, width="stretch")
+    if chart is not None:
+        st.altair_chart(chart(table), width="stretch")
+    st.dataframe(table.drop(columns=list(hide)), hide_index=True, width="stretch")
 
 
 def activation_section(p: Passport) -> None:
@@ -186,12 +170,28 @@ def missing_section(p: Passport) -> None:
 def passport_panel(source: str, space: NeuronSpace) -> None:
     jump_to(source, space)
     layer, neuron = pick_neuron(space)
-    p = cached_passport(source, layer, neuron, _stamp())["passport"]
+    p = cached_passport(source, layer, neuron, _stamp())
     findings(p)
     ica_section(p)
-    attribution_section(p)
-    updates_section(p)
-    adapters_section(p)
+    table_section(
+        "**Pruning scores (SparC3)** — does it carry the unwanted behaviour?",
+        p.attribution,
+        "No SparC3 run on this layout yet.",
+        hide=["job_id"],
+    )
+    table_section(
+        "**Weight updates** — did SFT or RL move it?",
+        p.updates,
+        "No diffed run on this layout yet.",
+        charts.updates_chart,
+        hide=["key"],
+    )
+    table_section(
+        "**LoRA adapters** — does an adapter write into it?",
+        p.adapters,
+        "No LoRA adapter on this layout yet.",
+        charts.adapter_roles_chart,
+    )
     activation_section(p)
     missing_section(p)
     st.download_button(
@@ -213,7 +213,8 @@ def cached_sets(source: str, top: int, _stamp_value: str) -> list[NeuronSet]:
 
 
 @st.cache_data(max_entries=16, show_spinner="Testing every pair of sets…")
-def cached_matrix(specs: tuple[str, ...], _sets: list[NeuronSet], widths: tuple[int, ...]):
+def cached_matrix(contents: tuple, _sets: list[NeuronSet], widths: tuple[int, ...]):
+    """Keyed by each set's name and neurons: an edited list of your own is a new matrix."""
     return overlap_matrix(_sets, widths)
 
 
@@ -258,7 +259,8 @@ def overlap_panel(source: str, space: NeuronSpace) -> None:
     if len(chosen) < 2:
         st.info("Pick two sets or more to compare (the views fill these as their jobs finish).")
         return
-    pairs = cached_matrix(tuple(s.spec for s in chosen), chosen, space.widths)
+    contents = tuple((s.spec, hash(s.neurons)) for s in chosen)
+    pairs = cached_matrix(contents, chosen, space.widths)
     st.altair_chart(
         charts.overlap_matrix_chart(pairs, [s.spec for s in chosen],
                                     "jaccard" if value == "Jaccard" else "q"),

@@ -107,6 +107,10 @@ def test_overlap_matrix_with_a_user_list(workspace, cache) -> None:
     [row] = pairs.to_dict(orient="records")
     assert {row["a"], row["b"]} == {"pruning:10", "list:yours"}
     assert row["shared"] == 3 and row["p_value"] < 0.01 and row["q_layered"] < 0.05
+    shorter = ", ".join(f"{r.layer}.{r.neuron}" for r in cands.head(2).itertuples())
+    at.text_area(key="passport_user_list").set_value(shorter).run()  # an edited list: recomputed
+    pairs = next(d.value for d in at.dataframe if "p_layered" in d.value.columns)
+    assert pairs.iloc[0]["shared"] == 2 and pairs.iloc[0]["size_b"] + pairs.iloc[0]["size_a"] == 12
     assert at.get("vega_lite_chart")
 
 
