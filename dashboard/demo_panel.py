@@ -12,18 +12,22 @@ _BADGES = {"ready": "✅", "building": "⏳", "failed": "❌", "missing": "▫�
 
 @st.cache_data(ttl=2.0, show_spinner=False)
 def _states(root: str) -> list[dict]:
-    """Part summaries of the cache at `root`, read from the job folders at most every 2 s,
-    however many pages rerun."""
     return [s.summary() for s in demo_status()]
+
+
+def part_states() -> list[dict]:
+    """The demo parts' summaries for the current cache, read from the job folders at most every
+    2 s, however many pages rerun (the sidebar and Home share them)."""
+    return _states(str(cache_root()))
 
 
 def demo_sidebar() -> None:
     """Refreshes itself while parts are being built; quiet once everything is ready."""
-    building = any(s["state"] == "building" for s in _states(str(cache_root())))
+    building = any(s["state"] == "building" for s in part_states())
 
     @st.fragment(run_every=2.0 if building else None)
     def panel() -> None:
-        current = _states(str(cache_root()))
+        current = part_states()
         ready = sum(s["state"] == "ready" for s in current)
         with st.expander(f"Demo workspace · {ready}/{len(current)} ready", expanded=False):
             for s in current:

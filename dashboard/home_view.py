@@ -5,7 +5,6 @@ from __future__ import annotations
 import streamlit as st
 
 from dashboard.navigation import SECTIONS, PageSpec
-from engine.demo import demo_status
 
 _STATE_WORDS = {
     "ready": ":green[:material/check_circle:] ready",
@@ -13,11 +12,6 @@ _STATE_WORDS = {
     "failed": ":red[:material/error:] failed (see Runs)",
     "missing": ":gray[:material/radio_button_unchecked:] not built yet",
 }
-
-
-@st.cache_data(ttl=2.0, show_spinner=False)
-def part_states() -> list[dict]:
-    return [s.summary() for s in demo_status()]
 
 
 def view_state(page: PageSpec, parts: list[dict]) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from dashboard import home_view as view
+from dashboard.demo_panel import part_states
 
 
 def main() -> None:
@@ -21,7 +22,7 @@ def main() -> None:
         "whether it belongs to an ICA network, whether RL moved it and whether an adapter "
         "writes into it."
     )
-    parts = view.part_states()
+    parts = part_states()
     left, right = st.columns([3, 2], gap="large")
     with left:
         view.views_section(parts)
