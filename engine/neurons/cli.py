@@ -93,29 +93,27 @@ def _sets(args: argparse.Namespace) -> int:
 def _overlap(args: argparse.Namespace) -> int:
     from engine.cli import print_json
     from engine.errors import SubnetScopeError
-    from engine.neurons.overlap import overlap, overlap_matrix
+    from engine.neurons.overlap import overlap_table, overlaps
 
     space, sets = _resolve(args)
     if len(sets) < 2:
         raise SubnetScopeError(f"an overlap needs two sets or more; got {len(sets)}")
-    table = overlap_matrix(sets, space.widths)
+    pairs = overlaps(sets, space.widths)
+    table = overlap_table(pairs)
     if args.json:
+        records = table.to_dict(orient="records")
+        if args.layers:
+            for record, pair in zip(records, pairs, strict=True):
+                record["layers"] = pair.layers.to_dict(orient="records")
         out = {"model": args.model,
                "sets": [{"spec": s.spec, "label": s.label, "size": len(s), "model": s.model}
                         for s in sets],
-               "pairs": table.to_dict(orient="records")}  # fmt: skip
-        if args.layers:
-            by_spec = {s.spec: s for s in sets}
-            for pair in out["pairs"]:
-                one = overlap(by_spec[pair["a"]], by_spec[pair["b"]], space.widths)
-                pair["layers"] = one.layers.to_dict(orient="records")
+               "pairs": records}  # fmt: skip
         print_json(out)
         return 0
-    shown = table.sort_values("p_layered").copy()
-    print(shown.to_string(index=False, float_format=lambda x: f"{x:.3g}"))
+    order = table["p_layered"].argsort(kind="stable").tolist()
+    print(table.iloc[order].to_string(index=False, float_format=lambda x: f"{x:.3g}"))
     if args.layers:
-        by_spec = {s.spec: s for s in sets}
-        for row in shown.itertuples():
-            one = overlap(by_spec[row.a], by_spec[row.b], space.widths)
-            print(f"\n{row.a} × {row.b}:\n{one.layers.to_string(index=False)}")
+        for i in order:
+            print(f"\n{pairs[i].a} × {pairs[i].b}:\n{pairs[i].layers.to_string(index=False)}")
     return 0

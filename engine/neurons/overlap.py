@@ -203,14 +203,23 @@ def benjamini_hochberg(p: Sequence[float]) -> np.ndarray:
     return out
 
 
-def overlap_matrix(sets: Sequence[NeuronSet], widths: Sequence[int]) -> pd.DataFrame:
-    """Every unordered pair of sets: one row of `Overlap.row()`, plus `q_layered`, the
-    Benjamini–Hochberg q-value of `p_layered` over all the pairs (the matrix is many tests)."""
+def overlaps(sets: Sequence[NeuronSet], widths: Sequence[int]) -> list[Overlap]:
+    """Every unordered pair of sets, each set's indicator built once."""
     specs = [s.spec for s in sets]
     if len(set(specs)) != len(specs):
         raise SubnetScopeError("two sets share a name; give each set once")
     flat: dict[str, np.ndarray] = {}
-    rows = [overlap(a, b, widths, flat).row() for a, b in itertools.combinations(sets, 2)]
-    table = pd.DataFrame(rows, columns=list(ROW_COLUMNS))
+    return [overlap(a, b, widths, flat) for a, b in itertools.combinations(sets, 2)]
+
+
+def overlap_table(pairs: Sequence[Overlap]) -> pd.DataFrame:
+    """One row of `Overlap.row()` per pair, plus `q_layered`, the Benjamini–Hochberg q-value of
+    `p_layered` over all the pairs (a matrix is many tests)."""
+    table = pd.DataFrame([p.row() for p in pairs], columns=list(ROW_COLUMNS))
     table["q_layered"] = benjamini_hochberg(table["p_layered"].to_numpy())
     return table
+
+
+def overlap_matrix(sets: Sequence[NeuronSet], widths: Sequence[int]) -> pd.DataFrame:
+    """`overlap_table` of every pair of `sets`."""
+    return overlap_table(overlaps(sets, widths))
