@@ -227,9 +227,13 @@ def test_a_passport_with_nothing_cached_lists_each_missing_job(workspace, tmp_pa
         "adapter": "train.lora",
         "activations": "neurons.activations",
     }
+    from engine.jobs import get_kind
+
     for m in p.missing:
         assert m.command.startswith(f"python -m engine jobs submit {m.job_kind} --params ")
         assert m.params["model"] == workspace["model"]
+        # every param is one its job kind takes: the listed command would start, not fail
+        assert set(m.params) <= set(get_kind(m.job_kind).defaults), m
     assert p.findings() == []
     out = json.loads(json.dumps(p.as_dict()))
     assert [m["area"] for m in out["missing"]] == [m.area for m in p.missing]
@@ -245,6 +249,9 @@ def test_a_finished_run_without_a_diff_is_listed_missing(workspace, tmp_path, mo
     [m] = [m for m in passport(workspace["model"], LAYER, NEURON).missing if m.area == "updates"]
     assert m.job_kind == "sparsity.series" and run in m.what
     assert m.params["run_dir"].endswith(f"{run}/result")
+    from engine.jobs import get_kind
+
+    assert set(m.params) <= set(get_kind(m.job_kind).defaults)
 
 
 def test_out_of_range_neurons_are_one_clear_error(workspace):
