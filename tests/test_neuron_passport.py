@@ -18,6 +18,7 @@ import torch
 from engine.errors import SubnetScopeError
 from engine.jobs import JobContext, api, files
 from engine.jobs.status_file import update_status
+from tests.artifact_support import quick_sparc3, quick_templates, write_prose
 from tests.tiny import save_tiny_folder
 
 LAYER, NEURON = 1, 5  # the planted neuron
@@ -83,8 +84,6 @@ def _planted_adapter(model: torch.nn.Module, folder: Path, base: str) -> Path:
 def built_workspace(root: Path, run_kind: str = "train.sft"):
     """Build the workspace under `root` and point the cache there while the block runs; the
     checkpoint that moved L1.5 belongs to a `run_kind` job."""
-    from engine.attribution.sparc3 import SparC3Config, run_sparc3
-    from engine.ica import BuildConfig, build_templates
     from engine.ica.jobs import TEMPLATES_FILE
     from engine.neurons.jobs import activations_job
     from engine.sparsity import diff
@@ -92,8 +91,7 @@ def built_workspace(root: Path, run_kind: str = "train.sft"):
     model_dir = root / "models" / "tiny-llama"
     loaded = save_tiny_folder(model_dir)
     model = str(model_dir)
-    prose = root / "prose.txt"
-    prose.write_text("\n\n".join(f"The {w} walked to the market at dawn." for w in "abcdefghij"))
+    prose = write_prose(root)
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("SUBNETSCOPE_CACHE", str(root / "cache"))
         mp.setenv("SUBNETSCOPE_MODEL_ROOTS", str(root / "models"))
@@ -101,15 +99,10 @@ def built_workspace(root: Path, run_kind: str = "train.sft"):
         clear_caches()
 
         def ica(result: Path, view) -> None:
-            config = BuildConfig(model=model, datasets=(str(prose),), samples_per_ds=10,
-                                 components=3, percentile=90.0, max_length=32)  # fmt: skip
-            build_templates(config, result / TEMPLATES_FILE)
+            quick_templates(model, prose, result / TEMPLATES_FILE)
 
         def sparc3(result: Path, view) -> None:
-            config = SparC3Config(model=model, method="wanda", general_seeds=(0,),
-                                  general_samples=2, target_samples=2, generate=4, max_length=32,
-                                  num_neurons=8, eval_nums=(0, 8), eval_max_tokens=64)  # fmt: skip
-            run_sparc3(config, result)
+            quick_sparc3(model, result)
 
         def checkpoint(result: Path, view) -> None:
             tuned = save_tiny_folder(result / "checkpoint-2").model

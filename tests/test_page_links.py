@@ -16,6 +16,7 @@ import torch
 from streamlit.testing.v1 import AppTest
 
 from dashboard.neuron_links import passport_params, passport_url
+from tests.artifact_support import quick_sparc3, quick_templates, write_prose
 from tests.page_support import APP, show_view
 from tests.tiny import save_tiny_folder, tiny_model
 
@@ -74,15 +75,11 @@ def _assert_passport_selects(params: dict[str, str]) -> None:
 # pruning ----------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def pruning_run(tmp_path_factory) -> dict[str, Path]:
-    from engine.attribution.sparc3 import SparC3Config, run_sparc3
 
     root = tmp_path_factory.mktemp("links-pruning")
     folder = root / "models" / "tiny-llama"
     save_tiny_folder(folder)
-    config = SparC3Config(model=str(folder), method="wanda", general_seeds=(0,),
-                          general_samples=2, target_samples=2, generate=4, max_length=32,
-                          num_neurons=8, eval_nums=(0, 8), eval_max_tokens=64)  # fmt: skip
-    run_sparc3(config, root / "result")
+    quick_sparc3(folder, root / "result")
     return {"models": root / "models", "model": folder, "result": root / "result"}
 
 
@@ -104,16 +101,11 @@ def test_pruning_candidates_link_to_the_runs_model(pruning_run, tmp_path, monkey
 # ICA --------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def ica_templates(tmp_path_factory) -> dict[str, Path]:
-    from engine.ica import BuildConfig, build_templates
 
     root = tmp_path_factory.mktemp("links-ica")
     folder = root / "models" / "tiny-llama"
     save_tiny_folder(folder)
-    prose = root / "prose.txt"
-    prose.write_text("\n\n".join(f"The {w} walked to the market at dawn." for w in "abcdefghij"))
-    config = BuildConfig(model=str(folder), datasets=(str(prose),), samples_per_ds=10,
-                         components=3, percentile=90.0, max_length=32)  # fmt: skip
-    templates = build_templates(config, root / "templates" / "templates.json")
+    templates = quick_templates(folder, write_prose(root), root / "templates" / "templates.json")
     return {"models": root / "models", "model": folder, "templates": templates.path}
 
 

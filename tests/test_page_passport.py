@@ -10,6 +10,7 @@ from streamlit.testing.v1 import AppTest
 
 from engine.jobs import api, files
 from engine.jobs.status_file import update_status
+from tests.artifact_support import quick_sparc3
 from tests.page_support import APP, show_view
 from tests.tiny import save_tiny_folder
 
@@ -32,16 +33,11 @@ def workspace(tmp_path_factory) -> dict[str, Path]:
 
 @pytest.fixture
 def cache(workspace, tmp_path, monkeypatch) -> Path:
-    from engine.attribution.sparc3 import SparC3Config, run_sparc3
-
     monkeypatch.setenv("SUBNETSCOPE_CACHE", str(tmp_path / "cache"))
     monkeypatch.setenv("SUBNETSCOPE_MODEL_ROOTS", str(workspace["models"]))
     monkeypatch.setattr(api, "get_runner", lambda backend: _NoProcess())
-    config = SparC3Config(model=str(workspace["model"]), method="wanda", general_seeds=(0, 1),
-                          general_samples=3, target_samples=4, generate=4, max_length=32,
-                          num_neurons=12, eval_nums=(0, 12), eval_max_tokens=64)  # fmt: skip
-    view = api.submit("prune.sparc3", config.to_params())
-    run_sparc3(config, view.path / files.RESULT)
+    view = api.submit("prune.sparc3", {"model": str(workspace["model"]), "method": "wanda"})
+    quick_sparc3(workspace["model"], view.path / files.RESULT)
     update_status(view.path, state="succeeded", fraction=1.0)
     st.cache_data.clear()
     return tmp_path / "cache"
