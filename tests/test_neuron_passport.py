@@ -349,3 +349,24 @@ def test_a_list_outside_the_layout_fails_the_overlap(workspace):
     sets = [parse_set("pruning:5", space), parse_set("list:1.48,0.2", space)]
     with pytest.raises(SubnetScopeError, match="names neuron 1.48, outside this model's layers"):
         overlap_matrix(sets, space.widths)
+
+
+def test_an_adapter_without_mlp_modules_writes_into_no_neuron(workspace, tmp_path, monkeypatch):
+    """PEFT's default LoRA targets attention only: such an adapter has no ΔW on any neuron and
+    must not be ranked first or called out as writing into it."""
+    from engine.neurons.passport import passport
+    from tests.lora_support import save_tiny_adapter
+    from tests.tiny import tiny_model
+
+    monkeypatch.setenv("SUBNETSCOPE_CACHE", str(tmp_path / "cache"))
+    folder = tmp_path / "cache" / "adapters" / "attention-only"
+    save_tiny_adapter(tiny_model("llama").model, folder, base=workspace["model"],
+                      targets=("q_proj", "v_proj"))  # fmt: skip
+    p = passport(workspace["model"], LAYER, NEURON)
+    [row] = p.adapters.to_dict("records")
+    assert row["adapter"] == "attention-only"
+    assert row["total"] != row["total"] and row["rank"] is None  # NaN: not ranked
+    findings = "\n".join(p.findings())
+    assert "writes into it" not in findings
+    assert f"attention-only targets no MLP projection of layer {LAYER}" in findings
+    assert "No adapter writes into it more" not in findings

@@ -85,11 +85,16 @@ class Passport:
                 f"{r.kind} moved it: {r.mean:.1%} of its weights changed (layer mean "
                 f"{r.layer_mean:.1%}; {r.top_share:.1%} of neurons changed as much or more)."
             )
+        writes = False
         for r in self.adapters.itertuples():
-            if r.top_share <= TOP_SHARE:
+            if pd.isna(r.total):
+                lines.append(f"Adapter {r.adapter} targets no MLP projection of layer "
+                             f"{self.layer}.")  # fmt: skip
+            elif r.top_share <= TOP_SHARE:
+                writes = True
                 lines.append(f"Adapter {r.adapter} writes into it: ‖ΔW‖ {r.total:.3g}, "
                              f"top {r.top_share:.1%} of neurons.")  # fmt: skip
-        if self.adapters.shape[0] and not any("Adapter" in line for line in lines):
+        if self.adapters["total"].notna().any() and not writes:
             lines.append(f"No adapter writes into it more than most neurons "
                          f"(none ranks it in its top {TOP_SHARE:.0%}).")  # fmt: skip
         if self.activation is not None:
@@ -204,12 +209,13 @@ def _adapters(space: NeuronSpace, layer: int, neuron: int) -> pd.DataFrame:
             continue
         r = hit.iloc[0]
         total = float(r["total"])
+        ranked = not math.isnan(total)  # NaN: the adapter targets no MLP projection here
         rows.append({
             "adapter": ref.name, "model": ref.model,
             **{role: float(r[role]) for role in ("up", "gate", "down")}, "total": total,
-            "rank": int((table["total"] > total).sum()) + 1,
+            "rank": int((table["total"] > total).sum()) + 1 if ranked else None,
             "of": int(table["total"].notna().sum()),
-            "top_share": _share_at_or_above(table["total"], total),
+            "top_share": _share_at_or_above(table["total"], total) if ranked else math.nan,
         })  # fmt: skip
     return pd.DataFrame(rows, columns=["adapter", "model", "up", "gate", "down", "total", "rank",
                                        "of", "top_share"])  # fmt: skip
