@@ -79,7 +79,7 @@ def pick_neuron(space: NeuronSpace) -> tuple[int, int]:
     return int(layer), int(neuron)
 
 
-def jump_to(source: str, space: NeuronSpace) -> None:
+def jump_to(source: str) -> None:
     """Notable neurons to jump to: the first of each known set."""
     try:
         sets = [s for s in cached_sets(source, 10, _stamp()) if s.area != "ica"]
@@ -168,7 +168,7 @@ def missing_section(p: Passport) -> None:
 
 
 def passport_panel(source: str, space: NeuronSpace) -> None:
-    jump_to(source, space)
+    jump_to(source)
     layer, neuron = pick_neuron(space)
     p = cached_passport(source, layer, neuron, _stamp())
     findings(p)
