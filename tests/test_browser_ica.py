@@ -22,7 +22,7 @@ SMALL = {"model": "demo", "datasets": ["demo-general", "demo-code"], "samples_pe
 
 
 def test_browse_lesion_and_train(tmp_path) -> None:
-    from playwright.sync_api import sync_playwright
+    from playwright.sync_api import expect, sync_playwright
 
     with pytest.MonkeyPatch.context() as mp, sync_playwright() as pw:
         isolated_cache(mp, tmp_path / "cache")
@@ -41,7 +41,7 @@ def test_browse_lesion_and_train(tmp_path) -> None:
             page.get_by_role("button", name="Compare").click()
             page.wait_for_selector("text=neurons off", timeout=CONTENT_TIMEOUT_MS)
             wait_for_app(page)
-            assert page.get_by_text("Held-out perplexity").count() == 2
+            expect(page.get_by_text("Held-out perplexity")).to_have_count(2)
             page.screenshot(path=str(SHOTS / "ica-lesion.png"), full_page=True)
 
             page.get_by_text("Masked SFT", exact=True).click()

@@ -21,7 +21,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
 
 def test_runs_survive_a_dashboard_restart(tmp_path) -> None:
-    from playwright.sync_api import sync_playwright
+    from playwright.sync_api import expect, sync_playwright
 
     with pytest.MonkeyPatch.context() as mp, sync_playwright() as pw:
         isolated_cache(mp, tmp_path / "cache")
@@ -56,6 +56,6 @@ def test_runs_survive_a_dashboard_restart(tmp_path) -> None:
             for job_id, state in ((perplexity.id, "succeeded"), (sleeper.id, "cancelled")):
                 page.goto(f"{url}/runs?job={job_id}")
                 wait_for_app(page)
-                assert page.get_by_text(state, exact=True).first.is_visible()
+                expect(page.get_by_text(state, exact=True).first).to_be_visible()
                 assert page.locator('[data-testid="stException"]').count() == 0
         browser.close()

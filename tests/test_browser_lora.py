@@ -22,9 +22,9 @@ QUICK = {"model": "demo", "steps": 3, "batch_size": 2, "max_length": 32, "lora_r
 SOURCES = ("demo-general", "demo-code", "demo-arithmetic")
 
 
-def metric(page, label: str) -> str:
+def metric(page, label: str):
     box = page.locator('[data-testid="stMetric"]').filter(has_text=label)
-    return box.locator('[data-testid="stMetricValue"]').inner_text()
+    return box.locator('[data-testid="stMetricValue"]')
 
 
 def slide(page, key: str, end: str) -> None:
@@ -42,7 +42,7 @@ def show(page, view: str) -> None:
 
 
 def test_blend_live_save_and_relora(tmp_path) -> None:
-    from playwright.sync_api import sync_playwright
+    from playwright.sync_api import expect, sync_playwright
 
     with pytest.MonkeyPatch.context() as mp, sync_playwright() as pw:
         cache = isolated_cache(mp, tmp_path / "cache")
@@ -56,11 +56,13 @@ def test_blend_live_save_and_relora(tmp_path) -> None:
             wait_for_app(page)
             page.wait_for_selector("text=Generations side by side", timeout=CONTENT_TIMEOUT_MS)
             page.screenshot(path=str(SHOTS / "lora-generations.png"), full_page=True)
-            before = metric(page, "Blend error")
+            before = metric(page, "Blend error").inner_text()
 
             # Drag the first adapter's slider to its end: the blend is recomputed and regenerated.
+            # The slider sends its value after a debounce, so the script may not have started when
+            # the page first looks idle: wait for the metric itself to move.
             slide(page, "lora_w_0", "End")
-            assert metric(page, "Blend error") != before
+            expect(metric(page, "Blend error")).not_to_have_text(before, timeout=CONTENT_TIMEOUT_MS)
 
             show(page, "Delta map")
             page.wait_for_selector("text=Delta activations", timeout=CONTENT_TIMEOUT_MS)
@@ -78,6 +80,10 @@ def test_blend_live_save_and_relora(tmp_path) -> None:
 
             show(page, "Train")
             show(page, "ReLoRA")
+            # LoRA's form has a "Steps" field too: fill only once ReLoRA's own form is drawn.
+            page.get_by_label("Merge and reset every k steps", exact=True).wait_for(
+                timeout=CONTENT_TIMEOUT_MS
+            )
             for label, value in (("Steps", "4"), ("Merge and reset every k steps", "3")):
                 page.get_by_label(label, exact=True).fill(value)
                 page.get_by_label(label, exact=True).press("Enter")
