@@ -51,7 +51,11 @@ def launch_browser(pw):
 
 
 def wait_for_app(page) -> None:
-    """Content arrives over the websocket after the HTML: wait for a heading and an idle script."""
+    """Content arrives over the websocket after the HTML: wait for a heading and an idle script.
+
+    After a click or a key press the rerun may not have started yet (sliders debounce, the
+    websocket is asynchronous), so an idle page then proves nothing: wait for the content the
+    interaction brings (`expect(...)`) before reading it."""
     page.wait_for_selector('[data-testid="stMain"] h1', timeout=CONTENT_TIMEOUT_MS)
     # The status widget shows only after a delay: a quick page can look idle mid-run without this.
     page.wait_for_selector(

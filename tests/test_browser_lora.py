@@ -66,7 +66,9 @@ def test_blend_live_save_and_relora(tmp_path) -> None:
 
             show(page, "Delta map")
             page.wait_for_selector("text=Delta activations", timeout=CONTENT_TIMEOUT_MS)
-            assert page.locator('[data-testid="stVegaLiteChart"]').count() >= 1
+            expect(page.locator('[data-testid="stVegaLiteChart"]').first).to_be_visible(
+                timeout=CONTENT_TIMEOUT_MS
+            )
             slide(page, "lora_w_1", "Home")  # weight −1: the blend moves away from that adapter
             page.screenshot(path=str(SHOTS / "lora-deltas.png"), full_page=True)
 

@@ -39,8 +39,8 @@ def test_from_the_top_candidate_to_its_passport_and_the_overlaps(tmp_path) -> No
             wait_for_app(page)
             assert "/passport?" in page.url and f"neuron={int(top['neuron'])}" in page.url
             main = page.locator('[data-testid="stMain"]')
+            expect(main).to_contain_text("Pruning candidate #1 of", timeout=CONTENT_TIMEOUT_MS)
             text = main.inner_text()
-            assert "Pruning candidate #1 of" in text
             assert re.search(r"ICA component|In no ICA component", text)
             assert re.search(r"GRPO \(RL\) (moved|did not move) it", text)
             assert re.search(r"Adapter planted writes into it|No adapter writes into it", text)
