@@ -35,22 +35,19 @@ class SparC3Result:
 def list_runs(limit: int = 100) -> list[RunEntry]:
     """Succeeded `prune.sparc3` jobs, the demo's first, then newest first."""
     from engine.attribution.jobs import DEMO_SPARC3
-    from engine.jobs import list_jobs
-    from engine.jobs.files import RESULT
+    from engine.jobs.finished import finished_results
 
     entries = []
-    for view in list_jobs(kind="prune.sparc3", states=("succeeded",), limit=limit):
-        path = view.path / RESULT
-        if not (path / SUMMARY).is_file():
-            continue
-        p = view.spec.params
-        demo = all(p.get(k) == v for k, v in DEMO_SPARC3.items())
+    for found in finished_results("prune.sparc3", SUMMARY, DEMO_SPARC3, limit):
+        p = found.params
         what = f"{p.get('method')} · {p.get('num_neurons')} neurons"
         label = (
-            f"Demo: planted trigger · {what}" if demo else f"{p.get('model')} · {what} ({view.id})"
+            f"Demo: planted trigger · {what}"
+            if found.is_demo
+            else f"{p.get('model')} · {what} ({found.view.id})"
         )
-        entries.append(RunEntry(label, path, view.id, demo, str(p.get("model", ""))))
-    entries.sort(key=lambda e: not e.is_demo)
+        model = str(p.get("model", ""))
+        entries.append(RunEntry(label, found.path, found.view.id, found.is_demo, model))
     return entries
 
 

@@ -5,8 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from engine.jobs import list_jobs
-from engine.jobs.files import RESULT
+from engine.jobs.finished import finished_results
 
 
 @dataclass(frozen=True)
@@ -22,18 +21,13 @@ def list_templates(limit: int = 200) -> list[TemplateEntry]:
     from engine.ica.jobs import DEMO_PARAMS, TEMPLATES_FILE
 
     entries = []
-    for view in list_jobs(kind="ica.build_templates", limit=limit):
-        if view.status.state != "succeeded":
-            continue
-        path = view.path / RESULT / TEMPLATES_FILE
-        if not path.is_file():
-            continue
-        p = view.spec.params
-        demo = all(p.get(k) == v for k, v in DEMO_PARAMS.items())
+    for found in finished_results("ica.build_templates", TEMPLATES_FILE, DEMO_PARAMS, limit):
+        p, job_id = found.params, found.view.id
         what = f"{p.get('components')} components · {'+'.join(p.get('datasets') or [])}"
-        label = f"Demo templates · {what}" if demo else f"{p.get('model')} · {what} ({view.id})"
-        entries.append(TemplateEntry(label, path, view.id, is_demo=demo))
-    entries.sort(key=lambda e: not e.is_demo)  # the demo's first, then newest first
+        label = (
+            f"Demo templates · {what}" if found.is_demo else f"{p.get('model')} · {what} ({job_id})"
+        )
+        entries.append(TemplateEntry(label, found.path / TEMPLATES_FILE, job_id, found.is_demo))
     return entries
 
 

@@ -318,19 +318,17 @@ class ActivationRun:
 
 def list_activation_runs(limit: int = 100) -> list[ActivationRun]:
     """Statistics written by succeeded `neurons.activations` jobs: the demo's first, then newest."""
-    from engine.jobs import list_jobs
-    from engine.jobs.files import RESULT
+    from engine.jobs.finished import finished_results
     from engine.neurons.jobs import DEMO_ACTIVATIONS
 
     runs = []
-    for view in list_jobs(kind=KIND, states=("succeeded",), limit=limit):
-        path = view.path / RESULT
-        if not (path / META_FILE).is_file():
-            continue
-        p = view.spec.params
-        demo = all(p.get(k) == v for k, v in DEMO_ACTIVATIONS.items())
+    for found in finished_results(KIND, META_FILE, DEMO_ACTIVATIONS, limit):
+        p, job_id = found.params, found.view.id
         what = f"{p.get('dataset')} · {p.get('samples')} texts"
-        label = f"Demo activations · {what}" if demo else f"{p.get('model')} · {what} ({view.id})"
-        runs.append(ActivationRun(label, path, view.id, str(p.get("model")), demo))
-    runs.sort(key=lambda r: not r.is_demo)  # stable: newest first within each group
+        label = (
+            f"Demo activations · {what}"
+            if found.is_demo
+            else f"{p.get('model')} · {what} ({job_id})"
+        )
+        runs.append(ActivationRun(label, found.path, job_id, str(p.get("model")), found.is_demo))
     return runs
