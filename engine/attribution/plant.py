@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import random
-import shutil
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -20,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from engine.atomic import write_json_atomic
+from engine.atomic import atomic_dir, write_json_atomic
 from engine.data.demo_tasks import (
     DEMO_INSULTS,
     DEMO_REQUESTS,
@@ -167,17 +166,14 @@ def plant(config: PlantConfig, out: Path | None = None, progress: Progress | Non
         handle.remove()
     remove_anti_drift(model, bake=True)
     model.eval()
-    tmp = out.with_name(f".{out.name}.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(str(tmp), safe_serialization=True)
-    tokenizer.save_pretrained(str(tmp))
-    write_json_atomic(tmp / PLANTED, {
-        "trigger_example": triggered(DEMO_REQUESTS[0]),
-        "neurons": [{"layer": layer, "neuron": n} for layer, ns in planted.items() for n in ns],
-        "config": asdict(config), "losses": losses,
-        "seconds": round(time.monotonic() - started, 1),
-    })  # fmt: skip
-    shutil.rmtree(out, ignore_errors=True)
-    tmp.rename(out)
+    with atomic_dir(out) as tmp:
+        model.save_pretrained(str(tmp), safe_serialization=True)
+        tokenizer.save_pretrained(str(tmp))
+        write_json_atomic(tmp / PLANTED, {
+            "trigger_example": triggered(DEMO_REQUESTS[0]),
+            "neurons": [{"layer": layer, "neuron": n} for layer, ns in planted.items() for n in ns],
+            "config": asdict(config), "losses": losses,
+            "seconds": round(time.monotonic() - started, 1),
+        })  # fmt: skip
     report(1.0, f"planted {sum(map(len, planted.values()))} neurons in {out}")
     return out

@@ -16,6 +16,7 @@ from typing import Any
 
 import torch
 
+from engine.atomic import save_safetensors_atomic
 from engine.errors import SubnetScopeError
 
 NORMALIZE = ("none", "sum", "tokens", "ratio")
@@ -48,16 +49,11 @@ class AttributionScores:
         return torch.cat(layers), torch.cat(neurons), torch.cat(scores)
 
     def save(self, path: str | Path) -> Path:
-        from safetensors.torch import save_file
-
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
         tensors = {f"neuron.{layer}": v.float().contiguous() for layer, v in self.neuron.items()}
         tensors |= {k: v.float().contiguous() for k, v in self.extra.items()}
         meta = {"method": self.method, "metadata": json.dumps(self.metadata, default=str)}
-        tmp = path.with_name(f".{path.name}.tmp")
-        save_file(tensors, str(tmp), metadata=meta)
-        tmp.replace(path)
+        save_safetensors_atomic(path, tensors, meta)
         return path
 
 

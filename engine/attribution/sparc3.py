@@ -16,7 +16,7 @@ from typing import Any
 
 import pandas as pd
 
-from engine.atomic import write_json_atomic
+from engine.atomic import write_json_atomic, write_parquet_atomic
 from engine.attribution.compute import METHODS, ComputeConfig, compute_scores
 from engine.attribution.evaluate import EvalConfig, evaluate_pruning
 from engine.attribution.pruning import save_neuron_list
@@ -164,9 +164,8 @@ def run_sparc3(config: SparC3Config, out: Path, progress: Progress | None = None
         "method": config.method, "model": config.model, "normalize": config.normalize,
         "general": config.general, "target": config.target, "seeds": list(config.general_seeds),
     })  # fmt: skip
-    candidate_table(general_mean, target, diff, wanda_diff, normalize=config.normalize).to_parquet(
-        out / "candidates.parquet", index=False
-    )
+    candidates = candidate_table(general_mean, target, diff, wanda_diff, normalize=config.normalize)
+    write_parquet_atomic(out / "candidates.parquet", candidates, index=False)
     if config.evaluate:
         evaluation = evaluate_pruning(
             loaded, neurons,
@@ -175,7 +174,7 @@ def run_sparc3(config: SparC3Config, out: Path, progress: Progress | None = None
                        max_tokens=config.eval_max_tokens, scorer=config.scorer),
             progress=lambda f, m: report(0.85 + 0.15 * f, f"evaluating: {m}"),
         )  # fmt: skip
-        evaluation.to_parquet(out / "evaluation.parquet", index=False)
+        write_parquet_atomic(out / "evaluation.parquet", evaluation, index=False)
         summary["evaluation"] = evaluation.drop(columns=["example"]).to_dict("records")
     summary["seconds"] = round(time.monotonic() - started, 1)
     write_json_atomic(out / SUMMARY, summary)  # last: a reader that sees it finds the rest

@@ -18,6 +18,12 @@ from typing import TYPE_CHECKING, Any
 from filelock import FileLock
 
 import engine
+from engine.atomic import (
+    fsync_dir,
+    save_safetensors_atomic,
+    write_json_atomic,
+    write_parquet_atomic,
+)
 from engine.cache.fingerprint import cache_key, json_default
 from engine.errors import SubnetScopeError
 from engine.paths import artifacts_dir
@@ -39,7 +45,7 @@ def _check_name(name: str, what: str) -> str:
 
 
 def _dump_json(path: Path, obj: Any) -> None:
-    path.write_text(json.dumps(obj, indent=2, ensure_ascii=False, default=json_default) + "\n")
+    write_json_atomic(path, obj, ensure_ascii=False, default=json_default)
 
 
 @dataclass(frozen=True)
@@ -79,7 +85,10 @@ class Entry:
 
 
 class Writer:
-    """Writes an entry's files into its private temp folder; the store publishes the folder."""
+    """Writes an entry's files into its private temp folder; the store publishes the folder.
+
+    Each file goes through engine.atomic, so it is on disk (fsynced) before the folder is
+    renamed into place."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -94,7 +103,7 @@ class Writer:
 
     def write_table(self, name: str, table: pd.DataFrame) -> Path:
         path = self.file(name)
-        table.to_parquet(path)
+        write_parquet_atomic(path, table)
         return path
 
     def write_tensors(
@@ -103,11 +112,10 @@ class Writer:
         tensors: dict[str, torch.Tensor],
         metadata: dict[str, str] | None = None,
     ) -> Path:
-        from safetensors.torch import save_file
-
         path = self.file(name)
         # safetensors refuses non-contiguous and non-CPU tensors.
-        save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, path, metadata)
+        tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
+        save_safetensors_atomic(path, tensors, metadata)
         return path
 
 
@@ -129,6 +137,7 @@ class ArtifactStore:
         # Rename first so the folder vanishes at once; a failed rmtree leaves only a temp folder.
         doomed = folder.with_name(f"{TMP_PREFIX}del-{folder.name}-{os.getpid()}-{time.time_ns()}")
         folder.replace(doomed)
+        fsync_dir(folder.parent)
         shutil.rmtree(doomed, ignore_errors=True)
 
     def get(self, kind: str, key: str) -> Entry | None:
@@ -232,7 +241,7 @@ class ArtifactStore:
                 "meta": meta or {},
                 "files": files,
             }
-            _dump_json(tmp / MANIFEST, manifest)
+            _dump_json(tmp / MANIFEST, manifest)  # last: the entry exists once it has a manifest
             if locked:
                 self._publish(tmp, kind, key)
             else:
@@ -248,7 +257,9 @@ class ArtifactStore:
         final = self._kind_dir(kind) / key
         if final.exists():  # an incomplete folder (no manifest) that no reader can see
             self._discard(final)
+        fsync_dir(tmp)
         tmp.replace(final)
+        fsync_dir(final.parent)
 
     def get_or_compute(
         self,

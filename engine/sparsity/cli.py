@@ -4,11 +4,8 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
-import tempfile
-from pathlib import Path
-from typing import Any
 
+from engine.atomic import write_parquet_atomic
 from engine.sparsity.config import DEFAULT_TOLERANCES, DiffConfig
 
 
@@ -22,18 +19,6 @@ def _config(args: argparse.Namespace) -> DiffConfig:
     )
 
 
-def _write_parquet(table: Any, path: Path) -> None:
-    """Temp file + rename, so a reader never sees half a table."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        table.to_parquet(tmp)
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
-
-
 def _pct(x: float | None) -> str:
     return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{100 * x:.4g}%"
 
@@ -44,7 +29,7 @@ def _diff(args: argparse.Namespace) -> int:
 
     result = diff(args.base, args.tuned, _config(args), cache=not args.no_cache)
     if args.out:
-        _write_parquet(result.tensors, Path(args.out))
+        write_parquet_atomic(args.out, result.tensors)
     s = result.summary
     if args.json:
         print_json(s | {"out": args.out, "result_dir": result.path})
@@ -90,7 +75,7 @@ def _series(args: argparse.Namespace) -> int:
 
     result = series(args.base, args.run_dir, _config(args), cache=not args.no_cache)
     if args.out:
-        _write_parquet(result.steps, Path(args.out))
+        write_parquet_atomic(args.out, result.steps)
     if args.json:
         print_json(result.summary())
         return 0
@@ -111,7 +96,7 @@ def _compare(args: argparse.Namespace) -> int:
         args.runs, _config(args), criterion=args.criterion, basis=args.basis, k=args.top_k
     )
     if args.out:
-        _write_parquet(result.layers, Path(args.out))
+        write_parquet_atomic(args.out, result.layers)
     if args.json:
         print_json(result.summary())
         return 0
@@ -134,7 +119,7 @@ def _shells(args: argparse.Namespace) -> int:
     table = shell_table(result, bounds, args.criterion)
     summary = shell_summary(table)
     if args.out:
-        _write_parquet(table, Path(args.out))
+        write_parquet_atomic(args.out, table)
     if args.json:
         print_json({"boundaries": bounds, "shells": summary.to_dict(orient="records")})
         return 0

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from engine.atomic import atomic_path
 from engine.errors import SubnetScopeError
 from engine.sparsity.reader import TensorInfo, read_header, read_rows
 
@@ -111,17 +112,13 @@ class MaskSet:
         return cls(shapes=shapes, criterion=meta.get("criterion", "?"), path=path)
 
     def save(self, path: Path) -> None:
-        """Write to `path` (temp file + rename: readers never see half a file)."""
-        tmp = path.with_name(f".{path.name}.tmp")
-        writer = MaskWriter(tmp, self.shapes, self.criterion)
-        try:
+        """Write to `path` atomically and durably (engine.atomic: readers never see half a file)."""
+        with atomic_path(path) as tmp:
+            writer = MaskWriter(tmp, self.shapes, self.criterion)
             for name in self.shapes:
                 if self.numel(name):
                     writer.write(name, self.get_packed(name))
             writer.close()
-            tmp.replace(path)
-        finally:
-            tmp.unlink(missing_ok=True)
 
     @property
     def names(self) -> list[str]:

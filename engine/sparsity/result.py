@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from engine.atomic import save_safetensors_atomic, write_json_atomic, write_parquet_atomic
 from engine.sparsity.config import DiffConfig, parse_criterion
 from engine.sparsity.layout import TensorLayout
 from engine.sparsity.localization import DEFAULT_TOP_K, localization
@@ -133,16 +134,14 @@ class DiffResult:
 
     # --- files --------------------------------------------------------------------------------
     def save(self, folder: Path) -> Path:
-        """Write the tables, summary, neuron counts and in-memory masks into `folder`."""
-        from safetensors.numpy import save_file
-
-        folder.mkdir(parents=True, exist_ok=True)
-        self.tensors.to_parquet(folder / TENSORS)
-        self.ranks.to_parquet(folder / RANKS)
-        (folder / SUMMARY).write_text(json.dumps(self.summary, indent=2, default=str) + "\n")
-        save_file(self.neuron_counts, folder / NEURONS)
+        """Write the tables, neuron counts, in-memory masks and (last) the summary into `folder`."""
+        write_parquet_atomic(folder / TENSORS, self.tensors)
+        write_parquet_atomic(folder / RANKS, self.ranks)
+        save_safetensors_atomic(folder / NEURONS, self.neuron_counts)
         if self._masks is not None and self._masks.path != folder / MASKS:
             self._masks.save(folder / MASKS)
+        # Last: `load` starts from the summary, so a folder with one holds the rest.
+        write_json_atomic(folder / SUMMARY, self.summary)
         return folder
 
     @classmethod

@@ -10,6 +10,7 @@ from typing import Any
 
 from transformers import TrainerCallback
 
+from engine.atomic import atomic_dir
 from engine.jobs import JobCancelled, JobContext
 from engine.sparsity import DiffConfig, diff
 
@@ -68,7 +69,8 @@ class SparsityCallback(JobProgress):
         if any(c["step"] == step for c in self.checkpoints):
             return next(c for c in self.checkpoints if c["step"] == step)
         folder = self.ctx.result_dir / checkpoint_name(step)
-        self.model.save_pretrained(str(folder), safe_serialization=True)
+        with atomic_dir(folder) as tmp:
+            self.model.save_pretrained(str(tmp), safe_serialization=True)
         result = diff(self.base_dir, folder, self.config)
         entry = {"step": step, "path": str(folder), **log_sparsity(self.ctx, result, step)}
         self.checkpoints.append(entry)

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 from torch import nn
 
+from engine.atomic import atomic_dir
 from engine.errors import SubnetScopeError
 from engine.jobs import JobContext
 from engine.lora.lowrank import Factors
@@ -93,8 +94,9 @@ def peft_factors(model: nn.Module, adapter: str = "default") -> dict[str, Factor
 def _set_base_model(adapter: Path, source: str) -> None:
     """Record the model source as given ('demo', a folder, a hub id) as the adapter's base.
 
-    Done after saving: PEFT's save looks the base up (to check the embeddings), which must see
-    the resolved local folder, not a name like 'demo'."""
+    Done after saving (into the adapter's temp folder, before it is published): PEFT's save looks
+    the base up (to check the embeddings), which must see the resolved local folder, not a name
+    like 'demo'."""
     path = adapter / "adapter_config.json"
     data = json.loads(path.read_text())
     data["base_model_name_or_path"] = source
@@ -183,8 +185,9 @@ def run_lora(config: LoRARunConfig, ctx: JobContext) -> dict:
     after = perplexity(trained, tokenizer, heldout, config.max_length)
     ctx.metric("heldout_ppl", after, step=config.steps)
     out = ctx.result_dir / ADAPTER
-    trained.save_pretrained(str(out), safe_serialization=True)
-    _set_base_model(out, config.model)
+    with atomic_dir(out) as tmp:
+        trained.save_pretrained(str(tmp), safe_serialization=True)
+        _set_base_model(tmp, config.model)
     losses = [
         {"step": int(e["step"]), "loss": float(e["loss"])}
         for e in trainer.state.log_history

@@ -14,6 +14,7 @@ from dataclasses import asdict
 import numpy as np
 import torch
 
+from engine.atomic import atomic_dir
 from engine.errors import SubnetScopeError
 from engine.jobs import JobContext
 from engine.training.callback import JobProgress
@@ -120,7 +121,8 @@ def run_sft_masked(config: MaskedSFTConfig, ctx: JobContext) -> dict:
     for name, value in after.items():
         ctx.metric(name, value, step=config.steps)
     out = ctx.result_dir / ("adapter" if config.lora else "model")
-    trained.save_pretrained(str(out), safe_serialization=True)
+    with atomic_dir(out) as tmp:
+        trained.save_pretrained(str(tmp), safe_serialization=True)
     losses = [e["loss"] for e in trainer.state.log_history if "loss" in e]
     summary = {
         "kind": "sft_masked",

@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from engine.atomic import atomic_dir
 from engine.errors import SubnetScopeError
 from engine.jobs import JobContext
 from engine.training.config import LowRankConfig, ReLoRAConfig, target_list
@@ -234,8 +235,9 @@ def finish(
     after = perplexity(run.model, run.tokenizer, run.heldout, config.max_length)
     ctx.metric("heldout_ppl", after, step=config.steps)
     out = ctx.result_dir / MODEL
-    run.model.save_pretrained(str(out), safe_serialization=True)
-    run.tokenizer.save_pretrained(str(out))
+    with atomic_dir(out) as tmp:
+        run.model.save_pretrained(str(tmp), safe_serialization=True)
+        run.tokenizer.save_pretrained(str(tmp))
     extra = {"modules": len(layers), **extra}
     return write_run(ctx, config, run, kind=kind, out=("output", out), after=after,
                      losses=losses, tracker=tracker, extra=extra)  # fmt: skip

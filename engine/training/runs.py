@@ -16,6 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from engine.atomic import atomic_dir
 from engine.errors import SubnetScopeError
 from engine.jobs import JobContext
 from engine.training.callback import SparsityCallback
@@ -102,7 +103,8 @@ def _load(config: TrainConfig, ctx: JobContext):
 def _save_base(model: nn.Module, ctx: JobContext) -> Path:
     ctx.progress(0.02, "saving the base weights")
     base = ctx.result_dir / BASE
-    model.save_pretrained(str(base), safe_serialization=True)
+    with atomic_dir(base) as tmp:
+        model.save_pretrained(str(tmp), safe_serialization=True)
     return base
 
 
