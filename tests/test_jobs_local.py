@@ -101,7 +101,8 @@ def test_cancel_escalates_to_sigkill_for_a_job_that_ignores_sigterm() -> None:
     assert done.status.state == "cancelled"
 
 
-def test_two_jobs_run_at_once() -> None:
+def test_two_jobs_run_at_once(monkeypatch) -> None:
+    monkeypatch.setenv("SUBNETSCOPE_MAX_JOBS", "2")  # two slots (the default here is one)
     first = submit("diagnostics.sleep", {"seconds": 3, "steps": 30})
     second = submit("diagnostics.sleep", {"seconds": 3, "steps": 30})
     wait_until(

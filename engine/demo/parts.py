@@ -10,6 +10,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from filelock import FileLock
+
 from engine.errors import SubnetScopeError
 from engine.jobs import JobStore, JobView, list_jobs, load_kinds, submit
 from engine.jobs.model import ACTIVE_STATES
@@ -92,17 +94,22 @@ def build_demo(
     retry_failed: bool = True,
     store: JobStore | None = None,
 ) -> list[JobView]:
-    """Submit the jobs of the parts that are missing (or failed); returns the submitted jobs."""
-    states = demo_status(store)
-    if only is not None and only not in {s.part.name for s in states}:
-        known = ", ".join(s.part.name for s in states)
-        raise SubnetScopeError(f"unknown demo part '{only}'; parts: {known}")
-    wanted = {"missing", "failed"} if retry_failed else {"missing"}
-    submitted = []
-    for state in states:
-        if (only and state.part.name != only) or state.state not in wanted:
-            continue
-        submitted.append(
-            submit(state.part.job_kind, dict(state.part.params), backend=backend, store=store)
-        )
-    return submitted
+    """Submit the jobs of the parts that are missing (or failed); returns the submitted jobs.
+
+    Idempotent across threads and processes: the look and the submits happen under one file
+    lock, so however many browser sessions, dashboards or shells ask at once, each part is
+    submitted once (the second asker sees the first one's job as building)."""
+    store = store or JobStore()
+    with FileLock(str(store.root / ".demo.lock"), timeout=120):
+        states = demo_status(store)
+        if only is not None and only not in {s.part.name for s in states}:
+            known = ", ".join(s.part.name for s in states)
+            raise SubnetScopeError(f"unknown demo part '{only}'; parts: {known}")
+        wanted = {"missing", "failed"} if retry_failed else {"missing"}
+        submitted = []
+        for state in states:
+            if (only and state.part.name != only) or state.state not in wanted:
+                continue
+            params = dict(state.part.params)
+            submitted.append(submit(state.part.job_kind, params, backend=backend, store=store))
+        return submitted

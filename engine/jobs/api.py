@@ -11,10 +11,10 @@ from typing import Any
 
 import engine
 from engine.errors import SubnetScopeError
-from engine.jobs import files
+from engine.jobs import files, queue
 from engine.jobs.model import ACTIVE_STATES, BACKENDS, JobSpec, JobStatus, JobView, Resources
 from engine.jobs.registry import get_kind
-from engine.jobs.runners import get_runner
+from engine.jobs.runners import check_slurm_resources, get_runner
 from engine.jobs.status_file import update_status
 from engine.jobs.store import JobStore, read_view
 
@@ -32,19 +32,27 @@ def submit(
     resources: Resources | None = None,
     store: JobStore | None = None,
 ) -> JobView:
-    """Create the job folder and start the job; returns at once."""
+    """Create the job folder and queue it (local) or hand it to SLURM; returns at once. A local
+    job starts when the queue gives it a slot (see engine.jobs.queue)."""
     if backend not in BACKENDS:
         raise SubnetScopeError(f"unknown backend '{backend}'; use one of {', '.join(BACKENDS)}")
     job_kind = get_kind(kind)
     if params is not None and not isinstance(params, dict):
         raise SubnetScopeError("job params must be a JSON object")
     store = store or JobStore()
+    resources = resources or Resources()
+    if not resources.mem_gb:
+        resources = replace(resources, mem_gb=job_kind.mem_gb)
+    if backend == "local":
+        queue.check_fits(resources.mem_gb, store.root)
+    else:
+        check_slurm_resources(resources)
     spec = JobSpec(
         id=_new_id(kind),
         kind=kind,
         params={**job_kind.defaults, **(params or {})},
         backend=backend,
-        resources=resources or Resources(),
+        resources=resources,
         engine_version=engine.__version__,
     )
     job_dir = store.root / spec.id
@@ -52,9 +60,13 @@ def submit(
     (job_dir / files.RESULT).mkdir()
     (job_dir / files.LOG).touch()
     (job_dir / files.EVENTS).touch()
-    files.write_json_atomic(job_dir / files.SPEC, spec.to_json())
+    # The status first, the spec last: a folder with a spec always has a status to read.
     files.write_json_atomic(job_dir / files.STATUS, JobStatus(message="queued").to_json())
+    files.write_json_atomic(job_dir / files.SPEC, spec.to_json())
     view = JobView(job_dir, spec, JobStatus())
+    store.upsert(view)
+    if backend == "local":
+        return refresh(view, store)  # moves the queue: the job may start at once
     try:
         launched = get_runner(backend).launch(view)
     except SubnetScopeError as exc:
@@ -67,19 +79,28 @@ def submit(
     return view
 
 
-def refresh(view: JobView, store: JobStore | None = None) -> JobView:
-    """Re-read the folder; for an active job, ask its runner whether it is really still going."""
+def refresh(view: JobView, store: JobStore | None = None, *, pumped: bool = False) -> JobView:
+    """Re-read the folder; for an active job, ask its runner (or the local queue) whether it is
+    really still going. `pumped`: the caller has just moved the queue."""
+    store = store or JobStore(view.path.parent)
     fresh = read_view(view.path) or view
-    if fresh.status.state in ACTIVE_STATES:
-        changes = get_runner(fresh.spec.backend).reconcile(fresh)
-        if changes:
-            fresh = replace(fresh, status=update_status(fresh.path, **changes))
-    if store is not None:
-        store.upsert(fresh)
+    if fresh.status.state in ACTIVE_STATES and not fresh.damaged:
+        if fresh.spec.backend == "local":
+            if not pumped:
+                queue.pump(store)
+                fresh = read_view(view.path) or fresh
+        else:
+            changes = get_runner(fresh.spec.backend).reconcile(fresh)
+            if changes:
+                fresh = replace(fresh, status=update_status(fresh.path, **changes))
+    store.upsert(fresh)
     return fresh
 
 
 def get_job(job_id: str, store: JobStore | None = None) -> JobView:
+    """The job with this id (or unique id prefix). Ids are checked before they touch the file
+    system: a path, `..` or anything but a job id's characters is refused."""
+    files.check_job_id(job_id)
     store = store or JobStore()
     view = read_view(store.root / job_id)
     if view is None:
@@ -100,6 +121,7 @@ def list_jobs(
     """Jobs newest first; active ones are reconciled before they are returned."""
     store = store or JobStore()
     store.sync()
+    queue.pump(store)
     # The index may be behind on active jobs only (a final state never changes): filter in SQL
     # by the wanted states plus the active ones, then on the fresh views.
     candidates = tuple({*states, *ACTIVE_STATES}) if states else None
@@ -108,7 +130,8 @@ def list_jobs(
         view = read_view(store.root / job_id)
         if view is None:
             continue
-        view = refresh(view, store) if view.status.state in ACTIVE_STATES else view
+        if view.status.state in ACTIVE_STATES:
+            view = refresh(view, store, pumped=True)
         if states and view.status.state not in states:
             continue
         views.append(view)
@@ -126,7 +149,11 @@ def cancel_job(job_id: str, *, wait: bool = False, store: JobStore | None = None
     runner = get_runner(view.spec.backend)
     runner.cancel(view, wait=wait)
     if view.status.state == "queued" and view.status.pid is None and not view.status.slurm_id:
-        update_status(view.path, state="cancelled", message="cancelled before it started")
+        update_status(
+            view.path, state="cancelled", message="cancelled before it started", position=None
+        )
+        if view.spec.backend == "local":
+            queue.pump(store)
     if wait:
         return wait_job(view.id, timeout=30, store=store)
     return refresh(view, store)

@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from engine.atomic import save_safetensors_atomic, write_parquet_atomic
 from engine.jobs import files
 
 if TYPE_CHECKING:
@@ -77,14 +78,12 @@ class JobContext:
 
     def write_table(self, name: str, table: pd.DataFrame) -> Path:
         path = self.result_path(name)
-        table.to_parquet(path, index=False)
+        write_parquet_atomic(path, table, index=False)
         return path
 
     def write_tensors(self, name: str, tensors: dict[str, torch.Tensor]) -> Path:
-        from safetensors.torch import save_file
-
         path = self.result_path(name)
-        save_file({k: v.contiguous() for k, v in tensors.items()}, str(path))
+        save_safetensors_atomic(path, {k: v.contiguous() for k, v in tensors.items()})
         return path
 
     def write_manifest(self, summary: Any = None) -> None:

@@ -10,7 +10,12 @@ from engine.jobs.context import JobContext
 from engine.jobs.registry import job
 
 
-@job("diagnostics.sleep", title="Sleep with progress", defaults={"seconds": 5.0, "steps": 10})
+@job(
+    "diagnostics.sleep",
+    title="Sleep with progress",
+    defaults={"seconds": 5.0, "steps": 10},
+    mem_gb=0.3,
+)
 def sleep(params: dict[str, Any], ctx: JobContext) -> dict:
     """Sleep `seconds` in `steps`, reporting progress and a metric at each step."""
     steps = max(1, int(params["steps"]))
@@ -22,7 +27,12 @@ def sleep(params: dict[str, Any], ctx: JobContext) -> dict:
     return {"steps": steps}
 
 
-@job("diagnostics.fail", title="Fail on purpose", defaults={"message": "failing on purpose"})
+@job(
+    "diagnostics.fail",
+    title="Fail on purpose",
+    defaults={"message": "failing on purpose"},
+    mem_gb=0.3,
+)
 def fail(params: dict[str, Any], ctx: JobContext) -> dict:
     """Report some progress, then raise: the reason must reach the status, the traceback the log."""
     ctx.progress(0.5, "about to fail")

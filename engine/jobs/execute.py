@@ -118,5 +118,28 @@ def exec_job(job_dir: Path) -> int:
         return 1
     finally:
         stop.set()
+        update_status(job_dir, peak_rss_gb=_peak_rss_gb())
         sys.stdout.flush()
         sys.stderr.flush()
+        if spec.backend == "local":
+            _next_in_queue(job_dir)
+
+
+def _peak_rss_gb() -> float:
+    """This process's peak resident memory (and its finished children's): what to declare."""
+    import resource
+
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return round(max(own, children) * 1024 / 1e9, 3)  # ru_maxrss is in KiB on Linux
+
+
+def _next_in_queue(job_dir: Path) -> None:
+    """A finished local job hands its slot on, so the queue moves with no dashboard open."""
+    from engine.jobs.queue import pump
+    from engine.jobs.store import JobStore
+
+    try:
+        pump(JobStore(job_dir.parent))
+    except Exception:  # the next look at the jobs moves the queue as well
+        traceback.print_exc()

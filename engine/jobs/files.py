@@ -1,4 +1,5 @@
-"""The job folder: paths of its files and their atomic reads and writes (files are the API)."""
+"""The job folder: paths of its files, job ids, and their atomic reads and writes (files are the
+API between processes)."""
 
 # write_json_atomic is re-exported: job code writes status and results through this module.
 
@@ -6,9 +7,11 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 
 from engine.atomic import write_json_atomic as write_json_atomic
+from engine.errors import SubnetScopeError
 from engine.paths import cache_root
 
 SPEC = "spec.json"
@@ -19,16 +22,54 @@ RESULT = "result"
 MANIFEST = "manifest.json"
 CANCEL = "cancel-requested"
 
+# What _new_id writes (`20261205-142204-train-lora-3fa9c1`) and every prefix of it: a job id never
+# holds a path separator, a dot-dot or anything a shell or a URL would read differently.
+JOB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,127}")
+
 
 def jobs_root() -> Path:
     return cache_root() / "jobs"
 
 
+def check_job_id(job_id: str) -> str:
+    """`job_id` if it is one (or a prefix of one); else one sentence of SubnetScopeError."""
+    if not isinstance(job_id, str) or not JOB_ID.fullmatch(job_id):
+        shown = repr(job_id)[:60]
+        raise SubnetScopeError(
+            f"{shown} is not a job id (letters, digits, '-' and '_', as `jobs list` prints them)"
+        )
+    return job_id
+
+
+class Unreadable(ValueError):
+    """A job file that exists but cannot be read as JSON (empty, truncated, not UTF-8)."""
+
+
 def read_json(path: Path) -> dict | None:
+    """The file's JSON; None when it is missing or being replaced. Damage is None too: use
+    `read_json_strict` where it must be told from absence."""
     try:
-        return json.loads(path.read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
+        return read_json_strict(path)
+    except Unreadable:
         return None
+
+
+def read_json_strict(path: Path) -> dict | None:
+    """None when the file is missing; Unreadable (with the reason) when it is damaged."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise Unreadable(f"{path.name} cannot be read ({exc.strerror or exc})") from exc
+    if not data.strip():
+        raise Unreadable(f"{path.name} is empty")
+    try:
+        return json.loads(data.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise Unreadable(f"{path.name} is not UTF-8 text") from exc
+    except json.JSONDecodeError as exc:
+        raise Unreadable(f"{path.name} is not valid JSON ({exc.msg} at line {exc.lineno})") from exc
 
 
 def append_event(path: Path, event: dict) -> None:
@@ -39,16 +80,19 @@ def append_event(path: Path, event: dict) -> None:
 
 
 def read_events(path: Path) -> list[dict]:
+    """Every event line that parses as a JSON object; damaged lines are skipped."""
     events = []
     try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except (FileNotFoundError, IsADirectoryError):
         return events
     for line in text.splitlines():
         try:
-            events.append(json.loads(line))
+            event = json.loads(line)
         except json.JSONDecodeError:
-            continue  # a line being written right now
+            continue  # a line being written right now, or damage
+        if isinstance(event, dict):
+            events.append(event)
     return events
 
 
@@ -60,7 +104,7 @@ def tail(path: Path, max_bytes: int = 20_000) -> str:
             size = f.tell()
             f.seek(max(0, size - max_bytes))
             data = f.read()
-    except FileNotFoundError:
+    except (FileNotFoundError, IsADirectoryError):
         return ""
     text = data.decode("utf-8", errors="replace")
     return text if size <= max_bytes else text.split("\n", 1)[-1]

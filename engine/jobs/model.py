@@ -25,7 +25,13 @@ class Resources:
 
     cpus: int = field(default=1, metadata={"help": "CPU cores (sbatch --cpus-per-task)"})
     gpus: int = field(default=0, metadata={"help": "GPUs per node (sbatch --gpus-per-node)"})
-    mem_gb: float = field(default=8.0, metadata={"help": "memory in GB (sbatch --mem)"})
+    mem_gb: float | None = field(
+        default=None,
+        metadata={
+            "help": "memory in GB (sbatch --mem; the local queue's budget); default: the "
+            "kind's estimate"
+        },
+    )
     time_min: int = field(default=60, metadata={"help": "wall-time limit in minutes"})
     partition: str | None = field(default=None, metadata={"help": "SLURM partition"})
 
@@ -45,8 +51,24 @@ class JobSpec:
 
     @classmethod
     def from_json(cls, data: dict) -> JobSpec:
+        """Raises ValueError with the reason when the spec is not one this engine wrote."""
+        if not isinstance(data, dict):
+            raise ValueError("spec.json does not hold a JSON object")
         data = dict(data)
-        data["resources"] = Resources(**data.get("resources", {}))
+        unknown = sorted(set(data) - set(cls.__dataclass_fields__))
+        if unknown:
+            raise ValueError(f"spec.json has unknown keys: {', '.join(unknown)[:120]}")
+        resources = data.get("resources") or {}
+        if not isinstance(resources, dict) or set(resources) - set(Resources.__dataclass_fields__):
+            raise ValueError("spec.json's resources are not cpus/gpus/mem_gb/time_min/partition")
+        data["resources"] = Resources(**resources)
+        for key in ("id", "kind"):
+            if not isinstance(data.get(key), str):
+                raise ValueError(f"spec.json's {key} is not a string")
+        if not isinstance(data.get("params"), dict):
+            raise ValueError("spec.json's params are not a JSON object")
+        if data.get("backend", "local") not in BACKENDS:
+            raise ValueError(f"spec.json names an unknown backend {data.get('backend')!r}")
         return cls(**data)
 
 
@@ -63,6 +85,8 @@ class JobStatus:
     started: str | None = None
     finished: str | None = None
     heartbeat: float | None = None  # unix time of the last sign of life
+    position: int | None = None  # place in the local queue while it waits for a slot (1 = next)
+    peak_rss_gb: float | None = None  # the job process's peak resident memory, once it has ended
     updated: float = field(default_factory=time.time)
 
     @property
@@ -74,8 +98,13 @@ class JobStatus:
 
     @classmethod
     def from_json(cls, data: dict) -> JobStatus:
+        if not isinstance(data, dict):
+            raise ValueError("status.json does not hold a JSON object")
         known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
-        return cls(**known)
+        status = cls(**known)
+        if status.state not in STATES:
+            raise ValueError(f"status.json names an unknown state {status.state!r}")
+        return status
 
 
 @dataclass(frozen=True)
@@ -85,20 +114,41 @@ class JobView:
     path: Path
     spec: JobSpec
     status: JobStatus
+    damaged: str | None = None  # why the folder cannot be read as a job; None when it can
 
     @property
     def id(self) -> str:
         return self.spec.id
 
+    @property
+    def is_waiting(self) -> bool:
+        """A local job in the queue that has not been given a slot yet."""
+        s = self.status
+        return (
+            self.damaged is None
+            and self.spec.backend == "local"
+            and s.state == "queued"
+            and s.pid is None
+        )
+
+    @property
+    def holds_slot(self) -> bool:
+        """A local job that was started (it has a process) and has not ended."""
+        s = self.status
+        return self.spec.backend == "local" and s.state in ACTIVE_STATES and s.pid is not None
+
     def elapsed(self) -> float | None:
         if not self.status.started:
             return None
-        start = datetime.fromisoformat(self.status.started).timestamp()
-        end = (
-            datetime.fromisoformat(self.status.finished).timestamp()
-            if self.status.finished
-            else time.time()
-        )
+        try:
+            start = datetime.fromisoformat(self.status.started).timestamp()
+            end = (
+                datetime.fromisoformat(self.status.finished).timestamp()
+                if self.status.finished
+                else time.time()
+            )
+        except (TypeError, ValueError):
+            return None  # a damaged status: no time rather than no row
         return max(0.0, end - start)
 
     def summary(self) -> dict:
@@ -118,6 +168,9 @@ class JobView:
             "started": s.started,
             "finished": s.finished,
             "elapsed_s": None if self.elapsed() is None else round(self.elapsed(), 1),
+            "queue_position": s.position,
+            "peak_rss_gb": s.peak_rss_gb,
+            "damaged": self.damaged,
             "params": self.spec.params,
             "path": str(self.path),
         }

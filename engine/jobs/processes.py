@@ -6,11 +6,14 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 from engine.paths import PROJECT_ROOT
 
-# Popen objects of jobs this process started: the only way to learn their exit codes.
+# Popen objects of jobs this process started: the only way to learn their exit codes. A waiter
+# thread per child reaps it the moment it ends (no zombie lingers until the dashboard restarts)
+# and leaves its exit code in `returncode`.
 _CHILDREN: dict[int, subprocess.Popen] = {}
 
 
@@ -48,6 +51,7 @@ def launch(command: list[str], log_path: Path, env: dict[str, str]) -> subproces
             start_new_session=True,
         )
     _CHILDREN[process.pid] = process
+    threading.Thread(target=process.wait, name=f"reap-{process.pid}", daemon=True).start()
     return process
 
 
@@ -58,7 +62,7 @@ def engine_command(*args: str) -> list[str]:
 def exit_code(pid: int) -> int | None:
     """The exit code of a child we started and that has ended; None if unknown or running."""
     process = _CHILDREN.get(pid)
-    return None if process is None else process.poll()
+    return None if process is None else process.returncode
 
 
 def is_alive(pid: int | None, expected_start: int | None = None) -> bool:
@@ -66,7 +70,7 @@ def is_alive(pid: int | None, expected_start: int | None = None) -> bool:
         return False
     child = _CHILDREN.get(pid)
     if child is not None:
-        return child.poll() is None  # also reaps it, so no zombie lingers
+        return child.returncode is None  # set by its waiter thread when it ends
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

@@ -37,9 +37,11 @@ class JobKind:
     title: str
     result_page: str | None  # the dashboard page (url path) that shows this kind's results
     defaults: dict[str, Any]
+    mem_gb: float  # expected peak memory of one run: the local queue's and SLURM's default
 
 
 _KINDS: dict[str, JobKind] = {}
+DEFAULT_MEM_GB = 4.0
 
 
 def job(
@@ -48,8 +50,10 @@ def job(
     title: str | None = None,
     result_page: str | None = None,
     defaults: dict[str, Any] | None = None,
+    mem_gb: float = DEFAULT_MEM_GB,
 ) -> Callable:
-    """Register a job kind. The function gets the params (defaults merged in) and a JobContext."""
+    """Register a job kind. The function gets the params (defaults merged in) and a JobContext;
+    `mem_gb` is what one run is expected to need at its peak (on the demo model)."""
 
     def register(fn: Callable[[dict[str, Any], Any], Any]) -> Callable:
         _KINDS[name] = JobKind(
@@ -58,6 +62,7 @@ def job(
             title=title or (fn.__doc__ or name).strip().splitlines()[0],
             result_page=result_page,
             defaults=dict(defaults or {}),
+            mem_gb=mem_gb,
         )
         return fn
 

@@ -7,7 +7,9 @@ what the process table or SLURM says, and cancels. Neither ever unpickles anythi
 from __future__ import annotations
 
 import json
+import math
 import os
+import re
 import signal
 import subprocess
 import time
@@ -38,13 +40,68 @@ def _cancel_marker(view: JobView, grace: float) -> dict:
     return marker
 
 
-def _job_env(view: JobView) -> dict[str, str]:
+def _job_env(view: JobView, base: dict[str, str] | None = None) -> dict[str, str]:
     threads = str(max(1, view.spec.resources.cpus))
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "TOKENIZERS_PARALLELISM": "false"}
+    env = {**(os.environ if base is None else base)}
+    env.update(PYTHONUNBUFFERED="1", TOKENIZERS_PARALLELISM="false")
     # A job runs beside the dashboard: cap its BLAS/torch threads to what it asked for.
     env.update(OMP_NUM_THREADS=threads, MKL_NUM_THREADS=threads, SUBNETSCOPE_THREADS=threads)
     env.setdefault("TRANSFORMERS_VERBOSITY", "error")
     return env
+
+
+# What a SLURM job may inherit: submitit pickles the environment into a file on the shared
+# file system, so tokens and secrets stay behind (a gated model reads the token that
+# `huggingface-cli login` saved under $HF_HOME, not one from the environment).
+SLURM_ENV_NAMES = {
+    "PATH", "HOME", "USER", "LOGNAME", "LANG", "LANGUAGE", "TZ", "TMPDIR", "SHELL",
+    "PYTHONPATH", "PYTHONHASHSEED", "VIRTUAL_ENV", "CONDA_PREFIX", "LD_LIBRARY_PATH",
+    "HF_HOME", "HF_HUB_CACHE", "HF_DATASETS_CACHE", "HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE",
+    "TRANSFORMERS_OFFLINE", "TRANSFORMERS_CACHE", "TRANSFORMERS_VERBOSITY", "TORCH_HOME",
+    "CUDA_HOME", "XDG_CACHE_HOME",
+}  # fmt: skip
+SLURM_ENV_PREFIXES = ("LC_", "SUBNETSCOPE_")
+SECRET_MARKERS = ("TOKEN", "SECRET", "PASSWORD", "KEY", "CREDENTIAL")
+
+
+def slurm_env(view: JobView) -> dict[str, str]:
+    """The environment a SLURM job gets: the allow-listed variables, never one named like a
+    secret, plus the thread caps."""
+    kept = {
+        name: value
+        for name, value in os.environ.items()
+        if (name in SLURM_ENV_NAMES or name.startswith(SLURM_ENV_PREFIXES))
+        and not any(marker in name.upper() for marker in SECRET_MARKERS)
+    }
+    return _job_env(view, base=kept)
+
+
+# An sbatch option value is written into a `#SBATCH --key=value` line of a shell script: one
+# line, and none of the characters a shell or sbatch's own parser would read differently.
+_SAFE_VALUE = re.compile(r"[A-Za-z0-9_.,:/@%+=-]*")
+_SAFE_KEY = re.compile(r"[a-z][a-z0-9_]*")
+
+
+def check_slurm_value(key: str, value: Any) -> None:
+    if not isinstance(key, str) or not _SAFE_KEY.fullmatch(key):
+        raise SubnetScopeError(f"SLURM option name {key!r:.60} is not a plain option name")
+    if isinstance(value, dict):
+        for inner_key, inner in value.items():
+            check_slurm_value(inner_key, inner)
+        return
+    if isinstance(value, bool | int | float) or value is None:
+        return
+    if not isinstance(value, str) or not _SAFE_VALUE.fullmatch(value):
+        raise SubnetScopeError(
+            f"SLURM option {key}={value!r:.60} holds a newline, a space or a shell character; "
+            "use letters, digits and _ . , : / @ % + = -"
+        )
+
+
+def check_slurm_resources(resources) -> None:
+    """Refuse, before anything is written, resources that would inject into the sbatch file."""
+    if resources.partition is not None:
+        check_slurm_value("partition", resources.partition)
 
 
 class LocalRunner:
@@ -115,9 +172,14 @@ def slurm_config() -> dict[str, Any]:
     if not path.is_file():
         return {}
     try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise SubnetScopeError(f"SLURM config {path} is not valid JSON: {exc.msg}") from exc
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise SubnetScopeError(f"SLURM config {path} is not valid JSON: {exc}") from exc
+    if not isinstance(config, dict):
+        raise SubnetScopeError(f"SLURM config {path} must hold a JSON object")
+    for key, value in config.items():
+        check_slurm_value(key, value)
+    return config
 
 
 class SlurmRunner:
@@ -143,7 +205,7 @@ class SlurmRunner:
             # submitit signals 90 s before the limit: below 2 minutes that is at once.
             "time": max(2, res.time_min),
             "cpus_per_task": res.cpus,
-            "mem": f"{max(1, int(res.mem_gb))}GB",
+            "mem": f"{max(1, math.ceil(res.mem_gb or 1))}GB",
             "stderr_to_stdout": True,
         }
         if res.gpus:
@@ -152,10 +214,12 @@ class SlurmRunner:
             parameters.setdefault(key, value)
         if res.partition:
             parameters["partition"] = res.partition
+        for key, value in parameters.items():
+            check_slurm_value(key, value)
         executor.update_parameters(**parameters)
         command = processes.engine_command("jobs", "exec", str(view.path))
         function = submitit.helpers.CommandFunction(
-            command, cwd=str(processes.PROJECT_ROOT), env=_job_env(view)
+            command, cwd=str(processes.PROJECT_ROOT), env=slurm_env(view)
         )
         job = executor.submit(function)
         return {"slurm_id": str(job.job_id), "message": "submitted to SLURM"}

@@ -1,7 +1,8 @@
 """Read-modify-write of a job's status.json: atomic on disk, serialized across processes.
 
-The launcher (recording a pid or SLURM id), the job itself and any reader that reconciles a dead
-job all update the same file; a file lock keeps one from overwriting another's change.
+The launcher (recording a pid or SLURM id), the queue, the job itself and any reader that
+reconciles a dead job all update the same file; a file lock keeps one from overwriting another's
+change.
 """
 
 from __future__ import annotations
@@ -19,9 +20,20 @@ from engine.jobs.model import JobStatus
 _LOCK = threading.Lock()
 
 
+def read_status_strict(job_dir: Path) -> JobStatus:
+    """The stored status; ValueError (with the reason) when status.json is missing or damaged."""
+    data = files.read_json_strict(job_dir / files.STATUS)
+    if data is None:
+        raise ValueError(f"{files.STATUS} is missing")
+    return JobStatus.from_json(data)
+
+
 def read_status(job_dir: Path) -> JobStatus:
-    data = files.read_json(job_dir / files.STATUS)
-    return JobStatus.from_json(data) if data else JobStatus()
+    """The stored status; a fresh `queued` one when it is missing or damaged."""
+    try:
+        return read_status_strict(job_dir)
+    except (ValueError, TypeError):
+        return JobStatus()
 
 
 def update_status(job_dir: Path, **changes: Any) -> JobStatus:

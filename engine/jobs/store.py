@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import time
 from contextlib import closing
 from pathlib import Path
 
 from engine.jobs import files
-from engine.jobs.model import JobSpec, JobView
-from engine.jobs.status_file import read_status
+from engine.jobs.model import JobSpec, JobStatus, JobView, now_iso
+from engine.jobs.status_file import read_status_strict, update_status
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -76,7 +77,11 @@ class JobStore:
             db.execute("DELETE FROM jobs WHERE id = ?", (job_id,))
 
     def folder_ids(self) -> set[str]:
-        return {p.name for p in self.root.iterdir() if (p / files.SPEC).is_file()}
+        return {
+            p.name
+            for p in self.root.iterdir()
+            if files.JOB_ID.fullmatch(p.name) and (p / files.SPEC).is_file()
+        }
 
     def sync(self) -> None:
         """Index folders the store does not know (another process submitted them, or the
@@ -98,8 +103,62 @@ class JobStore:
         return len(self.ids())
 
 
+# A folder whose spec is this old and whose status is still missing or damaged was left by a
+# process that stopped between creating the job and writing its first status (submit writes the
+# status before the spec, so a healthy folder never shows this).
+STATUS_GRACE_S = 5.0
+
+
 def read_view(job_dir: Path) -> JobView | None:
-    data = files.read_json(job_dir / files.SPEC)
-    if data is None:
-        return None
-    return JobView(path=job_dir, spec=JobSpec.from_json(data), status=read_status(job_dir))
+    """The job in `job_dir`; None when it holds no spec. A damaged folder is a view of its own
+    (state failed, `damaged` says why) so that it never hides the other jobs."""
+    data = None
+    try:
+        data = files.read_json_strict(job_dir / files.SPEC)
+        if data is None:
+            return None
+        spec = JobSpec.from_json(data)
+        if spec.id != job_dir.name:
+            raise ValueError(f"spec.json names job {spec.id[:60]!r}, not its folder's")
+    except (ValueError, TypeError) as exc:
+        return _damaged_view(job_dir, data, str(exc))
+    try:
+        status = read_status_strict(job_dir)
+    except (ValueError, TypeError) as exc:
+        status = _resolve_missing_status(job_dir, str(exc))
+    return JobView(path=job_dir, spec=spec, status=status)
+
+
+def _damaged_view(job_dir: Path, data: object, reason: str) -> JobView:
+    kind = data.get("kind") if isinstance(data, dict) else None
+    spec = JobSpec(
+        id=job_dir.name, kind=kind if isinstance(kind, str) else "unknown", params={},
+        created=_folder_time(job_dir),
+    )  # fmt: skip
+    status = JobStatus(state="failed", message=f"damaged job folder: {reason}"[:300])
+    return JobView(path=job_dir, spec=spec, status=status, damaged=reason)
+
+
+def _folder_time(job_dir: Path) -> str:
+    from datetime import UTC, datetime
+
+    try:
+        stamp = job_dir.stat().st_mtime
+    except OSError:
+        stamp = 0.0
+    return datetime.fromtimestamp(stamp, UTC).isoformat(timespec="seconds")
+
+
+def _resolve_missing_status(job_dir: Path, reason: str) -> JobStatus:
+    try:
+        age = time.time() - (job_dir / files.SPEC).stat().st_mtime
+    except OSError:
+        age = 0.0
+    if age < STATUS_GRACE_S:
+        return JobStatus(message="being created")
+    return update_status(
+        job_dir,
+        state="failed",
+        message=f"{reason}: the job stopped before writing its first status",
+        finished=now_iso(),
+    )
