@@ -41,7 +41,12 @@ def resources_inputs(*, key: str) -> Resources:
     columns = st.columns(len(fields(Resources)))
     for column, field in zip(columns, fields(Resources), strict=True):
         label, help_text = field.name.replace("_", " "), field.metadata.get("help")
-        if field.default is None or isinstance(field.default, str):
+        if field.type.startswith("float | None"):  # optional numbers: empty = the default
+            values[field.name] = column.number_input(
+                label, min_value=0.0, value=None, step=1.0, help=help_text,
+                placeholder="kind's estimate", key=f"{key}_{field.name}",
+            )  # fmt: skip
+        elif field.default is None or isinstance(field.default, str):
             text = column.text_input(label, help=help_text, key=f"{key}_{field.name}")
             values[field.name] = text.strip() or None
         else:
@@ -219,23 +224,31 @@ def job_watcher(job_id: str, *, key: str, here: str | None = None) -> None:
 
 # tables -----------------------------------------------------------------------------------
 def jobs_table(views: list[JobView]) -> pd.DataFrame:
-    """One row per job, for st.dataframe."""
-    return pd.DataFrame(
+    """One row per job, for st.dataframe (a damaged folder is a row too, its reason the message)."""
+    table = pd.DataFrame(
         [
             {
                 "id": v.id,
                 "kind": v.spec.kind,
                 "state": v.status.state,
+                "queue": v.status.position if v.status.state == "queued" else None,
                 "progress": v.status.fraction,
                 "elapsed_s": v.elapsed(),
                 "backend": v.spec.backend,
-                "created": datetime.fromisoformat(v.spec.created),
+                "created": v.spec.created,
                 "message": v.status.message,
             }
             for v in views
         ],
-        columns=["id", "kind", "state", "progress", "elapsed_s", "backend", "created", "message"],
-    )
+        columns=[
+            "id", "kind", "state", "queue", "progress", "elapsed_s", "backend", "created",
+            "message",
+        ],
+    )  # fmt: skip
+    table["created"] = pd.to_datetime(table["created"], errors="coerce", utc=True)
+    table["queue"] = table["queue"].astype("Int64")
+    table["progress"] = pd.to_numeric(table["progress"], errors="coerce")
+    return table
 
 
 JOBS_TABLE_COLUMNS = {
@@ -243,28 +256,29 @@ JOBS_TABLE_COLUMNS = {
         "progress", min_value=0.0, max_value=1.0, format="percent", color="blue"
     ),
     "elapsed_s": st.column_config.NumberColumn("elapsed", format="%.1f s"),
+    "queue": st.column_config.NumberColumn("queue", help="place in the local queue (1 = next)"),
     "created": st.column_config.DatetimeColumn("created (UTC)", format="YYYY-MM-DD HH:mm:ss"),
 }
 
 
 def event_tables(view: JobView) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The job's metric and progress events, timed in seconds since it started."""
-    events = job_events(view)
-    origin = (
-        datetime.fromisoformat(view.status.started).timestamp()
-        if view.status.started
-        else min((e["t"] for e in events if "t" in e), default=0.0)
-    )
+    events = [e for e in job_events(view) if _is_number(e.get("t"))]
+    try:
+        started = datetime.fromisoformat(view.status.started) if view.status.started else None
+    except (TypeError, ValueError):
+        started = None
+    origin = started.timestamp() if started else min((e["t"] for e in events), default=0.0)
     metrics = pd.DataFrame(
         [
             {
-                "name": e["name"],
+                "name": str(e.get("name")),
                 "value": e["value"],
                 "step": e.get("step"),
                 "seconds": e["t"] - origin,
             }
             for e in events
-            if e.get("type") == "metric"
+            if e.get("type") == "metric" and _is_number(e.get("value"))
         ],
         columns=["name", "value", "step", "seconds"],
     )
@@ -272,8 +286,13 @@ def event_tables(view: JobView) -> tuple[pd.DataFrame, pd.DataFrame]:
         [
             {"seconds": e["t"] - origin, "fraction": e["fraction"], "message": e.get("message")}
             for e in events
-            if e.get("type") == "progress"
+            if e.get("type") == "progress" and _is_number(e.get("fraction"))
         ],
         columns=["seconds", "fraction", "message"],
     )
     return metrics, progress
+
+
+def _is_number(value: object) -> bool:
+    """A finite int or float (events are read from files a job, or damage, wrote)."""
+    return isinstance(value, int | float) and not isinstance(value, bool) and value == value

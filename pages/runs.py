@@ -24,12 +24,14 @@ from engine.jobs import (
     ACTIVE_STATES,
     BACKENDS,
     STATES,
+    JobStore,
     JobView,
     get_job,
     list_jobs,
     load_kinds,
     parse_params,
 )
+from engine.jobs.queue import queue_state, save_queue_settings
 
 HERE = "runs"
 SELECTED = "runs_job"  # the selectbox's key; `?job=<id>` preselects it
@@ -60,6 +62,40 @@ def new_run() -> None:
         job_id = submit_job(name, params, key=SELECTED, backend=backend, resources=resources)
         if job_id:
             st.success(f"Submitted `{job_id}`")
+
+
+def queue_caption() -> None:
+    """How full the local queue is (redrawn with the live table)."""
+    state = queue_state(JobStore())
+    limits = state.settings
+    st.caption(
+        f"Local queue: {len(state.running)} of {limits.max_jobs} slots busy · "
+        f"{len(state.waiting)} waiting · {state.memory_in_use_gb:g} of {limits.memory_gb:g} GB "
+        f"declared memory in use ({limits.source})"
+    )
+
+
+def queue_settings_panel() -> None:
+    """The queue's two settings (the environment wins over them)."""
+    limits = queue_state(JobStore()).settings
+    with st.expander("Queue settings", icon=":material/tune:"):
+        cols = st.columns(3, vertical_alignment="bottom")
+        slots = cols[0].number_input("Jobs at once", 1, 256, limits.max_jobs, key="queue_slots")
+        memory = cols[1].number_input(
+            "Memory for all jobs (GB)", 0.1, 100_000.0, float(limits.memory_gb), step=1.0,
+            key="queue_memory", help="Jobs declare their memory; one that would not fit waits.",
+        )  # fmt: skip
+        if cols[2].button("Save", key="queue_save"):
+            try:
+                saved = save_queue_settings(int(slots), float(memory))
+            except SubnetScopeError as exc:
+                st.error(str(exc))
+            else:
+                st.success(f"Saved: {saved.max_jobs} jobs at once, {saved.memory_gb:g} GB")
+        st.caption(
+            "Saved in cache/queue.json; SUBNETSCOPE_MAX_JOBS and SUBNETSCOPE_JOB_MEMORY_GB win "
+            "over it. SLURM jobs never wait here."
+        )
 
 
 def preselect_from_url() -> None:
@@ -108,6 +144,7 @@ def job_details(view: JobView) -> None:
 
 def runs(states: list[str], live: bool) -> None:
     views = list_jobs(limit=MAX_ROWS)
+    queue_caption()
     if live and not any(v.status.state in ACTIVE_STATES for v in views):
         st.rerun()  # once: the full rerun redefines this fragment without a timer
     shown = [v for v in views if not states or v.status.state in states]
@@ -132,6 +169,7 @@ def main() -> None:
     st.title("Runs")
     st.caption("Jobs run out of process (locally or on SLURM); their folders under cache/jobs.")
     new_run()
+    queue_settings_panel()
     preselect_from_url()
     states = st.pills(
         "State",

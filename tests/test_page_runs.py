@@ -196,3 +196,43 @@ def test_sidebar_shows_the_demo_workspace(runs_page) -> None:
     # In this module's fresh cache no demo part has been built (the demo model is not here).
     assert panel.label.endswith(f"0/{len(load_parts())} ready")
     assert any("SFT run on the demo model" in m.value for m in panel.markdown)
+
+
+def test_the_queue_shows_its_load_and_saves_its_settings(runs_page, cache) -> None:
+    at = run(runs_page)
+    assert any("Local queue:" in c.value and "slots busy" in c.value for c in at.caption)
+    at.number_input(key="queue_slots").set_value(3)
+    at.number_input(key="queue_memory").set_value(6.0)
+    at.button(key="queue_save").click()
+    run(at)
+    assert any("3 jobs at once, 6 GB" in s.value for s in at.success)
+    assert '"max_jobs": 3' in (cache / "queue.json").read_text()
+
+
+def test_a_path_in_the_job_param_is_refused_and_touches_nothing(runs_page, tmp_path) -> None:
+    planted = tmp_path / "planted"
+    planted.mkdir()
+    (planted / "status.json").write_text('{"state": "running", "pid": 1}')
+    before = (planted / "status.json").read_bytes()
+    for value in (str(planted), "../../planted", "..", "x/../../y"):
+        at = AppTest.from_file(APP, default_timeout=60).switch_page(RUNS)
+        at.query_params["job"] = value
+        run(at)
+        assert any("is not a job id" in w.value for w in at.warning), value
+    assert (planted / "status.json").read_bytes() == before
+    assert sorted(p.name for p in planted.iterdir()) == ["status.json"]
+
+
+def test_a_damaged_job_folder_is_its_own_row(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("SUBNETSCOPE_CACHE", str(tmp_path))
+    good = submit("diagnostics.sleep", {"seconds": 0.1, "steps": 1})
+    wait_job(good.id, timeout=60)
+    bad = tmp_path / "jobs" / "20260101-000000-broken-000000"
+    bad.mkdir()
+    (bad / "spec.json").write_text('{"id": "x", "kind": "k", "params": {}, "surprise": 1}')
+    (bad / "status.json").write_bytes(b"\xff\xfe not utf-8")
+    at = run(AppTest.from_file(APP, default_timeout=60).switch_page(RUNS))
+    table = at.dataframe[0].value.set_index("id")
+    assert table.loc[good.id, "state"] == "succeeded"
+    assert table.loc[bad.name, "state"] == "failed"
+    assert "unknown keys: surprise" in table.loc[bad.name, "message"]

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import secrets
+import shutil
+import sqlite3
 import time
 from collections.abc import Callable
 from dataclasses import replace
@@ -15,12 +18,13 @@ from engine.jobs import files, queue
 from engine.jobs.model import ACTIVE_STATES, BACKENDS, JobSpec, JobStatus, JobView, Resources
 from engine.jobs.registry import get_kind
 from engine.jobs.runners import check_slurm_resources, get_runner
-from engine.jobs.status_file import update_status
+from engine.jobs.status_file import update_status, update_status_or_show
 from engine.jobs.store import JobStore, read_view
 
 
 def _new_id(kind: str) -> str:
-    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+    """Time first, to the microsecond: ids sort in submission order (the queue's order)."""
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S-%f")
     return f"{stamp}-{kind.replace('.', '-')}-{secrets.token_hex(3)}"
 
 
@@ -56,15 +60,19 @@ def submit(
         engine_version=engine.__version__,
     )
     job_dir = store.root / spec.id
-    job_dir.mkdir(parents=True)
-    (job_dir / files.RESULT).mkdir()
-    (job_dir / files.LOG).touch()
-    (job_dir / files.EVENTS).touch()
-    # The status first, the spec last: a folder with a spec always has a status to read.
-    files.write_json_atomic(job_dir / files.STATUS, JobStatus(message="queued").to_json())
-    files.write_json_atomic(job_dir / files.SPEC, spec.to_json())
-    view = JobView(job_dir, spec, JobStatus())
-    store.upsert(view)
+    try:
+        job_dir.mkdir(parents=True)
+        (job_dir / files.RESULT).mkdir()
+        (job_dir / files.LOG).touch()
+        (job_dir / files.EVENTS).touch()
+        # The status first, the spec last: a folder with a spec always has a status to read.
+        files.write_json_atomic(job_dir / files.STATUS, JobStatus(message="queued").to_json())
+        files.write_json_atomic(job_dir / files.SPEC, spec.to_json())
+        view = JobView(job_dir, spec, JobStatus())
+        store.upsert(view)
+    except (OSError, sqlite3.Error) as exc:
+        shutil.rmtree(job_dir, ignore_errors=True)
+        raise SubnetScopeError(f"cannot create the job under {store.root}: {exc}") from exc
     if backend == "local":
         return refresh(view, store)  # moves the queue: the job may start at once
     try:
@@ -92,8 +100,9 @@ def refresh(view: JobView, store: JobStore | None = None, *, pumped: bool = Fals
         else:
             changes = get_runner(fresh.spec.backend).reconcile(fresh)
             if changes:
-                fresh = replace(fresh, status=update_status(fresh.path, **changes))
-    store.upsert(fresh)
+                fresh = replace(fresh, status=update_status_or_show(fresh.path, **changes))
+    with contextlib.suppress(sqlite3.Error):  # the index is only a cache of the folders
+        store.upsert(fresh)
     return fresh
 
 

@@ -22,8 +22,8 @@ RESULT = "result"
 MANIFEST = "manifest.json"
 CANCEL = "cancel-requested"
 
-# What _new_id writes (`20261205-142204-train-lora-3fa9c1`) and every prefix of it: a job id never
-# holds a path separator, a dot-dot or anything a shell or a URL would read differently.
+# What _new_id writes (`20261205-142204-123456-train-lora-3fa9c1`) and every prefix of it: a
+# job id never holds a path separator, a dot-dot or anything a shell or a URL reads differently.
 JOB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,127}")
 
 

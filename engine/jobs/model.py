@@ -103,7 +103,16 @@ class JobStatus:
         known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
         status = cls(**known)
         if status.state not in STATES:
-            raise ValueError(f"status.json names an unknown state {status.state!r}")
+            raise ValueError(f"status.json names an unknown state {status.state!r:.40}")
+        number = (int, float)
+        if not isinstance(status.fraction, number) or isinstance(status.fraction, bool):
+            raise ValueError("status.json's fraction is not a number")
+        if not isinstance(status.message, str):
+            raise ValueError("status.json's message is not text")
+        for name in ("pid", "pid_start", "position"):
+            value = getattr(status, name)
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool)):
+                raise ValueError(f"status.json's {name} is not a whole number")
         return status
 
 

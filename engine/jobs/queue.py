@@ -11,6 +11,7 @@ SLURM jobs are SLURM's business and never wait here.
 from __future__ import annotations
 
 import os
+import signal
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -20,7 +21,7 @@ from engine.atomic import write_json_atomic
 from engine.errors import SubnetScopeError
 from engine.jobs import files
 from engine.jobs.model import ACTIVE_STATES, JobView, now_iso
-from engine.jobs.status_file import read_status_strict, update_status
+from engine.jobs.status_file import read_status_strict, update_status, update_status_or_show
 
 ENV_MAX_JOBS = "SUBNETSCOPE_MAX_JOBS"
 ENV_MEMORY_GB = "SUBNETSCOPE_JOB_MEMORY_GB"
@@ -150,20 +151,33 @@ def _reconcile(view: JobView) -> JobView:
 
     changes = get_runner("local").reconcile(view)
     if changes:
-        view = replace(view, status=update_status(view.path, **changes))
+        view = replace(view, status=update_status_or_show(view.path, **changes))
     return view
 
 
 def _start(view: JobView) -> JobView:
+    """Launch a waiting job. The status is written before and after the launch with the strict
+    writer: a job whose pid could not be recorded would be started twice, so it is stopped."""
+    from engine.jobs import processes
     from engine.jobs.runners import get_runner
 
+    try:
+        update_status(view.path, position=None, message="starting")
+    except OSError:
+        return view  # the folder cannot be written now: it keeps its place for the next look
     try:
         launched = get_runner("local").launch(view)
     except (OSError, SubnetScopeError) as exc:
         reason = f"could not start its process: {exc}"[:300]
-        status = update_status(view.path, state="failed", message=reason, finished=now_iso())
-        return replace(view, status=status)
-    status = update_status(view.path, position=None, message="starting", **launched)
+        failed = update_status_or_show(
+            view.path, state="failed", message=reason, finished=now_iso()
+        )
+        return replace(view, status=failed)
+    try:
+        status = update_status(view.path, **launched)
+    except OSError as exc:
+        processes.signal_group(launched["pid"], signal.SIGKILL)
+        return replace(view, status=update_status_or_show(view.path, message=str(exc)))
     return replace(view, status=status)
 
 
@@ -199,7 +213,9 @@ def pump(store) -> QueueState:
                     f"declares {need:g} GB, more than the {settings.memory_gb:g} GB local jobs "
                     "may use together"
                 )
-                update_status(view.path, state="failed", message=message, finished=now_iso())
+                update_status_or_show(
+                    view.path, state="failed", message=message, finished=now_iso()
+                )
                 continue
             free_slot = len(running) < settings.max_jobs
             if not still_waiting and free_slot and in_use + need <= settings.memory_gb:
@@ -212,7 +228,7 @@ def pump(store) -> QueueState:
         for position, view in enumerate(still_waiting, start=1):
             if view.status.position != position:
                 message = f"waiting for a slot: {_ordinal(position)} in the local queue"
-                update_status(view.path, position=position, message=message)
+                update_status_or_show(view.path, position=position, message=message)
         fresh = [read_status_safe(v) for v in still_waiting]
         return QueueState(settings=settings, running=running, waiting=fresh)
 

@@ -47,3 +47,19 @@ def update_status(job_dir: Path, **changes: Any) -> JobStatus:
         status.updated = time.time()
         files.write_json_atomic(job_dir / files.STATUS, status.to_json())
         return status
+
+
+def update_status_or_show(job_dir: Path, **changes: Any) -> JobStatus:
+    """`update_status` for readers (reconciling, the queue's positions): when the status cannot
+    be written (a full disk, a read-only cache), the change is shown, not lost in a traceback —
+    the next look tries to write it again."""
+    try:
+        return update_status(job_dir, **changes)
+    except OSError as exc:
+        status = read_status(job_dir)
+        if status.is_final:
+            return status
+        for key, value in changes.items():
+            setattr(status, key, value)
+        status.message = f"{status.message} (not saved: {exc.strerror or exc})"
+        return status

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from engine.jobs import files
 from engine.jobs.model import JobSpec, JobStatus, JobView, now_iso
-from engine.jobs.status_file import read_status_strict, update_status
+from engine.jobs.status_file import read_status_strict, update_status_or_show
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -156,7 +156,7 @@ def _resolve_missing_status(job_dir: Path, reason: str) -> JobStatus:
         age = 0.0
     if age < STATUS_GRACE_S:
         return JobStatus(message="being created")
-    return update_status(
+    return update_status_or_show(
         job_dir,
         state="failed",
         message=f"{reason}: the job stopped before writing its first status",
