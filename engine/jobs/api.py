@@ -93,14 +93,13 @@ def refresh(view: JobView, store: JobStore | None = None, *, pumped: bool = Fals
     store = store or JobStore(view.path.parent)
     fresh = read_view(view.path) or view
     if fresh.status.state in ACTIVE_STATES and not fresh.damaged:
-        if fresh.spec.backend == "local":
-            if not pumped:
-                queue.pump(store)
-                fresh = read_view(view.path) or fresh
-        else:
-            changes = get_runner(fresh.spec.backend).reconcile(fresh)
-            if changes:
-                fresh = replace(fresh, status=update_status_or_show(fresh.path, **changes))
+        if fresh.spec.backend == "local" and not pumped:
+            queue.pump(store)
+            fresh = read_view(view.path) or fresh
+        # Again after the pump: a change it could not write (a full disk) is still shown.
+        changes = get_runner(fresh.spec.backend).reconcile(fresh)
+        if changes:
+            fresh = replace(fresh, status=update_status_or_show(fresh.path, **changes))
     with contextlib.suppress(sqlite3.Error):  # the index is only a cache of the folders
         store.upsert(fresh)
     return fresh

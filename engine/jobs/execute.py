@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -118,9 +119,10 @@ def exec_job(job_dir: Path) -> int:
         return 1
     finally:
         stop.set()
-        update_status(job_dir, peak_rss_gb=_peak_rss_gb())
-        sys.stdout.flush()
-        sys.stderr.flush()
+        with contextlib.suppress(OSError):  # a full disk: the final state matters more
+            update_status(job_dir, peak_rss_gb=_peak_rss_gb())
+            sys.stdout.flush()
+            sys.stderr.flush()
         if spec.backend == "local":
             _next_in_queue(job_dir)
 

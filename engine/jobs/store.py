@@ -4,6 +4,7 @@ the index makes listing and querying cheap and can always be rebuilt by scanning
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
 import time
 from contextlib import closing
@@ -12,6 +13,8 @@ from pathlib import Path
 from engine.jobs import files
 from engine.jobs.model import JobSpec, JobStatus, JobView, now_iso
 from engine.jobs.status_file import read_status_strict, update_status_or_show
+
+log = logging.getLogger(__name__)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -34,12 +37,24 @@ CREATE INDEX IF NOT EXISTS jobs_kind ON jobs(kind);
 
 
 class JobStore:
+    """The index over the job folders. When its database cannot be opened or written (a full
+    disk, a read-only cache), it answers from the folders themselves, slower but the same."""
+
     def __init__(self, root: Path | None = None, db_path: Path | None = None) -> None:
         self.root = root or files.jobs_root()
         self.db_path = db_path or self.root.parent / "jobs.sqlite"
         self.root.mkdir(parents=True, exist_ok=True)
-        with closing(self._connect()) as db, db:
-            db.executescript(_SCHEMA)
+        self.unavailable: str | None = None  # why the index is not used, when it is not
+        try:
+            with closing(self._connect()) as db, db:
+                db.executescript(_SCHEMA)
+        except sqlite3.Error as exc:
+            self._give_up(exc)
+
+    def _give_up(self, exc: Exception) -> None:
+        if self.unavailable is None:
+            log.warning("job index %s not used (%s): reading the job folders", self.db_path, exc)
+        self.unavailable = str(exc)
 
     def _connect(self) -> sqlite3.Connection:
         db = sqlite3.connect(self.db_path, timeout=10)
@@ -48,19 +63,26 @@ class JobStore:
         return db
 
     def upsert(self, view: JobView) -> None:
+        if self.unavailable:
+            return
         s = view.status
         row = (
             view.id, view.spec.kind, view.spec.backend, s.state, s.fraction, s.message,
             view.spec.created, s.updated, s.pid, s.slurm_id, str(view.path),
             json.dumps(view.spec.params, default=str),
         )  # fmt: skip
-        with closing(self._connect()) as db, db:
-            db.execute(
-                "INSERT OR REPLACE INTO jobs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", row
-            )
+        try:
+            with closing(self._connect()) as db, db:
+                db.execute(
+                    "INSERT OR REPLACE INTO jobs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", row
+                )
+        except sqlite3.Error as exc:
+            self._give_up(exc)
 
     def ids(self, kind: str | None = None, states: tuple[str, ...] | None = None) -> list[str]:
         """Job ids, newest first, optionally filtered by kind and state."""
+        if self.unavailable:
+            return self._scan(kind, states)
         query, args = "SELECT id FROM jobs WHERE 1=1", []
         if kind:
             query += " AND kind = ?"
@@ -69,12 +91,33 @@ class JobStore:
             query += f" AND state IN ({', '.join('?' * len(states))})"
             args.extend(states)
         query += " ORDER BY created DESC, id DESC"
-        with closing(self._connect()) as db:
-            return [row["id"] for row in db.execute(query, args)]
+        try:
+            with closing(self._connect()) as db:
+                return [row["id"] for row in db.execute(query, args)]
+        except sqlite3.Error as exc:
+            self._give_up(exc)
+            return self._scan(kind, states)
+
+    def _scan(self, kind: str | None, states: tuple[str, ...] | None) -> list[str]:
+        """ids() from the folders (ids begin with their submission time: newest first)."""
+        found = []
+        for job_id in sorted(self.folder_ids(), reverse=True):
+            view = read_view(self.root / job_id)
+            if view is None or (kind and view.spec.kind != kind):
+                continue
+            if states and view.status.state not in states:
+                continue
+            found.append(job_id)
+        return found
 
     def remove(self, job_id: str) -> None:
-        with closing(self._connect()) as db, db:
-            db.execute("DELETE FROM jobs WHERE id = ?", (job_id,))
+        if self.unavailable:
+            return
+        try:
+            with closing(self._connect()) as db, db:
+                db.execute("DELETE FROM jobs WHERE id = ?", (job_id,))
+        except sqlite3.Error as exc:
+            self._give_up(exc)
 
     def folder_ids(self) -> set[str]:
         return {
@@ -85,7 +128,10 @@ class JobStore:
 
     def sync(self) -> None:
         """Index folders the store does not know (another process submitted them, or the
-        database was deleted) and forget rows whose folder is gone."""
+        database was deleted) and forget rows whose folder is gone. The index is a cache of the
+        folders: when it cannot be written (a full disk), listing goes on with what it holds."""
+        if self.unavailable:
+            return
         known = set(self.ids())
         on_disk = self.folder_ids()
         for job_id in on_disk - known:
