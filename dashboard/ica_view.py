@@ -13,6 +13,7 @@ from dashboard.jobs_panel import job_launcher, job_watcher, submit_job
 from dashboard.loaders import shared_model
 from dashboard.neuron_links import neuron_table
 from dashboard.sources import artifact_picker
+from dashboard.stamps import workspace_stamp
 from engine.errors import SubnetScopeError
 from engine.ica import ComponentArrays, Templates, explore, ica_mask, load_arrays, load_templates
 from engine.ica.catalog import list_templates
@@ -28,8 +29,9 @@ TIME_COURSE_TEXT = (
 
 
 # loading ----------------------------------------------------------------------------------
-@st.cache_data(ttl=10, show_spinner=False)
-def template_choices() -> list[tuple[str, str]]:
+@st.cache_data(max_entries=4, show_spinner=False)
+def template_choices(stamp: str) -> list[tuple[str, str]]:
+    """Built templates; `stamp` (the workspace stamp) brings in a build as it finishes."""
     return [(str(e.path), e.label) for e in list_templates()]
 
 
@@ -50,8 +52,9 @@ def opened(path: str) -> tuple[Templates, ComponentArrays | None]:
 
 def pick_templates(bar=st.sidebar) -> str | None:
     """A built templates file (the demo's first) or one typed in; `?templates=` preselects."""
+    choices = template_choices(workspace_stamp())
     return artifact_picker(
-        "Templates", template_choices(), typed_label="A templates file", key=PICK_KEY,
+        "Templates", choices, typed_label="A templates file", key=PICK_KEY,
         placeholder="/path/to/global_templates.json", container=bar,
         help="ICA templates built by jobs (the demo's first), or a file in seed 001's layout",
     )  # fmt: skip

@@ -14,6 +14,8 @@ from dashboard.downloads import downloads
 from dashboard.jobs_panel import event_tables, job_watcher, submit_job
 from dashboard.loaders import shared_model
 from dashboard.neuron_links import neuron_table
+from dashboard.sources import ignored_link
+from dashboard.stamps import workspace_changed, workspace_stamp
 from engine.errors import SubnetScopeError
 from engine.lora.adapters import AdapterSet, load_adapter_set
 from engine.lora.blend import DENSITY_METHODS, METHODS, SVD_METHODS, BlendResult, BlendSpec, blend
@@ -21,6 +23,7 @@ from engine.lora.blend import DENSITY_METHODS, METHODS, SVD_METHODS, BlendResult
 HERE = "lora"
 WEIGHT_HELP = "wᵢ in Σ wᵢ·sᵢ·BᵢAᵢ (negative subtracts the adapter)"
 PICK_KEY = "adapters"
+SEEN_KEY = "adapters_seen"  # the adapters listed on the last run
 TRAIN_KINDS = {"lora": "train.lora", "relora": "train.relora", "rank1": "train.rank1"}
 DEFAULT_PROMPTS = (
     "The old lighthouse keeper",
@@ -52,9 +55,10 @@ class Picked:
 
 
 # adapters ---------------------------------------------------------------------------------
-@st.cache_data(ttl=10, show_spinner=False)
-def adapter_choices() -> list[tuple[str, str, bool]]:
-    """(path, name, preselect) of every ready adapter: the demo's first, then runs, then saved."""
+@st.cache_data(max_entries=4, show_spinner=False)
+def adapter_choices(stamp: str) -> list[tuple[str, str, bool]]:
+    """(path, name, preselect) of every ready adapter: the demo's first, then runs, then saved.
+    `stamp` (the workspace stamp) brings in a run as it finishes and a blend as it is saved."""
     from engine.lora.catalog import list_adapters
 
     ready = [e for e in list_adapters() if e.ready and e.path is not None]
@@ -65,13 +69,24 @@ def adapter_choices() -> list[tuple[str, str, bool]]:
 
 def pick_adapters(bar=st.sidebar) -> tuple[list[str], list[str] | None]:
     """Adapters the jobs made (the demo's first, preselected) and typed folders, with their
-    names (None when folders are typed); `?adapters=a,b` in the URL preselects."""
-    choices = [(path, name) for path, name, _ in adapter_choices()]
+    names (None when folders are typed); `?adapters=a,b` in the URL preselects listed ones. When
+    adapters appear (a run finished) while none is picked, the preselected ones are."""
+    found = adapter_choices(workspace_stamp())
+    choices = [(path, name) for path, name, _ in found]
     labels = dict(choices)
+    first = [path for path, _, preselect in found if preselect]
     if PICK_KEY not in st.session_state:
         wanted = [p for p in st.query_params.get(PICK_KEY, "").split(",") if p]
-        first = [path for path, _, preselect in adapter_choices() if preselect]
+        if ignored := [p for p in wanted if p not in labels]:
+            ignored_link(PICK_KEY, ",".join(ignored), "none of the adapters listed here")
         st.session_state[PICK_KEY] = [p for p in wanted if p in labels] or first
+    kept = [p for p in st.session_state[PICK_KEY] if p in labels]  # one may have been deleted
+    seen, typed = tuple(labels), st.session_state.get(f"{PICK_KEY}_typed", "").strip()
+    if st.session_state.get(SEEN_KEY, seen) != seen and not kept and not typed:
+        kept = first
+    if kept != st.session_state[PICK_KEY]:
+        st.session_state[PICK_KEY] = kept
+    st.session_state[SEEN_KEY] = seen
     picked = bar.multiselect(
         "Adapters",
         [p for p, _ in choices],
@@ -382,12 +397,16 @@ def deltas_panel(source: str, picked: Picked, spec: BlendSpec) -> None:
 # save -------------------------------------------------------------------------------------
 def save_panel(adapters: AdapterSet, result: BlendResult, source: str) -> None:
     from engine.lora.blend import save_blend
-    from engine.paths import cache_root
+    from engine.lora.catalog import saved_dir
+    from engine.names import NAME_RULE, named_folder
 
     st.subheader("Save the blend")
     st.caption("A PEFT folder (adapter_config.json + adapter_model.safetensors) for this base.")
-    name = st.text_input("Name", "blend", key="lora_save_name")
-    folder = cache_root() / "adapters" / name.strip()
+    name = st.text_input("Name", "blend", key="lora_save_name", help=NAME_RULE)
+    try:
+        folder, problem = named_folder(saved_dir(), name.strip(), "blend name"), None
+    except SubnetScopeError as exc:
+        folder, problem = saved_dir() / "<name>", str(exc)
     st.caption(f"→ `{folder}`")
     weights = " ".join(f"{w:g}" for w in result.spec.weights)
     st.code(
@@ -401,15 +420,15 @@ def save_panel(adapters: AdapterSet, result: BlendResult, source: str) -> None:
     )
     if not st.button("Save", type="primary", key="lora_save_go"):
         return
-    if not name.strip() or "/" in name or name.startswith("."):
-        st.error("Name the blend with a plain folder name, e.g. blend-prose-code.")
+    if problem:
+        st.error(problem)
         return
     if folder.exists():
         st.error(f"'{folder}' exists already: choose another name (nothing was overwritten).")
         return
     path = save_blend(result, adapters, folder)
+    workspace_changed()
     st.success(f"Saved to {path}; it is listed with the adapters now.")
-    adapter_choices.clear()
 
 
 # training ---------------------------------------------------------------------------------

@@ -8,7 +8,8 @@ import streamlit as st
 from dashboard import passport_charts as charts
 from dashboard.downloads import downloads
 from dashboard.jobs_panel import job_watcher, kind_title, submit_job
-from dashboard.sources import MODEL_KEY
+from dashboard.sources import MODEL_KEY, ignored_link, local_choices
+from dashboard.stamps import path_stamp, workspace_stamp
 from engine.errors import SubnetScopeError
 from engine.neurons.overlap import NeuronSet, overlap, overlap_matrix
 from engine.neurons.passport import Passport, passport
@@ -24,51 +25,47 @@ JOB_KEY = "passport_job"
 
 
 def preselect_from_url() -> None:
-    """`?model=&layer=&neuron=` (the links of the other views) selects that neuron once."""
+    """`?model=&layer=&neuron=` (the links of the other views) selects that neuron once; the
+    model only when the picker lists it (a link names no path of its own, loads no hub id)."""
     params = st.query_params
     if "model" in params and not st.session_state.get("passport_url_model_done"):
-        st.session_state[MODEL_KEY] = params["model"]
-        st.session_state.pop("model_picker", None)  # let the picker take the model above
         st.session_state["passport_url_model_done"] = True
+        if params["model"] in dict(local_choices()):
+            st.session_state[MODEL_KEY] = params["model"]
+            st.session_state.pop("model_picker", None)  # let the picker take the model above
+        else:
+            ignored_link("model", params["model"], "it is none of the local models listed here")
     for name, key in (("layer", LAYER_KEY), ("neuron", NEURON_KEY)):
         done = f"passport_url_{name}_done"
         if name in params and not st.session_state.get(done):
             try:
                 st.session_state[key] = int(params[name])
             except ValueError:
-                st.warning(f"'{params[name]}' in the link is not a {name} number")
+                ignored_link(name, params[name], f"it is not a {name} number")
             st.session_state[done] = True
 
 
 @st.cache_data(max_entries=8, show_spinner="Reading the model's config…")
-def cached_space(source: str) -> NeuronSpace:
+def cached_space(source: str, weights: str) -> NeuronSpace:
+    """`weights`: the folder's stamp (a model saved again under the same path is read again)."""
     return space_of(source)
 
 
-@st.cache_data(ttl=2.0, show_spinner=False)
-def _stamp() -> str:
-    """Changes when a job ends, a diff is cached or an adapter is saved: the passport's inputs
-    (read at most every 2 s, however often the page reruns)."""
-    import hashlib
-
-    from engine.jobs import list_jobs
-    from engine.lora.catalog import saved_dir
-    from engine.paths import artifacts_dir
-
-    parts = [f"{v.id}:{v.status.state}" for v in list_jobs(limit=1000)]
-    for folder in (artifacts_dir() / "sparsity-diff", saved_dir()):
-        if folder.is_dir():
-            parts += sorted(p.name for p in folder.iterdir())
-    return hashlib.sha256("\n".join(parts).encode()).hexdigest()
-
-
 @st.cache_data(max_entries=64, show_spinner="Gathering what every view has computed…")
-def cached_passport(source: str, layer: int, neuron: int, _stamp_value: str) -> Passport:
+def cached_passport(source: str, layer: int, neuron: int, stamp: str) -> Passport:
+    """`stamp`: the workspace stamp, so a finished job's artifacts join the passport at once."""
     return passport(source, layer, neuron)
+
+
+def neuron_space(source: str) -> NeuronSpace:
+    return cached_space(source, path_stamp(source))
 
 
 def pick_neuron(space: NeuronSpace) -> tuple[int, int]:
     left, right, _ = st.columns([1, 1, 3])
+    for key in (LAYER_KEY, NEURON_KEY):  # a link may name a negative number
+        if st.session_state.get(key, 0) < 0:
+            st.session_state[key] = 0
     if st.session_state.get(LAYER_KEY, 0) >= space.num_layers:
         st.session_state[LAYER_KEY] = space.num_layers - 1
     layer = left.number_input("Layer", 0, space.num_layers - 1, key=LAYER_KEY, step=1)
@@ -82,7 +79,7 @@ def pick_neuron(space: NeuronSpace) -> tuple[int, int]:
 def jump_to(source: str) -> None:
     """Notable neurons to jump to: the first of each known set."""
     try:
-        sets = [s for s in cached_sets(source, 10, _stamp()) if s.area != "ica"]
+        sets = [s for s in cached_sets(source, 10, workspace_stamp()) if s.area != "ica"]
     except SubnetScopeError:
         return
     options = {}
@@ -170,7 +167,7 @@ def missing_section(p: Passport) -> None:
 def passport_panel(source: str, space: NeuronSpace) -> None:
     jump_to(source)
     layer, neuron = pick_neuron(space)
-    p = cached_passport(source, layer, neuron, _stamp())
+    p = cached_passport(source, layer, neuron, workspace_stamp())
     findings(p)
     ica_section(p)
     table_section(
@@ -208,13 +205,19 @@ def _json(p: Passport) -> str:
 
 # --- overlaps -------------------------------------------------------------------------------------
 @st.cache_data(max_entries=8, show_spinner="Collecting the neuron sets of every view…")
-def cached_sets(source: str, top: int, _stamp_value: str) -> list[NeuronSet]:
-    return known_sets(cached_space(source), top)
+def cached_sets(source: str, top: int, stamp: str) -> list[NeuronSet]:
+    return known_sets(neuron_space(source), top)
+
+
+def set_contents(sets: list[NeuronSet]) -> tuple:
+    """What the matrix reads of each set, as a hashable key: name, neurons and layers."""
+    return tuple((s.spec, tuple(sorted(s.neurons)), s.layers) for s in sets)
 
 
 @st.cache_data(max_entries=16, show_spinner="Testing every pair of sets…")
 def cached_matrix(contents: tuple, _sets: list[NeuronSet], widths: tuple[int, ...]):
-    """Keyed by each set's name and neurons: an edited list of your own is a new matrix."""
+    """`contents` (set_contents of `_sets`) is the key: an edited list of your own, or a set a
+    finished job changed, is a new matrix."""
     return overlap_matrix(_sets, widths)
 
 
@@ -241,7 +244,7 @@ def overlap_panel(source: str, space: NeuronSpace) -> None:
                       step=10, key="passport_top")  # fmt: skip
     value = right.segmented_control("Colour", ["−log10 q", "Jaccard"], default="−log10 q",
                                     key="passport_colour") or "−log10 q"  # fmt: skip
-    sets = cached_sets(source, top, _stamp())
+    sets = cached_sets(source, top, workspace_stamp())
     mine = user_set()
     if mine is not None:
         sets = [*sets, mine]
@@ -259,8 +262,7 @@ def overlap_panel(source: str, space: NeuronSpace) -> None:
     if len(chosen) < 2:
         st.info("Pick two sets or more to compare (the views fill these as their jobs finish).")
         return
-    contents = tuple((s.spec, hash(s.neurons)) for s in chosen)
-    pairs = cached_matrix(contents, chosen, space.widths)
+    pairs = cached_matrix(set_contents(chosen), chosen, space.widths)
     st.altair_chart(
         charts.overlap_matrix_chart(pairs, [s.spec for s in chosen],
                                     "jaccard" if value == "Jaccard" else "q"),

@@ -14,6 +14,7 @@ from dashboard.jobs_panel import job_launcher, job_watcher
 from dashboard.loaders import shared_model
 from dashboard.neuron_links import neuron_table
 from dashboard.sources import artifact_picker
+from dashboard.stamps import workspace_stamp
 from engine.attribution.results import SparC3Result, layer_distribution, list_runs, load_result
 from engine.attribution.scores import Selected
 from engine.errors import SubnetScopeError
@@ -22,8 +23,9 @@ HERE = "pruning"
 PICK_KEY = "scores"
 
 
-@st.cache_data(ttl=10, show_spinner=False)
-def run_choices() -> list[tuple[str, str]]:
+@st.cache_data(max_entries=4, show_spinner=False)
+def run_choices(stamp: str) -> list[tuple[str, str]]:
+    """Finished SparC3 runs; `stamp` (the workspace stamp) brings in a run as it finishes."""
     return [(str(e.path), e.label) for e in list_runs()]
 
 
@@ -43,7 +45,7 @@ def opened(path: str) -> SparC3Result:
 def pick_run(bar=st.sidebar) -> str | None:
     """A finished SparC3 run (the demo's first) or a result folder; `?scores=` preselects."""
     return artifact_picker(
-        "Scores", run_choices(), typed_label="A result folder", key=PICK_KEY,
+        "Scores", run_choices(workspace_stamp()), typed_label="A result folder", key=PICK_KEY,
         placeholder="cache/jobs/<id>/result", help="finished SparC3 runs (the demo's first)",
         container=bar,
     )  # fmt: skip
@@ -267,6 +269,7 @@ def compute_panel(source: str) -> None:
 
 def export_panel(result: SparC3Result, source: str) -> None:
     from engine.attribution.pruning import save_pruned_model
+    from engine.names import named_folder
     from engine.paths import models_dir
 
     st.subheader("Export")
@@ -289,7 +292,11 @@ def export_panel(result: SparC3Result, source: str) -> None:
     )
     name = st.text_input("Pruned model folder name", f"pruned-{n}", key="pruning_export_name")
     if st.button("Save pruned model", key="pruning_export_go"):
-        out = models_dir() / name.strip()
+        try:
+            out = named_folder(models_dir(), name.strip(), "model folder name")
+        except SubnetScopeError as exc:
+            st.error(str(exc))
+            return
         with st.spinner(f"Saving {out}…"):
             save_pruned_model(source, chosen, out, {"result": str(result.path)})
         st.success(f"Saved {out}: it is listed in the model picker.")

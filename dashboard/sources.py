@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
+from dashboard.stamps import models_stamp
 from engine.models.catalog import list_local_models, model_roots
 from engine.runtime import hub_reachable
 
@@ -11,14 +12,45 @@ _HUB = "Hub id…"
 MODEL_KEY = "model_source"
 
 
-@st.cache_data(ttl=30, show_spinner=False)
-def _local_choices() -> list[tuple[str, str]]:
+@st.cache_data(max_entries=4, show_spinner=False)
+def _local_choices(stamp: tuple) -> list[tuple[str, str]]:
     return [(c.source, c.label) for c in list_local_models()]
+
+
+def local_choices() -> list[tuple[str, str]]:
+    """(source, label) of the demo and every model folder under the model roots; a folder saved
+    a moment ago (a pruned model) is listed at once."""
+    return _local_choices(models_stamp())
+
+
+def ignored_link(name: str, value: str, why: str) -> None:
+    """A URL parameter that is not one of the listed choices: said, and nothing done with it (a
+    link never names an arbitrary path and never starts a download)."""
+    shown = value if len(value) <= 80 else value[:80] + "…"
+    st.warning(f"Ignored `{name}={shown!r}` in the link: {why}.", icon=":material/link_off:")
+
+
+def hub_picker(container) -> str | None:
+    """A hub id typed in, used only once the button below it is pressed (loading it may download
+    gigabytes; nothing else, a URL parameter least of all, starts that)."""
+    from engine.models.loading import is_hub_id
+
+    hub_id = container.text_input(
+        "Hub id", placeholder="HuggingFaceTB/SmolLM2-135M-Instruct", key="model_hub_id"
+    ).strip()
+    if not hub_id:
+        return None
+    if not is_hub_id(hub_id):
+        container.error(f"{hub_id[:80]!r} is not a hub id (owner/name).")
+        return None
+    if container.button(f"Load {hub_id}", key="model_hub_go", help="May download the model"):
+        st.session_state["model_hub_confirmed"] = hub_id
+    return hub_id if st.session_state.get("model_hub_confirmed") == hub_id else None
 
 
 def model_picker(container=st.sidebar) -> str | None:
     """The model source chosen in the sidebar, kept across pages in session state."""
-    choices = _local_choices()
+    choices = local_choices()
     labels = {source: label for source, label in choices}
     options = [source for source, _ in choices]
     online = hub_reachable()
@@ -35,10 +67,9 @@ def model_picker(container=st.sidebar) -> str | None:
         key="model_picker",
     )
     if picked == _HUB:
-        hub_id = container.text_input("Hub id", placeholder="HuggingFaceTB/SmolLM2-135M-Instruct")
-        if not hub_id:
+        picked = hub_picker(container)
+        if picked is None:
             return None
-        picked = hub_id.strip()
     elif not online:
         container.caption("Offline: models from local folders only.")
     st.session_state[MODEL_KEY] = picked
@@ -56,15 +87,27 @@ def artifact_picker(
     container=st.sidebar,
 ) -> str | None:
     """Pick one of the (path, label) `choices` that jobs made, or type a path; `?<key>=path` in
-    the URL preselects. Returns the path, or None while nothing is given."""
+    the URL preselects one of the choices (nothing else). Returns the path, or None while nothing
+    is given. When new choices appear (a job finished) while nothing is picked, the first is."""
     labels = dict(choices)
     other = f"{typed_label}…"
     options = [path for path, _ in choices] + [other]
-    text_key = f"{key}_typed"
+    text_key, seen_key = f"{key}_typed", f"{key}_seen"
     wanted = st.query_params.get(key)
     if wanted and key not in st.session_state:
-        st.session_state[key] = wanted if wanted in labels else other
-        st.session_state[text_key] = wanted
+        if wanted in labels:
+            st.session_state[key] = wanted
+        else:
+            ignored_link(key, wanted, "it is none of the results listed here")
+    seen = tuple(labels)
+    if (
+        choices
+        and st.session_state.get(seen_key, seen) != seen
+        and st.session_state.get(key) == other
+        and not st.session_state.get(text_key, "").strip()
+    ):
+        st.session_state[key] = choices[0][0]
+    st.session_state[seen_key] = seen
     picked = container.selectbox(
         label, options, format_func=lambda p: labels.get(p, p), key=key, help=help
     )

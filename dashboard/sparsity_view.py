@@ -21,11 +21,11 @@ from dashboard.charts import (
 from dashboard.downloads import downloads
 from dashboard.jobs_panel import event_tables, job_launcher, job_watcher, live_interval
 from dashboard.neuron_links import neuron_table
-from engine.cache.fingerprint import canonical_json, fingerprint_path
+from dashboard.sources import ignored_link, local_choices
+from dashboard.stamps import path_stamp
 from engine.errors import SubnetScopeError
 from engine.jobs import JobView, get_job, list_jobs, load_kinds, parse_params
 from engine.jobs.files import RESULT
-from engine.models.catalog import list_local_models
 from engine.sparsity import (
     BF16,
     EXACT,
@@ -44,6 +44,7 @@ from engine.sparsity import (
     shell_table,
 )
 from engine.sparsity.config import tolerance_key
+from engine.sparsity.sources import download_hub_weights, hub_cached, no_hub_downloads
 
 HERE = "sparsity"
 TRAIN_KINDS = {"train.sft": "SFT", "train.grpo": "GRPO", "train.ppo": "PPO"}
@@ -56,46 +57,38 @@ CRITERIA = {"τ": None, "exact": EXACT, "bf16-visible": BF16}
 
 
 # cache keys -------------------------------------------------------------------------------
-def stamp(spec: str | None) -> str:
-    """A cache key that changes when the weights do: the engine's fingerprint of the file or
-    folder (size + mtime of large files, content of small ones); empty for `demo` or a hub id,
-    which the engine fingerprints itself."""
-    if not spec or not Path(spec).expanduser().exists():
-        return ""
-    return canonical_json(fingerprint_path(spec))
-
-
+# The diffs read weights by the stamps (path_stamp) of every input, and never download a hub id:
+# that takes the sidebar's button (download_button).
 @st.cache_data(max_entries=16, show_spinner="Diffing base against tuned…")
 def diffed(base: str, tuned: str, stamps: tuple, config: DiffConfig) -> DiffResult:
-    return diff(base, tuned, config)
+    with no_hub_downloads():
+        return diff(base, tuned, config)
 
 
 @st.cache_data(max_entries=8, show_spinner="Diffing every checkpoint of the run…")
 def series_of(base: str, run_dir: str, stamps: tuple, config: DiffConfig) -> SeriesResult:
-    return series(base, run_dir, config)
+    with no_hub_downloads():
+        return series(base, run_dir, config)
 
 
 @st.cache_data(max_entries=8, show_spinner="Diffing both runs…")
 def compared(
     runs: tuple[str, ...], stamps: tuple, config: DiffConfig, criterion: str, basis: str
 ) -> CompareResult:
-    return compare_runs(list(runs), config, criterion=criterion, basis=basis)
+    with no_hub_downloads():
+        return compare_runs(list(runs), config, criterion=criterion, basis=basis)
 
 
 @st.cache_data(max_entries=16, show_spinner=False)
-def config_shells(base: str) -> list[int]:
+def config_shells(base: str, stamp: str) -> list[int]:
     """Shell boundaries from the base's config when it lists nested FFN widths (Gemma-3n)."""
     try:
-        folder = open_source(base).config_dir
+        with no_hub_downloads():
+            folder = open_source(base).config_dir
         points = boundaries_from_config(folder) if folder else []
     except SubnetScopeError:
         return []
     return points if len(points) > 2 else []  # one width: a single shell, nothing to compare
-
-
-@st.cache_data(ttl=30, show_spinner=False)
-def local_models() -> list[tuple[str, str]]:
-    return [(c.source, c.label) for c in list_local_models()]
 
 
 # picking ----------------------------------------------------------------------------------
@@ -113,29 +106,65 @@ def run_jobs() -> list[JobView]:
     return [v for v in views if any((v.path / RESULT).glob("checkpoint-*"))]
 
 
+def train_job_ids() -> list[str]:
+    """Training jobs in any state: the runs a `?job=` link may name."""
+    return [v.id for kind in TRAIN_KINDS for v in list_jobs(kind=kind, limit=200)]
+
+
 def preselect_from_url() -> None:
-    """`?job=<id>` opens that run's checkpoints; `?tuned=` / `?run_dir=` fill the path inputs."""
+    """`?job=<id>` opens that run's checkpoints, `?run_dir=` the run whose result folder it is,
+    `?tuned=` a local model folder: each only when it is one of the choices listed here. A link
+    never names an arbitrary path and never starts a download."""
     params = st.query_params
     if "job" in params and RUN_KEY not in st.session_state:
-        try:
-            st.session_state[RUN_KEY] = get_job(params["job"]).id
-            st.session_state[MODE_KEY] = MODES[2]
-        except SubnetScopeError as exc:
-            st.warning(str(exc))
-    if "run_dir" in params and "sparsity_run_dir" not in st.session_state:
-        st.session_state.update(
-            {"sparsity_run_dir": params["run_dir"], RUN_KEY: FOLDER, MODE_KEY: MODES[2]}
-        )
-    if "tuned" in params and "sparsity_tuned_path" not in st.session_state:
-        st.session_state.update({"sparsity_tuned_path": params["tuned"], MODE_KEY: MODES[1]})
+        wanted = params["job"]
+        ids = train_job_ids()
+        match = [i for i in ids if i == wanted] or [i for i in ids if i.startswith(wanted or "?")]
+        if len(match) == 1:
+            st.session_state.update({RUN_KEY: match[0], MODE_KEY: MODES[2]})
+        else:
+            ignored_link("job", wanted, "it is none of the training runs listed here")
+    if "run_dir" in params and RUN_KEY not in st.session_state:
+        wanted = params["run_dir"]
+        runs = {str(v.path / RESULT): v.id for v in run_jobs()}
+        if wanted in runs:
+            st.session_state.update({RUN_KEY: runs[wanted], MODE_KEY: MODES[2]})
+        else:
+            ignored_link("run_dir", wanted, "it is none of the training runs listed here")
+    if "tuned" in params and "sparsity_tuned_model" not in st.session_state:
+        wanted = params["tuned"]
+        if wanted in dict(local_choices()):
+            st.session_state.update({"sparsity_tuned_model": wanted, MODE_KEY: MODES[0]})
+        else:
+            ignored_link("tuned", wanted, "it is none of the local model folders listed here")
     if MODE_KEY not in st.session_state:  # open on the newest run when there is one
         st.session_state[MODE_KEY] = MODES[2] if run_jobs() else MODES[0]
 
 
+def download_button(spec: str | None, bar=st.sidebar) -> None:
+    """For a hub id that is not in the local hub cache: a button that downloads its weights
+    (bounded by SUBNETSCOPE_HUB_MAX_GB). Diffs never download on their own."""
+    from engine.models.loading import is_hub_id
+    from engine.runtime import hub_reachable
+
+    if not spec or Path(spec).expanduser().exists() or not is_hub_id(spec):
+        return
+    if not hub_reachable() or hub_cached(spec):
+        return
+    tip = "its safetensors weights and configs only, up to SUBNETSCOPE_HUB_MAX_GB"
+    if bar.button(f"Download {spec}", key=f"sparsity_download_{spec}", help=tip):
+        with st.spinner(f"Downloading {spec}…"):
+            try:
+                download_hub_weights(spec)
+            except SubnetScopeError as exc:
+                bar.error(str(exc))
+
+
 def pick_tuned(base: str | None, bar=st.sidebar) -> Tuned:
+    download_button(base, bar)
     mode = bar.radio("Tuned", MODES, key=MODE_KEY, help="What to compare against the base")
     if mode == MODES[0]:
-        choices = [(s, label) for s, label in local_models() if s != base]
+        choices = [(s, label) for s, label in local_choices() if s != base]
         if not choices:
             bar.caption("No other local model folder.")
             return Tuned(None)
@@ -151,12 +180,13 @@ def pick_tuned(base: str | None, bar=st.sidebar) -> Tuned:
             key="sparsity_tuned_path",
             placeholder="/path/to/model, file.safetensors or adapter folder",
             help="A model folder, a .safetensors file, or a PEFT adapter folder (merged onto the "
-            "base)",
+            "base); a hub id downloads after its button",
         )
+        download_button(text.strip(), bar)
         return Tuned(text.strip() or None)
     jobs = {v.id: v for v in run_jobs()}
     if st.session_state.get(RUN_KEY) not in (*jobs, FOLDER, None):
-        jobs[st.session_state[RUN_KEY]] = get_job(st.session_state[RUN_KEY])  # from the URL
+        jobs[st.session_state[RUN_KEY]] = get_job(st.session_state[RUN_KEY])  # a listed run
     picked = bar.selectbox(
         "Run",
         [*jobs, FOLDER],
@@ -309,7 +339,7 @@ def coverage_panel(base: str, tuned: Tuned, config: DiffConfig) -> None:
     if tuned.run_dir is None:
         st.info("Pick **Run checkpoints** as the tuned weights to follow a run over its steps.")
         return
-    result = series_of(base, tuned.run_dir, stamp(tuned.run_dir), config)
+    result = series_of(base, tuned.run_dir, path_stamp(tuned.run_dir), config)
     criterion = config.mask_criterion
     st.caption(f"Coverage at step t: the share of the final mask ({criterion}) changed by t.")
     st.altair_chart(coverage_chart(result.steps), width="stretch")
@@ -320,7 +350,7 @@ def coverage_panel(base: str, tuned: Tuned, config: DiffConfig) -> None:
 
 def compare_panel(base: str, tuned: Tuned, config: DiffConfig, criterion: str) -> None:
     st.caption("A second model's update distribution on normalized depth, against this one.")
-    models = dict(local_models())
+    models = dict(local_choices())
     left, right = st.columns(2)
     other_base = left.selectbox(
         "Second base", list(models), index=list(models).index(base) if base in models else 0,
@@ -337,7 +367,7 @@ def compare_panel(base: str, tuned: Tuned, config: DiffConfig, criterion: str) -
         st.info("Enter a second tuned model to compare.")
         return
     runs = (f"this={base}:{tuned.tuned}", f"second={other_base}:{other}")
-    stamps = tuple(stamp(s) for s in (base, tuned.tuned, other_base, other))
+    stamps = tuple(path_stamp(s) for s in (base, tuned.tuned, other_base, other))
     result = compared(runs, stamps, config, criterion, basis)
     st.altair_chart(depth_profile_chart(result.profiles), width="stretch")
     _table(result.metrics, "sparsity-compare", "sparsity_cmp")
@@ -347,7 +377,7 @@ def compare_panel(base: str, tuned: Tuned, config: DiffConfig, criterion: str) -
 
 
 def shells_panel(result: DiffResult, base: str, criterion: str) -> None:
-    known = config_shells(base)
+    known = config_shells(base, path_stamp(base))
     text = st.text_input(
         "Shell boundaries", ", ".join(map(str, known)), key="sparsity_shells",
         help="Nested FFN widths, the full width last (MatFormer: e.g. 8192, 16384); 0 is "
@@ -460,7 +490,7 @@ def live_heatmap(base: str, run_dir: str, config: DiffConfig, criterion: str) ->
             f"Checkpoint {step} of a {'running' if active else 'finished'} run"
             + (f" · refreshes every {LIVE_S:.0f} s" if active else "")
         )
-        result = diffed(base, str(latest), (stamp(base), stamp(str(latest))), config)
+        result = diffed(base, str(latest), (path_stamp(base), path_stamp(str(latest))), config)
         headline(result, criterion)
         heatmap_panel(result, criterion)
         if not active:

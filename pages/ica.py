@@ -6,6 +6,7 @@ import streamlit as st
 
 from dashboard import ica_view as view
 from dashboard.sources import model_picker
+from dashboard.stamps import follow_workspace
 from engine.errors import SubnetScopeError
 
 VIEWS = ["Components", "Overlap", "Live toggles", "Masked SFT", "Build"]
@@ -13,6 +14,7 @@ VIEWS = ["Components", "Overlap", "Live toggles", "Masked SFT", "Build"]
 
 def main() -> None:
     st.title("ICA components")
+    follow_workspace()
     st.caption(
         "Functional networks of MLP neurons (seed 001, after Liu et al. 2025): independent "
         "components of neuron activations, their key neurons, what they respond to, and what "

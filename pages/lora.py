@@ -6,6 +6,7 @@ import streamlit as st
 
 from dashboard import lora_view as view
 from dashboard.sources import model_picker
+from dashboard.stamps import follow_workspace
 from engine.errors import SubnetScopeError
 
 VIEWS = ["Generations", "Geometry", "Delta map", "Save", "Train"]
@@ -13,6 +14,7 @@ VIEWS = ["Generations", "Geometry", "Delta map", "Save", "Train"]
 
 def main() -> None:
     st.title("LoRA blender")
+    follow_workspace()
     st.caption(
         "Weighted blends of PEFT adapters for one base: every combination type of PEFT's "
         "add_weighted_adapter, with svd and cat done exactly from the factors, and each blend's "

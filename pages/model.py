@@ -64,7 +64,9 @@ def mask_from_widgets(loaded: LoadedModel) -> NeuronMask | None:
         factor = st.number_input("Scale factor", value=0.0, step=0.5) if mode == "scale" else 0.0
     if not spec.strip():
         return None
-    mask = NeuronMask.from_pairs(parse_neuron_spec(spec), mode=mode, factor=factor)
+    total = sum(loaded.architecture.neurons_per_layer)
+    pairs = parse_neuron_spec(spec, max_neurons=total)
+    mask = NeuronMask.from_pairs(pairs, mode=mode, factor=factor)
     mask.validate(loaded.architecture)
     return mask
 
@@ -84,9 +86,14 @@ def playground(loaded: LoadedModel) -> None:
             value=has_chat_template(loaded.tokenizer),
             disabled=not has_chat_template(loaded.tokenizer),
         )
-        mask = mask_from_widgets(loaded)
+        try:
+            mask, problem = mask_from_widgets(loaded), None
+        except SubnetScopeError as exc:  # inside the form: its submit button must still be drawn
+            mask, problem = None, str(exc)
         submitted = st.form_submit_button("Generate", type="primary")
-    if submitted:
+    if problem:
+        st.error(problem)
+    elif submitted:
         with st.spinner("Generating…"):
             result = generate_text(
                 loaded,

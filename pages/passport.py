@@ -6,6 +6,7 @@ import streamlit as st
 
 from dashboard import passport_view as view
 from dashboard.sources import model_picker
+from dashboard.stamps import follow_workspace
 from engine.errors import SubnetScopeError
 
 VIEWS = ["Passport", "Overlaps"]
@@ -13,6 +14,7 @@ VIEWS = ["Passport", "Overlaps"]
 
 def main() -> None:
     st.title("Neuron passport")
+    follow_workspace()
     st.caption(
         "One MLP neuron from every view — its ICA networks, its pruning scores, how far SFT and "
         "RL moved it, what adapters write into it, what makes it fire — and how the neuron sets "
@@ -23,7 +25,7 @@ def main() -> None:
     if source is None:
         st.info("Pick a model in the sidebar.")
         return
-    space = view.cached_space(source)
+    space = view.neuron_space(source)
     shown = st.segmented_control("View", VIEWS, default="Passport", key="passport_view")
     if (shown or "Passport") == "Passport":
         view.passport_panel(source, space)

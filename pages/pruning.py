@@ -6,6 +6,7 @@ import streamlit as st
 
 from dashboard import pruning_view as view
 from dashboard.sources import model_picker
+from dashboard.stamps import follow_workspace
 from engine.errors import SubnetScopeError
 
 VIEWS = ["Candidates", "Live pruning", "Evaluation", "Compute", "Export"]
@@ -13,6 +14,7 @@ VIEWS = ["Candidates", "Live pruning", "Evaluation", "Compute", "Export"]
 
 def main() -> None:
     st.title("Neuron pruning")
+    follow_workspace()
     st.caption(
         "SparC3 (Hatefi et al. 2025): relevance of every up_proj neuron on general text and on "
         "prompts that elicit an unwanted behaviour; the neurons with the most negative "

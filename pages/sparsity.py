@@ -6,6 +6,7 @@ import streamlit as st
 
 from dashboard import sparsity_view as view
 from dashboard.sources import model_picker
+from dashboard.stamps import follow_workspace, path_stamp
 from engine.errors import SubnetScopeError
 
 VIEWS = ["Heatmap", "Ranks", "Localization", "Neurons", "Coverage", "Compare", "Shells", "Train"]
@@ -13,6 +14,7 @@ VIEWS = ["Heatmap", "Ranks", "Localization", "Neurons", "Coverage", "Compare", "
 
 def main() -> None:
     st.title("Sparsity heatmaps")
+    follow_workspace()
     st.caption(
         "Base against tuned, streamed tensor by tensor: the share of weights each block and "
         "module changed, their update ranks, how localized the changes are, the neurons they "
@@ -40,7 +42,8 @@ def main() -> None:
     if shown == "Heatmap" and view.run_is_active(tuned.run_dir):
         view.live_heatmap(base, tuned.run_dir, config, criterion)
         return
-    result = view.diffed(base, tuned.tuned, (view.stamp(base), view.stamp(tuned.tuned)), config)
+    stamps = (path_stamp(base), path_stamp(tuned.tuned))
+    result = view.diffed(base, tuned.tuned, stamps, config)
     view.headline(result, criterion)
     if shown == "Heatmap":
         view.heatmap_panel(result, criterion)

@@ -169,3 +169,20 @@ def test_neuron_spec_parsing() -> None:
     assert parse_neuron_spec("3:17 3:20-22, 5:1") == [(3, 17), (3, 20), (3, 21), (3, 22), (5, 1)]
     with pytest.raises(SubnetScopeError, match="layer:neuron"):
         parse_neuron_spec("3-17")
+    with pytest.raises(SubnetScopeError, match="backwards"):
+        parse_neuron_spec("3:25-20")
+
+
+def test_neuron_spec_is_bounded_before_it_is_expanded() -> None:
+    """`0:0-999999999` would be a list of a billion pairs (~100 GB): refused on its count."""
+    import time
+
+    started = time.perf_counter()
+    with pytest.raises(SubnetScopeError, match="the most one list may name"):
+        parse_neuron_spec("0:0-999999999")
+    with pytest.raises(SubnetScopeError, match="past the model's 96 neurons"):
+        parse_neuron_spec("0:0-47 1:0-48", max_neurons=96)
+    with pytest.raises(SubnetScopeError, match="layer:neuron"):
+        parse_neuron_spec("0:" + "9" * 5000)  # past Python's digit limit: still one clear error
+    assert time.perf_counter() - started < 1.0
+    assert len(parse_neuron_spec("0:0-47 1:0-47", max_neurons=96)) == 96

@@ -36,7 +36,9 @@ def page(workspace, tmp_path, monkeypatch) -> AppTest:
     monkeypatch.setenv("SUBNETSCOPE_MODEL_ROOTS", str(workspace["models"]))
     st.cache_data.clear()
     at = AppTest.from_file(APP, default_timeout=180)
-    at.query_params["templates"] = str(workspace["templates"])
+    # a templates file of one's own is typed in (a link may only name templates jobs built)
+    at.session_state["templates"] = "A templates file…"
+    at.session_state["templates_typed"] = str(workspace["templates"])
     at.session_state["model_source"] = str(workspace["model"])  # never load the demo model
     at.run()
     at.switch_page("../pages/ica.py").run()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
@@ -106,6 +108,17 @@ def test_save_blend_never_overwrites(page, tmp_path):
     page.button(key="lora_save_go").click().run()
     assert any("exists already" in e.value for e in page.error)
     assert (saved / "adapter_model.safetensors").stat().st_mtime_ns == stamp
+
+
+@pytest.mark.parametrize("name", ["../../escaped", "/tmp/abs-blend", ".hidden", "a b", "x\x00y"])
+def test_save_refuses_a_name_that_is_not_a_plain_folder(page, tmp_path, name):
+    show_view(page, "Save")
+    page.text_input(key="lora_save_name").set_value(name).run()
+    page.button(key="lora_save_go").click().run()
+    assert not page.exception, page.exception
+    assert [e.value for e in page.error] and "is not a valid blend name" in page.error[0].value
+    assert not (tmp_path / "cache" / "adapters").exists()
+    assert not (tmp_path / "escaped").exists() and not Path("/tmp/abs-blend").exists()
 
 
 def test_not_an_adapter_is_one_error(page, tmp_path):

@@ -75,6 +75,22 @@ def test_evaluation_curves_and_export(page, workspace, tmp_path):
     assert (saved / "pruning.json").is_file() and (saved / "config.json").is_file()
 
 
+ABSOLUTE = "/tmp/subnetscope-abs-export"
+
+
+@pytest.mark.parametrize("name", ["../../escaped", ABSOLUTE, "..\\x", "a;b", "x\ny", "x" * 65])
+def test_export_refuses_a_name_that_is_not_a_plain_folder(page, tmp_path, name):
+    show_view(page, "Export")
+    page.text_input(key="pruning_export_name").set_value(name).run()
+    page.button(key="pruning_export_go").click().run()
+    assert not page.exception, page.exception
+    assert [e.value for e in page.error] and "is not a valid model folder name" in page.error[
+        0
+    ].value
+    assert not (tmp_path / "cache" / "models").exists()
+    assert not (tmp_path / "escaped").exists() and not Path(ABSOLUTE).exists()
+
+
 def test_compute_view_offers_the_pipeline(page):
     show_view(page, "Compute")
     assert page.button(key="pruning_job_submit").label == "Run SparC3"

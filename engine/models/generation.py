@@ -21,6 +21,24 @@ class Generation:
     used_chat_template: bool
 
 
+class SeededSampler:
+    """A logits processor that samples the next token at `temperature` with a torch.Generator of
+    its own (seeded once, per call) and leaves only that token's score finite."""
+
+    def __init__(self, temperature: float, seed: int) -> None:
+        self.temperature = temperature
+        self.seed = seed
+        self.generator: torch.Generator | None = None
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        if self.generator is None:  # on the device the scores live on
+            self.generator = torch.Generator(device=scores.device).manual_seed(self.seed)
+        probs = torch.softmax(scores.float() / self.temperature, dim=-1)  # (batch, vocab)
+        picked = torch.multinomial(probs, 1, generator=self.generator)  # (batch, 1)
+        out = torch.full_like(scores, float("-inf"))
+        return out.scatter_(1, picked, 0.0)
+
+
 def has_chat_template(tokenizer: object) -> bool:
     return bool(getattr(tokenizer, "chat_template", None))
 
@@ -57,10 +75,13 @@ def generate_text(
     if not prompt.strip():
         raise SubnetScopeError("the prompt is empty")
     inputs, used_chat = encode_prompt(loaded, prompt, chat)
-    sampling = {"do_sample": False}
+    sampling: dict = {"do_sample": False}
     if temperature > 0:
-        torch.manual_seed(seed)
-        sampling = {"do_sample": True, "temperature": temperature, "top_k": 0, "top_p": 1.0}
+        from transformers import LogitsProcessorList
+
+        # Greedy decoding over the sampler's one-hot scores: the draw comes from this call's own
+        # generator, never from torch's global seed, which every session of the dashboard shares.
+        sampling["logits_processor"] = LogitsProcessorList([SeededSampler(temperature, seed)])
     tokenizer = loaded.tokenizer
     started = time.perf_counter()
     with torch.inference_mode(), apply_mask(loaded, mask):

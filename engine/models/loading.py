@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import threading
+import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,6 +20,17 @@ from engine.runtime import hub_reachable
 
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
 _ENCODER_TYPES = {"bert", "roberta"}
+
+
+def is_hub_id(text: str) -> bool:
+    """`name` or `owner/name` as the hub spells repositories: no path, no '..' or '--', at most
+    96 characters (the hub's own limit)."""
+    return (
+        len(text) <= 96
+        and _HUB_ID.fullmatch(text) is not None
+        and ".." not in text
+        and "--" not in text
+    )
 
 
 @dataclass
@@ -34,6 +47,37 @@ class LoadedModel:
     is_causal_lm: bool
     # Serializes hook installation on this shared model; calls themselves run concurrently.
     hook_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+
+# A fast tokenizer keeps truncation and padding in its Rust backend and resets them on each call
+# (transformers' set_truncation_and_padding, then encode_batch): two sessions encoding at once on
+# the shared tokenizer truncate each other's text, or fail with "Already borrowed"
+# (huggingface/tokenizers#537). One lock per tokenizer makes each call's set-and-encode atomic.
+_ENCODE_LOCKS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_ENCODE_LOCKS_GUARD = threading.Lock()
+
+
+def _encode_lock(tokenizer: object) -> threading.RLock:
+    with _ENCODE_LOCKS_GUARD:
+        lock = _ENCODE_LOCKS.get(tokenizer)
+        if lock is None:
+            lock = _ENCODE_LOCKS[tokenizer] = threading.RLock()
+        return lock
+
+
+def _serialized_encode(tokenizer: object, *args, **kwargs):
+    with _encode_lock(tokenizer):
+        return type(tokenizer)._encode_plus(tokenizer, *args, **kwargs)
+
+
+def share_tokenizer(tokenizer: object) -> object:
+    """Make a fast tokenizer safe to call from several threads at once, whatever truncation or
+    padding each call asks for: every encode (`tokenizer(...)`, `encode`, chat templates) runs
+    under the tokenizer's own lock. Slow tokenizers keep no such state and are left alone. The
+    wrapper is a partial of a module function, so the tokenizer still pickles and deep-copies."""
+    if getattr(tokenizer, "is_fast", False) and "_encode_plus" not in vars(tokenizer):
+        tokenizer._encode_plus = functools.partial(_serialized_encode, tokenizer)
+    return tokenizer
 
 
 def choose_device() -> tuple[torch.device, torch.dtype]:
@@ -159,9 +203,10 @@ def load_model(
             del model.config.quantization_config
     if "device_map" not in kwargs:
         model.to(device)
-    if inference:
+    if inference:  # shared by the dashboard's sessions (training jobs own theirs)
         model.eval()
         model.requires_grad_(False)
+        share_tokenizer(tokenizer)
     if tokenizer.pad_token is None and tokenizer.eos_token is not None:
         tokenizer.pad_token = tokenizer.eos_token
     display = DEMO_NAME if resolved.kind == "demo" else source
@@ -185,7 +230,7 @@ def wrap_model(model: nn.Module, tokenizer: object, source: str = "in-memory") -
         source=source,
         display_name=source,
         model=model,
-        tokenizer=tokenizer,
+        tokenizer=share_tokenizer(tokenizer),
         architecture=detect_architecture(model),
         device=param.device,
         dtype=param.dtype,

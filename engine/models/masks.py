@@ -185,9 +185,19 @@ def apply_mask(loaded: LoadedModel, mask: NeuronMask | None) -> Iterator[None]:
         _active_mask.reset(token)
 
 
-def parse_neuron_spec(text: str) -> list[tuple[int, int]]:
-    """Neurons typed by hand: `"3:17 3:20-25, 5:100"` → [(3, 17), (3, 20), …, (5, 100)]."""
-    pairs: list[tuple[int, int]] = []
+# A typed spec names at most this many neurons when the model's count is not given: ranges are
+# counted before they are expanded, so `0:0-999999999` is refused, not built (issue 15).
+MAX_SPEC_NEURONS = 1_000_000
+
+
+def parse_neuron_spec(text: str, *, max_neurons: int | None = None) -> list[tuple[int, int]]:
+    """Neurons typed by hand: `"3:17 3:20-25, 5:100"` → [(3, 17), (3, 20), …, (5, 100)].
+
+    `max_neurons` (the model's neuron count, when known) bounds how many the spec may name, else
+    MAX_SPEC_NEURONS does; the count is checked before any range is expanded."""
+    cap = min(max_neurons, MAX_SPEC_NEURONS) if max_neurons else MAX_SPEC_NEURONS
+    ranges: list[tuple[int, int, int]] = []
+    count = 0
     for item in text.replace(",", " ").split():
         layer, sep, neurons = item.partition(":")
         try:
@@ -195,9 +205,19 @@ def parse_neuron_spec(text: str) -> list[tuple[int, int]]:
                 raise ValueError
             first, _, last = neurons.partition("-")
             start, stop = int(first), int(last or first)
-            pairs.extend((int(layer), n) for n in range(start, stop + 1))
+            ranges.append((int(layer), start, stop))
         except ValueError as exc:
             raise SubnetScopeError(
-                f"cannot read '{item}': write neurons as layer:neuron or layer:first-last"
+                f"cannot read {item[:40]!r}: write neurons as layer:neuron or layer:first-last"
             ) from exc
-    return pairs
+        if stop < start:
+            raise SubnetScopeError(f"{item[:40]!r} runs backwards: write layer:first-last")
+        count += stop - start + 1
+        if count > cap:
+            most = (
+                f"the model's {cap:,} neurons"
+                if cap == max_neurons
+                else f"{cap:,} neurons, the most one list may name"
+            )
+            raise SubnetScopeError(f"{item[:40]!r} takes the neuron list past {most}")
+    return [(layer, n) for layer, start, stop in ranges for n in range(start, stop + 1)]

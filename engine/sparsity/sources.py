@@ -7,8 +7,10 @@ is a source too (`engine.sparsity.lora`): it reads its base and adds the adapter
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import json
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -136,22 +138,96 @@ def _folder_source(folder: Path, label: str) -> SafetensorsSource:
     return SafetensorsSource(label, files, config_dir)
 
 
+# Whether resolving a hub id may download it. The CLI may (the user typed the command); the
+# dashboard resolves under `no_hub_downloads()` and downloads only through `download_hub_weights`
+# after a button: a URL parameter or a typed id never starts a download by itself (issue 15).
+_HUB_DOWNLOADS: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "subnetscope_hub_downloads", default=True
+)
+MAX_DOWNLOAD_GB = 40.0  # `$SUBNETSCOPE_HUB_MAX_GB` changes it
+
+
+@contextlib.contextmanager
+def no_hub_downloads() -> Iterator[None]:
+    """Within this block a hub id resolves from the local hub cache only."""
+    token = _HUB_DOWNLOADS.set(False)
+    try:
+        yield
+    finally:
+        _HUB_DOWNLOADS.reset(token)
+
+
 def _hub_folder(repo_id: str) -> Path:
-    """The local snapshot of a hub repo's safetensors weights and configs (downloaded if online)."""
+    """The local snapshot of a hub repo's safetensors weights and configs (downloaded if online
+    and downloads are allowed here)."""
     from huggingface_hub import snapshot_download
 
     from engine.runtime import hub_reachable
 
     online = hub_reachable()
+    allowed = online and _HUB_DOWNLOADS.get()
     try:
-        path = snapshot_download(repo_id, allow_patterns=HUB_PATTERNS, local_files_only=not online)
+        path = snapshot_download(repo_id, allow_patterns=HUB_PATTERNS, local_files_only=not allowed)
     except Exception as exc:  # the hub client raises many types; all mean "not available"
+        if online and not allowed:
+            raise SubnetScopeError(
+                f"'{repo_id}' is not in the local hub cache; download it first with the button "
+                "(nothing is downloaded without asking)"
+            ) from exc
         where = "the hub" if online else "the local hub cache (the hub is unreachable)"
         raise SubnetScopeError(
             f"cannot get '{repo_id}': it is not a local file or folder, and {where} "
             f"does not have it ({type(exc).__name__})"
         ) from exc
     return Path(path)
+
+
+def hub_cached(repo_id: str) -> bool:
+    """Whether the weights of `repo_id` are in the local hub cache already."""
+    try:
+        with no_hub_downloads():
+            _hub_folder(repo_id)
+    except SubnetScopeError:
+        return False
+    return True
+
+
+def download_hub_weights(repo_id: str, max_gb: float | None = None) -> Path:
+    """Download a hub repo's safetensors weights and configs (HUB_PATTERNS), after checking the
+    id and that they add up to at most `max_gb` (default `$SUBNETSCOPE_HUB_MAX_GB`, else
+    MAX_DOWNLOAD_GB): an explicit user action, never a side effect of reading a link."""
+    import fnmatch
+    import os
+
+    from huggingface_hub import HfApi, snapshot_download
+
+    from engine.models.loading import is_hub_id
+
+    if not is_hub_id(repo_id):
+        raise SubnetScopeError(f"{repo_id[:80]!r} is not a hub id (owner/name)")
+    limit = (
+        max_gb
+        if max_gb is not None
+        else float(os.environ.get("SUBNETSCOPE_HUB_MAX_GB", MAX_DOWNLOAD_GB))
+    )
+    try:
+        info = HfApi().model_info(repo_id, files_metadata=True)
+    except Exception as exc:  # unreachable, no such repo, gated: none is downloadable
+        raise SubnetScopeError(f"cannot download '{repo_id}': {type(exc).__name__}") from exc
+    size = sum(
+        f.size or 0
+        for f in info.siblings or []
+        if any(fnmatch.fnmatch(f.rfilename, p) for p in HUB_PATTERNS)
+    )
+    if size > limit * 2**30:
+        raise SubnetScopeError(
+            f"'{repo_id}' holds {size / 2**30:.1f} GB of weights, over the {limit:g} GB limit "
+            "(SUBNETSCOPE_HUB_MAX_GB)"
+        )
+    try:
+        return Path(snapshot_download(repo_id, allow_patterns=HUB_PATTERNS))
+    except Exception as exc:
+        raise SubnetScopeError(f"cannot download '{repo_id}': {type(exc).__name__}") from exc
 
 
 def is_adapter(path: Path) -> bool:
@@ -182,9 +258,9 @@ def open_source(
 
             return LoraMergedSource.open(path, base=base)
         return _folder_source(path, text)
-    from engine.models.loading import _HUB_ID
+    from engine.models.loading import is_hub_id
 
-    if text.startswith((".", "/", "~")) or not _HUB_ID.match(text):
+    if not is_hub_id(text):
         raise SubnetScopeError(f"no model at '{text}': no such file or folder")
     folder = _hub_folder(text)
     if is_adapter(folder):
