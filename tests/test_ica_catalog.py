@@ -10,17 +10,13 @@ from engine.ica.catalog import list_templates, resolve_templates
 from engine.ica.jobs import DEMO_PARAMS, TEMPLATES_FILE
 from engine.jobs import api, files
 from engine.jobs.status_file import update_status
-
-
-class _NoProcess:
-    def launch(self, view) -> dict:
-        return {}
+from tests.job_support import hold_local_jobs
 
 
 @pytest.fixture
 def jobs(tmp_path, monkeypatch):
     monkeypatch.setenv("SUBNETSCOPE_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setattr(api, "get_runner", lambda backend: _NoProcess())
+    hold_local_jobs(monkeypatch)
 
     def finished(params: dict, state: str = "succeeded") -> str:
         view = api.submit("ica.build_templates", params)

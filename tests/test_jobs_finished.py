@@ -7,16 +7,12 @@ import time
 from engine.jobs import api, files
 from engine.jobs.finished import finished_results
 from engine.jobs.status_file import update_status
-
-
-class _NoProcess:
-    def launch(self, view) -> dict:
-        return {}
+from tests.job_support import hold_local_jobs
 
 
 def test_demo_first_then_newest_and_only_finished_results(tmp_path, monkeypatch) -> None:
     monkeypatch.setenv("SUBNETSCOPE_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setattr(api, "get_runner", lambda backend: _NoProcess())
+    hold_local_jobs(monkeypatch)
     demo_params = {"seconds": 1, "steps": 1}
 
     def job(params: dict, state: str = "succeeded", holds: bool = True) -> str:

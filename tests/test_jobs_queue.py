@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import subprocess
@@ -47,15 +48,14 @@ def test_one_slot_runs_jobs_one_at_a_time_in_order_and_moves_without_a_look(monk
     views = [submit("diagnostics.sleep", {"seconds": 0.6, "steps": 3}) for _ in range(3)]
     first, *rest = statuses(views)
     assert first.pid is not None
-    assert [(s.state, s.pid, s.position) for s in rest] == [("queued", None, 1), ("queued", None, 2)]
+    waiting = [(s.state, s.pid, s.position) for s in rest]
+    assert waiting == [("queued", None, 1), ("queued", None, 2)]
     assert "2nd in the local queue" in rest[1].message
     # Nothing here looks at the jobs again: each finished job starts the next one.
     done = wait_files(views)
-    spans = [
-        (datetime.fromisoformat(s.started), datetime.fromisoformat(s.finished)) for s in done
-    ]
+    spans = [(datetime.fromisoformat(s.started), datetime.fromisoformat(s.finished)) for s in done]
     assert [a for a, _ in spans] == sorted(a for a, _ in spans)
-    for (_, end), (start, _) in zip(spans, spans[1:], strict=False):
+    for (_, end), (start, _) in itertools.pairwise(spans):
         assert start >= end.replace(microsecond=0)  # never two at once
     assert all(s.position is None for s in done)
 
@@ -65,8 +65,7 @@ def test_slots_and_memory_both_bound_the_running_jobs(monkeypatch) -> None:
     monkeypatch.setenv("SUBNETSCOPE_JOB_MEMORY_GB", "1.0")
     heavy = Resources(mem_gb=0.6)
     views = [
-        submit("diagnostics.sleep", {"seconds": 0.5, "steps": 2}, resources=heavy)
-        for _ in range(3)
+        submit("diagnostics.sleep", {"seconds": 0.5, "steps": 2}, resources=heavy) for _ in range(3)
     ]
     state = job_queue.queue_state(JobStore())
     assert len(state.running) == 1 and len(state.waiting) == 2  # 0.6 + 0.6 > 1.0
@@ -142,8 +141,7 @@ def test_demo_parts_are_submitted_once_by_concurrent_threads_and_processes(job_c
     env = {**os.environ, "SUBNETSCOPE_JOB_MODULES": "tests.demo_parts_plugin"}
     code = "from engine.demo import build_demo; build_demo('test-nap')"
     processes = [
-        subprocess.Popen([sys.executable, "-c", code], cwd=PROJECT_ROOT, env=env)
-        for _ in range(3)
+        subprocess.Popen([sys.executable, "-c", code], cwd=PROJECT_ROOT, env=env) for _ in range(3)
     ]
     os.environ["SUBNETSCOPE_JOB_MODULES"] = "tests.demo_parts_plugin"
     try:

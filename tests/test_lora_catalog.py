@@ -10,17 +10,13 @@ from engine.jobs import api, files
 from engine.jobs.status_file import update_status
 from engine.lora.catalog import demo_adapter_paths, list_adapters
 from engine.training.jobs import DEMO_ADAPTERS
-
-
-class _NoProcess:
-    def launch(self, view) -> dict:
-        return {}
+from tests.job_support import hold_local_jobs
 
 
 @pytest.fixture
 def jobs(tmp_path, monkeypatch):
     monkeypatch.setenv("SUBNETSCOPE_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setattr(api, "get_runner", lambda backend: _NoProcess())
+    hold_local_jobs(monkeypatch)
 
     def finished(params: dict, state: str = "succeeded", adapter: bool = True) -> str:
         view = api.submit("train.lora", params)

@@ -19,6 +19,7 @@ from engine.neurons.activations import (
     save_activation_stats,
 )
 from engine.neurons.jobs import DEFAULTS, DEMO_ACTIVATIONS, activations_job
+from tests.job_support import hold_local_jobs
 
 # Distinct first characters: a causal model gives equal prefixes equal activations (ties).
 # The empty text has no tokens and must be skipped without shifting text indices.
@@ -139,11 +140,6 @@ def test_job_writes_loadable_stats(ctx, tiny_folder):
     assert any(e["type"] == "metric" and e["name"] == "tokens" for e in events)
 
 
-class _NoProcess:
-    def launch(self, view) -> dict:
-        return {}
-
-
 def test_kind_demo_part_and_run_listing(tiny_models, tmp_path, monkeypatch):
     from engine.demo.parts import load_parts
 
@@ -153,7 +149,7 @@ def test_kind_demo_part_and_run_listing(tiny_models, tmp_path, monkeypatch):
     assert part.job_kind == "neurons.activations" and part.params == DEMO_ACTIVATIONS
 
     monkeypatch.setenv("SUBNETSCOPE_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setattr(api, "get_runner", lambda backend: _NoProcess())
+    hold_local_jobs(monkeypatch)
     result = compute_activation_stats(tiny_models["llama"], TEXTS[:1], top_k=1)
 
     def finished(params: dict, state: str = "succeeded") -> str:

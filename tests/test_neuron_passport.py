@@ -19,15 +19,11 @@ from engine.errors import SubnetScopeError
 from engine.jobs import JobContext, api, files
 from engine.jobs.status_file import update_status
 from tests.artifact_support import quick_sparc3, quick_templates, write_prose
+from tests.job_support import hold_local_jobs
 from tests.tiny import save_tiny_folder
 
 LAYER, NEURON = 1, 5  # the planted neuron
 OTHER = 7  # a neuron of the same layer nothing touched
-
-
-class _NoProcess:
-    def launch(self, view) -> dict:
-        return {}
 
 
 def clear_caches() -> None:
@@ -95,7 +91,7 @@ def built_workspace(root: Path, run_kind: str = "train.sft"):
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("SUBNETSCOPE_CACHE", str(root / "cache"))
         mp.setenv("SUBNETSCOPE_MODEL_ROOTS", str(root / "models"))
-        mp.setattr(api, "get_runner", lambda backend: _NoProcess())
+        hold_local_jobs(mp)
         clear_caches()
 
         def ica(result: Path, view) -> None:
@@ -236,7 +232,7 @@ def test_a_finished_run_without_a_diff_is_listed_missing(workspace, tmp_path, mo
     from engine.neurons.passport import passport
 
     monkeypatch.setenv("SUBNETSCOPE_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setattr(api, "get_runner", lambda backend: _NoProcess())
+    hold_local_jobs(monkeypatch)
     run = _finished("train.sft", {"model": workspace["model"]},
                     lambda result, view: (result / "checkpoint-1").mkdir())  # fmt: skip
     [m] = [m for m in passport(workspace["model"], LAYER, NEURON).missing if m.area == "updates"]

@@ -11,16 +11,9 @@ from streamlit.testing.v1 import AppTest
 from engine.jobs import api, files
 from engine.jobs.status_file import update_status
 from tests.artifact_support import quick_sparc3
+from tests.job_support import hold_local_jobs
 from tests.page_support import APP, show_view
 from tests.tiny import save_tiny_folder
-
-
-class _NoProcess:
-    def launch(self, view) -> dict:
-        return {}
-
-    def reconcile(self, view) -> dict:
-        return {}
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +28,7 @@ def workspace(tmp_path_factory) -> dict[str, Path]:
 def cache(workspace, tmp_path, monkeypatch) -> Path:
     monkeypatch.setenv("SUBNETSCOPE_CACHE", str(tmp_path / "cache"))
     monkeypatch.setenv("SUBNETSCOPE_MODEL_ROOTS", str(workspace["models"]))
-    monkeypatch.setattr(api, "get_runner", lambda backend: _NoProcess())
+    hold_local_jobs(monkeypatch)
     view = api.submit("prune.sparc3", {"model": str(workspace["model"]), "method": "wanda"})
     quick_sparc3(workspace["model"], view.path / files.RESULT)
     update_status(view.path, state="succeeded", fraction=1.0)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -170,9 +171,15 @@ def _lora_config(adapters: AdapterSet, index: int, as_configured: bool):
     )
 
 
+# PEFT's DARE / TIES draw from torch's global generator (they take no generator argument): two
+# browser sessions blending at once would interleave their draws. One at a time, and the
+# generator's state is restored afterwards.
+_GLOBAL_RNG = threading.Lock()
+
+
 @contextlib.contextmanager
 def _seeded(seed: int):
-    with torch.random.fork_rng(devices=[]):
+    with _GLOBAL_RNG, torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         yield
 
