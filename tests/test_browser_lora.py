@@ -73,8 +73,8 @@ def test_blend_live_save_and_relora(tmp_path) -> None:
             page.screenshot(path=str(SHOTS / "lora-deltas.png"), full_page=True)
 
             show(page, "Save")
-            page.get_by_label("Name").fill("mix")
-            page.get_by_label("Name").press("Enter")
+            page.get_by_label("Name", exact=True).fill("mix")
+            page.get_by_label("Name", exact=True).press("Enter")
             wait_for_app(page)
             page.get_by_role("button", name="Save").click()
             page.wait_for_selector("text=Saved to", timeout=CONTENT_TIMEOUT_MS)

@@ -10,7 +10,7 @@ from typing import Any
 
 import torch
 
-from engine.atomic import write_json_atomic
+from engine.atomic import atomic_dir, write_json_atomic
 from engine.attribution.scores import Selected
 from engine.errors import SubnetScopeError
 from engine.models import LoadedModel, NeuronMask
@@ -112,8 +112,9 @@ def save_pruned_model(
         raise SubnetScopeError(f"'{out}' exists and is not empty; choose a new folder")
     loaded = load_model(source, dtype=torch.float32)
     count = prune_permanently(loaded, neurons)
-    loaded.model.save_pretrained(str(out), safe_serialization=True)
-    loaded.tokenizer.save_pretrained(str(out))
-    save_neuron_list(list(neurons), out / "pruning.json",
-                     {**(metadata or {}), "source": source, "pruned": count})  # fmt: skip
+    with atomic_dir(out) as tmp:  # the model picker never lists half a model
+        loaded.model.save_pretrained(str(tmp), safe_serialization=True)
+        loaded.tokenizer.save_pretrained(str(tmp))
+        save_neuron_list(list(neurons), tmp / "pruning.json",
+                         {**(metadata or {}), "source": source, "pruned": count})  # fmt: skip
     return out
