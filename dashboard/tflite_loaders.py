@@ -1,20 +1,27 @@
-"""Cached TFLite readers and analyses, keyed by path + size + mtime (never by arrays)."""
+"""Cached TFLite readers and analyses, keyed by path + size + mtime (never by arrays).
+
+A file that cannot be opened is cached as its one-sentence refusal under the same key, so a
+crafted upload is parsed once, not again on every rerun (issue 15)."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TypeVar
 
 import pandas as pd
 import streamlit as st
 
-from engine.tflite import TFLiteFile, TFLiteReader, open_file
+from engine.tflite import TFLiteError, TFLiteFile, TFLiteReader, open_file
 from engine.tflite.analysis import layer_table, op_histogram, parameter_bytes
 from engine.tflite.findings import Finding, find_all
 from engine.tflite.samples import ensure_samples, list_tflite_files
 
 
 def file_key(path: str) -> tuple[str, int, int]:
-    stat = Path(path).stat()
+    try:
+        stat = Path(path).stat()
+    except OSError as exc:
+        raise TFLiteError(f"cannot open {Path(path).name}: {exc.strerror or exc}.") from exc
     return path, stat.st_size, stat.st_mtime_ns
 
 
@@ -25,17 +32,45 @@ def available_files(roots: tuple[str, ...]) -> list[str]:
     return [str(p) for p in list_tflite_files([Path(r) for r in roots])]
 
 
+T = TypeVar("T")
+
+
+def _or_refusal(outcome: T | str) -> T:
+    if isinstance(outcome, str):  # the refusal of a file that failed to open: raise it again
+        raise TFLiteError(outcome)
+    return outcome
+
+
 @st.cache_resource(max_entries=8, show_spinner="Opening the file…")
-def opened_file(key: tuple[str, int, int]) -> TFLiteFile:
-    return open_file(key[0])
+def _opened_file(key: tuple[str, int, int]) -> TFLiteFile | str:
+    try:
+        return open_file(key[0])
+    except TFLiteError as exc:
+        return str(exc)
 
 
 @st.cache_resource(max_entries=8, show_spinner="Reading the graph…")
-def opened_reader(key: tuple[str, int, int], section: str | None) -> TFLiteReader:
-    """Shared read-only reader (an mmap); its graph is parsed once."""
-    reader = opened_file(key).open(section)
-    reader.info()
+def _opened_reader(key: tuple[str, int, int], section: str | None) -> TFLiteReader | str:
+    try:
+        reader = opened_file(key).open(section)
+    except TFLiteError as exc:
+        return str(exc)
+    try:
+        reader.info()
+    except TFLiteError as exc:
+        reader.close()
+        return str(exc)
     return reader
+
+
+def opened_file(key: tuple[str, int, int]) -> TFLiteFile:
+    """The file's sections (headers read once); raises its cached TFLiteError if it was refused."""
+    return _or_refusal(_opened_file(key))
+
+
+def opened_reader(key: tuple[str, int, int], section: str | None) -> TFLiteReader:
+    """Shared read-only reader (an mmap); its graph is parsed once, its refusal too."""
+    return _or_refusal(_opened_reader(key, section))
 
 
 @st.cache_data(max_entries=16, show_spinner=False)

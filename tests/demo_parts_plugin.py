@@ -2,6 +2,4 @@
 
 from engine.demo import DemoPart, demo_part
 
-demo_part(
-    DemoPart("test-nap", "A quick job", "diagnostics.sleep", {"seconds": 0.3, "steps": 3})
-)
+demo_part(DemoPart("test-nap", "A quick job", "diagnostics.sleep", {"seconds": 0.3, "steps": 3}))

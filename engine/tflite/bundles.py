@@ -5,10 +5,15 @@ member's local file header); a .litertlm container is LiteRT-LM's format: magic 
 u32 major/minor/patch, 4 bytes of padding, u64 header end, then a `LiteRTLMMetaData`
 flatbuffer listing sections (begin, end, data type) aligned to 16 KiB
 (google-ai-edge/LiteRT-LM schema/core/litertlm_header_schema.fbs). Nothing is extracted.
+
+Sections never overlap in a real bundle: a file whose sections share bytes is refused, so that
+opening every model of a bundle costs what its bytes hold (issue 15); the LiteRT-LM header is
+read under the same `ReadBudget` as a model.
 """
 
 from __future__ import annotations
 
+import itertools
 import os
 import struct
 import zipfile
@@ -20,8 +25,8 @@ from typing import Any
 import flatbuffers
 from flatbuffers.table import Table
 
-from engine.tflite.graph import TFLiteError
-from engine.tflite.reader import IDENTIFIER, TFLiteReader, open_tflite
+from engine.tflite.graph import TFLiteError, shown
+from engine.tflite.reader import IDENTIFIER, TABLE_BYTES, ReadBudget, TFLiteReader, open_tflite
 
 LITERTLM_MAGIC = b"LITERTLM"
 LITERTLM_VERSION = (1, 0, 0)  # the writer's; the reader accepts any 1.x, like LiteRT-LM's
@@ -56,8 +61,11 @@ _SECTION_KINDS = {
 }
 # VData union members: (struct format of the `value` field, or "s" for a string).
 _VDATA = dict(enumerate(("B", "b", "H", "h", "I", "i", "f", "?", "s", "Q", "q", "d"), start=1))
-# Deflated .task members up to this size are decompressed into memory; larger ones are refused.
+# Deflated .task members up to this size are decompressed into memory; larger ones are refused,
+# and so are members that inflate more than MAX_INFLATE_RATIO times (a model's bytes compress a
+# few times, a crafted repetition a thousand).
 MAX_DEFLATED_BYTES = 64 << 20
+MAX_INFLATE_RATIO = 64
 _ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
 # What zipfile raises on damaged archives and members.
 _ZIP_ERRORS = (
@@ -113,22 +121,24 @@ class TFLiteFile:
             models = self.models
             if len(models) == 1:
                 return models[0]
-            names = ", ".join(s.name for s in models)
             raise TFLiteError(
-                f"{self.path.name} holds {len(models)} models ({names}); choose a section."
+                f"{self.path.name} holds {len(models)} models ({_listed(models)}); "
+                "choose a section."
             )
         for s in self.sections:
             if s.name == key or str(s.index) == str(key):
                 return s
-        names = ", ".join(s.name for s in self.sections)
-        raise TFLiteError(f"{self.path.name} has no section '{key}' (it has: {names}).")
+        raise TFLiteError(
+            f"{self.path.name} has no section '{shown(str(key))}' "
+            f"(it has: {_listed(self.sections)})."
+        )
 
     def open(self, section: str | int | None = None) -> TFLiteReader:
         """A reader over a TFLite section, mapped at its offset in the file (never extracted)."""
         s = self.section(section)
         name = self.path.name if self.format == "tflite" else f"{self.path.name}:{s.name}"
         if s.kind != "tflite":
-            raise TFLiteError(f"section '{s.name}' is {s.kind}, not a TFLite model.")
+            raise TFLiteError(f"section '{shown(s.name)}' is {s.kind}, not a TFLite model.")
         if not s.compressed:
             return open_tflite(self.path, offset=s.offset, size=s.size, name=name)
         return open_tflite(self._inflate(s), name=name)
@@ -140,28 +150,33 @@ class TFLiteFile:
         if s.compressed and self.format == "task":
             return self._inflate(s, limit)
         if s.size > limit:
-            raise TFLiteError(f"section '{s.name}' has {s.size} bytes, more than {limit}.")
+            raise TFLiteError(f"section '{shown(s.name)}' has {s.size} bytes, more than {limit}.")
         with open(self.path, "rb") as f:
             f.seek(s.offset)
             return f.read(s.size)
 
     def _inflate(self, s: Section, limit: int | None = None) -> bytes:
         limit = MAX_DEFLATED_BYTES if limit is None else limit
+        limit = min(limit, max(MAX_INFLATE_RATIO * s.size, 1 << 20))
         size = s.details.get("uncompressed_size", 0)
         if size > limit:
             raise TFLiteError(
-                f"member '{s.name}' of {self.path.name} is compressed ({size} bytes inflated); "
-                "only STORED members can be mapped in place — rebuild the bundle with `zip -0`."
+                f"member '{shown(s.name)}' of {self.path.name} is compressed ({size} bytes "
+                "inflated); only STORED members can be mapped in place — rebuild the bundle with "
+                "`zip -0`."
             )
         try:
             with zipfile.ZipFile(self.path) as zf, zf.open(s.name) as member:
                 data = member.read(limit + 1)
         except _ZIP_ERRORS as exc:
             raise TFLiteError(
-                f"member '{s.name}' of {self.path.name} is unreadable ({exc})."
+                f"member '{shown(s.name)}' of {self.path.name} is unreadable "
+                f"({shown(str(exc), 100)})."
             ) from exc
         if len(data) > limit:
-            raise TFLiteError(f"member '{s.name}' of {self.path.name} inflates past {limit} bytes.")
+            raise TFLiteError(
+                f"member '{shown(s.name)}' of {self.path.name} inflates past {limit} bytes."
+            )
         return data
 
 
@@ -188,6 +203,11 @@ def open_file(path: str | os.PathLike[str]) -> TFLiteFile:
     )
 
 
+def _listed(sections: tuple[Section, ...]) -> str:
+    names = ", ".join(shown(s.name) for s in sections[:8])
+    return names + (f" and {len(sections) - 8} more" if len(sections) > 8 else "")
+
+
 # -- .task (zip) --------------------------------------------------------------------------------
 def _member_kind(name: str, head: bytes) -> str:
     upper = name.upper()
@@ -209,10 +229,24 @@ def _open_task(path: Path, size: int) -> TFLiteFile:
                     continue
                 sections.append(_zip_section(zf, raw, info, len(sections), size, path))
     except _ZIP_ERRORS as exc:
-        raise TFLiteError(f"{path.name} is a damaged or unsupported zip archive ({exc}).") from exc
+        raise TFLiteError(
+            f"{path.name} is a damaged or unsupported zip archive ({shown(str(exc), 100)})."
+        ) from exc
     if not any(s.kind == "tflite" for s in sections):
         raise TFLiteError(f"{path.name} is a zip archive with no TFLite model in it, not a bundle.")
+    _check_disjoint(sections, path)
     return TFLiteFile(path, "task", tuple(sections), {})
+
+
+def _check_disjoint(sections: list[Section], path: Path) -> None:
+    """Refuse sections that share bytes: one model listed n times would be read n times."""
+    spans = sorted((s.offset, s.offset + s.size, s.name) for s in sections if s.size)
+    for (_, end, first), (begin, _, second) in itertools.pairwise(spans):
+        if begin < end:
+            raise TFLiteError(
+                f"{path.name}: sections '{shown(first)}' and '{shown(second)}' overlap; "
+                "refused as crafted."
+            )
 
 
 def _zip_section(
@@ -223,11 +257,13 @@ def _zip_section(
     raw.seek(info.header_offset)
     local = raw.read(30)
     if len(local) < 30 or local[:4] != b"PK\x03\x04":
-        raise TFLiteError(f"{path.name}: member '{info.filename}' has no local header.")
+        raise TFLiteError(f"{path.name}: member '{shown(info.filename)}' has no local header.")
     name_len, extra_len = struct.unpack_from("<HH", local, 26)
     start = info.header_offset + 30 + name_len + extra_len
     if start + info.compress_size > size:
-        raise TFLiteError(f"{path.name}: member '{info.filename}' runs past the end of the file.")
+        raise TFLiteError(
+            f"{path.name}: member '{shown(info.filename)}' runs past the end of the file."
+        )
     compressed = info.compress_type != zipfile.ZIP_STORED or bool(info.flag_bits & 1)
     if compressed:
         try:
@@ -262,9 +298,11 @@ def _open_litertlm(path: Path, head: bytes, size: int) -> TFLiteFile:
         f.seek(_LITERTLM_HEADER_BEGIN)
         header = f.read(header_end - _LITERTLM_HEADER_BEGIN)
     try:
-        metadata, objects = _parse_litertlm_header(header)
+        metadata, objects = _parse_litertlm_header(header, ReadBudget(len(header), path.name))
     except (struct.error, IndexError, ValueError, TypeError, UnicodeDecodeError) as exc:
-        raise TFLiteError(f"{path.name}: the LiteRT-LM header is malformed ({exc}).") from exc
+        raise TFLiteError(
+            f"{path.name}: the LiteRT-LM header is malformed ({shown(str(exc), 100)})."
+        ) from exc
     sections, seen = [], set()
     for i, (begin, end, type_code, items) in enumerate(objects):
         if not header_end <= begin <= end <= size:
@@ -283,21 +321,27 @@ def _open_litertlm(path: Path, head: bytes, size: int) -> TFLiteFile:
         details = {"data_type": type_name, **items}
         compressed = type_name == "HF_Tokenizer_Zlib"
         sections.append(Section(i, name, kind, begin, end - begin, compressed, details))
+    _check_disjoint(sections, path)
     metadata["version"] = f"{major}.{minor}.{patch}"
     return TFLiteFile(path, "litertlm", tuple(sections), metadata)
 
 
-def _table(tab: Table, slot: int) -> Table | None:
+# The header's readers charge each table, vector and string they visit to the header's budget.
+def _table(tab: Table, slot: int, budget: ReadBudget) -> Table | None:
     o = tab.Offset(slot)
-    return Table(tab.Bytes, tab.Indirect(o + tab.Pos)) if o else None
+    if not o:
+        return None
+    budget.spend(TABLE_BYTES)
+    return Table(tab.Bytes, tab.Indirect(o + tab.Pos))
 
 
-def _tables(tab: Table | None, slot: int) -> list[Table]:
+def _tables(tab: Table | None, slot: int, budget: ReadBudget) -> list[Table]:
     if tab is None or not (o := tab.Offset(slot)):
         return []
     start, n = tab.Vector(o), tab.VectorLen(o)
     if start + 4 * n > len(tab.Bytes) or n > _MAX_SECTIONS:
         raise IndexError(f"a vector of {n} entries does not fit the header")
+    budget.spend((4 + TABLE_BYTES) * n)
     return [Table(tab.Bytes, tab.Indirect(start + 4 * i)) for i in range(n)]
 
 
@@ -306,7 +350,7 @@ def _scalar(tab: Table, slot: int, fmt: str) -> Any:
     return struct.unpack_from("<" + fmt, tab.Bytes, tab.Pos + o)[0] if o else 0
 
 
-def _string(tab: Table, slot: int) -> str:
+def _string(tab: Table, slot: int, budget: ReadBudget) -> str:
     o = tab.Offset(slot)
     if not o:
         return ""
@@ -314,31 +358,32 @@ def _string(tab: Table, slot: int) -> str:
     (n,) = struct.unpack_from("<I", tab.Bytes, pos)
     if pos + 4 + n > len(tab.Bytes):
         raise IndexError("a string runs past the end of the header")
+    budget.spend(4 + n)
     return bytes(tab.Bytes[pos + 4 : pos + 4 + n]).decode("utf-8", errors="replace")
 
 
-def _key_values(tabs: list[Table]) -> dict[str, Any]:
+def _key_values(tabs: list[Table], budget: ReadBudget) -> dict[str, Any]:
     out = {}
     for kv in tabs:
         fmt = _VDATA.get(_scalar(kv, 6, "B"))
-        value_tab = _table(kv, 8)
+        value_tab = _table(kv, 8, budget)
         if fmt is None or value_tab is None:
             continue
-        value = _string(value_tab, 4) if fmt == "s" else _scalar(value_tab, 4, fmt)
-        out[_string(kv, 4)] = value
+        value = _string(value_tab, 4, budget) if fmt == "s" else _scalar(value_tab, 4, fmt)
+        out[_string(kv, 4, budget)] = value
     return out
 
 
-def _parse_litertlm_header(buf: bytes) -> tuple[dict[str, Any], list[tuple]]:
+def _parse_litertlm_header(buf: bytes, budget: ReadBudget) -> tuple[dict[str, Any], list[tuple]]:
     (root_pos,) = struct.unpack_from("<I", buf, 0)
     if root_pos >= len(buf):
         raise IndexError("the root table lies outside the header")
     root = Table(buf, root_pos)
-    system = _table(root, 4)
-    metadata = _key_values(_tables(system, 4))
+    system = _table(root, 4, budget)
+    metadata = _key_values(_tables(system, 4, budget), budget)
     objects = []
-    for obj in _tables(_table(root, 6), 4):
-        items = _key_values(_tables(obj, 4))
+    for obj in _tables(_table(root, 6, budget), 4, budget):
+        items = _key_values(_tables(obj, 4, budget), budget)
         objects.append((_scalar(obj, 6, "Q"), _scalar(obj, 8, "Q"), _scalar(obj, 10, "B"), items))
     return metadata, objects
 

@@ -12,6 +12,12 @@ class TFLiteError(SubnetScopeError):
     """A file that is not a readable TFLite model or bundle; the message is one sentence."""
 
 
+def shown(text: str, limit: int = 60) -> str:
+    """A name as a message quotes it: names come from the file (a converter joins a dozen op names
+    into one tensor's; a crafted one may hold a megabyte), so long ones are cut."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 @dataclass(frozen=True)
 class Quantization:
     scale: tuple[float, ...] = ()

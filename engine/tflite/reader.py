@@ -4,6 +4,10 @@ The flatbuffer tables are read with the `tflite` package's generated classes; ev
 read through `np.frombuffer` with its length checked against the mapping, and every flatbuffer
 error becomes a one-sentence TFLiteError. Buffers with `offset > 1` lie outside the flatbuffer
 (files over 2 GB), at that offset from the model's first byte (LiteRT `interpreter_builder.cc`).
+
+Offsets may point many times at one table or vector: each visit is charged to a `ReadBudget`
+proportional to the file's size, so reading a graph costs what its bytes can hold, not what its
+references multiply to (issue 15: a 5.4 KB model took 7.3 s, an 800 KB one 438 MB, before).
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from engine.tflite.graph import (
     SubgraphInfo,
     TensorInfo,
     TFLiteError,
+    shown,
 )
 
 IDENTIFIER = b"TFL3"
@@ -39,6 +44,16 @@ MAX_ELEMENTS = 1 << 48
 MAX_OPTION_VALUES = 256  # longer option vectors are summarised by their length
 MAX_ITEMS = 1 << 20  # tensors, operators, buffers... per vector: more is damage, not a model
 MAX_STRING = 1 << 20
+# The read budget: what one reading of a graph may visit, in bytes of tables, vectors and strings,
+# per byte of the file (plus a base for tiny files). A table is charged TABLE_BYTES at each visit:
+# about what the smallest real one occupies (its offset, vtable offset and a few fields).
+READ_FACTOR = 2
+READ_BASE = 1 << 16
+TABLE_BYTES = 16
+# Reading every constant decodes each tensor's buffer: tensors may share one (tied embeddings,
+# prefill and decode signatures over the same weights), but all of them together read at most
+# this many times the file's bytes.
+VALUES_FACTOR = 32
 
 # vtable slots (4 + 2 × field id in schema.fbs) of the vectors read with numpy.
 _MODEL_OPCODES, _MODEL_SUBGRAPHS, _MODEL_BUFFERS, _MODEL_METADATA, _MODEL_SIGNATURES = (
@@ -75,23 +90,66 @@ def _short(exc: BaseException) -> str:
     return text if len(text) <= 100 else text[:97] + "..."
 
 
-class _Table(Table):
-    """A flatbuffer table whose strings are bounded: a damaged length must not copy the file."""
+class ReadBudget:
+    """What one reading may still visit, in bytes: `factor` × the bytes it reads from, plus `base`.
+    Every visit is charged, so a table referenced a thousand times costs a thousand tables."""
 
-    __slots__ = ()
+    __slots__ = ("left", "name", "what")
+
+    def __init__(
+        self,
+        size: int,
+        name: str,
+        *,
+        factor: int | None = None,
+        base: int | None = None,
+        what: str = "tables and vectors",
+    ) -> None:
+        factor = READ_FACTOR if factor is None else factor
+        self.left = factor * size + (READ_BASE if base is None else base)
+        self.name = name
+        self.what = what
+
+    def spend(self, nbytes: int) -> None:
+        self.left -= nbytes
+        if self.left < 0:
+            raise TFLiteError(
+                f"{shown(self.name)} references more {self.what} than a file of its size can "
+                "hold; refused as crafted."
+            )
+
+
+class _Table(Table):
+    """A flatbuffer table whose strings are bounded (a damaged length must not copy the file) and
+    whose reads are charged to the budget it carries (None: not counted)."""
+
+    __slots__ = ("budget",)
+
+    def __init__(self, buf: Any, pos: int, budget: ReadBudget | None = None) -> None:
+        super().__init__(buf, pos)
+        self.budget = budget
 
     def String(self, off: int) -> bytes:
         pos = off + self.Get(N.UOffsetTFlags, off)
         n = self.Get(N.UOffsetTFlags, pos)
         if n > MAX_STRING or pos + 4 + n > len(self.Bytes):
             raise ValueError(f"a string of {n} bytes runs past its limits")
+        if self.budget is not None:
+            self.budget.spend(4 + n)
         return bytes(self.Bytes[pos + 4 : pos + 4 + n])
 
 
-def _wrap(obj: Any) -> Any:
-    """A generated object re-pointed at a bounded table (None stays None)."""
+def _spend(tab: Table, nbytes: int) -> None:
+    budget = getattr(tab, "budget", None)
+    if budget is not None:
+        budget.spend(nbytes)
+
+
+def _wrap(obj: Any, budget: ReadBudget | None = None) -> Any:
+    """A generated object re-pointed at a bounded table, one table visited (None stays None)."""
     if obj is not None:
-        obj._tab = _Table(obj._tab.Bytes, obj._tab.Pos)
+        obj._tab = _Table(obj._tab.Bytes, obj._tab.Pos, budget)
+        _spend(obj._tab, TABLE_BYTES)
     return obj
 
 
@@ -103,14 +161,18 @@ def _vector(tab: Table, slot: int, dtype: str, limit: int = MAX_ITEMS) -> np.nda
     n = tab.VectorLen(o)
     if n > limit:
         raise ValueError(f"a vector claims {n} entries (at most {limit} make sense)")
+    _spend(tab, 4 + n * np.dtype(dtype).itemsize)
     return np.frombuffer(tab.Bytes, dtype=dtype, count=n, offset=tab.Vector(o))
 
 
 def _tables(tab: Table, slot: int, cls: type) -> list[Any]:
-    """A vector of tables as generated objects (positions checked to lie inside the buffer)."""
+    """A vector of tables as generated objects (positions checked to lie inside the buffer),
+    each charged as one table visited to the budget of `tab`."""
     rel = _vector(tab, slot, "<u4")
     if rel is None or len(rel) == 0:
         return []
+    budget = getattr(tab, "budget", None)
+    _spend(tab, TABLE_BYTES * len(rel))
     start = tab.Vector(tab.Offset(slot))
     positions = start + 4 * np.arange(len(rel), dtype=np.int64) + rel.astype(np.int64)
     if int(positions.max()) >= len(tab.Bytes):
@@ -118,7 +180,7 @@ def _tables(tab: Table, slot: int, cls: type) -> list[Any]:
     out = []
     for pos in positions.tolist():
         obj = cls()
-        obj._tab = _Table(tab.Bytes, pos)
+        obj._tab = _Table(tab.Bytes, pos, budget)
         out.append(obj)
     return out
 
@@ -173,7 +235,7 @@ class TFLiteReader:
     @property
     def view(self) -> memoryview:
         if self._view is None:
-            raise TFLiteError(f"{self.name} is closed.")
+            raise TFLiteError(f"{shown(self.name)} is closed.")
         return self._view
 
     @contextmanager
@@ -183,17 +245,23 @@ class TFLiteReader:
         except TFLiteError:
             raise
         except _MALFORMED as exc:
-            raise TFLiteError(f"{self.name}: the {what} is malformed ({_short(exc)}).") from exc
+            raise TFLiteError(
+                f"{shown(self.name)}: the {what} is malformed ({_short(exc)})."
+            ) from exc
 
     def _fail(self, message: str) -> TFLiteError:
-        return TFLiteError(f"{self.name}: {message}")
+        return TFLiteError(f"{shown(self.name)}: {message}")
 
     # -- graph ----------------------------------------------------------------------------------
     def info(self) -> ModelInfo:
         """Every subgraph, operator, tensor and signature (read once, then cached)."""
         if self._info is None:
+            budget = ReadBudget(self.size, self.name)
+            self._constants = ReadBudget(
+                self.size, self.name, factor=VALUES_FACTOR, what="constant data"
+            )
             with self._guard("model header"):
-                model = _wrap(tflite.Model.GetRootAsModel(self.view, 0))
+                model = _wrap(tflite.Model.GetRootAsModel(self.view, 0), budget)
                 self._info = self._read_model(model)
         return self._info
 
@@ -293,7 +361,7 @@ class TFLiteReader:
     def _read_tensor(self, index: int, t: Any, where: str) -> TensorInfo:
         with self._guard(where):
             name = _text(t.Name())
-            label = f"tensor '{name}' ({where})"
+            label = f"tensor '{shown(name)}' ({where})"
             shape_vec = _vector(t._tab, _TENSOR_SHAPE, "<i4", limit=1 << 16)
             shape = () if shape_vec is None else tuple(shape_vec.tolist())
             if len(shape) > MAX_RANK:
@@ -308,13 +376,17 @@ class TFLiteReader:
             buffer = t.Buffer()
             is_variable = t.IsVariable()
             channels = max(shape, default=1)
-            quantization = self._read_quantization(t.Quantization(), max(channels, 1))
-            sparsity = self._read_sparsity(t.Sparsity())
+            budget = t._tab.budget
+            quantization = self._read_quantization(
+                _wrap(t.Quantization(), budget), max(channels, 1)
+            )
+            sparsity = self._read_sparsity(_wrap(t.Sparsity(), budget))
         dtype = schema.TENSOR_TYPES.get(code, f"type_{code}")
         numel = int(np.prod(shape, dtype=object)) if shape else 1
         if numel > MAX_ELEMENTS:
             raise self._fail(f"{label} has an absurd shape {list(shape)}.")
         nbytes = self._span(buffer)[1] if buffer else 0
+        self._constants.spend(nbytes)
         if nbytes and sparsity is None:
             expected = schema.stored_bytes(dtype, numel)
             unpacked_int4 = dtype in ("int4", "uint4") and nbytes == numel
@@ -413,7 +485,8 @@ class TFLiteReader:
             if tab is None:
                 continue
             obj = cls()
-            obj._tab = _Table(tab.Bytes, tab.Pos)
+            obj._tab = tab
+            _wrap(obj, op._tab.budget)
             for accessor, is_vector in schema.option_accessors(cls):
                 if is_vector:
                     vec = getattr(obj, f"{accessor}AsNumpy")()
@@ -423,6 +496,7 @@ class TFLiteReader:
                             if len(vec) <= MAX_OPTION_VALUES
                             else f"<{len(vec)} values>"
                         )
+                        _spend(obj._tab, min(len(vec), MAX_OPTION_VALUES) * vec.itemsize)
                         options[schema.snake(accessor)] = value
                     continue
                 value = schema.decode_option(accessor, getattr(obj, accessor)())
@@ -437,7 +511,9 @@ class TFLiteReader:
         key = _text(sig.SignatureKey())
         index = sig.SubgraphIndex()
         if index >= len(subgraphs):
-            raise self._fail(f"signature '{key}' names subgraph {index} of {len(subgraphs)}.")
+            raise self._fail(
+                f"signature '{shown(key)}' names subgraph {index} of {len(subgraphs)}."
+            )
         n = len(subgraphs[index].tensors)
         maps = []
         for slot in (_SIG_INPUTS, _SIG_OUTPUTS):
@@ -445,7 +521,7 @@ class TFLiteReader:
             for tm in _tables(sig._tab, slot, tflite.TensorMap):
                 tensor = tm.TensorIndex()
                 if tensor >= n:
-                    raise self._fail(f"signature '{key}' names tensor {tensor} of {n}.")
+                    raise self._fail(f"signature '{shown(key)}' names tensor {tensor} of {n}.")
                 mapping[_text(tm.Name())] = tensor
             maps.append(mapping)
         return SignatureInfo(key=key, subgraph=index, inputs=maps[0], outputs=maps[1])
@@ -461,7 +537,7 @@ class TFLiteReader:
             for t in tensors:
                 if t.name == tensor:
                     return t
-            raise self._fail(f"subgraph {subgraph} has no tensor named '{tensor}'.")
+            raise self._fail(f"subgraph {subgraph} has no tensor named '{shown(tensor)}'.")
         if not 0 <= tensor < len(tensors):
             raise self._fail(
                 f"subgraph {subgraph} has no tensor {tensor} ({len(tensors)} tensors)."
@@ -493,14 +569,14 @@ class TFLiteReader:
         t = self.tensor(subgraph, tensor)
         if not t.buffer_bytes:
             raise self._fail(
-                f"tensor '{t.name}' has no constant data (it is computed at run time)."
+                f"tensor '{shown(t.name)}' has no constant data (it is computed at run time)."
             )
         layout = self._sparse_layout(subgraph, t) if t.sparsity is not None else None
         raw = self.tensor_bytes(subgraph, t.index)
         return values.decode(raw, t, dequantize=dequantize, sparse=layout)
 
     def _sparse_layout(self, subgraph: int, t: TensorInfo) -> values.SparseLayout:
-        with self._guard(f"sparsity of tensor '{t.name}'"):
+        with self._guard(f"sparsity of tensor '{shown(t.name)}'"):
             model = _wrap(tflite.Model.GetRootAsModel(self.view, 0))
             sg = _tables(model._tab, _MODEL_SUBGRAPHS, tflite.SubGraph)[subgraph]
             sp = _wrap(_tables(sg._tab, _SG_TENSORS, tflite.Tensor)[t.index].Sparsity())
@@ -533,7 +609,7 @@ class TFLiteReader:
             for entry in _tables(model._tab, _MODEL_METADATA, tflite.Metadata):
                 if _text(entry.Name()) == name:
                     return self.buffer_bytes(entry.Buffer())
-        raise self._fail(f"there is no metadata entry named '{name}'.")
+        raise self._fail(f"there is no metadata entry named '{shown(name)}'.")
 
 
 def open_tflite(

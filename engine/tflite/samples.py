@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 from pathlib import Path
 
 from filelock import FileLock
 
+from engine.names import NAME
 from engine.paths import cache_root
+from engine.tflite.graph import TFLiteError
 
 SUFFIXES = (".tflite", ".task", ".litertlm")
 _READY = "samples-ready"
@@ -69,20 +72,24 @@ def list_tflite_files(roots: list[Path] | None = None, max_depth: int = 3) -> li
 
 
 def save_upload(name: str, data: bytes) -> Path:
-    """Keep an uploaded file under cache/uploads (mmap needs a file), named by its content."""
-    import hashlib
+    """Keep an uploaded file under cache/uploads (mmap needs a file), named by its content.
 
-    suffix = Path(name).suffix.lower()
+    The browser's name never becomes a path (issue 15): its suffix must be one of SUFFIXES, and
+    its stem is kept only when it is a plain name (`engine.names.NAME`), else `upload-<hash>`."""
+    suffix = Path(name).suffix.lower() if "/" not in name and "\\" not in name else ""
     if suffix not in SUFFIXES:
-        from engine.tflite.graph import TFLiteError
-
-        raise TFLiteError(f"'{name}' is not a .tflite, .task or .litertlm file.")
-    digest = hashlib.sha256(data).hexdigest()[:12]
+        raise TFLiteError(
+            f"the upload {name[:80]!r} is refused: its name must end in .tflite, .task or "
+            ".litertlm and name no folder."
+        )
+    stem = name[: -len(suffix)]
+    stem = stem if NAME.fullmatch(stem) else "upload"
+    digest = hashlib.sha256(data).hexdigest()[:16]
     folder = cache_root() / "uploads"
     folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{Path(name).stem}-{digest}{suffix}"
+    path = folder / f"{stem}-{digest}{suffix}"
     if not path.exists():
-        tmp = path.with_name(f".{path.name}.tmp")
+        tmp = folder / f".upload-{digest}-{os.getpid()}.tmp"
         tmp.write_bytes(data)
         os.replace(tmp, path)
     return path

@@ -135,6 +135,7 @@ def options_class_for(opcode: str) -> str | None:
     return _OPTIONS_BY_KEY.get(opcode.replace("_", "").lower() + "options")
 
 
+@functools.cache  # called for every option field of every operator: the names are few
 def snake(name: str) -> str:
     return re.sub(r"(?<=[a-z0-9])([A-Z])", r"_\1", name).lower()
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from engine.tflite import schema
-from engine.tflite.graph import TensorInfo, TFLiteError
+from engine.tflite.graph import TensorInfo, TFLiteError, shown
 
 _PACKED = {"int4": (4, True), "uint4": (4, False), "int2": (2, True)}
 _INTEGERS = {"int8", "uint8", "int16", "uint16", "int32", "uint32", "int64", "uint64", *_PACKED}
@@ -67,7 +67,9 @@ def output_dtype(tensor: TensorInfo, dequantize: bool) -> np.dtype:
         return schema.NUMPY_DTYPES[dtype]
     if dtype == "string":
         return np.dtype(object)
-    raise TFLiteError(f"tensor '{tensor.name}' has type {dtype}, which has no numeric reading.")
+    raise TFLiteError(
+        f"tensor '{shown(tensor.name)}' has type {dtype}, which has no numeric reading."
+    )
 
 
 @dataclass(frozen=True)
@@ -130,19 +132,19 @@ def decode(
     """The tensor's values shaped like the tensor; zero-copy where the stored type is numpy's.
     Sparse tensors need their `sparse` layout and come back dense."""
     if tensor.sparsity is not None and sparse is None:
-        raise TFLiteError(f"tensor '{tensor.name}' is stored sparse; its layout is needed.")
+        raise TFLiteError(f"tensor '{shown(tensor.name)}' is stored sparse; its layout is needed.")
     positions, count = None, tensor.numel
     if sparse is not None:
         try:
             positions = sparse_positions(sparse, tensor.shape)
         except (ValueError, IndexError) as exc:
             raise TFLiteError(
-                f"tensor '{tensor.name}' has a damaged sparse layout ({exc})."
+                f"tensor '{shown(tensor.name)}' has a damaged sparse layout ({exc})."
             ) from exc
         count = len(positions)
         if tensor.numel > max(MAX_DENSIFIED, 256 * count):
             raise TFLiteError(
-                f"tensor '{tensor.name}' would densify {count} values into {tensor.numel}; "
+                f"tensor '{shown(tensor.name)}' would densify {count} values into {tensor.numel}; "
                 "that is too sparse to expand safely."
             )
     data = np.frombuffer(raw, dtype=np.uint8)
@@ -185,13 +187,17 @@ def _flat(data: np.ndarray, tensor: TensorInfo, count: int) -> np.ndarray:
     elif dtype in schema.NUMPY_DTYPES:
         itemsize = schema.NUMPY_DTYPES[dtype].itemsize
         if len(data) % itemsize:
-            raise TFLiteError(f"tensor '{tensor.name}' has {len(data)} bytes, not whole {dtype}s.")
+            raise TFLiteError(
+                f"tensor '{shown(tensor.name)}' has {len(data)} bytes, not whole {dtype}s."
+            )
         values = data.view(schema.NUMPY_DTYPES[dtype])
     else:
-        raise TFLiteError(f"tensor '{tensor.name}' has type {dtype}, which has no numeric reading.")
+        raise TFLiteError(
+            f"tensor '{shown(tensor.name)}' has type {dtype}, which has no numeric reading."
+        )
     if values.size != count:
         raise TFLiteError(
-            f"tensor '{tensor.name}' holds {values.size} values but its shape "
+            f"tensor '{shown(tensor.name)}' holds {values.size} values but its shape "
             f"{list(tensor.shape)} needs {count}."
         )
     return values
@@ -204,14 +210,14 @@ def _dequantize(values: np.ndarray, tensor: TensorInfo) -> np.ndarray:
     zero = np.asarray(q.zero_point or (0,), dtype=np.float32)
     if len(zero) not in (1, len(scale)):
         raise TFLiteError(
-            f"tensor '{tensor.name}' has {len(scale)} scales but {len(zero)} zero points."
+            f"tensor '{shown(tensor.name)}' has {len(scale)} scales but {len(zero)} zero points."
         )
     if len(scale) > 1:
         axis = q.quantized_dimension
         if not 0 <= axis < values.ndim or values.shape[axis] != len(scale):
             raise TFLiteError(
-                f"tensor '{tensor.name}' has {len(scale)} per-channel scales that do not match "
-                f"dimension {axis} of its shape {list(tensor.shape)}."
+                f"tensor '{shown(tensor.name)}' has {len(scale)} per-channel scales that do not "
+                f"match dimension {axis} of its shape {list(tensor.shape)}."
             )
         shape = [1] * values.ndim
         shape[axis] = -1
@@ -223,18 +229,21 @@ def _dequantize(values: np.ndarray, tensor: TensorInfo) -> np.ndarray:
 def _strings(data: np.ndarray, tensor: TensorInfo) -> np.ndarray:
     # TFLite string buffers: int32 count N, int32 offsets[N + 1] from the buffer start, then bytes.
     if len(data) < 4:
-        raise TFLiteError(f"string tensor '{tensor.name}' is truncated.")
+        raise TFLiteError(f"string tensor '{shown(tensor.name)}' is truncated.")
     n = int(data[:4].view("<i4")[0])
     if n < 0 or 4 * (n + 2) > len(data):
-        raise TFLiteError(f"string tensor '{tensor.name}' claims {n} strings in {len(data)} bytes.")
+        raise TFLiteError(
+            f"string tensor '{shown(tensor.name)}' claims {n} strings in {len(data)} bytes."
+        )
     offsets = data[4 : 4 * (n + 2)].view("<i4")
     if np.any(np.diff(offsets) < 0) or offsets[0] < 4 * (n + 2) or offsets[-1] > len(data):
-        raise TFLiteError(f"string tensor '{tensor.name}' has offsets outside its buffer.")
+        raise TFLiteError(f"string tensor '{shown(tensor.name)}' has offsets outside its buffer.")
     out = np.empty(n, dtype=object)
     for i in range(n):
         out[i] = data[offsets[i] : offsets[i + 1]].tobytes()
     if n != tensor.numel:
         raise TFLiteError(
-            f"string tensor '{tensor.name}' holds {n} strings but its shape needs {tensor.numel}."
+            f"string tensor '{shown(tensor.name)}' holds {n} strings but its shape needs "
+            f"{tensor.numel}."
         )
     return out.reshape(tensor.shape)
