@@ -12,6 +12,7 @@ import flatbuffers
 import numpy as np
 import tflite
 
+from engine.atomic import atomic_path
 from engine.tflite import schema
 from engine.tflite.graph import Quantization, TFLiteError
 from engine.tflite.values import pack_bits
@@ -111,13 +112,11 @@ def write_model(path: str | os.PathLike[str], spec: ModelSpec, **kwargs: Any) ->
     flat, placed = build_model(spec, **kwargs)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
         f.write(flat)
         for offset, blob in placed:
             f.seek(offset)
             f.write(blob)
-    os.replace(tmp, path)
     return path
 
 

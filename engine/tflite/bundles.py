@@ -25,6 +25,7 @@ from typing import Any
 import flatbuffers
 from flatbuffers.table import Table
 
+from engine.atomic import atomic_path
 from engine.tflite.graph import TFLiteError, shown
 from engine.tflite.reader import IDENTIFIER, TABLE_BYTES, ReadBudget, TFLiteReader, open_tflite
 
@@ -473,13 +474,11 @@ def write_litertlm_container(
     header = _litertlm_header(sections, offsets, system)
     assert len(header) == size
     path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
         f.write(LITERTLM_MAGIC + struct.pack("<3I4xQ", *LITERTLM_VERSION, 32 + len(header)))
         f.write(header)
         for (_, data, _), (begin, _) in zip(sections, offsets, strict=True):
             f.seek(begin)
             f.write(data)
         f.truncate(offsets[-1][1] if offsets else f.tell())
-    os.replace(tmp, path)
     return path

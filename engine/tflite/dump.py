@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from engine.atomic import atomic_path, write_json_atomic
 from engine.tflite import values
 from engine.tflite.bundles import TFLiteFile, open_file
 from engine.tflite.graph import TensorInfo, TFLiteError
@@ -147,15 +148,11 @@ def _write_npy(
     for (si, t), key in zip(chosen, keys, strict=True):
         array = reader.tensor_array(si, t.index, dequantize=dequantize)
         path = folder / _safe_name(key, taken)
-        tmp = path.with_name(path.name + ".tmp")
-        with open(tmp, "wb") as f:
+        with atomic_path(path) as tmp, open(tmp, "wb") as f:
             np.save(f, array, allow_pickle=False)
-        os.replace(tmp, path)
         written[key] = path
         index.append(_entry(key, si, t, array.dtype, dequantize) | {"file": path.name})
-    tmp = folder / (INDEX_FILE + ".tmp")
-    tmp.write_text(json.dumps({"source": reader.name, "tensors": index}, indent=1))
-    os.replace(tmp, folder / INDEX_FILE)
+    write_json_atomic(folder / INDEX_FILE, {"source": reader.name, "tensors": index}, indent=1)
     return written
 
 
@@ -197,12 +194,10 @@ def _write_safetensors(
     blob = json.dumps(header, separators=(",", ":")).encode()
     blob += b" " * (-len(blob) % 8)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
         f.write(len(blob).to_bytes(8, "little") + blob)
         for si, t in chosen:
             array = reader.tensor_array(si, t.index, dequantize=dequantize)
             array = np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<"))
             f.write(memoryview(array.reshape(-1)).cast("B"))
-    os.replace(tmp, path)
     return dict.fromkeys(keys, path)

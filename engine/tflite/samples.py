@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import os
-import shutil
 from pathlib import Path
 
 from filelock import FileLock
 
+from engine.atomic import atomic_dir, write_bytes_atomic
 from engine.names import NAME
 from engine.paths import cache_root
 from engine.tflite.graph import TFLiteError
@@ -33,15 +33,9 @@ def ensure_samples() -> Path:
     with FileLock(str(target) + ".lock", timeout=120):
         if (target / _READY).is_file():
             return target
-        tmp = target.parent / f".tflite-samples.tmp-{os.getpid()}"
-        shutil.rmtree(tmp, ignore_errors=True)
-        try:
+        with atomic_dir(target) as tmp:
             write_demo_set(tmp)
             (tmp / _READY).write_text("ok\n")
-            shutil.rmtree(target, ignore_errors=True)
-            os.replace(tmp, target)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
     return target
 
 
@@ -89,7 +83,5 @@ def save_upload(name: str, data: bytes) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{stem}-{digest}{suffix}"
     if not path.exists():
-        tmp = folder / f".upload-{digest}-{os.getpid()}.tmp"
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
+        write_bytes_atomic(path, data)
     return path

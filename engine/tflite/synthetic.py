@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from engine.atomic import atomic_path
 from engine.tflite import builder as fb
 from engine.tflite.bundles import LITERTLM_SECTION_TYPES, write_litertlm_container
 from engine.tflite.graph import Quantization
@@ -447,13 +448,11 @@ def write_task_bundle(
     TF_LITE_PREFILL_DECODE, TOKENIZER_MODEL, METADATA); `deflate` names members to compress."""
     sections = gemma3n_sections() if sections is None else sections
     path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    with zipfile.ZipFile(tmp, "w") as zf:
+    with atomic_path(path) as tmp, zipfile.ZipFile(tmp, "w") as zf:
         for name, data in sections.items():
             info = zipfile.ZipInfo(name, date_time=_ZIP_TIME)
             info.compress_type = zipfile.ZIP_DEFLATED if name in deflate else zipfile.ZIP_STORED
             zf.writestr(info, data)
-    os.replace(tmp, path)
     return path
 
 
