@@ -87,6 +87,10 @@ def test_blend_live_save_and_relora(tmp_path) -> None:
                 timeout=CONTENT_TIMEOUT_MS
             )
             for label, value in (("Steps", "4"), ("Merge and reset every k steps", "3")):
+                # The LoRA form's stale "Steps" may linger while the rerun replaces it.
+                expect(page.get_by_label(label, exact=True)).to_have_count(
+                    1, timeout=CONTENT_TIMEOUT_MS
+                )
                 page.get_by_label(label, exact=True).fill(value)
                 page.get_by_label(label, exact=True).press("Enter")
                 wait_for_app(page)

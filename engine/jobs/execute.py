@@ -127,13 +127,17 @@ def exec_job(job_dir: Path) -> int:
             _next_in_queue(job_dir)
 
 
-def _peak_rss_gb() -> float:
-    """This process's peak resident memory (and its finished children's): what to declare."""
-    import resource
-
-    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    return round(max(own, children) * 1024 / 1e9, 3)  # ru_maxrss is in KiB on Linux
+def _peak_rss_gb() -> float | None:
+    """This process's peak resident memory: what its kind should declare. VmHWM, not
+    getrusage's ru_maxrss, which Linux carries over execve from the launching process (a job
+    started by a 3 GB dashboard or job would report 3 GB)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return round(int(line.split()[1]) * 1024 / 1e9, 3)  # kB
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
 
 
 def _next_in_queue(job_dir: Path) -> None:
