@@ -180,7 +180,7 @@ def test_cli_submit_wait_exit_codes(job_cache) -> None:
 
     ok = submit_cli("diagnostics.sleep", "--params", '{"seconds": 0.2}', "--wait")
     assert ok.returncode == 0
-    assert re.fullmatch(r"\d{8}-\d{6}-diagnostics-sleep-[0-9a-f]{6}", ok.stdout.strip())
+    assert re.fullmatch(r"\d{8}-\d{6}-\d{6}-diagnostics-sleep-[0-9a-f]{6}", ok.stdout.strip())
     bad = submit_cli("diagnostics.fail", "--wait")
     assert bad.returncode == 1 and "failing on purpose" in bad.stderr
     params = submit_cli("diagnostics.sleep", "--params", "{oops")

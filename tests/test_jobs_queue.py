@@ -13,12 +13,23 @@ from datetime import datetime
 
 import pytest
 
-from engine.demo import build_demo
+from engine.demo import DemoPart, build_demo, demo_part
+from engine.demo import parts as parts_module
 from engine.errors import SubnetScopeError
-from engine.jobs import JobStore, Resources, cancel_job, list_jobs, submit, wait_job
+from engine.jobs import (
+    JobStore,
+    Resources,
+    cancel_job,
+    list_jobs,
+    load_kinds,
+    submit,
+    wait_job,
+)
 from engine.jobs import queue as job_queue
 from engine.jobs.status_file import read_status
 from engine.paths import PROJECT_ROOT
+
+NAP = {"seconds": 0.3, "steps": 3, "tag": "test-nap"}  # the part of tests/demo_parts_plugin.py
 
 
 @pytest.fixture(autouse=True)
@@ -137,21 +148,23 @@ def test_the_queue_survives_its_submitting_process(job_cache) -> None:
     assert [read_status(p).state for p in views] == ["succeeded"] * 3
 
 
-def test_demo_parts_are_submitted_once_by_concurrent_threads_and_processes(job_cache) -> None:
+def test_demo_parts_are_submitted_once_by_concurrent_threads_and_processes(
+    job_cache, monkeypatch
+) -> None:
     env = {**os.environ, "SUBNETSCOPE_JOB_MODULES": "tests.demo_parts_plugin"}
     code = "from engine.demo import build_demo; build_demo('test-nap')"
     processes = [
         subprocess.Popen([sys.executable, "-c", code], cwd=PROJECT_ROOT, env=env) for _ in range(3)
     ]
-    os.environ["SUBNETSCOPE_JOB_MODULES"] = "tests.demo_parts_plugin"
-    try:
-        threads = [threading.Thread(target=build_demo, args=("test-nap",)) for _ in range(3)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-    finally:
-        del os.environ["SUBNETSCOPE_JOB_MODULES"]
+    # In this process the same part joins a swapped registry (the product's stays untouched).
+    load_kinds()
+    monkeypatch.setattr(parts_module, "_PARTS", {})
+    demo_part(DemoPart("test-nap", "A quick job", "diagnostics.sleep", NAP))
+    threads = [threading.Thread(target=build_demo, args=("test-nap",)) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
     assert [p.wait(timeout=120) for p in processes] == [0, 0, 0]
-    naps = [v for v in list_jobs() if v.spec.params.get("seconds") == 0.3]
+    naps = [v for v in list_jobs() if v.spec.params == {**v.spec.params, **NAP}]
     assert len(naps) == 1
