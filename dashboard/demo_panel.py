@@ -32,7 +32,9 @@ def demo_sidebar() -> None:
         with st.expander(f"Demo workspace · {ready}/{len(current)} ready", expanded=False):
             for s in current:
                 line = f"{_BADGES[s['state']]} **{s['title']}** — {s['state']}"
-                if s["state"] == "building" and s["fraction"] is not None:
+                if s["state"] == "building" and s["message"].startswith("waiting for a slot"):
+                    line += f" ({s['message'].removeprefix('waiting for a slot: ')})"
+                elif s["state"] == "building" and s["fraction"] is not None:
                     line += f" ({s['fraction']:.0%})"
                 st.markdown(line)
                 if s["state"] == "failed":

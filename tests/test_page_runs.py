@@ -236,3 +236,20 @@ def test_a_damaged_job_folder_is_its_own_row(tmp_path, monkeypatch) -> None:
     assert table.loc[good.id, "state"] == "succeeded"
     assert table.loc[bad.name, "state"] == "failed"
     assert "unknown keys: surprise" in table.loc[bad.name, "message"]
+
+
+def test_sidebar_shows_a_demo_part_waiting_in_the_queue(tmp_path, monkeypatch) -> None:
+    from engine.demo import build_demo
+
+    monkeypatch.setenv("SUBNETSCOPE_CACHE", str(tmp_path))
+    monkeypatch.setenv("SUBNETSCOPE_MAX_JOBS", "1")
+    busy = submit("diagnostics.sleep", {"seconds": 120, "steps": 120})
+    [waiting] = build_demo("baseline-perplexity")
+    try:
+        at = run(AppTest.from_file(APP, default_timeout=60).switch_page(RUNS))
+        [panel] = [e for e in at.sidebar.expander if e.label.startswith("Demo workspace")]
+        lines = [m.value for m in panel.markdown if "perplexity" in m.value]
+        assert lines and "building (1st in the local queue)" in lines[0]
+    finally:
+        cancel_job(waiting.id)
+        cancel_job(busy.id, wait=True)
