@@ -84,11 +84,16 @@ def test_slots_and_memory_both_bound_the_running_jobs(monkeypatch) -> None:
     wait_files(views)
 
 
-def test_a_job_larger_than_the_whole_budget_is_refused_at_submit(monkeypatch) -> None:
+def test_a_job_larger_than_the_whole_budget_waits_to_run_alone(monkeypatch) -> None:
+    monkeypatch.setenv("SUBNETSCOPE_MAX_JOBS", "2")
     monkeypatch.setenv("SUBNETSCOPE_JOB_MEMORY_GB", "2")
-    with pytest.raises(SubnetScopeError, match="declares 5 GB, more than the 2 GB"):
-        submit("diagnostics.sleep", resources=Resources(mem_gb=5))
-    assert list_jobs() == []
+    small = submit("diagnostics.sleep", {"seconds": 1, "steps": 2}, resources=Resources(mem_gb=1))
+    big = submit("diagnostics.sleep", {"seconds": 0.2, "steps": 1}, resources=Resources(mem_gb=5))
+    status = read_status(big.path)
+    assert status.state == "queued" and status.pid is None
+    assert "declares 5 GB, more than the budget: it will run alone" in status.message
+    done = wait_files([small, big])
+    assert datetime.fromisoformat(done[1].started) >= datetime.fromisoformat(done[0].finished)
 
 
 def test_kinds_declare_their_memory() -> None:

@@ -15,7 +15,7 @@ from engine.jobs import JobContext, job
     result_page="runs",
     defaults={"model": "demo", "text": "demo-general", "max_tokens": 2048, "stride": 256,
               "window": 512, "mask": None},
-    mem_gb=1.5,  # measured: 1.21 GB peak RSS on the demo model (faults/jobs.py, jobs-burst)
+    mem_gb=1.5,  # measured on the demo model: 1.37 GB peak (VmHWM)
 )  # fmt: skip
 def eval_perplexity(params: dict[str, Any], ctx: JobContext) -> dict:
     """Perplexity of a model on a text source (a file, `demo-general`, or a hub dataset)."""

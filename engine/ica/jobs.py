@@ -23,6 +23,7 @@ DEMO_PARAMS = {
     title="ICA templates: functional networks of MLP neurons",
     result_page="ica",
     defaults=BuildConfig().to_params(),
+    mem_gb=8.0,  # measured on the demo model: 6.49 GB peak (VmHWM)
 )
 def build_templates_job(params: dict[str, Any], ctx: JobContext) -> dict:
     """Capture activations over the datasets, PCA + FastICA, key neurons per component."""

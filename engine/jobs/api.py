@@ -47,9 +47,7 @@ def submit(
     resources = resources or Resources()
     if not resources.mem_gb:
         resources = replace(resources, mem_gb=job_kind.mem_gb)
-    if backend == "local":
-        queue.check_fits(resources.mem_gb, store.root)
-    else:
+    if backend == "slurm":
         check_slurm_resources(resources)
     spec = JobSpec(
         id=_new_id(kind),

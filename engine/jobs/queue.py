@@ -125,16 +125,6 @@ def memory_of(view: JobView) -> float:
     return float(declared) if declared else 0.0
 
 
-def check_fits(memory_gb: float, root: Path | None = None) -> None:
-    """Refuse at submit a local job that could never fit the memory budget."""
-    settings = queue_settings(root)
-    if memory_gb > settings.memory_gb:
-        raise SubnetScopeError(
-            f"the job declares {memory_gb:g} GB, more than the {settings.memory_gb:g} GB that "
-            f"local jobs may use together (set ${ENV_MEMORY_GB} or the Runs page's queue settings)"
-        )
-
-
 def _active_local(store) -> list[JobView]:
     from engine.jobs.store import read_view
 
@@ -208,17 +198,10 @@ def pump(store) -> QueueState:
             except (ValueError, TypeError):
                 continue
             need = memory_of(view)
-            if need > settings.memory_gb:
-                message = (
-                    f"declares {need:g} GB, more than the {settings.memory_gb:g} GB local jobs "
-                    "may use together"
-                )
-                update_status_or_show(
-                    view.path, state="failed", message=message, finished=now_iso()
-                )
-                continue
             free_slot = len(running) < settings.max_jobs
-            if not still_waiting and free_slot and in_use + need <= settings.memory_gb:
+            # A job declaring more than the whole budget runs alone rather than never.
+            fits = in_use + need <= settings.memory_gb or not running
+            if not still_waiting and free_slot and fits:
                 started = _start(view)
                 if started.holds_slot:
                     running.append(started)
@@ -228,6 +211,9 @@ def pump(store) -> QueueState:
         for position, view in enumerate(still_waiting, start=1):
             if view.status.position != position:
                 message = f"waiting for a slot: {_ordinal(position)} in the local queue"
+                if memory_of(view) > settings.memory_gb:
+                    message += f" (declares {memory_of(view):g} GB, more than the budget: it "
+                    message += "will run alone)"
                 update_status_or_show(view.path, position=position, message=message)
         fresh = [read_status_safe(v) for v in still_waiting]
         return QueueState(settings=settings, running=running, waiting=fresh)

@@ -21,6 +21,7 @@ DEMO_ACTIVATIONS = {"model": "demo", "dataset": "demo-general"}
     title="Neuron activations: stats and top snippets of every MLP neuron",
     result_page="passport",
     defaults=DEFAULTS,
+    mem_gb=2.0,  # measured on the demo model: 1.32 GB peak (VmHWM)
 )
 def activations_job(params: dict[str, Any], ctx: JobContext) -> dict:
     """Stream `samples` texts of `dataset` through `model`; save stats and snippets."""

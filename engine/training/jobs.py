@@ -29,6 +29,7 @@ def _run(kind: str, cls, params: dict[str, Any], ctx: JobContext) -> dict:
     title="SFT run: checkpoints and sparsity against the base",
     result_page="sparsity",
     defaults=SFTRunConfig().to_params(),
+    mem_gb=4.0,  # measured on the demo model: 3.15 GB peak (VmHWM)
 )
 def train_sft(params: dict[str, Any], ctx: JobContext) -> dict:
     """Supervised fine-tuning with trl.SFTTrainer; sparsity logged at every checkpoint."""
@@ -40,6 +41,7 @@ def train_sft(params: dict[str, Any], ctx: JobContext) -> dict:
     title="GRPO run: checkpoints and sparsity against the base",
     result_page="sparsity",
     defaults=GRPORunConfig().to_params(),
+    mem_gb=4.0,  # measured on the demo model: 3.16 GB peak (VmHWM)
 )
 def train_grpo(params: dict[str, Any], ctx: JobContext) -> dict:
     """GRPO with trl.GRPOTrainer and a named or model reward; sparsity at every checkpoint."""
@@ -99,6 +101,7 @@ demo_part(
     title="LoRA task adapter: PEFT folder, held-out perplexity, rank of B @ A over steps",
     result_page="lora",
     defaults=LoRARunConfig().to_params(),
+    mem_gb=2.5,  # measured on the demo model: 1.70 GB peak (VmHWM)
 )
 def train_lora(params: dict[str, Any], ctx: JobContext) -> dict:
     """LoRA SFT with PEFT + TRL; writes result/adapter/ (a PEFT folder) and run.json."""
