@@ -141,11 +141,19 @@ def _peak_rss_gb() -> float | None:
 
 
 def _next_in_queue(job_dir: Path) -> None:
-    """A finished local job hands its slot on, so the queue moves with no dashboard open."""
-    from engine.jobs.queue import pump
-    from engine.jobs.store import JobStore
+    """A finished local job hands its slot on, so the queue moves with no dashboard open: a
+    small detached process (engine.jobs.handoff) waits for this one to exit, then starts the
+    next job."""
+    import subprocess
 
+    from engine.paths import PROJECT_ROOT
+
+    command = [sys.executable, "-m", "engine.jobs.handoff", str(job_dir.parent), str(os.getpid())]
     try:
-        pump(JobStore(job_dir.parent))
-    except Exception:  # the next look at the jobs moves the queue as well
+        with open(job_dir / files.LOG, "ab") as log:  # its errors, if any, end this job's log
+            subprocess.Popen(
+                command, cwd=PROJECT_ROOT, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                start_new_session=True,
+            )  # fmt: skip
+    except OSError:  # the next look at the jobs moves the queue as well
         traceback.print_exc()
