@@ -476,14 +476,14 @@ def mutate(source: Source, rng: np.random.Generator) -> bytes:
 
 
 # -- opening and measuring -----------------------------------------------------------------------
-class _Hang(BaseException):
+class Hang(BaseException):
     """Raised by the alarm: a BaseException, so no `except Exception` in a reader hides it."""
 
 
 @contextmanager
-def _alarm(seconds: float) -> Iterator[None]:
+def alarm(seconds: float) -> Iterator[None]:
     def ring(signum: int, frame: object) -> None:
-        raise _Hang(f"still running after {seconds} s")
+        raise Hang(f"still running after {seconds} s")
 
     old = signal.signal(signal.SIGALRM, ring)
     signal.setitimer(signal.ITIMER_REAL, seconds)
@@ -556,14 +556,14 @@ class Outcome:
 def _attempt(path: Path) -> tuple[str, str]:
     """(result, message) of reading one file under an alarm at 5 × MAX_SECONDS."""
     try:
-        with _alarm(5 * MAX_SECONDS):
+        with alarm(5 * MAX_SECONDS):
             read_everything(path)
     except TFLiteError as exc:
         message = str(exc)
         if message and "\n" not in message and len(message) < 400:
             return "refused", message
         return "failed: a refusal that is not one sentence", message[:300]
-    except (Exception, _Hang) as exc:  # what must never happen: counted and shown, not raised
+    except (Exception, Hang) as exc:  # what must never happen: counted and shown, not raised
         message = f"{type(exc).__name__}: {exc}"[:300]
         return f"failed: {message}", message
     return "opened", ""

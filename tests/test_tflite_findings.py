@@ -270,7 +270,8 @@ def _read(path: Path):
 
 
 def test_findings_on_the_synthetic_gemma3n_file(tmp_path: Path) -> None:
-    synthetic = pytest.importorskip("engine.tflite.synthetic")
+    from engine.tflite import synthetic
+
     truth = synthetic.GEMMA3N_LIKE
     model = _read(synthetic.write_gemma3n_like(tmp_path / "gemma3n_like.tflite"))
     found = find_all(model)
@@ -296,7 +297,7 @@ def test_findings_on_the_synthetic_gemma3n_file(tmp_path: Path) -> None:
 
 
 def test_tied_embedding_across_bundle_sections(tmp_path: Path) -> None:
-    synthetic = pytest.importorskip("engine.tflite.synthetic")
+    from engine.tflite import synthetic
     from engine.tflite.bundles import open_file
     from engine.tflite.findings import digest_from_readers, find_across
 

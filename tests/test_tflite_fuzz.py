@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import signal
 import struct
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import flatbuffers
@@ -18,27 +15,10 @@ from hypothesis import strategies as st
 from engine.tflite import TFLiteError, open_file, open_tflite, synthetic
 from engine.tflite import builder as fb
 from engine.tflite.graph import ModelInfo
+from faults.tflite_inputs import alarm as time_limit
 
 MEDIAPIPE = Path(__file__).resolve().parents[1] / "cache" / "testdata" / "mediapipe"
 REAL = MEDIAPIPE / "face_detection_short_range.tflite"
-
-
-class Hang(BaseException):
-    """Raised by the alarm: a BaseException, so no `except Exception` in the reader hides it."""
-
-
-@contextmanager
-def time_limit(seconds: float) -> Iterator[None]:
-    def ring(signum: int, frame: object) -> None:
-        raise Hang(f"took longer than {seconds} s")
-
-    old = signal.signal(signal.SIGALRM, ring)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, old)
 
 
 def read_everything(data: bytes, *, values: bool) -> ModelInfo | None:

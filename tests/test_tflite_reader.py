@@ -378,7 +378,8 @@ def test_a_closed_reader_keeps_its_graph_but_refuses_data(demo: dict[str, Path])
 
 
 def test_gemma3n_like_shows_every_finding(demo: dict[str, Path]) -> None:
-    findings = pytest.importorskip("engine.tflite.findings")
+    from engine.tflite import findings
+
     found = {f.kind for f in findings.find_all(open_tflite(demo["gemma3n_like"]).info())}
     expected = {
         "ffn_widths",
