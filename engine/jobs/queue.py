@@ -72,7 +72,7 @@ def _positive(value: object, what: str, kind: type) -> int | float:
         number = kind(value)
     except (TypeError, ValueError):
         raise SubnetScopeError(f"{what} must be a positive number, not {value!r:.40}") from None
-    if not number > 0 or number != number or number == float("inf"):
+    if not 0 < number < float("inf"):  # also refuses NaN
         raise SubnetScopeError(f"{what} must be a positive number, not {value!r:.40}")
     return number
 
