@@ -18,6 +18,7 @@ from engine.lora.deltas import (
     delta_distances,
     delta_map,
     mean_last_state,
+    model_fingerprint,
 )
 from engine.lora.live import apply_lora
 from engine.lora.probes import PROBE_SETS, probe_texts
@@ -103,6 +104,24 @@ def test_cache_returns_identical_vectors_and_a_changed_adapter_invalidates(
     np.testing.assert_allclose(changed.vectors, fresh.vectors, atol=1e-6)
 
 
+def test_fingerprint_sees_a_change_past_the_sampled_elements(llama) -> None:
+    """A row-sparse edit in a late row (what a neuron edit or masked update makes) must not
+    reuse the unedited model's cached state."""
+    edited = wrap_model(copy.deepcopy(llama.model), llama.tokenizer)
+    weight = edited.model.model.layers[0].mlp.down_proj.weight
+    with torch.no_grad():
+        weight[-1, -1] += 1e-3
+    assert model_fingerprint(edited) != model_fingerprint(llama)
+
+
+def test_truncated_probes_are_counted(llama, adapter_set, tmp_path, cache_dir) -> None:
+    probes = tmp_path / "long.txt"
+    probes.write_text("short\n" + "word " * 20 + "\n")
+    table = delta_activations(llama, adapter_set, str(probes), cache=False, max_length=16)
+    assert table.truncated == 1 and table.to_json()["truncated"] == 1
+    assert delta_activations(llama, adapter_set, str(probes), cache=False).truncated == 0
+
+
 def test_blends_are_live_and_map_onto_their_adapter(llama, adapter_set, cache_dir) -> None:
     beta = adapter_set.adapters[1].factors
     table = delta_activations(llama, adapter_set, "prose", blends={"blend": beta})
@@ -160,12 +179,35 @@ def test_distances() -> None:
     assert np.isclose(row.loc[("m0", "m2"), "cosine"], 1)
 
 
+def test_seed_probe_sets_are_llgbm_verbatim() -> None:
+    """Transcribed from LLGBM's probes.py (`create_generic_probes`, `create_mixed_probes`)."""
+    task, input_text = "Please provide a response.", "Input."
+    heads = [
+        "Below is an instruction that describes a task. Write a response that appropriately "
+        "completes the request.",
+        "The task described below requires a response that completes the request accurately.",
+        "Below is a description of a task. Provide a response that aligns with the requirements.",
+        "The following instruction outlines a task. Generate a response that meets the "
+        "specified request.",
+        "You are given an instruction and input. Write a response that completes the task as "
+        "requested.",
+    ]
+    generic = [
+        f"{h}\n\n### Instruction:\n{task} Input:{input_text}\n\n### Response:" for h in heads
+    ]
+    assert probe_texts("generic") == generic
+    assert next(iter(PROBE_SETS)) == "generic"  # the default of the CLI and the page
+    assert probe_texts("math")[3] == "Arithmetic:\n15 * 7 = "
+    assert probe_texts("commonsense")[1] == "Complete the sentence: The sun rises in the "
+    assert probe_texts("mixed") == generic + probe_texts("math") + probe_texts("code")
+    assert all(len(probe_texts(n)) == 5 for n in ("math", "code", "commonsense"))
+
+
 def test_probe_sets_and_files(tmp_path) -> None:
-    assert {"generic", "prose", "code", "math", "instructions"} <= set(PROBE_SETS)
+    assert {"generic", "prose", "code", "math", "instructions", "wide"} <= set(PROBE_SETS)
     for name, texts in PROBE_SETS.items():
-        assert 16 <= len(texts) <= 24 and len(set(texts)) == len(texts), name
-        assert all(t.strip() for t in texts)
-    assert len(probe_texts("generic")) == 24
+        assert len(set(texts)) == len(texts) and all(t.strip() for t in texts), name
+    assert len(probe_texts("wide")) == 24
     (tmp_path / "p.txt").write_text("first\n\nsecond\n")
     assert probe_texts(str(tmp_path / "p.txt")) == ["first", "second"]
     (tmp_path / "p.jsonl").write_text('{"text": "one"}\n{"text": "two"}\n')
@@ -173,7 +215,7 @@ def test_probe_sets_and_files(tmp_path) -> None:
     (tmp_path / "bad.jsonl").write_text('{"txt": "one"}\n')
     with pytest.raises(SubnetScopeError, match="line 1"):
         probe_texts(str(tmp_path / "bad.jsonl"))
-    with pytest.raises(SubnetScopeError, match="generic, prose, code, math"):
+    with pytest.raises(SubnetScopeError, match="generic, math, code, commonsense"):
         probe_texts("poetry")
     with pytest.raises(SubnetScopeError, match="not found"):
         probe_texts(str(tmp_path / "missing.txt"))

@@ -47,6 +47,12 @@ def _deltas(args: argparse.Namespace) -> int:
     print(
         f"delta activations of {len(table.names)} adapter(s) on {args.base}, probes {table.probes}"
     )
+    if table.truncated:
+        cut = table.max_length
+        print(
+            f"warning: {table.truncated} probe text(s) are longer than {cut} tokens and were "
+            f"cut: their last token is token {cut}"
+        )
     explained = ", ".join(f"{e:.0%}" for e in points.attrs["explained"])
     print(f"\n{'name':<{width}}  {'‖Δ‖':>10}  {'x':>10}  {'y':>10}   (PCA explains {explained})")
     for row in points.itertuples():
@@ -70,9 +76,12 @@ def register(commands: argparse._SubParsersAction) -> None:
     deltas.add_argument(
         "--probes",
         default="generic",
-        help=f"a probe set ({', '.join(PROBE_SETS)}) or a .txt / .jsonl file (default: generic)",
+        help=f"a probe set ({', '.join(PROBE_SETS)}) or a .txt / .jsonl file (default: generic, "
+        "the Delta Activations paper's five templates)",
     )
-    deltas.add_argument("--max-length", type=int, default=64, help="tokens per probe text")
+    deltas.add_argument(
+        "--max-length", type=int, default=256, help="tokens per probe text (LLGBM: 256)"
+    )
     deltas.add_argument("--batch-size", type=int, default=8, help="probe texts per forward pass")
     deltas.add_argument("--no-cache", action="store_true", help="recompute; skip the disk cache")
     deltas.add_argument("--json", action="store_true", help="print everything as JSON")

@@ -28,9 +28,11 @@ if TYPE_CHECKING:
     from engine.lora.adapters import AdapterSet
 
 CACHE_KIND = "lora-state"
-# Elements of each parameter hashed for the model fingerprint: cheap even for large models, and
-# enough to tell apart two checkpoints (training changes every tensor).
+# Elements of each parameter sampled (evenly spaced over the whole tensor) for the model
+# fingerprint; whole-tensor sums beside them catch a change the sample misses (a row-sparse edit).
 _FINGERPRINT_ELEMENTS = 4096
+# LLGBM's `get_average_activation` reads up to 256 tokens per probe.
+MAX_LENGTH = 256
 
 
 def mean_last_state(
@@ -38,7 +40,7 @@ def mean_last_state(
     texts: Sequence[str],
     factors: Mapping[str, Factors] | None = None,
     batch_size: int = 8,
-    max_length: int = 64,
+    max_length: int = MAX_LENGTH,
 ) -> torch.Tensor:
     """v(M): mean over `texts` of hidden_states[-1] at each text's last token, (hidden,) float32.
 
@@ -89,6 +91,8 @@ class DeltaTable:
     base: np.ndarray  # (hidden,) float32
     probes: str
     cached: list[bool] = field(default_factory=list)  # per row: read from the disk cache
+    max_length: int = MAX_LENGTH
+    truncated: int = 0  # probe texts longer than max_length (cut to their first tokens)
 
     def delta(self, name: str) -> np.ndarray:
         """Δ of one row, (hidden,)."""
@@ -99,6 +103,8 @@ class DeltaTable:
     def to_json(self) -> dict:
         return {
             "probes": self.probes,
+            "max_length": self.max_length,
+            "truncated": self.truncated,
             "hidden_size": int(self.base.shape[0]),
             "rows": [
                 {"name": n, "kind": k, "norm": float(np.linalg.norm(v))}
@@ -112,12 +118,19 @@ def _sha(data: bytes) -> str:
 
 
 def model_fingerprint(loaded: LoadedModel) -> dict:
-    """Cheap identity of the model's weights: class, dtype, a sample of every parameter."""
+    """Cheap identity of the model's weights: class, dtype and, per parameter, an evenly spaced
+    sample plus the float64 sum and sum of squares of the whole tensor."""
     digest = hashlib.sha256()
-    for name, param in loaded.model.state_dict().items():
-        sample = param.detach().flatten()[:_FINGERPRINT_ELEMENTS].float().cpu()
-        digest.update(f"{name}:{tuple(param.shape)}".encode())
-        digest.update(sample.numpy().tobytes())
+    with torch.no_grad():
+        for name, param in loaded.model.state_dict().items():
+            flat = param.detach().flatten()
+            step = max(1, flat.numel() // _FINGERPRINT_ELEMENTS)
+            sample = flat[::step][:_FINGERPRINT_ELEMENTS].float().cpu()
+            whole = flat.double()
+            sums = torch.stack([whole.sum(), (whole * whole).sum()]).cpu()
+            digest.update(f"{name}:{tuple(param.shape)}".encode())
+            digest.update(sample.numpy().tobytes())
+            digest.update(sums.numpy().tobytes())
     return {
         "class": type(loaded.model).__name__,
         "dtype": str(loaded.dtype),
@@ -177,7 +190,7 @@ def delta_activations(
     cache: bool = True,
     *,
     batch_size: int = 8,
-    max_length: int = 64,
+    max_length: int = MAX_LENGTH,
 ) -> DeltaTable:
     """Δ for every adapter (cached on disk with the base) and every blend (computed live)."""
     texts = probe_texts(probes)
@@ -208,7 +221,14 @@ def delta_activations(
         base=base.numpy().astype(np.float32),
         probes=probes if probes in PROBE_SETS else str(Path(probes).expanduser()),
         cached=cached,
+        max_length=max_length,
+        truncated=count_truncated(loaded.tokenizer, texts, max_length),
     )
+
+
+def count_truncated(tokenizer, texts: Sequence[str], max_length: int) -> int:
+    """How many texts have more than `max_length` tokens (and are cut to their first ones)."""
+    return sum(len(ids) > max_length for ids in tokenizer(list(texts))["input_ids"])
 
 
 def delta_map(table: DeltaTable) -> pd.DataFrame:

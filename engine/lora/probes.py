@@ -1,4 +1,11 @@
-"""Probe texts for delta activations (seed 004): shipped sets (generic and per domain) or a file."""
+"""Probe texts for delta activations (seed 004): shipped sets or a file.
+
+`generic`, `math`, `code`, `commonsense` and `mixed` are the seed's own probes, verbatim: the five
+instruction templates of the Delta Activations paper and LLGBM's five probes per domain
+(`create_generic_probes`, `create_domain_probes`, `create_mixed_probes` in LLGBM's probes.py).
+The `wide*`, `prose` and `instructions` sets are SubnetScope's own, larger sets: deltas over them
+are not comparable with the seed's.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +14,49 @@ from pathlib import Path
 
 from engine.errors import SubnetScopeError
 
+_TASK = "Please provide a response."
+_INPUT = "Input."
+_BODY = f"\n\n### Instruction:\n{_TASK} Input:{_INPUT}\n\n### Response:"
+
+# The Delta Activations paper's five generic templates (LLGBM `create_generic_probes`).
 GENERIC = (
+    "Below is an instruction that describes a task. Write a response that appropriately "
+    "completes the request." + _BODY,
+    "The task described below requires a response that completes the request accurately." + _BODY,
+    "Below is a description of a task. Provide a response that aligns with the requirements."
+    + _BODY,
+    "The following instruction outlines a task. Generate a response that meets the specified "
+    "request." + _BODY,
+    "You are given an instruction and input. Write a response that completes the task as "
+    "requested." + _BODY,
+)
+
+# LLGBM `create_domain_probes(domain)`, five per domain.
+MATH = (
+    "Solve the following math problem step by step:\nQuestion: What is 2 + 2?\nAnswer:",
+    "Calculate the result:\nProblem: Find the derivative of x^2\nSolution:",
+    "Mathematical reasoning:\nGiven: A triangle has angles 30, 60, and 90 degrees.\n"
+    "Find: The ratio of its sides.\nAnswer:",
+    "Arithmetic:\n15 * 7 = ",
+    "Word problem: If a train travels 60 miles per hour for 2 hours, how far does it travel?"
+    "\nSolution:",
+)
+CODE = (
+    "Write a Python function:\ndef factorial(n):\n    ",
+    "Complete the code:\n```python\ndef fibonacci(n):\n    if n <= 1:\n        return n\n    ",
+    "Debug this code:\ndef add(a, b):\n    return a - b  # Bug: should be +\nFixed:",
+    "Explain this code:\nfor i in range(10):\n    print(i)\nExplanation:",
+    "Write a function to reverse a string:\ndef reverse_string(s):\n    ",
+)
+COMMONSENSE = (
+    "Question: What happens when you drop an egg on the floor?\nAnswer:",
+    "Complete the sentence: The sun rises in the ",
+    "Common knowledge: Water freezes at what temperature in Celsius?\nAnswer:",
+    "Reasoning: If all birds can fly, and a penguin is a bird, can a penguin fly?\nAnswer:",
+    "What do people typically eat for breakfast?\nAnswer:",
+)
+
+WIDE = (
     "The weather today is",
     "Once upon a time, in a small village,",
     "def add(a, b):\n    return",
@@ -57,7 +106,7 @@ PROSE = (
     "They walked along the beach without speaking, until",
 )
 
-CODE = (
+WIDE_CODE = (
     "def fibonacci(n):\n    if n < 2:\n        return n\n    return",
     "for i in range(10):\n    print(",
     "import os\n\npath = os.path.join(",
@@ -80,7 +129,7 @@ CODE = (
     "while queue:\n    node = queue.pop(0)\n    for child in",
 )
 
-MATH = (
+WIDE_MATH = (
     "What is 17 + 25? The answer is",
     "Solve for x: 3x + 5 = 20. First,",
     "The area of a circle with radius 4 is",
@@ -124,14 +173,20 @@ INSTRUCTIONS = (
     "Explain the difference between weather and climate.",
 )
 
-# Shipped probe sets, by name.
+# Shipped probe sets, by name: the seed's first, then SubnetScope's own.
 PROBE_SETS: dict[str, tuple[str, ...]] = {
-    "generic": GENERIC,
-    "prose": PROSE,
-    "code": CODE,
+    "generic": GENERIC,  # the first set is the default everywhere
     "math": MATH,
+    "code": CODE,
+    "commonsense": COMMONSENSE,
+    "mixed": GENERIC + MATH + CODE,  # LLGBM `create_mixed_probes`
+    "wide": WIDE,
+    "wide-math": WIDE_MATH,
+    "wide-code": WIDE_CODE,
+    "prose": PROSE,
     "instructions": INSTRUCTIONS,
 }
+SEED_PROBE_SETS = ("generic", "math", "code", "commonsense", "mixed")
 
 
 def _read_file(path: Path) -> list[str]:
