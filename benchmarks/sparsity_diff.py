@@ -1,5 +1,7 @@
 """Sparsity diff of two ≥ 1 GB checkpoints: throughput against memcpy, memory against the
 largest tensor, and both against loading the two models whole (seed 000's check_sparsity.py).
+The diff's reference mode (the script's own numbers: bf16 cast, isclose) is timed against the
+script's way of computing them, and their counts must agree.
 
 Each diff runs in a fresh interpreter so its peak RSS is its own: the child resets the peak
 (`/proc/self/clear_refs`), runs, and reports VmHWM minus the RSS it started from. Size:
@@ -102,9 +104,23 @@ def memcpy_gbps(repeats: int) -> list[float]:
     return samples
 
 
+def _script_counts(models: list[dict]) -> int:
+    """check_sparsity.py's way, on state dicts already loaded whole: both cast to bf16 (its
+    default --torch_dtype), Δ in bf16, isclose(Δ, 0, atol=1e-5) over all concatenated."""
+    import torch
+
+    deltas = [
+        (models[1][name].to(torch.bfloat16) - w.to(torch.bfloat16)).view(-1)
+        for name, w in models[0].items()
+    ]
+    everything = torch.cat(deltas)
+    close = torch.isclose(everything, torch.zeros_like(everything), atol=TOLERANCES[0])
+    return int(close.sum())
+
+
 def _child(mode: str, base: str, tuned: str, scratch: str) -> dict:
     """Run one contender in this (fresh) process; report seconds and peak RSS growth."""
-    if mode == "stream":
+    if mode in ("stream", "reference"):
         from engine.cache import ArtifactStore
         from engine.sparsity import DiffConfig, diff
     else:
@@ -117,6 +133,19 @@ def _child(mode: str, base: str, tuned: str, scratch: str) -> dict:
         result = diff(base, tuned, DiffConfig(tolerances=TOLERANCES),
                       store=ArtifactStore(Path(scratch) / "store"))  # fmt: skip
         changed = result.summary["changed"]["1e-05"]["changed"]
+    elif mode == "reference":
+        result = diff(base, tuned, DiffConfig(tolerances=TOLERANCES, reference=True),
+                      store=ArtifactStore(Path(scratch) / "store-ref"))  # fmt: skip
+        ref = result.summary["reference"]
+        changed = round(ref["close_fraction"]["1e-05"] * ref["numel"])  # close, as counted
+    elif mode == "script":
+        models = []
+        for folder in (base, tuned):
+            state = {}
+            for f in sorted(Path(folder).glob("*.safetensors")):
+                state |= load_file(f)
+            models.append(state)
+        changed = _script_counts(models)
     else:
         # Seed 000's check_sparsity.py: both state dicts whole, then |Δ| > τ per parameter.
         models = []
@@ -174,6 +203,8 @@ def sparsity_diff(repeats: int) -> list[Result]:
     largest_mb = 4 * max(math.prod(s) for s in shapes.values()) / 2**20
     stream: list[dict] = []
     naive: list[dict] = []
+    reference: list[dict] = []
+    script: list[dict] = []
     with tempfile.TemporaryDirectory(prefix="subnetscope-sparsity-bench-") as tmp:
         root = Path(tmp)
         started = time.perf_counter()
@@ -188,9 +219,14 @@ def sparsity_diff(repeats: int) -> list[Result]:
             scratch.mkdir()
             stream.append(run_child("stream", root / "base", root / "tuned", scratch))
             naive.append(run_child("naive", root / "base", root / "tuned", scratch))
+            reference.append(run_child("reference", root / "base", root / "tuned", scratch))
+            script.append(run_child("script", root / "base", root / "tuned", scratch))
         copy += memcpy_gbps(repeats)
     gbps = [2 * model_bytes / r["seconds"] / 1e9 for r in stream]
     agree = all(s["changed_1e-5"] == n["changed_1e-5"] for s, n in zip(stream, naive, strict=True))
+    ref_agree = all(
+        r["changed_1e-5"] == s["changed_1e-5"] for r, s in zip(reference, script, strict=True)
+    )
     shared = {
         "checkpoint_gb": round(model_bytes / 1e9, 3),
         "tensors": len(shapes),
@@ -236,6 +272,29 @@ def sparsity_diff(repeats: int) -> list[Result]:
             [r["peak_growth_mb"] for r in naive],
             unit="MB",
             details=shared | {"whole_load_peak_mb": spread([r["peak_growth_mb"] for r in naive])},
+        ),
+        compare(
+            "sparsity_diff.reference.seconds",
+            "seconds of the streamed diff with reference=True (its criteria + the script's "
+            "numbers) (median)",
+            [r["seconds"] for r in reference],
+            "check_sparsity.py's way: load both whole, bf16 cast, isclose over the whole Δ",
+            [r["seconds"] for r in script],
+            details=shared
+            | {
+                "close_1e-5": reference[0]["changed_1e-5"],
+                "close_counts_agree_with_script": ref_agree,
+                "plain_stream_seconds": spread([r["seconds"] for r in stream]),
+            },
+        ),
+        compare(
+            "sparsity_diff.reference.peak_rss",
+            "peak RSS growth of the streamed diff with reference=True, MB (median)",
+            [r["peak_growth_mb"] for r in reference],
+            "peak RSS growth of check_sparsity.py's way, MB",
+            [r["peak_growth_mb"] for r in script],
+            unit="MB",
+            details=shared,
         ),
     ]
 

@@ -124,15 +124,31 @@ def heatmap_chart(cells: pd.DataFrame) -> alt.Chart:
 
 # sparsity ---------------------------------------------------------------------------------
 def update_heatmap_chart(blocks: pd.DataFrame) -> alt.Chart:
-    """Block × module heatmap of changed fractions; layer −1 (outside the blocks) is 'other'."""
+    """Block × module heatmap of changed fractions; layer −1 (outside the blocks) is 'other'.
+
+    Every row and column is labelled: the axes list their values, never drop a label that would
+    overlap and never truncate one. Streamlit's chart theme sets `labelOverlap: true` and
+    `labelLimit: 100` on every axis, which hid every other module name (6 of the demo's 11)."""
     cells = blocks.assign(block=blocks["layer"].map(lambda x: "other" if x < 0 else str(x)))
-    order = [*(str(i) for i in sorted(blocks["layer"].unique()) if i >= 0), "other"]
+    order = [*(str(i) for i in sorted(blocks["layer"].unique()) if i >= 0)]
+    order += ["other"] if (blocks["layer"] < 0).any() else []
+    modules = sorted(str(m) for m in blocks["module"].unique())
     return (
         alt.Chart(cells)
         .mark_rect()
         .encode(
-            x=alt.X("block:O", title="block (layer)", sort=order),
-            y=alt.Y("module:N", title=None),
+            x=alt.X(
+                "block:O",
+                title="block (layer)",
+                sort=order,
+                axis=alt.Axis(values=order, labelOverlap=False, labelAngle=0),
+            ),
+            y=alt.Y(
+                "module:N",
+                title=None,
+                sort=modules,
+                axis=alt.Axis(values=modules, labelOverlap=False, labelLimit=0),
+            ),
             color=alt.Color(
                 "fraction:Q", title="changed", scale=alt.Scale(scheme="viridis", domainMin=0)
             ),
@@ -144,7 +160,33 @@ def update_heatmap_chart(blocks: pd.DataFrame) -> alt.Chart:
                 alt.Tooltip("fraction:Q", format=".3%"),
             ],
         )
-        .properties(height=alt.Step(18))
+        .properties(height=alt.Step(22))
+    )
+
+
+def seed_coverage_chart(seed: pd.DataFrame) -> alt.Chart:
+    """Lines over a run's steps, one per τ: the seed's coverage of its final subnetwork."""
+    data = seed.assign(tau=seed["tau"].map(lambda t: f"τ = {t:.0e}"))
+    return (
+        alt.Chart(data)
+        .mark_line(point=True)
+        .encode(
+            x=alt.X("step:Q", title="step", axis=alt.Axis(format="~g")),
+            y=alt.Y(
+                "coverage:Q",
+                title="coverage of the final subnetwork",
+                axis=alt.Axis(format="%"),
+                scale=alt.Scale(domain=[0, 1.05]),
+            ),
+            color=alt.Color("tau:N", title=None),
+            tooltip=[
+                "step",
+                "tau",
+                alt.Tooltip("coverage:Q", format=".3%"),
+                alt.Tooltip("fraction:Q", format=".4%", title="density"),
+            ],
+        )
+        .properties(height=240)
     )
 
 

@@ -15,6 +15,7 @@ from dashboard.charts import (
     depth_profile_chart,
     layer_distribution_chart,
     rank_bars_chart,
+    seed_coverage_chart,
     shell_bars_chart,
     update_heatmap_chart,
 )
@@ -44,6 +45,8 @@ from engine.sparsity import (
     shell_table,
 )
 from engine.sparsity.config import tolerance_key
+from engine.sparsity.reference import SCRIPT, script_report
+from engine.sparsity.series import SEED_NAME_TOKENS
 from engine.sparsity.sources import download_hub_weights, hub_cached, no_hub_downloads
 
 HERE = "sparsity"
@@ -54,6 +57,10 @@ MODE_KEY = "sparsity_tuned_mode"
 MODES = ("Model folder", "Path", "Run checkpoints")
 FOLDER = "Folder…"  # the run picker's option for a run folder typed in
 CRITERIA = {"τ": None, "exact": EXACT, "bf16-visible": BF16}
+CRITERION_KEY = "sparsity_criterion"
+PICKED_KEY = "sparsity_picked"  # (base, tuned) the sidebar picked, for the opening criterion
+OPENED_FOR = "sparsity_criterion_opened_for"  # the precision the criterion last opened on
+HALF = {"BF16", "F16"}  # safetensors codes of 16-bit float storage
 
 
 # cache keys -------------------------------------------------------------------------------
@@ -89,6 +96,53 @@ def config_shells(base: str, stamp: str) -> list[int]:
     except SubnetScopeError:
         return []
     return points if len(points) > 2 else []  # one width: a single shell, nothing to compare
+
+
+def _precision(base_codes: set[str], tuned_codes: set[str]) -> str | None:
+    """'16-bit': both sides store their floats in bf16 / fp16; 'mixed': one side does and the
+    other stores wider floats (a bf16 run against its fp32 base model); 'fp32': neither does."""
+    if not base_codes or not tuned_codes:
+        return None
+    halves = (base_codes <= HALF, tuned_codes <= HALF)
+    return "16-bit" if all(halves) else "mixed" if any(halves) else "fp32"
+
+
+@st.cache_data(max_entries=32, show_spinner=False)
+def stored_precision(base: str, tuned: str, stamps: tuple) -> str | None:
+    """How the picked checkpoints store their float tensors (see `_precision`); None when the
+    headers cannot be read (the diff will say why)."""
+    try:
+        with no_hub_downloads():
+            base_src = open_source(base)
+            tuned_src = open_source(tuned, base=base_src)
+            codes = [
+                {spec.dtype for spec in src.specs().values() if spec.is_float}
+                for src in (base_src, tuned_src)
+            ]
+    except SubnetScopeError:
+        return None
+    return _precision(*codes)
+
+
+def result_precision(result: DiffResult) -> str | None:
+    """The same classification from a finished diff's per-tensor dtypes ('F32', 'F32->BF16')."""
+    sides: tuple[set[str], set[str]] = (set(), set())
+    for dtype in result.tensors["dtype"].unique():
+        parts = str(dtype).split("->")
+        for side, code in zip(sides, (parts[0], parts[-1]), strict=True):
+            if code.startswith(("F", "BF")):
+                side.add(code)
+    return _precision(*sides)
+
+
+# 16-bit: a stored bf16 value changed (what check_sparsity.py counts as nonzero); mixed: both
+# sides rounded to bf16 first, else the base's own rounding counts as a change everywhere;
+# fp32: τ, what the seed's trackers compute on an fp32 run.
+OPENING = {"16-bit": "exact", "mixed": "bf16-visible", "fp32": "τ"}
+
+
+def opening_criterion(precision: str | None) -> str:
+    return OPENING.get(precision or "fp32", "τ")
 
 
 # picking ----------------------------------------------------------------------------------
@@ -161,6 +215,12 @@ def download_button(spec: str | None, bar=st.sidebar) -> None:
 
 
 def pick_tuned(base: str | None, bar=st.sidebar) -> Tuned:
+    tuned = _pick_tuned(base, bar)
+    st.session_state[PICKED_KEY] = (base, tuned.tuned)
+    return tuned
+
+
+def _pick_tuned(base: str | None, bar=st.sidebar) -> Tuned:
     download_button(base, bar)
     mode = bar.radio("Tuned", MODES, key=MODE_KEY, help="What to compare against the base")
     if mode == MODES[0]:
@@ -225,13 +285,37 @@ def pick_config(bar=st.sidebar) -> DiffConfig:
     intersection = bar.toggle(
         "Shared tensors only", key="sparsity_intersection", help=DiffConfig.help("intersection")
     )
-    return DiffConfig(tolerances=taus, ranks=ranks, intersection=intersection)
+    reference = bar.toggle(
+        "Seed's reference numbers",
+        key="sparsity_reference",
+        help=f"Also compute what {SCRIPT} prints: both checkpoints cast to bf16, "
+        "|Δ| ≤ τ by torch.isclose, per-layer unweighted means (Heatmap view)",
+    )
+    return DiffConfig(tolerances=taus, ranks=ranks, intersection=intersection, reference=reference)
+
+
+def _open_criterion_for_precision() -> None:
+    """Before the criterion widget is drawn: when the picked checkpoints' precision differs from
+    the one the criterion last opened on, open on that precision's criterion. A user's own
+    choice stands until other checkpoints with another precision are picked."""
+    base, tuned = st.session_state.get(PICKED_KEY, (None, None))
+    if not base or not tuned:
+        return
+    precision = stored_precision(base, tuned, (path_stamp(base), path_stamp(tuned)))
+    if precision is None:
+        return
+    if st.session_state.get(OPENED_FOR) != precision or CRITERION_KEY not in st.session_state:
+        st.session_state[CRITERION_KEY] = opening_criterion(precision)
+        st.session_state[OPENED_FOR] = precision
 
 
 def pick_criterion(config: DiffConfig, bar=st.sidebar) -> str:
     """'exact', 'bf16' or a tolerance label: which changes the heatmap and tables count."""
+    _open_criterion_for_precision()
+    if CRITERION_KEY not in st.session_state:
+        st.session_state[CRITERION_KEY] = "τ"
     kind = bar.segmented_control(
-        "Changed means", list(CRITERIA), default="τ", key="sparsity_criterion",
+        "Changed means", list(CRITERIA), key=CRITERION_KEY,
         help="τ: |Δ| > τ · exact: the stored bits differ · bf16-visible: the change survives a "
         "cast to bf16",
     ) or "τ"  # fmt: skip
@@ -267,9 +351,85 @@ def headline(result: DiffResult, criterion: str) -> None:
         st.caption(note)
 
 
+def precision_note(result: DiffResult, criterion: str) -> None:
+    """Why this picture looks the way it does, given how the checkpoints store their weights."""
+    changed = result.summary["changed"]
+    bf16 = changed[BF16]["fraction"]
+    precision = result_precision(result)
+    if precision == "16-bit":
+        st.caption(
+            "bf16 checkpoints: **exact** counts the weights whose stored bf16 value changed — "
+            f"what {SCRIPT} counts as nonzero, and what the seed's bf16 runs show as sparse."
+        )
+        return
+    if precision == "mixed":
+        st.caption(
+            "bf16 weights against an fp32 base: the base's own rounding to bf16 differs from it "
+            "almost everywhere, so exact and τ mark nearly every weight. **bf16-visible** "
+            f"compares both sides rounded to bf16 — what the run changed ({bf16:.2%} here)."
+        )
+        return
+    if criterion == BF16:
+        st.caption(
+            "fp32 checkpoints seen through a bf16 cast: only the changes a bf16 copy would "
+            f"store ({bf16:.2%} of the weights; {SCRIPT} casts to bf16 by default)."
+        )
+        return
+    here = changed.get(criterion, {}).get("fraction")
+    dense = f": {here:.1%} of the weights changed at {criterion}" if here is not None else ""
+    st.info(
+        f"These checkpoints store **fp32** weights{dense}. An fp32 optimizer step moves "
+        "nearly every weight by a tiny amount, so an fp32 run looks dense. The seed's RL runs "
+        "train bf16 weights, where steps that small round away: switch **Changed means** to "
+        f"**bf16-visible** to see what a bf16 copy stores ({bf16:.2%} here).",
+        icon=":material/info:",
+    )
+
+
+def reference_panel(result: DiffResult) -> None:
+    """The seed's own numbers (check_sparsity.py), labelled as such, when the diff computed them."""
+    ref = result.summary.get("reference")
+    if ref is None:
+        st.caption(
+            f"Turn on **Seed's reference numbers** in the sidebar for what {SCRIPT} prints "
+            "for this pair."
+        )
+        return
+    with st.expander(f"The seed's reference computation ({SCRIPT})", expanded=True):
+        st.caption(
+            f"Both checkpoints cast to {ref['dtype']} (the script's default), Δ subtracted in "
+            f"{ref['dtype']}, 'close to zero' = torch.isclose(Δ, 0, atol=τ), which in bf16 "
+            "means |Δ| ≤ bf16(τ); layers are unweighted means of per-tensor nonzero shares "
+            "over names under model.layers. SubnetScope's own criteria above compare in the "
+            "stored dtype and weight every element equally."
+        )
+        taus = list(ref["close_fraction"])
+        table = pd.DataFrame(
+            {
+                "τ": taus,
+                "fraction close to zero (script)": [ref["close_fraction"][t] for t in taus],
+                "changed (1 − that)": [ref["changed_fraction"][t] for t in taus],
+            }
+        )
+        cols = st.columns(2)
+        cols[0].metric("Share of Δ == 0", f"{ref['zero_fraction']:.4%}")
+        cols[1].metric("Tensors compared", f"{ref['tensors']:,}")
+        _table(table, "sparsity-reference", "sparsity_reference_totals")
+        if ref["layers"]:
+            layers = pd.DataFrame(
+                {"layer": list(ref["layers"]), "nonzero share (mean)": list(ref["layers"].values())}
+            )
+            _table(layers, "sparsity-reference-layers", "sparsity_reference_layers")
+        if ref.get("note"):
+            st.caption(ref["note"])
+        st.code(script_report(ref), language="text")
+
+
 def heatmap_panel(result: DiffResult, criterion: str) -> None:
     blocks = result.blocks(criterion)
+    precision_note(result, criterion)
     st.altair_chart(update_heatmap_chart(blocks), width="stretch")
+    reference_panel(result)
     st.markdown("**Block × module**")
     _table(blocks, f"sparsity-blocks-{criterion}", "sparsity_blocks")
     with st.expander("Per tensor"):
@@ -339,11 +499,29 @@ def coverage_panel(base: str, tuned: Tuned, config: DiffConfig) -> None:
     if tuned.run_dir is None:
         st.info("Pick **Run checkpoints** as the tuned weights to follow a run over its steps.")
         return
+    run_base = Path(tuned.run_dir) / "base"
+    if (run_base / "config.json").is_file():
+        # A training job's run saves its weights before training in the run's own precision
+        # and tensor names: the base its checkpoints are meant to be diffed against.
+        base = str(run_base)
+        st.caption(f"Against the run's own base ({base}): its weights before training.")
     result = series_of(base, tuned.run_dir, path_stamp(tuned.run_dir), config)
     criterion = config.mask_criterion
-    st.caption(f"Coverage at step t: the share of the final mask ({criterion}) changed by t.")
+    st.markdown("**Coverage, all tensors**")
+    st.caption(
+        f"Coverage at step t: the share of the final mask ({criterion}, every tensor) changed by t."
+    )
     st.altair_chart(coverage_chart(result.steps), width="stretch")
     _table(result.steps, "sparsity-series", "sparsity_series")
+    if len(result.seed):
+        st.markdown("**Coverage as the seed computes it**")
+        st.caption(
+            "analyze_sparse_subnetwork.py: only the 2-D weights whose names hold "
+            f"{' / '.join(SEED_NAME_TOKENS)} (a tied lm_head is its embedding), "
+            "|ΔW| > τ in float32, at τ = 1e-7, 1e-6 and 1e-5; density = changed / tracked."
+        )
+        st.altair_chart(seed_coverage_chart(result.seed), width="stretch")
+        _table(result.seed, "sparsity-series-seed", "sparsity_series_seed")
     with st.expander("Per layer and step"):
         _table(result.layers, "sparsity-series-layers", "sparsity_series_layers")
 

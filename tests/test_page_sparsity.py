@@ -32,7 +32,12 @@ def planted(tmp_path_factory) -> dict[str, Path]:
             model.save_pretrained(root / "run" / f"checkpoint-{step}")
         state[Q][0, :Q_CHANGED] = 1.0 + 3e-6
         model.save_pretrained(root / "models" / "tuned")
+        half = tiny_model("llama").model.to(torch.bfloat16)
+        half.save_pretrained(root / "models" / "base16")
+        half.state_dict()[UP][:3, :4] += 0.5
+        half.save_pretrained(root / "models" / "tuned16")
     return {"base": root / "models" / "base", "tuned": root / "models" / "tuned",
+            "base16": root / "models" / "base16", "tuned16": root / "models" / "tuned16",
             "run": root / "run", "models": root / "models"}  # fmt: skip
 
 
@@ -176,3 +181,94 @@ def test_heatmap_follows_a_running_training_job(page, planted, tmp_path) -> None
     at.run()
     assert not at.exception, at.exception
     assert not any("running run" in c.value for c in at.caption)
+
+
+def _pick_base(at: AppTest, path: Path) -> AppTest:
+    [base] = [s for s in at.selectbox if s.label == "Model"]
+    return base.set_value(str(path)).run()
+
+
+def _heatmap_spec(at: AppTest) -> dict:
+    import json
+
+    for chart in at.get("vega_lite_chart"):
+        spec = json.loads(chart.proto.spec)
+        y = spec.get("encoding", {}).get("y", {})
+        if y.get("field") == "module":
+            return spec
+    raise AssertionError("no block × module heatmap")
+
+
+def test_fp32_checkpoints_open_on_tau_and_say_why_they_look_dense(page, planted) -> None:
+    at = _pick_tuned(page, planted["tuned"])
+    assert not at.exception, at.exception
+    assert at.segmented_control(key="sparsity_criterion").value == "τ"
+    notes = [i.value for i in at.info]
+    assert any("fp32" in n and "bf16-visible" in n for n in notes), notes
+    at.segmented_control(key="sparsity_criterion").set_value("bf16-visible").run()
+    at.run()  # the user's choice stands across reruns with the same checkpoints
+    assert at.segmented_control(key="sparsity_criterion").value == "bf16-visible"
+    assert not any("fp32" in i.value and "dense" in i.value for i in at.info)
+
+
+def test_bf16_checkpoints_open_on_the_exact_comparison(page, planted) -> None:
+    at = _pick_base(page, planted["base16"])
+    at = _pick_tuned(at, planted["tuned16"])
+    assert not at.exception, at.exception
+    assert at.segmented_control(key="sparsity_criterion").value == "exact"
+    assert any("bf16 checkpoints" in c.value for c in at.caption)
+    blocks = _table(at, "layer", "module", "fraction")
+    assert _cell(blocks, 0, "mlp.up_proj")["changed"] == 12
+    assert blocks["changed"].sum() == 12
+    # bf16 weights against an fp32 base: both rounded to bf16 first.
+    at = _pick_base(at, planted["base"])
+    at = _pick_tuned(at, planted["tuned16"])
+    assert at.segmented_control(key="sparsity_criterion").value == "bf16-visible"
+    assert any("against an fp32 base" in c.value for c in at.caption)
+    # Back to an fp32 pair: it opens on that precision's criterion again.
+    at = _pick_base(at, planted["base"])
+    at = _pick_tuned(at, planted["tuned"])
+    assert at.segmented_control(key="sparsity_criterion").value == "τ"
+
+
+def test_every_heatmap_row_and_column_is_labelled(page, planted) -> None:
+    at = _pick_tuned(page, planted["tuned"])
+    blocks = _table(at, "layer", "module", "fraction")
+    spec = _heatmap_spec(at)
+    y_axis = spec["encoding"]["y"]["axis"]
+    x_axis = spec["encoding"]["x"]["axis"]
+    assert sorted(y_axis["values"]) == sorted(blocks["module"].unique())
+    assert y_axis["labelOverlap"] is False and y_axis["labelLimit"] == 0
+    blocks_shown = {"other" if b < 0 else str(b) for b in blocks["layer"].unique()}
+    assert set(x_axis["values"]) == blocks_shown and x_axis["labelOverlap"] is False
+
+
+def test_reference_numbers_are_the_seed_scripts(page, planted) -> None:
+    from engine.sparsity import DiffConfig, diff
+
+    at = _pick_tuned(page, planted["tuned"])
+    assert any("Seed's reference numbers" in c.value for c in at.caption)
+    at.toggle(key="sparsity_reference").set_value(True).run()
+    assert not at.exception, at.exception
+    shown = _table(at, "τ", "fraction close to zero (script)")
+    ref = diff(planted["base"], planted["tuned"], DiffConfig(reference=True), cache=False)
+    expected = ref.summary["reference"]["close_fraction"]
+    assert dict(zip(shown["τ"], shown["fraction close to zero (script)"], strict=True)) == expected
+    assert any("check_sparsity.py" in e.label for e in at.expander)
+    # In bf16 the 3e-6 updates at 1.0 vanish: only the up_proj rows are nonzero.
+    layers = _table(at, "layer", "nonzero share (mean)").set_index("layer")
+    assert layers.loc["1", "nonzero share (mean)"] == 0.0
+    assert layers.loc["0", "nonzero share (mean)"] > 0
+
+
+def test_coverage_view_shows_the_seeds_coverage_at_three_taus(page, planted) -> None:
+    at = page.radio(key="sparsity_tuned_mode").set_value("Run checkpoints").run()
+    at.selectbox(key="sparsity_run").set_value("Folder…").run()
+    at.text_input(key="sparsity_run_dir").set_value(str(planted["run"])).run()
+    at.segmented_control(key="sparsity_view").set_value("Coverage").run()
+    assert not at.exception, at.exception
+    seed = _table(at, "step", "tau", "coverage")
+    assert sorted(seed["tau"].unique()) == [1e-7, 1e-6, 1e-5]
+    for _, rows in seed.groupby("tau"):
+        assert list(rows["coverage"]) == pytest.approx([1 / 3, 2 / 3, 1.0])
+    assert any("analyze_sparse_subnetwork.py" in c.value for c in at.caption)

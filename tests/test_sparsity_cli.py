@@ -63,9 +63,18 @@ def test_diff_writes_the_long_parquet_and_a_json_summary(cli, pair, tmp_path, ca
 def test_series_and_compare(cli, pair, tmp_path, capsys) -> None:
     assert cli(["sparsity", "series", "--base", str(pair["base"]), "--run-dir", str(pair["run"]),
                 "--json"]) == 0  # fmt: skip
-    steps = json.loads(capsys.readouterr().out)["steps"]
+    out = json.loads(capsys.readouterr().out)
+    steps = out["steps"]
     assert [s["step"] for s in steps] == [1, 2]
     assert [s["coverage"] for s in steps] == pytest.approx([0.4, 1.0])
+    seed = out["seed_coverage"]
+    assert [(s["tau"], s["step"]) for s in seed] == [(t, st) for t in (1e-7, 1e-6, 1e-5)
+                                                     for st in (1, 2)]  # fmt: skip
+    assert [s["coverage"] for s in seed] == pytest.approx([0.4, 1.0] * 3)
+    assert (
+        cli(["sparsity", "series", "--base", str(pair["base"]), "--run-dir", str(pair["run"])]) == 0
+    )
+    assert "analyze_sparse_subnetwork.py" in capsys.readouterr().out
     saved = tmp_path / "one.parquet"
     diff_args = ["--base", str(pair["base"]), "--tuned", str(pair["tuned"]), "--out", str(saved)]
     assert cli(["sparsity", "diff", *diff_args]) == 0
@@ -118,3 +127,16 @@ def test_job_kinds_report_metrics_and_tables(pair, tmp_path, monkeypatch) -> Non
     ]
     coverage = [(e["step"], e["value"]) for e in events if e.get("name") == "coverage"]
     assert coverage == [(1, pytest.approx(0.4)), (2, 1.0)]
+
+
+def test_diff_reference_prints_the_seed_scripts_lines(cli, pair, capsys) -> None:
+    args = ["sparsity", "diff", "--base", str(pair["base"]), "--tuned", str(pair["tuned"])]
+    assert cli([*args, "--reference", "--tolerances", "1e-5"]) == 0
+    text = capsys.readouterr().out
+    assert "check_sparsity.py" in text and "bfloat16" in text
+    assert "Tolerance = 1e-05 -> Fraction close to zero:" in text
+    assert "Layer 1: " in text  # the up_proj of layer 1 moved
+    assert cli([*args, "--reference", "--reference-dtype", "float32", "--json"]) == 0
+    ref = json.loads(capsys.readouterr().out)["reference"]
+    assert ref["dtype"] == "float32" and set(ref["layers"]) == {"0", "1"}
+    assert ref["layers"]["0"] == 0.0 and ref["layers"]["1"] > 0

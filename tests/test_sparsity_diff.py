@@ -309,3 +309,79 @@ def test_series_coverage_is_monotone_and_ends_at_one(planted, tmp_path) -> None:
     assert steps["jaccard_prev"].tolist()[1:] == pytest.approx([0.5, 0.6])
     layer0 = out.layers.query("layer == 0")
     assert layer0["coverage"].tolist() == pytest.approx([0.3, 0.6, 1.0])
+
+
+# analyze_sparse_subnetwork.py (jibby1729/SparseLLM-RL), transcribed: its name filter and its
+# active set |W_t − W_0| > τ in float32, as global indices over the tracked tensors.
+def _seed_tracked_names(state_dict: dict) -> list[str]:
+    name_filter = ("attn", "mlp", "c_attn", "c_proj", "c_fc", "lm_head")
+    names = []
+    for name, tensor in state_dict.items():
+        if not name.endswith("weight"):
+            continue
+        if not any(tok in name for tok in name_filter):
+            continue
+        if tensor.ndim != 2:
+            continue
+        names.append(name)
+    return sorted(names)
+
+
+def _seed_active(base_sd: dict, cur_sd: dict, tracked: list[str], tau: float) -> set:
+    active, offset = set(), 0
+    for name in tracked:
+        d = (cur_sd[name].to(torch.float32) - base_sd[name].to(torch.float32)).abs().view(-1)
+        active.update((torch.nonzero(d > tau, as_tuple=False).view(-1) + offset).tolist())
+        offset += d.numel()
+    return active
+
+
+def test_series_seed_coverage_equals_the_seeds_script(planted, tmp_path) -> None:
+    """Three checkpoints with updates of 5e-7, 5e-6 and 0.5 in tracked tensors and in an
+    untracked norm: the seed's coverage and density at τ = 1e-7, 1e-6, 1e-5."""
+    from engine.sparsity.series import SEED_TAUS, seed_tracked
+
+    base_sd = {k: v.clone() for k, v in planted["state"].items()}
+    for name in base_sd:
+        if name.endswith("weight") and base_sd[name].ndim == 2:
+            base_sd[name][:4, :4] = 0.0  # small updates land on zeros: exact in float32
+    run = tmp_path / "run"
+    base_dir = tmp_path / "base"
+    base_dir.mkdir()
+    save_file(base_sd, base_dir / "model.safetensors")
+    shutil.copy(planted["base"] / "config.json", base_dir / "config.json")
+    cur = {k: v.clone() for k, v in base_sd.items()}
+    plan = {
+        1: [("model.layers.0.mlp.up_proj.weight", 0, 5e-7), ("lm_head.weight", 1, 5e-6)],
+        2: [("model.layers.1.self_attn.k_proj.weight", 2, 0.5), ("model.norm.weight", 0, 0.5)],
+        3: [("model.layers.0.mlp.up_proj.weight", 3, 5e-6), ("lm_head.weight", 0, 0.5)],
+    }
+    states = {}
+    for step, updates in plan.items():
+        for name, row, value in updates:
+            if cur[name].ndim == 2:
+                cur[name][row, :3] += value
+            else:
+                cur[name][:3] += value
+        folder = run / f"checkpoint-{step}"
+        folder.mkdir(parents=True)
+        save_file(cur, folder / "model.safetensors")
+        shutil.copy(planted["base"] / "config.json", folder / "config.json")
+        states[step] = {k: v.clone() for k, v in cur.items()}
+    out = series(base_dir, run, cache=False)
+    tracked = _seed_tracked_names(base_sd)
+    assert seed_tracked({k: tuple(v.shape) for k, v in base_sd.items()}) == tracked
+    assert "model.norm.weight" not in tracked and "model.embed_tokens.weight" not in tracked
+    total = sum(base_sd[n].numel() for n in tracked)
+    assert set(out.seed["tau"]) == set(SEED_TAUS)
+    for tau in SEED_TAUS:
+        final = _seed_active(base_sd, states[3], tracked, tau)
+        got = out.seed[out.seed["tau"] == tau].set_index("step")
+        for step in plan:
+            now = _seed_active(base_sd, states[step], tracked, tau)
+            assert got.loc[step, "changed"] == len(now)
+            assert got.loc[step, "fraction"] == pytest.approx(len(now) / total)
+            assert got.loc[step, "coverage"] == pytest.approx(len(final & now) / len(final))
+    # The all-tensor coverage at the mask criterion (1e-6) counts the norm too.
+    assert out.steps["changed"].tolist()[-1] == 3 + 3 + 3 + 3 + 3
+    assert out.summary()["seed_coverage"]

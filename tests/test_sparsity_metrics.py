@@ -59,6 +59,28 @@ def test_localization_metrics_equal_the_reference(values) -> None:
         assert top_k_share(values, k) == pytest.approx(sum(sorted(values)[::-1][:k]) / sum(values))
 
 
+@pytest.mark.parametrize("seed", range(5))
+def test_gini_equals_the_pairwise_double_sum(seed) -> None:
+    """Independent of the sorted form the engine uses: Σᵢ Σⱼ |xᵢ − xⱼ| / (2 n² mean), over every
+    ordered pair, times n/(n−1) — the seed's scaling ("1 = concentrated in one layer")."""
+    rng = np.random.default_rng(seed)
+    x = rng.exponential(size=int(rng.integers(2, 40))) * (rng.random() < 0.5 or 1e6)
+    x[rng.random(x.size) < 0.3] = 0.0
+    x[0] = max(x[0], 1.0)
+    n = x.size
+    pairs = np.abs(x[:, None] - x[None, :]).sum()
+    expected = pairs / (2 * n**2 * x.mean()) * n / (n - 1)
+    assert gini(x) == pytest.approx(expected, rel=1e-12)
+
+
+@pytest.mark.parametrize(("n", "k"), [(2, 1), (12, 1), (12, 3), (30, 29), (30, 30)])
+def test_gini_of_k_equal_layers_among_n(n, k) -> None:
+    """Planted truth: k equal layers and n − k empty ones. The pairs that differ are the
+    2·k·(n−k) (full, empty) ones, so the double sum gives (n−k)/n, scaled: (n−k)/(n−1)."""
+    values = [5.0] * k + [0.0] * (n - k)
+    assert gini(values) == pytest.approx((n - k) / (n - 1), abs=1e-12)
+
+
 def test_localization_extremes() -> None:
     assert gini([2, 2, 2]) == pytest.approx(0.0)
     assert gini([0, 0, 7]) == pytest.approx(1.0)

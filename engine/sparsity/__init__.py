@@ -22,8 +22,9 @@ from engine.sparsity.masks import (
     unpack,
 )
 from engine.sparsity.ranks import RankStats, ranks_from_spectrum, update_ranks
+from engine.sparsity.reference import script_report
 from engine.sparsity.result import DiffResult
-from engine.sparsity.series import SeriesResult, list_checkpoints, series
+from engine.sparsity.series import SEED_TAUS, SeriesResult, list_checkpoints, seed_tracked, series
 from engine.sparsity.shells import (
     boundaries_from_config,
     shell_boundaries,
@@ -38,6 +39,7 @@ __all__ = [
     "BF16",
     "DEFAULT_TOLERANCES",
     "EXACT",
+    "SEED_TAUS",
     "CompareResult",
     "DiffConfig",
     "DiffResult",
@@ -73,6 +75,8 @@ __all__ = [
     "parse_criterion",
     "per_layer",
     "ranks_from_spectrum",
+    "script_report",
+    "seed_tracked",
     "series",
     "shell_boundaries",
     "shell_summary",

@@ -7,6 +7,7 @@ import math
 
 from engine.atomic import write_parquet_atomic
 from engine.sparsity.config import DEFAULT_TOLERANCES, DiffConfig
+from engine.sparsity.reference import DTYPES, script_report
 
 
 def _config(args: argparse.Namespace) -> DiffConfig:
@@ -16,6 +17,8 @@ def _config(args: argparse.Namespace) -> DiffConfig:
         ranks=getattr(args, "ranks", False),
         rank_memory_mb=getattr(args, "rank_memory_mb", DiffConfig.rank_memory_mb),
         intersection=args.intersection,
+        reference=getattr(args, "reference", False),
+        reference_dtype=getattr(args, "reference_dtype", DiffConfig.reference_dtype),
     )
 
 
@@ -64,6 +67,15 @@ def _diff(args: argparse.Namespace) -> int:
             f"  compared the intersection: left out {len(m['only_base'])} base-only, "
             f"{len(m['only_tuned'])} tuned-only, {len(m['shapes'])} reshaped tensors"
         )
+    if "reference" in s:
+        ref = s["reference"]
+        print(
+            f"\nthe seed's reference computation ({ref['script']}: both loaded as "
+            f"{ref['dtype']}, |Δ| ≤ τ by torch.isclose, layers as unweighted means):"
+        )
+        print(script_report(ref))
+        if ref["note"]:
+            print(f"  ({ref['note']})")
     if args.out:
         print(f"  table: {args.out}")
     return 0
@@ -85,6 +97,16 @@ def _series(args: argparse.Namespace) -> int:
             f"{row.step:>8}  {row.changed:>12,}  {_pct(row.fraction):>10}  "
             f"{_pct(row.coverage):>9}  {_pct(row.jaccard_prev):>12}"
         )
+    if len(result.seed):
+        print(
+            "\nthe seed's coverage (analyze_sparse_subnetwork.py: 2-D attn/mlp/lm_head weights, "
+            "|ΔW| > τ in float32):"
+        )
+        print(f"{'step':>8}  {'tau':>7}  {'density':>10}  {'coverage':>9}")
+        for row in result.seed.itertuples():
+            print(
+                f"{row.step:>8}  {row.tau:>7.0e}  {_pct(row.fraction):>10}  {_pct(row.coverage):>9}"
+            )
     return 0
 
 
@@ -149,6 +171,13 @@ def _common(p: argparse.ArgumentParser, *, ranks: bool = False) -> None:
             type=int,
             default=DiffConfig.rank_memory_mb,
             help=help_("rank_memory_mb"),
+        )
+        p.add_argument("--reference", action="store_true", help=help_("reference"))
+        p.add_argument(
+            "--reference-dtype",
+            choices=list(DTYPES),
+            default=DiffConfig.reference_dtype,
+            help=help_("reference_dtype"),
         )
 
 

@@ -76,6 +76,21 @@ class DiffConfig:
     block_mb: int = field(
         default=8, metadata={"help": "bytes of each model read at once (MB of float32 rows)"}
     )
+    reference: bool = field(
+        default=False,
+        metadata={
+            "help": "also compute the seed's reference numbers (sparsity_in_rl check_sparsity.py): "
+            "both sides cast to reference_dtype, |Δ| ≤ τ by torch.isclose, unweighted per-layer "
+            "means"
+        },
+    )
+    reference_dtype: str = field(
+        default="bfloat16",
+        metadata={
+            "help": "the dtype the reference loads both checkpoints in (the script's "
+            "--torch_dtype, bfloat16 by default)"
+        },
+    )
 
     def __post_init__(self) -> None:
         taus = tuple(sorted({float(t) for t in self.tolerances}, reverse=True))
@@ -84,6 +99,9 @@ class DiffConfig:
         for tau in taus:
             parse_criterion(tau)
         object.__setattr__(self, "tolerances", taus)
+        from engine.sparsity.reference import reference_dtype
+
+        reference_dtype(self.reference_dtype)
         object.__setattr__(self, "mask_criterion", self.resolved_mask_criterion())
         if self.mask_criterion not in self.criteria:
             raise SubnetScopeError(
@@ -105,6 +123,9 @@ class DiffConfig:
         """The options that change results (the read block size does not)."""
         params = asdict(self)
         params.pop("block_mb")
+        if not self.reference:  # results without the reference keep their earlier cache keys
+            params.pop("reference")
+            params.pop("reference_dtype")
         params["tolerances"] = list(self.tolerances)
         return params
 

@@ -22,6 +22,7 @@ from engine.sparsity.layout import TensorLayout, layout_for
 from engine.sparsity.localization import localization
 from engine.sparsity.masks import MaskSet, MaskWriter
 from engine.sparsity.reader import TensorSpec
+from engine.sparsity.reference import ReferenceCounts, reference_summary, reference_table
 from engine.sparsity.result import MASKS, DiffResult, neuron_key
 from engine.sparsity.sources import WeightSource, open_source
 from engine.sparsity.stats import TensorStats, Workspace, block_rows, diff_tensor
@@ -194,11 +195,17 @@ def compute_diff(
     total_bytes = sum(base_specs[n].nbytes + tuned_specs[n].nbytes for n in names)
     done_bytes = 0
     stats: list[TensorStats] = []
+    references: list[ReferenceCounts] = []
     try:
         for name in names:
             if progress is not None:
                 progress(done_bytes / total_bytes if total_bytes else 1.0, name)
             keep = in_memory.setdefault(name, []).append if config.masks and not writer else None
+            # The script iterates named_parameters: floating tensors only.
+            ref = None
+            if config.reference and base_specs[name].is_float and tuned_specs[name].is_float:
+                ref = ReferenceCounts(name)
+                references.append(ref)
             stats.append(
                 diff_tensor(
                     base,
@@ -210,6 +217,7 @@ def compute_diff(
                     workspace=workspace,
                     mask_writer=writer,
                     on_mask=keep,
+                    reference=ref,
                 )
             )
             done_bytes += base_specs[name].nbytes + tuned_specs[name].nbytes
@@ -221,6 +229,12 @@ def compute_diff(
     ranks = rank_table(stats, layout)
     labels = (base.label, tuned.label)
     summary = _summary(stats, tensors, ranks, config, layout, labels, mismatch, seconds, done_bytes)
+    reference = None
+    if config.reference:
+        reference = reference_table(references, config.tolerances)
+        summary["reference"] = reference_summary(
+            reference, config.tolerances, config.reference_dtype
+        )
     neurons = {
         neuron_key(s.name, c, axis): counts_
         for s in stats
@@ -234,7 +248,9 @@ def compute_diff(
             config.mask_criterion,
             {n: np.concatenate(parts) for n, parts in in_memory.items()},
         )
-    result = DiffResult(config, layout, tensors, ranks, summary, _masks=masks, _neurons=neurons)
+    result = DiffResult(
+        config, layout, tensors, ranks, summary, _masks=masks, _neurons=neurons, reference=reference
+    )
     if out_dir is not None:
         result.save(out_dir)
         result.path = out_dir

@@ -12,6 +12,8 @@ _CONFIG_DEFAULTS = {
     "mask_criterion": "auto",
     "ranks": False,
     "intersection": False,
+    "reference": False,  # also the seed's check_sparsity.py numbers (bf16 cast, isclose)
+    "reference_dtype": "bfloat16",
 }
 
 
@@ -21,6 +23,8 @@ def _config(params: dict[str, Any]) -> DiffConfig:
         mask_criterion=params["mask_criterion"],
         ranks=bool(params["ranks"]),
         intersection=bool(params["intersection"]),
+        reference=bool(params.get("reference", False)),
+        reference_dtype=str(params.get("reference_dtype", DiffConfig.reference_dtype)),
     )
 
 
@@ -37,10 +41,14 @@ def sparsity_diff(params: dict[str, Any], ctx: JobContext) -> dict:
     result = diff(params["base"], params["tuned"], _config(params), progress=ctx.progress)
     for criterion, total in result.summary["changed"].items():
         ctx.metric(f"fraction/{criterion}", total["fraction"])
+    if "reference" in result.summary:
+        for tau, fraction in result.summary["reference"]["changed_fraction"].items():
+            ctx.metric(f"reference_fraction/{tau}", fraction)
     summary = result.summary | {"result_dir": str(result.path) if result.path else None}
     ctx.write_json("summary.json", summary)
     ctx.write_table("tensors.parquet", result.tensors)
-    return {k: summary[k] for k in ("base", "tuned", "changed", "result_dir")}
+    keys = ("base", "tuned", "changed", "result_dir", "reference")
+    return {k: summary[k] for k in keys if k in summary}
 
 
 @job(
@@ -59,4 +67,7 @@ def sparsity_series(params: dict[str, Any], ctx: JobContext) -> dict:
         ctx.metric("coverage", row.coverage, step=row.step)
     ctx.write_table("steps.parquet", result.steps)
     ctx.write_table("layers.parquet", result.layers)
+    for row in result.seed.itertuples():  # the seed's own coverage (its tensors, three τ)
+        ctx.metric(f"seed_coverage/{row.tau:g}", row.coverage, step=row.step)
+    ctx.write_table("seed_coverage.parquet", result.seed)
     return result.summary()

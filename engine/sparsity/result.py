@@ -21,6 +21,7 @@ from engine.sparsity.config import DiffConfig, parse_criterion
 from engine.sparsity.layout import TensorLayout
 from engine.sparsity.localization import DEFAULT_TOP_K, localization
 from engine.sparsity.masks import MaskSet
+from engine.sparsity.reference import REFERENCE_FILE
 from engine.sparsity.tables import aggregate, counts, per_layer
 
 TENSORS, RANKS, SUMMARY, MASKS, NEURONS = (
@@ -48,6 +49,8 @@ class DiffResult:
     path: Path | None = None  # the folder holding the files, when saved
     _masks: MaskSet | None = field(default=None, repr=False)
     _neurons: dict[str, np.ndarray] | None = field(default=None, repr=False)
+    # Per tensor as check_sparsity.py counts (DiffConfig.reference); its totals: summary.
+    reference: pd.DataFrame | None = field(default=None, repr=False)
 
     # --- tables -------------------------------------------------------------------------------
     def counts(self, criterion: str | float | None = None) -> pd.DataFrame:
@@ -138,6 +141,8 @@ class DiffResult:
         write_parquet_atomic(folder / TENSORS, self.tensors)
         write_parquet_atomic(folder / RANKS, self.ranks)
         save_safetensors_atomic(folder / NEURONS, self.neuron_counts)
+        if self.reference is not None:
+            write_parquet_atomic(folder / REFERENCE_FILE, self.reference)
         if self._masks is not None and self._masks.path != folder / MASKS:
             self._masks.save(folder / MASKS)
         # Last: `load` starts from the summary, so a folder with one holds the rest.
@@ -166,4 +171,7 @@ class DiffResult:
             ranks=pd.read_parquet(folder / RANKS),
             summary=summary,
             path=folder,
+            reference=pd.read_parquet(folder / REFERENCE_FILE)
+            if (folder / REFERENCE_FILE).is_file()
+            else None,
         )

@@ -18,6 +18,7 @@ from engine.sparsity.config import BF16, EXACT, DiffConfig, tolerance_key
 from engine.sparsity.masks import MaskWriter
 from engine.sparsity.ranks import ZERO_UPDATE, RankStats, rank_bytes, skipped, update_ranks
 from engine.sparsity.reader import TensorSpec
+from engine.sparsity.reference import ReferenceCounts, reference_dtype
 from engine.sparsity.sources import WeightSource
 
 _INT_OF_SIZE = {1: torch.int8, 2: torch.int16, 4: torch.int32, 8: torch.int64}
@@ -165,8 +166,10 @@ def diff_tensor(
     workspace: Workspace | None = None,
     mask_writer: MaskWriter | None = None,
     on_mask: Callable[[np.ndarray], None] | None = None,
+    reference: ReferenceCounts | None = None,
 ) -> TensorStats:
-    """Stream one tensor of both sources and count its changes under every criterion."""
+    """Stream one tensor of both sources and count its changes under every criterion (and,
+    given `reference`, as the seed's check_sparsity.py counts them)."""
     criteria = config.criteria
     two_d = len(spec.shape) == 2
     n_rows, row_numel = spec.rows, spec.row_numel
@@ -176,10 +179,13 @@ def diff_tensor(
     dense, ranks = _rank_buffer(spec, tuned_spec, config)
     delta_sq = base_sq = max_abs = 0.0
     step = block_rows(spec, config.block_mb)
+    ref_dtype = reference_dtype(config.reference_dtype) if reference is not None else None
     for start in range(0, n_rows, step):
         stop = min(start + step, n_rows)
         b = base.read(spec.name, start, stop, buffers[0])  # (stop - start, row_numel)
         t = tuned.read(spec.name, start, stop, buffers[1])
+        if reference is not None:
+            reference.add_block(b, t, ref_dtype, config.tolerances)
         block = compare_block(b, t, config.tolerances, workspace)
         if dense is not None:
             dense[start:stop] = block.delta.numpy()
