@@ -68,7 +68,9 @@ def run_ours(x: np.ndarray, k: int) -> tuple[float, dict]:
     from engine.ica import ICAConfig, run_ica
 
     started = time.perf_counter()
-    result = run_ica(x, ICAConfig(n_components=k, max_iter=MAX_ITER, tol=TOL, seed=SEED))
+    # unstandardized, to compute what the sklearn baseline computes (the product z-scores first)
+    config = ICAConfig(n_components=k, max_iter=MAX_ITER, tol=TOL, seed=SEED, standardize=False)
+    result = run_ica(x, config)
     seconds = time.perf_counter() - started
     return seconds, {
         "sources": result.sources,

@@ -6,15 +6,16 @@ import altair as alt
 import pandas as pd
 
 
-def key_neuron_heatmap(counts: pd.DataFrame) -> alt.Chart:
-    """Component × layer cells coloured by how many key neurons the component has there."""
+def key_neuron_heatmap(counts: pd.DataFrame, unit: str = "neurons") -> alt.Chart:
+    """Component × layer cells coloured by how many key neurons (or MLP output channels, `unit`)
+    the component has there."""
     return (
         alt.Chart(counts)
         .mark_rect()
         .encode(
             x=alt.X("layer:O", title="layer"),
             y=alt.Y("component:O", title="component"),
-            color=alt.Color("neurons:Q", title="key neurons", scale=alt.Scale(scheme="viridis")),
+            color=alt.Color("neurons:Q", title=f"key {unit}", scale=alt.Scale(scheme="viridis")),
             tooltip=["component", "layer", "neurons"],
         )
         .properties(height=alt.Step(16))

@@ -18,6 +18,7 @@ from engine.errors import SubnetScopeError
 from engine.ica import ComponentArrays, Templates, explore, ica_mask, load_arrays, load_templates
 from engine.ica.catalog import list_templates
 from engine.ica.layers import format_layers
+from engine.ica.templates import SPACE_LABELS, SPACES
 
 HERE = "ica"
 PICK_KEY = "templates"
@@ -79,17 +80,27 @@ def headline(templates: Templates) -> None:
         "Key neurons",
         f"top {100 - meta.get('percentile', 95):g}%" if rule == "percentile" else "|z| > 1.96",
     )
-    if meta:
+    st.caption(f"Space: **{templates.space}**, {SPACE_LABELS[templates.space]}")
+    if meta.get("source_format"):
+        st.caption(
+            f"A seed-001 file ({meta.get('name') or 'unnamed'}): MLP output channels of hidden "
+            f"size {meta.get('hidden_size')}, no model name or family to check against."
+        )
+    elif "model" in meta:
         st.caption(
             f"{meta.get('model_name', meta.get('model', '?'))} ({meta.get('family', '?')}) · "
             f"{', '.join(meta.get('datasets', []))} · "
-            f"{'standardized neurons' if meta.get('standardized') else 'raw activations'} · "
+            f"{'standardized features' if meta.get('standardized') else 'raw activations'} · "
             f"built {meta.get('created', '?')}"
         )
     else:
         st.caption("A bare seed-001 file: no metadata, so no check against the model's family.")
     for note in meta.get("notes", []):
         st.warning(note)
+
+
+def _unit(templates: Templates) -> str:
+    return "MLP output channels" if templates.space == "mlp_out" else "neurons"
 
 
 def _component_label(templates: Templates, arrays: ComponentArrays | None):
@@ -101,15 +112,16 @@ def _component_label(templates: Templates, arrays: ComponentArrays | None):
 
     def label(c: int) -> str:
         extra = f" · prefers {preferred[c]}" if c in preferred else ""
-        return f"{c} · {templates.size(c):,} neurons{extra}"
+        return f"{c} · {templates.size(c):,} {_unit(templates)}{extra}"
 
     return label
 
 
 def components_panel(templates: Templates, arrays: ComponentArrays | None, source: str) -> None:
-    st.subheader("Key neurons per component and layer")
+    st.subheader(f"Key {_unit(templates)} per component and layer")
     st.altair_chart(
-        charts.key_neuron_heatmap(explore.key_neuron_counts(templates)), width="stretch"
+        charts.key_neuron_heatmap(explore.key_neuron_counts(templates), _unit(templates)),
+        width="stretch",
     )
     if arrays is not None and len(arrays.datasets) > 1:
         st.caption("Mean source value per dataset: which text each component prefers.")
@@ -131,11 +143,16 @@ def components_panel(templates: Templates, arrays: ComponentArrays | None, sourc
             top = explore.top_tokens(arrays, shared_model(source).tokenizer, component, n=25)
             st.dataframe(top, hide_index=True, height=360, width="stretch")
     with neurons_col:
-        st.markdown("**Key neurons** (layer, neuron on the down projection's input)")
         neurons = explore.component_neurons(templates, arrays, component)
-        # The neurons belong to the model the templates were built on (seed-001 files name none).
-        model = templates.metadata.get("model") or source
-        neuron_table(neurons, model, key=f"ica_neurons_{component}", height=320)
+        if templates.space == "mlp_out":
+            # Hidden-size output channels: not neurons a passport (intermediate space) describes.
+            st.markdown("**Key channels** (layer, channel of the down projection's output)")
+            st.dataframe(neurons, hide_index=True, width="stretch", height=320)
+        else:
+            st.markdown("**Key neurons** (layer, neuron on the down projection's input)")
+            # The neurons belong to the model the templates were built on (bare files name none).
+            model = templates.metadata.get("model") or source
+            neuron_table(neurons, model, key=f"ica_neurons_{component}", height=320)
         downloads(neurons, f"ica-component-{component}-neurons", key="ica_neurons_dl")
     if arrays is not None:
         time_course_section(templates, arrays, source, component)
@@ -191,7 +208,8 @@ def toggles_panel(templates: Templates, arrays: ComponentArrays | None, source: 
             ["lesion", "preserve"],
             horizontal=True,
             key="ica_toggle_mode",
-            help="lesion: zero their key neurons · preserve: zero every other neuron",
+            help="lesion: zero their key channels · preserve: zero every other channel of the "
+            f"templates' layers, in their space ({templates.space})",
         )
         prompt = st.text_input("Prompt", "The history of the city begins", key="ica_prompt")
         max_new = st.slider("New tokens", 8, 96, 40, key="ica_max_new")
@@ -208,7 +226,7 @@ def toggles_panel(templates: Templates, arrays: ComponentArrays | None, source: 
     left.metric("Held-out perplexity", f"{result.base_ppl:.2f}")
     right.markdown(
         f"**{mode.capitalize()} {', '.join(map(str, chosen))}** "
-        f"({result.masked_neurons:,} neurons off)"
+        f"({result.masked_neurons:,} {_unit(templates)} off)"
     )
     right.code(result.masked_text or "(no text)", language=None, wrap_lines=True)
     right.metric(
@@ -228,7 +246,8 @@ def sft_panel(templates: Templates, source: str) -> None:
     st.subheader("Masked fine-tuning")
     st.caption(
         "LoRA SFT with the chosen components lesioned or preserved during training (seed 001), "
-        "scored on held-out task examples and on general text (forgetting) before and after."
+        "scored on held-out task examples and on general text (forgetting) before and after. "
+        f"The mask acts in the templates' space ({templates.space})."
     )
     defaults = get_kind("train.sft_masked").defaults
     cols = st.columns(4)
@@ -253,7 +272,8 @@ def sft_panel(templates: Templates, source: str) -> None:
     anti_drift = cols[2].checkbox(
         "Anti-drift rows",
         key="ica_sft_anti_drift",
-        help="W = frozen + row_mask · delta: masked neurons' weights cannot drift under Adam",
+        help="W = frozen + row_mask · delta: the weights carrying masked channels cannot drift "
+        "under Adam",
     )
     params = {
         **defaults,
@@ -317,7 +337,7 @@ def build_panel(source: str) -> None:
 
     st.subheader("Build templates")
     st.caption(
-        "Capture neuron activations over each dataset, PCA + FastICA, then key neurons per "
+        "Capture activations over each dataset, PCA + FastICA, then key channels per "
         "component (seed 001's buildtemplates), as a job."
     )
     d = BuildConfig()
@@ -332,12 +352,20 @@ def build_panel(source: str) -> None:
     components = cols[1].number_input("Components", 1, 500, d.components, key="ica_build_k")
     percentile = cols[2].number_input("Percentile", 50.0, 99.9, d.percentile, key="ica_build_p")
     layers = cols[3].text_input("Layers", d.layers, key="ica_build_layers")
-    cols = st.columns(3)
+    cols = st.columns(4)
     max_length = cols[0].number_input("Tokens per text", 8, 4096, 64, key="ica_build_len")
     threshold = cols[1].selectbox("Key-neuron rule", ["percentile", "zscore"], key="ica_build_rule")
     standardize = cols[2].checkbox(
-        "Standardize neurons", value=False, key="ica_build_std",
-        help="unit variance per neuron before ICA (off, as in seed 001: loud late layers dominate)",
+        "Standardize features", value=d.standardize, key="ica_build_std",
+        help="z-score every feature before ICA, as seed 001's reference does (off: raw "
+        "activations, where the loud last layers dominate the key sets)",
+    )  # fmt: skip
+    space = cols[3].selectbox(
+        "Neuron space", list(SPACES), index=list(SPACES).index(d.space), key="ica_build_space",
+        format_func=lambda s: {"mlp_neurons": "mlp_neurons · intermediate neurons",
+                               "mlp_out": "mlp_out · MLP output (seed 001)"}[s],
+        help="mlp_neurons: the down projection's input (the neurons SparC3 and the passport "
+        "use) · mlp_out: its output, hidden-size channels, as seed 001's reference captures",
     )  # fmt: skip
     params = {
         **d.to_params(),
@@ -350,6 +378,7 @@ def build_panel(source: str) -> None:
         "max_length": int(max_length),
         "threshold": threshold,
         "standardize": standardize,
+        "space": space,
     }
     job_id = job_launcher(
         "ica.build_templates", params, label="Build templates", key="ica_build_job"

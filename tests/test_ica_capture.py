@@ -12,7 +12,7 @@ from engine.cli import main
 from engine.errors import SubnetScopeError
 from engine.ica import BuildConfig, build_templates, capture_activations, ica_mask, load_arrays
 from engine.ica.explore import component_neurons, dataset_means, time_course, top_tokens
-from engine.models import apply_mask
+from engine.ica.masks import apply_space_mask
 
 TEXTS = ["The cat sat on the mat.", "def f(x):\n    return x + 1", "Rain, then sun."]
 
@@ -69,12 +69,12 @@ def test_capture_sees_masks_and_nothing_after_the_call(tiny_models):
     templates = Templates(components={0: {0: [2, 7], 1: [4]}, 1: {1: [0, 1]}},
                           metadata={"layers": [0, 1]})  # fmt: skip
     lesion = ica_mask(templates, [0], "lesion")
-    with apply_mask(loaded, lesion):
+    with apply_space_mask(loaded, lesion):
         lesioned = capture_activations(loaded, TEXTS, (0, 1)).matrix
     changed = np.flatnonzero(np.any(lesioned[:, :width] != before[:, :width], axis=0))
     assert changed.tolist() == [2, 7]  # layer 0: exactly the lesioned neurons, zeroed
     assert np.all(lesioned[:, [2, 7]] == 0) and np.all(lesioned[:, width + 4] == 0)
-    with apply_mask(loaded, ica_mask(templates, [1], "preserve")):
+    with apply_space_mask(loaded, ica_mask(templates, [1], "preserve")):
         preserved = capture_activations(loaded, TEXTS, (0, 1)).matrix
     alive = np.flatnonzero(np.any(preserved != 0, axis=0))
     assert alive.tolist() == [width + 0, width + 1]

@@ -41,3 +41,10 @@ def test_demo_templates_come_first_and_resolve(jobs, tmp_path):
     assert entries[0].label.startswith("Demo templates") and entries[0].is_demo
     assert resolve_templates("demo") == entries[0].path
     assert resolve_templates(str(entries[1].path.parent)) == entries[1].path
+
+
+def test_labels_name_the_mlp_out_space(jobs):
+    out = jobs({"model": "demo", "components": 8, "space": "mlp_out"})
+    neurons = jobs({"model": "demo", "components": 8})
+    labels = {e.job_id: e.label for e in list_templates()}
+    assert "· mlp_out" in labels[out] and "mlp_" not in labels[neurons]

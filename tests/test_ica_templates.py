@@ -17,7 +17,7 @@ from engine.ica import (
     parse_layers,
     parse_templates,
 )
-from engine.ica.explore import jaccard_overlaps, key_neuron_counts
+from engine.ica.explore import jaccard_overlaps, key_neuron_counts, late_layer_share
 
 
 def tiny_templates(arch) -> Templates:
@@ -57,7 +57,8 @@ def test_json_round_trip_keeps_seed_layout(tmp_path, tiny_models):
     assert raw["metadata"]["model"] == "tiny-llama"
     loaded = load_templates(path)
     assert loaded.components == original.components
-    assert loaded.metadata == original.metadata
+    assert loaded.metadata == {**original.metadata, "space": "mlp_neurons"}
+    assert loaded.space == "mlp_neurons" and "layout" not in raw  # layout: mlp_out files only
 
 
 def test_bare_seed_file_loads(tmp_path):
@@ -101,7 +102,9 @@ def test_validation_against_models(tiny_models):
     with pytest.raises(SubnetScopeError, match="built on a Llama model .* GPT-2"):
         templates.validate(tiny_models["gpt2"].architecture, "tiny-gpt2")
     bare = Templates(components={0: {0: [48]}})  # the tiny Llama has neurons 0..47
-    with pytest.raises(SubnetScopeError, match="channel 48 of layer 0, which has channels 0..47"):
+    with pytest.raises(
+        SubnetScopeError, match="channel 48 of layer 0, but the mlp_neurons .* 0..47"
+    ):
         bare.validate(llama)
     with pytest.raises(SubnetScopeError, match="names layer 7"):
         Templates(components={0: {7: [0]}}).validate(llama)
@@ -114,9 +117,10 @@ def test_lesion_and_preserve_masks(tiny_models):
     arch = tiny_models["llama"].architecture
     templates = tiny_templates(arch)
     lesion = ica_mask(templates, [0, 1], "lesion")
-    assert lesion.mode == "zero" and lesion.neurons == {0: (1, 2, 3), 1: (5, 6)}
+    assert lesion.space == "mlp_neurons" and lesion.meta["space"] == "mlp_neurons"
+    assert lesion.mask.mode == "zero" and lesion.mask.neurons == {0: (1, 2, 3), 1: (5, 6)}
     preserve = ica_mask(templates, [1], "preserve")
-    assert preserve.mode == "keep" and preserve.layers == (0, 1)
+    assert preserve.mask.mode == "keep" and preserve.mask.layers == (0, 1)
     active = active_neurons(preserve, arch)
     assert active[0].sum() == 0 and active[1].nonzero().flatten().tolist() == [5, 6]
     with pytest.raises(SubnetScopeError, match="component 9 is not in these templates"):
@@ -137,3 +141,5 @@ def test_counts_and_overlaps(tiny_models):
     assert overlaps[(0, 1)] == overlaps[(1, 0)] == pytest.approx(1 / 5)
     assert overlaps[(0, 0)] == 1.0 and overlaps[(1, 2)] == 0.0
     assert np.isclose(overlaps.sum(), 3 + 2 / 5)
+    # last layer's share per component: 1/4, 2/2, 0/1
+    assert late_layer_share(templates, last=1) == pytest.approx((0.25 + 1 + 0) / 3)

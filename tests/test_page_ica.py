@@ -117,3 +117,26 @@ def test_three_way_comparison_runs_and_compares(page):
 def test_build_view_offers_a_job(page):
     show_view(page, "Build")
     assert page.button(key="ica_build_job_submit").label == "Build templates"
+
+
+def test_build_view_offers_both_spaces_and_standardizes_by_default(page):
+    show_view(page, "Build")
+    space = page.selectbox(key="ica_build_space")
+    assert space.options == [
+        "mlp_neurons · intermediate neurons", "mlp_out · MLP output (seed 001)"
+    ]  # fmt: skip
+    assert space.value == "mlp_neurons" and page.checkbox(key="ica_build_std").value is True
+
+
+def test_a_seed_001_file_opens_in_its_mlp_out_space(page, tmp_path):
+    from tests.test_ica_spaces import SEED_GLOBAL_TEMPLATES
+
+    path = tmp_path / "global_templates.json"
+    path.write_text(SEED_GLOBAL_TEMPLATES)
+    page.text_input(key="templates_typed").set_value(str(path)).run()
+    assert not page.exception, page.exception
+    captions = " ".join(c.value for c in page.caption)
+    assert "Space: **mlp_out**" in captions and "A seed-001 file (global_templates_v1)" in captions
+    assert any("Key channels" in m.value for m in page.markdown)
+    channels = next(d.value for d in page.dataframe if {"layer", "neuron"} <= set(d.value.columns))
+    assert "passport" not in channels.columns  # not intermediate neurons: no passport links

@@ -68,15 +68,49 @@ def test_preserve_masks_every_other_neuron(ctx, tiny_folder, templates_file):
     assert run["components"] == [1]
 
 
+@pytest.fixture
+def out_templates_file(tmp_path):
+    """Seed 001's space: MLP output channels (the tiny Llama's hidden size is 32)."""
+    templates = Templates(
+        components={0: {0: list(range(12))}, 1: {1: [1, 2, 3]}},
+        metadata={"space": "mlp_out", "family": "Llama", "hidden_size": 32, "layers": [0, 1]},
+    )
+    return str(templates.save(tmp_path / "out_templates.json"))
+
+
+def test_mlp_out_lesion_masks_output_channels_and_holds_their_down_rows(
+    ctx, tiny_folder, out_templates_file
+):
+    _, run = _run(
+        ctx, tiny_folder("llama"), mask_mode="lesion", ica_templates=out_templates_file,
+        ica_component_ids="0", anti_drift_row_param=True, anti_drift_apply_to="lora",
+    )  # fmt: skip
+    assert run["space"] == "mlp_out" and run["masked_neurons"] == 12
+    assert run["anti_drift"]["parametrized"] == [
+        "model.layers.0.mlp.down_proj.lora_B.default.weight"
+    ]
+    weights = load_file(str(ctx.result_dir / "adapter" / "adapter_model.safetensors"))
+    b = next(v for k, v in weights.items() if "layers.0.mlp.down_proj.lora_B" in k)  # (32, r)
+    assert b[:12].abs().max() == 0 and b[12:].abs().max() > 0
+
+
+def test_a_space_other_than_the_files_is_refused(ctx, tiny_folder, out_templates_file):
+    with pytest.raises(SubnetScopeError, match="hold mlp_out channels .* mlp_neurons"):
+        _run(ctx, tiny_folder("llama"), mask_mode="lesion", ica_templates=out_templates_file,
+             ica_space="mlp_neurons")  # fmt: skip
+
+
 def test_configs_and_three_way():
     runs = three_way({"steps": 5}, "cmp-1")
     assert [r["mask_mode"] for r in runs] == [None, "lesion", "preserve"]
     assert {r["group"] for r in runs} == {"cmp-1"}
     assert MaskedSFTConfig(ica_component_ids="0, 2").ica_component_ids == (0, 2)
     assert MaskedSFTConfig(mask_mode="none").mask_mode is None
+    assert MaskedSFTConfig(ica_space="").ica_space is None
     for bad, message in [({"mask_mode": "ablate"}, "lesion or preserve"),
                          ({"anti_drift_apply_to": "all"}, "one of auto"),
-                         ({"ica_component_ids": "a,b"}, "must be integers")]:  # fmt: skip
+                         ({"ica_component_ids": "a,b"}, "must be integers"),
+                         ({"ica_space": "hidden"}, "mlp_neurons or mlp_out")]:  # fmt: skip
         with pytest.raises(SubnetScopeError, match=message):
             MaskedSFTConfig.from_params(bad)
 

@@ -5,8 +5,9 @@ from engine.ica.build import BuildConfig, build_templates
 from engine.ica.capture import Activations, capture_activations
 from engine.ica.decompose import ICAConfig, ICAResult, randomized_pca, run_ica
 from engine.ica.layers import format_layers, parse_layers
-from engine.ica.masks import MASK_MODES, active_neurons, ica_mask
+from engine.ica.masks import MASK_MODES, SpaceMask, active_neurons, apply_space_mask, ica_mask
 from engine.ica.templates import (
+    SPACES,
     Templates,
     key_features,
     load_templates,
@@ -16,13 +17,16 @@ from engine.ica.templates import (
 
 __all__ = [
     "MASK_MODES",
+    "SPACES",
     "Activations",
     "BuildConfig",
     "ComponentArrays",
     "ICAConfig",
     "ICAResult",
+    "SpaceMask",
     "Templates",
     "active_neurons",
+    "apply_space_mask",
     "build_templates",
     "capture_activations",
     "format_layers",

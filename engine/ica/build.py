@@ -17,7 +17,13 @@ from engine.ica.artifacts import save_arrays
 from engine.ica.capture import DEFAULT_MEMORY_BUDGET, capture_activations
 from engine.ica.decompose import ICAConfig, run_ica
 from engine.ica.layers import parse_layers
-from engine.ica.templates import THRESHOLDS, Templates, templates_from_mixing
+from engine.ica.templates import (
+    SPACE_LABELS,
+    THRESHOLDS,
+    Templates,
+    check_space,
+    templates_from_mixing,
+)
 
 Progress = Callable[[float, str], None]
 _PCA_HELP = ICAConfig.__dataclass_fields__["pca"].metadata["help"]
@@ -47,8 +53,15 @@ class BuildConfig:
     pca: str = field(
         default="auto", metadata={"help": ICAConfig.__dataclass_fields__["pca"].metadata["help"]}
     )
+    space: str = field(
+        default="mlp_neurons",
+        metadata={
+            "help": "neuron space: mlp_neurons (down projection input, intermediate neurons) or "
+            "mlp_out (down projection output, hidden-size channels: seed 001's reference)"
+        },
+    )
     standardize: bool = field(
-        default=False,
+        default=True,
         metadata={"help": ICAConfig.__dataclass_fields__["standardize"].metadata["help"]},
     )
     seed: int = field(default=0, metadata={"help": "seed for sampling texts, PCA and ICA"})
@@ -67,6 +80,7 @@ class BuildConfig:
         for name in ("samples_per_ds", "components", "max_length", "batch_size"):
             if int(getattr(self, name)) < 1:
                 raise SubnetScopeError(f"{name} must be ≥ 1, not {getattr(self, name)}")
+        check_space(self.space)
         if self.threshold not in THRESHOLDS:
             raise SubnetScopeError(
                 f"unknown threshold '{self.threshold}'; use one of {', '.join(THRESHOLDS)}"
@@ -120,11 +134,12 @@ def build_templates(
             loaded, texts, layers, datasets=list(config.datasets), text_dataset=text_dataset,
             max_length=config.max_length, batch_size=config.batch_size,
             memory_budget=int(config.memory_budget_gb * 2**30), spill_dir=spill,
-            on_batch=lambda done, total: report(
+            space=config.space, on_batch=lambda done, total: report(
                 0.05 + 0.5 * done / total, f"captured {done}/{total} texts"
             ),
         )  # fmt: skip
-        report(0.6, f"ICA on [{acts.num_tokens} tokens × {acts.matrix.shape[1]} neurons]")
+        features = f"{acts.matrix.shape[1]} {config.space} features"
+        report(0.6, f"ICA on [{acts.num_tokens} tokens × {features}]")
         ica_config = ICAConfig(
             n_components=config.components,
             pca=config.pca if config.pca == "auto" else int(config.pca),
@@ -137,12 +152,15 @@ def build_templates(
         shutil.rmtree(spill, ignore_errors=True)
     report(0.9, "selecting key neurons")
     metadata = {
+        "space": config.space,
+        "space_label": SPACE_LABELS[config.space],
         "model": config.model,
         "model_name": loaded.display_name,
         "family": arch.family,
         "model_type": arch.model_type,
         "num_layers": arch.num_layers,
         "neurons_per_layer": list(arch.neurons_per_layer),
+        "hidden_size": arch.hidden_size,
         "layers": list(layers),
         "datasets": list(config.datasets),
         "samples_per_dataset": config.samples_per_ds,
@@ -175,8 +193,8 @@ def build_templates(
 
 
 def key_neuron_share(templates: Templates) -> float:
-    """Fraction of the covered neurons that are key in at least one component."""
-    widths = templates.metadata.get("neurons_per_layer")
+    """Fraction of the covered channels (in the templates' space) key in at least one component."""
+    widths = templates.layer_widths()
     if not widths:
         return float("nan")
     covered = sum(widths[layer] for layer in templates.layers)

@@ -1,8 +1,10 @@
-"""Capture MLP neuron activations (the input of each down projection) into [tokens, features].
+"""Capture MLP activations in one neuron space into [tokens, features].
 
 Seed 001 hooks the second MLP projection (GPT-2 `mlp.c_proj`, Llama-style `mlp.down_proj`,
-BERT-style `output.dense`); its input is the post-activation neuron vector. The chosen layers are
-concatenated along the feature axis, so feature `offsets[i] + n` is neuron n of `layers[i]`.
+BERT-style `output.dense`). Space `mlp_neurons` records its input, the post-activation neuron
+vector; space `mlp_out` records its output, the hidden-size vector seed 001's reference
+(`compute_global_networks`, a forward hook on the MLP) captures. The chosen layers are concatenated
+along the feature axis, so feature `offsets[i] + n` is channel n of `layers[i]`.
 Tokens are written straight into the matrix, which lives on disk (a .npy memmap) when it would
 pass the memory budget.
 """
@@ -18,6 +20,7 @@ import numpy as np
 import torch
 
 from engine.errors import SubnetScopeError
+from engine.ica.templates import DEFAULT_SPACE, check_space, space_widths
 from engine.models import LoadedModel
 
 DEFAULT_MEMORY_BUDGET = 2 << 30  # bytes of activations held in RAM before spilling to disk
@@ -28,11 +31,11 @@ _active_capture: contextvars.ContextVar[object | None] = contextvars.ContextVar(
 
 @dataclass
 class Activations:
-    """Neuron activations per token, with where each token came from."""
+    """Activations per token in one neuron space, with where each token came from."""
 
     matrix: np.ndarray  # (tokens, features) float32; an np.memmap when spilled
     layers: tuple[int, ...]
-    widths: tuple[int, ...]  # neurons of each captured layer
+    widths: tuple[int, ...]  # channels of each captured layer in `space`
     token_ids: np.ndarray  # (tokens,) int64
     text_index: np.ndarray  # (tokens,) int32: row of `texts`
     position: np.ndarray  # (tokens,) int32: token position inside its text
@@ -40,6 +43,7 @@ class Activations:
     text_dataset: np.ndarray  # (texts,) int16: row of `datasets`
     datasets: list[str] = field(default_factory=list)
     spilled_to: Path | None = None
+    space: str = DEFAULT_SPACE
 
     @property
     def offsets(self) -> np.ndarray:
@@ -96,20 +100,23 @@ def forward_tokens(
     *,
     batch_size: int = 8,
     on_batch: Callable[[int, int], None] | None = None,
+    space: str = DEFAULT_SPACE,
 ) -> None:
     """Run the non-empty texts through the model in padded batches and call
-    `on_rows(slot, first_row, rows)` with the input of each chosen layer's down projection at the
-    batch's real tokens (rows: tokens × neurons, float32 on the CPU; `first_row`: the global row of
-    the batch's first token, counting tokens text by text). Hooks check a ContextVar, so other
-    threads and sessions sharing the model are never seen."""
+    `on_rows(slot, first_row, rows)` with each chosen layer's down-projection input (`mlp_neurons`)
+    or output (`mlp_out`) at the batch's real tokens (rows: tokens × channels, float32 on the CPU;
+    `first_row`: the global row of the batch's first token, counting tokens text by text). Hooks
+    check a ContextVar, so other threads and sessions sharing the model are never seen."""
     arch = loaded.architecture
     owner = object()
     state = {"row": 0, "keep": None}
+    output = check_space(space) == "mlp_out"
 
     def make_hook(slot: int):
-        def hook(module, args):
+        def hook(module, args, out=None):
             if _active_capture.get() is owner:
-                on_rows(slot, state["row"], args[0][state["keep"]].float().cpu())
+                seen = out if output else args[0]
+                on_rows(slot, state["row"], seen[state["keep"]].float().cpu())
             return None
 
         return hook
@@ -122,7 +129,10 @@ def forward_tokens(
         with loaded.hook_lock:
             for slot, layer in enumerate(layers):
                 module = arch.down_module(loaded.model, layer)
-                handles.append(module.register_forward_pre_hook(make_hook(slot)))
+                if output:
+                    handles.append(module.register_forward_hook(make_hook(slot)))
+                else:
+                    handles.append(module.register_forward_pre_hook(make_hook(slot)))
         for batch, ids, attention in padded_batches(loaded, encoded, batch_size):
             state["keep"] = attention.bool().to(loaded.device)
             with torch.inference_mode():
@@ -169,13 +179,15 @@ def capture_activations(
     memory_budget: int = DEFAULT_MEMORY_BUDGET,
     spill_dir: Path | None = None,
     on_batch: Callable[[int, int], None] | None = None,
+    space: str = DEFAULT_SPACE,
 ) -> Activations:
-    """Activations of every (non-special) token of `texts` at the chosen layers' neurons."""
+    """Activations of every (non-special) token of `texts` at the chosen layers, in `space`."""
     arch = loaded.architecture
     layers = tuple(layers)
     if not layers:
         raise SubnetScopeError("no layers to capture")
-    widths = tuple(arch.neurons_per_layer[layer] for layer in layers)
+    all_widths = space_widths(arch, space)
+    widths = tuple(all_widths[layer] for layer in layers)
     offsets = np.concatenate([[0], np.cumsum(widths)])
     encoded = encode_texts(loaded, texts, max_length)
     lengths = np.array([len(ids) for ids in encoded], dtype=np.int64)
@@ -191,7 +203,9 @@ def capture_activations(
         lo, hi = int(offsets[slot]), int(offsets[slot + 1])
         matrix[first_row : first_row + rows.shape[0], lo:hi] = rows.numpy()
 
-    forward_tokens(loaded, encoded, layers, store, batch_size=batch_size, on_batch=on_batch)
+    forward_tokens(
+        loaded, encoded, layers, store, batch_size=batch_size, on_batch=on_batch, space=space
+    )
     if isinstance(matrix, np.memmap):
         matrix.flush()
     names = list(datasets or ["texts"])
@@ -207,4 +221,5 @@ def capture_activations(
         text_dataset=per_text.astype(np.int16),
         datasets=names,
         spilled_to=spilled,
+        space=space,
     )

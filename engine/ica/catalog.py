@@ -24,6 +24,8 @@ def list_templates(limit: int = 200) -> list[TemplateEntry]:
     for found in finished_results("ica.build_templates", TEMPLATES_FILE, DEMO_PARAMS, limit):
         p, job_id = found.params, found.view.id
         what = f"{p.get('components')} components · {'+'.join(p.get('datasets') or [])}"
+        if p.get("space", "mlp_neurons") != "mlp_neurons":  # older jobs have no space: neurons
+            what += f" · {p['space']}"
         label = (
             f"Demo templates · {what}" if found.is_demo else f"{p.get('model')} · {what} ({job_id})"
         )

@@ -14,6 +14,7 @@ def _build(args: argparse.Namespace) -> int:
         components=args.components, percentile=args.percentile, threshold=args.threshold,
         layers=args.layers, max_length=args.max_length, pca=args.pca, seed=args.seed,
         memory_budget_gb=args.memory_budget_gb, standardize=args.standardize,
+        space=args.space,
     )  # fmt: skip
 
     def progress(fraction: float, message: str) -> None:
@@ -27,11 +28,19 @@ def _build(args: argparse.Namespace) -> int:
 
 def _print_summary(templates) -> None:
     from engine.ica.build import key_neuron_share
+    from engine.ica.explore import late_layer_share
     from engine.ica.layers import format_layers
+    from engine.ica.templates import SPACE_LABELS
 
     meta = templates.metadata
     print(f"templates: {templates.path}")
-    if meta:
+    print(f"space: {templates.space} ({SPACE_LABELS[templates.space]})")
+    if meta.get("source_format"):
+        print(
+            f"a {meta['source_format']} file ({meta.get('name') or 'unnamed'}): layers "
+            f"{format_layers(templates.layers)}, hidden size {meta.get('hidden_size')}"
+        )
+    if "model" in meta:
         pca = meta.get("pca_dims")
         kept = meta.get("explained_variance")
         print(
@@ -46,7 +55,10 @@ def _print_summary(templates) -> None:
         )
         share = key_neuron_share(templates)
         if share == share:  # not NaN
-            print(f"key in at least one component: {100 * share:.1f}% of the covered neurons")
+            print(f"key in at least one component: {100 * share:.1f}% of the covered channels")
+        late = late_layer_share(templates)
+        if late == late and len(templates.layers) > 3:
+            print(f"last 3 layers hold {100 * late:.1f}% of a component's key channels (mean)")
         for note in meta.get("notes", []):
             print(f"note: {note}")
     print(f"{'component':>9}  {'neurons':>7}  layers (key neurons)")
@@ -61,7 +73,7 @@ def _show(args: argparse.Namespace) -> int:
     from engine.cli import print_json
     from engine.ica.templates import load_templates
 
-    templates = load_templates(args.file)
+    templates = load_templates(args.file, space=args.space)
     if args.model:
         from engine.models import load_model
 
@@ -71,6 +83,7 @@ def _show(args: argparse.Namespace) -> int:
         print_json(
             {
                 "path": str(templates.path),
+                "space": templates.space,
                 "metadata": templates.metadata,
                 "components": {
                     str(c): {"neurons": templates.size(c), "layers": {
@@ -89,6 +102,7 @@ def _show(args: argparse.Namespace) -> int:
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     from engine.ica.build import BuildConfig
+    from engine.ica.templates import SPACES
 
     ica = subparsers.add_parser("ica", help="functional networks of MLP neurons (seed 001)")
     sub = ica.add_subparsers(dest="ica_command", required=True)
@@ -105,8 +119,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     build.add_argument("--pca", default="auto", help="'auto', a number, or 0 for none")
     build.add_argument("--seed", type=int, default=0)
     build.add_argument(
-        "--standardize", action="store_true",
-        help="unit-variance neurons before ICA (off, as in seed 001: loud late layers dominate)",
+        "--standardize", action=argparse.BooleanOptionalAction, default=defaults.standardize,
+        help="z-score every feature before ICA, as seed 001's reference does (default on)",
+    )  # fmt: skip
+    build.add_argument(
+        "--space", choices=SPACES, default=defaults.space,
+        help="mlp_neurons: down projection input (intermediate neurons); mlp_out: its output "
+        "(hidden-size channels, seed 001's reference)",
     )  # fmt: skip
     build.add_argument("--memory-budget-gb", type=float, default=defaults.memory_budget_gb)
     build.add_argument("--out", required=True, help="the templates file to write (.json)")
@@ -115,5 +134,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     show = sub.add_parser("show", help="summarize a templates file (and check it fits a model)")
     show.add_argument("file", help="templates .json (or a job's result folder)")
     show.add_argument("--model", help="check the templates against this model")
+    show.add_argument("--space", choices=SPACES, help="fail unless the file is in this space")
     show.add_argument("--json", action="store_true")
     show.set_defaults(handler=_show)

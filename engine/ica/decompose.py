@@ -36,11 +36,11 @@ class ICAConfig:
         },
     )
     standardize: bool = field(
-        default=False,
+        default=True,
         metadata={
-            "help": "scale every neuron to unit variance first, so key neurons reflect how much "
-            "a component drives a neuron relative to its own range (off, as in seed 001: "
-            "high-variance neurons, mostly in the last layers, dominate the key sets)"
+            "help": "z-score every feature (neuron / channel) before PCA and FastICA, as seed "
+            "001's reference does (on; off: raw activations, where the loud last layers "
+            "dominate the key sets)"
         },
     )
     max_iter: int = field(default=400, metadata={"help": "FastICA iterations"})

@@ -11,9 +11,9 @@ import pandas as pd
 from engine.errors import SubnetScopeError
 from engine.ica.artifacts import ComponentArrays
 from engine.ica.capture import capture_activations
-from engine.ica.masks import switched_off
+from engine.ica.masks import SpaceMask, apply_space_mask, switched_off
 from engine.ica.templates import Templates
-from engine.models import LoadedModel, NeuronMask
+from engine.models import LoadedModel
 
 
 def key_neuron_counts(templates: Templates) -> pd.DataFrame:
@@ -24,6 +24,18 @@ def key_neuron_counts(templates: Templates) -> pd.DataFrame:
         for layer in templates.layers
     ]
     return pd.DataFrame(rows, columns=["component", "layer", "neurons"])
+
+
+def late_layer_share(templates: Templates, last: int = 3) -> float:
+    """Mean over components of the share of their key channels in the last `last` covered layers
+    (how much the loud late layers dominate: the issue's 49 % raw vs 14 % standardized)."""
+    late = set(templates.layers[-last:])
+    shares = [
+        sum(len(templates.components[c].get(layer, ())) for layer in late) / templates.size(c)
+        for c in templates.component_ids
+        if templates.size(c)
+    ]
+    return float(np.mean(shares)) if shares else float("nan")
 
 
 def jaccard_overlaps(templates: Templates) -> pd.DataFrame:
@@ -47,12 +59,13 @@ def jaccard_overlaps(templates: Templates) -> pd.DataFrame:
 def component_neurons(
     templates: Templates, arrays: ComponentArrays | None, component: int
 ) -> pd.DataFrame:
-    """The component's key neurons with their mixing weight and its z-score, strongest first."""
+    """The component's key channels (`neuron` in the templates' space: an intermediate neuron for
+    mlp_neurons, a hidden channel for mlp_out) with mixing weight and z-score, strongest first."""
     pairs = templates.neurons(component)
     table = pd.DataFrame(pairs, columns=["layer", "neuron"])
-    if arrays is None or table.empty:
+    widths = templates.layer_widths()
+    if arrays is None or table.empty or widths is None:
         return table
-    widths = templates.metadata["neurons_per_layer"]
     starts = np.cumsum([0] + [widths[layer] for layer in templates.layers])
     offsets = dict(zip(templates.layers, starts.tolist(), strict=False))
     column = arrays.mixing[:, component].astype(np.float64)
@@ -127,7 +140,9 @@ def time_course(
     templates.validate(loaded.architecture, loaded.display_name)
     if not text.strip():
         raise SubnetScopeError("type some text to see the components' time courses")
-    acts = capture_activations(loaded, [text], templates.layers, max_length=max_length)
+    acts = capture_activations(
+        loaded, [text], templates.layers, max_length=max_length, space=templates.space
+    )
     sources = arrays.transform(acts.matrix)  # (tokens, k)
     tokens = _decode(loaded.tokenizer, acts.token_ids)
     rows = [
@@ -164,7 +179,7 @@ class LiveComparison:
 
 def live_comparison(
     loaded: LoadedModel,
-    mask: NeuronMask,
+    mask: SpaceMask,
     prompt: str,
     texts: list[str],
     *,
@@ -174,12 +189,12 @@ def live_comparison(
     """Greedy generations and perplexities with and without `mask`; the shared model is left as
     it was (the mask holds for these calls only)."""
     from engine.evaluation.perplexity import texts_perplexity
-    from engine.models import apply_mask, generate_text
+    from engine.models import generate_text
 
     base = generate_text(loaded, prompt, max_new_tokens=max_new_tokens)
-    masked = generate_text(loaded, prompt, max_new_tokens=max_new_tokens, mask=mask)
     base_ppl = texts_perplexity(loaded.model, loaded.tokenizer, texts, max_length=max_length)
-    with apply_mask(loaded, mask):
+    with apply_space_mask(loaded, mask):
+        masked = generate_text(loaded, prompt, max_new_tokens=max_new_tokens)
         masked_ppl = texts_perplexity(loaded.model, loaded.tokenizer, texts, max_length=max_length)
     return LiveComparison(
         base_text=base.text,

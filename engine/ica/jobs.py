@@ -9,9 +9,11 @@ from engine.ica.build import BuildConfig
 from engine.jobs import JobContext, job
 
 TEMPLATES_FILE = "templates.json"
-# Standardized neurons: on the demo model's raw activations the loud last three layers (of 30) hold
-# 49 % of the key neurons on average (measured; 14 % standardized), and the components come out as
-# cleaner token-level networks (commas, indentation, "=", sentence starts).
+# Standardized features (the default, as seed 001's reference): on the demo model's raw activations
+# the loud last three layers (of 30) hold 49 % of a component's key neurons on average (measured;
+# 14 % standardized), and the components come out as cleaner token-level networks (commas,
+# indentation, "=", sentence starts). The space stays mlp_neurons (BuildConfig's default) so the
+# demo's templates join SparC3 and the neuron passport on the same neurons.
 DEMO_PARAMS = {
     "model": "demo", "datasets": ["demo-general", "demo-code"], "samples_per_ds": 100,
     "components": 20, "percentile": 95.0, "layers": "all", "max_length": 64, "standardize": True,
@@ -37,6 +39,8 @@ def build_templates_job(params: dict[str, Any], ctx: JobContext) -> dict:
         ctx.metric("pca_explained_variance", meta["explained_variance"])
     return {
         "templates": str(templates.path),
+        "space": templates.space,
+        "standardized": meta["standardized"],
         "components": meta["components"],
         "tokens": meta["tokens"],
         "layers": len(meta["layers"]),

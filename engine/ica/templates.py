@@ -1,15 +1,26 @@
 """Key neurons per component, and templates in seed 001's JSON layout plus metadata.
 
+Every templates file lives in one neuron space (`SPACES`):
+
+- `mlp_out`: the MLP output channels (the down projection's output, hidden-size wide per layer),
+  what seed 001's reference (`compute_global_networks`) hooks and masks;
+- `mlp_neurons`: the intermediate neurons (the down projection's input), SubnetScope's default,
+  the space SparC3, the neuron passport and the sparsity views share.
+
 File layout (`templates.json`):
 
     {"format": "subnetscope.ica-templates", "version": 1,
-     "metadata": {"model": ..., "layers": [...], "neurons_per_layer": [...], "datasets": [...],
-                  "samples_per_dataset": ..., "components": ..., "percentile": ..., ...},
+     "metadata": {"space": "mlp_neurons", "model": ..., "layers": [...],
+                  "neurons_per_layer": [...], "widths": [...], "datasets": [...], ...},
+     "layout": {"captured_layers_sorted": [...], "hidden_size": 576},   # mlp_out files only
      "templates": {"0": {"3": [17, 250, ...], ...}, ...}}      # {component_id: {layer: [channels]}}
 
-A bare seed-001 file (just the `templates` mapping) loads too; it then cannot be checked against a
-model's family. The arrays behind a template (mixing maps, per-token sources, captured texts) sit
-beside it in `<stem>.arrays.safetensors` and `<stem>.texts.json` (engine.ica.artifacts).
+A seed-001 `global_templates.json` (`{"name", "layout": {"captured_layers_sorted",
+"hidden_size"}, "templates"}`) loads in the `mlp_out` space; our `mlp_out` files carry the same
+`layout` block, so the seed's loader reads them too. A bare `{component: {layer: [...]}}` mapping
+declares no space: it takes the one the caller asks for (default `mlp_neurons`). Asking for a space
+other than the file's is an error. The arrays behind a template (mixing maps, per-token sources,
+captured texts) sit beside it in `<stem>.arrays.safetensors` and `<stem>.texts.json`.
 """
 
 from __future__ import annotations
@@ -29,6 +40,28 @@ from engine.models.architectures import Architecture
 FORMAT = "subnetscope.ica-templates"
 VERSION = 1
 THRESHOLDS = ("percentile", "zscore")
+SPACES = ("mlp_neurons", "mlp_out")
+DEFAULT_SPACE = "mlp_neurons"
+SEED_SPACE = "mlp_out"  # seed 001's reference: forward hook on the MLP / down projection output
+SPACE_LABELS = {
+    "mlp_neurons": "intermediate neurons (down projection input)",
+    "mlp_out": "MLP output channels (down projection output, hidden size; seed 001's reference)",
+}
+
+
+def check_space(space: str) -> str:
+    if space not in SPACES:
+        raise SubnetScopeError(f"unknown neuron space '{space}'; use one of {', '.join(SPACES)}")
+    return space
+
+
+def space_widths(architecture: Architecture, space: str) -> tuple[int, ...]:
+    """Width of every layer in `space`: its intermediate neurons, or the hidden size."""
+    if check_space(space) == "mlp_out":
+        return (int(architecture.hidden_size),) * architecture.num_layers
+    return tuple(int(w) for w in architecture.neurons_per_layer)
+
+
 Z_CRITICAL = 1.96  # two-sided 5 % for a standard normal: the issue's |z| > 1.96 rule
 
 
@@ -67,6 +100,20 @@ class Templates:
         return sorted(self.components)
 
     @property
+    def space(self) -> str:
+        """The neuron space the channel numbers live in (files without one: `mlp_neurons`)."""
+        return str(self.metadata.get("space") or DEFAULT_SPACE)
+
+    def layer_widths(self) -> list[int] | None:
+        """Width of every model layer in this file's space (index = layer), if recorded."""
+        if self.space == "mlp_out":
+            hidden = self.metadata.get("hidden_size")
+            count = self.metadata.get("num_layers") or (max(self.layers) + 1 if self.layers else 0)
+            return [int(hidden)] * int(count) if hidden else None
+        widths = self.metadata.get("neurons_per_layer")
+        return [int(w) for w in widths] if widths else None
+
+    @property
     def layers(self) -> list[int]:
         """The layers the decomposition covered (metadata), else those holding key neurons."""
         if self.metadata.get("layers"):
@@ -89,15 +136,22 @@ class Templates:
             )
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "format": FORMAT,
             "version": VERSION,
-            "metadata": self.metadata,
-            "templates": {
-                str(c): {str(layer): list(map(int, ns)) for layer, ns in sorted(layers.items())}
-                for c, layers in sorted(self.components.items())
-            },
+            "metadata": {**self.metadata, "space": self.space},
         }
+        if self.space == "mlp_out" and self.metadata.get("hidden_size"):
+            # seed 001's own loader reads this block (ICAMask.load_templates / matching)
+            out["layout"] = {
+                "captured_layers_sorted": list(self.layers),
+                "hidden_size": int(self.metadata["hidden_size"]),
+            }
+        out["templates"] = {
+            str(c): {str(layer): list(map(int, ns)) for layer, ns in sorted(layers.items())}
+            for c, layers in sorted(self.components.items())
+        }
+        return out
 
     def save(self, path: str | Path) -> Path:
         path = Path(path)
@@ -105,14 +159,35 @@ class Templates:
         self.path = path
         return path
 
-    def validate(self, architecture: Architecture, model_name: str = "this model") -> None:
-        """One clear error when these templates cannot address `architecture`'s neurons."""
+    def check_space(self, space: str | None) -> None:
+        """An error when the caller needs another space than the file's."""
+        if space is None or check_space(space) == self.space:
+            return
+        where = f"'{self.path}'" if self.path else "these templates"
+        raise SubnetScopeError(
+            f"{where} hold {self.space} channels ({SPACE_LABELS[self.space]}), but "
+            f"{space} ({SPACE_LABELS[space]}) was asked for: the channel numbers of one space "
+            "mean other units in the other"
+        )
+
+    def validate(
+        self, architecture: Architecture, model_name: str = "this model", space: str | None = None
+    ) -> None:
+        """One clear error when these templates cannot address `architecture`'s channels in
+        their space (or are not in `space`, when given)."""
+        self.check_space(space)
         meta = self.metadata
         family = meta.get("family")
         if family and family != architecture.family:
             raise SubnetScopeError(
                 f"these templates were built on a {family} model ({meta.get('model', '?')}); "
                 f"{model_name} is {architecture.family}"
+            )
+        hidden = meta.get("hidden_size")
+        if self.space == "mlp_out" and hidden and int(hidden) != architecture.hidden_size:
+            raise SubnetScopeError(
+                f"these mlp_out templates address {hidden} MLP output channels per layer "
+                f"(hidden size); {model_name} has hidden size {architecture.hidden_size}"
             )
         widths = meta.get("neurons_per_layer")
         if widths and list(widths) != list(architecture.neurons_per_layer):
@@ -128,12 +203,14 @@ class Templates:
                         f"component {component} names layer {layer}, but {model_name} has "
                         f"layers 0..{architecture.num_layers - 1}"
                     )
-                width = architecture.neurons_per_layer[layer]
+                width = space_widths(architecture, self.space)[layer]
                 bad = [c for c in channels if not 0 <= c < width]
                 if bad:
                     raise SubnetScopeError(
-                        f"component {component} names channel {bad[0]} of layer {layer}, which "
-                        f"has channels 0..{width - 1} in {model_name}"
+                        f"component {component} names channel {bad[0]} of layer {layer}, but "
+                        f"the {self.space} space ({SPACE_LABELS[self.space]}) has channels "
+                        f"0..{width - 1} there in {model_name}: are these templates in "
+                        "another space?"
                     )
 
 
@@ -155,12 +232,38 @@ def _int_key(value: Any, what: str) -> int:
         raise SubnetScopeError(f"template {what} '{value}' is not an integer") from None
 
 
-def parse_templates(data: Any, path: Path | None = None) -> Templates:
-    """Templates from their JSON (ours, or a bare seed-001 `{component: {layer: [...]}}`)."""
+def _seed_layout(data: dict, where: str) -> dict[str, Any]:
+    """Metadata from a seed-001 `global_templates.json` layout block (the mlp_out space)."""
+    layout = data["layout"]
+    try:
+        layers = [int(layer) for layer in layout["captured_layers_sorted"]]
+        hidden = int(layout["hidden_size"])
+    except (KeyError, TypeError, ValueError):
+        raise SubnetScopeError(
+            f"{where} has a 'layout' block without integer 'captured_layers_sorted' and "
+            "'hidden_size' (seed 001's global_templates.json layout)"
+        ) from None
+    return {
+        "space": SEED_SPACE,
+        "layers": layers,
+        "hidden_size": hidden,
+        "name": data.get("name"),
+        "source_format": "seed-001 global_templates.json",
+    }
+
+
+def parse_templates(data: Any, path: Path | None = None, space: str | None = None) -> Templates:
+    """Templates from their JSON: ours, seed 001's `global_templates.json` (space mlp_out), or a
+    bare `{component: {layer: [...]}}` (the space asked for, default mlp_neurons). `space`, when
+    given, must be the file's."""
     where = f"'{path}'" if path else "the templates"
+    if space is not None:
+        check_space(space)
     if not isinstance(data, dict):
         raise SubnetScopeError(f"{where} must be a JSON object of {{component: {{layer: [...]}}}}")
-    if "templates" in data:
+    if "layout" in data and "format" not in data and "templates" in data:
+        metadata, body = _seed_layout(data, where), data["templates"]
+    elif "templates" in data:
         if data.get("format", FORMAT) != FORMAT:
             raise SubnetScopeError(f"{where} is a '{data.get('format')}' file, not ICA templates")
         version = data.get("version", VERSION)
@@ -168,9 +271,11 @@ def parse_templates(data: Any, path: Path | None = None) -> Templates:
             raise SubnetScopeError(
                 f"{where} has version {version}; this SubnetScope reads version {VERSION}"
             )
-        metadata, body = data.get("metadata") or {}, data["templates"]
+        metadata, body = dict(data.get("metadata") or {}), data["templates"]
+        metadata.setdefault("space", DEFAULT_SPACE)  # files from before spaces were recorded
+        check_space(metadata["space"])
     else:
-        metadata, body = {}, data
+        metadata, body = ({"space": space} if space else {}), data
     if not isinstance(body, dict) or not body:
         raise SubnetScopeError(f"{where} hold no components")
     components: dict[int, dict[int, list[int]]] = {}
@@ -188,10 +293,24 @@ def parse_templates(data: Any, path: Path | None = None) -> Templates:
                 {_int_key(c, f"channel of component {comp}") for c in channels}
             )
         components[_int_key(comp, "component id")] = parsed
-    return Templates(components=components, metadata=metadata, path=path)
+    templates = Templates(components=components, metadata=metadata, path=path)
+    if templates.space == "mlp_out" and metadata.get("hidden_size"):
+        _check_channels(templates, int(metadata["hidden_size"]), where)
+    templates.check_space(space)
+    return templates
 
 
-def load_templates(path: str | Path) -> Templates:
+def _check_channels(templates: Templates, hidden: int, where: str) -> None:
+    for component, layers in templates.components.items():
+        for layer, channels in layers.items():
+            if channels and not 0 <= channels[0] <= channels[-1] < hidden:
+                raise SubnetScopeError(
+                    f"component {component} of {where} names channel {channels[-1]} of layer "
+                    f"{layer}, beyond the mlp_out layout's hidden size {hidden}"
+                )
+
+
+def load_templates(path: str | Path, space: str | None = None) -> Templates:
     path = Path(path).expanduser()
     if path.is_dir():
         path = path / "templates.json"
@@ -201,7 +320,7 @@ def load_templates(path: str | Path) -> Templates:
         raise SubnetScopeError(f"no ICA templates at '{path}'") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise SubnetScopeError(f"'{path}' is not valid JSON ({exc})") from None
-    return parse_templates(data, path)
+    return parse_templates(data, path, space)
 
 
 def templates_from_mixing(

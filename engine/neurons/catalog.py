@@ -82,14 +82,20 @@ def _fits(space: NeuronSpace, model: str | None) -> bool:
 
 
 def templates(space: NeuronSpace) -> list[TemplatesRef]:
+    """ICA templates of this layout in the intermediate-neuron space; templates over MLP output
+    channels (mlp_out, seed 001's reference) index another space and are left out."""
     from engine.ica.catalog import list_templates
     from engine.ica.templates import load_templates
 
     found = []
     for entry in list_templates():
         try:
-            meta = load_templates(entry.path).metadata
+            loaded = load_templates(entry.path)
         except SubnetScopeError:
+            continue
+        meta = loaded.metadata
+        # mlp_out templates number hidden-size MLP output channels, not this space's neurons.
+        if loaded.space != "mlp_neurons":
             continue
         if space.fits(meta.get("neurons_per_layer") or (), meta.get("family")):
             found.append(TemplatesRef(entry.label, entry.path, entry.job_id,

@@ -239,8 +239,8 @@ def _missing(model: str, space: NeuronSpace, p: Passport) -> list[Missing]:
 
     out = []
     if p.ica.empty:
-        params = dict(DEMO_PARAMS) | {"model": model}
-        out.append(Missing("ica", "No ICA templates for this model's layout.",
+        params = dict(DEMO_PARAMS) | {"model": model, "space": "mlp_neurons"}
+        out.append(Missing("ica", "No ICA templates over this layout's intermediate neurons.",
                            "ica.build_templates", params))  # fmt: skip
     if p.attribution.empty:
         params = dict(DEMO_SPARC3) | ({} if model == "demo" else {"model": model})

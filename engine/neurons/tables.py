@@ -64,7 +64,7 @@ def _load_selected(path: str) -> frozenset[tuple[int, int]]:
 def _load_templates(path: str) -> Templates:
     from engine.ica.templates import load_templates
 
-    return load_templates(path)
+    return load_templates(path, space="mlp_neurons")  # the passport's space: intermediate neurons
 
 
 def diff_neurons(path: Path) -> pd.DataFrame:

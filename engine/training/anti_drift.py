@@ -1,4 +1,9 @@
-"""Anti-drift row parametrization: masked MLP neurons keep their exact weights as the rest train."""
+"""Anti-drift row parametrization: masked MLP channels keep their exact weights as the rest train.
+
+In the `mlp_neurons` space a masked neuron's up/gate rows and down column are held; in the
+`mlp_out` space (seed 001's reference masks the MLP output) a masked output channel's down rows
+and down bias entry are held: the reference's `W_eff = frozen + row_mask * delta` on down_proj.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +14,7 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from engine.errors import SubnetScopeError
+from engine.ica.templates import DEFAULT_SPACE, space_widths
 from engine.models.architectures import Architecture
 
 APPLY_TO = ("auto", "lora", "base", "both")
@@ -70,14 +76,15 @@ def _is_lora(module: nn.Module) -> bool:
     return isinstance(lora_a, nn.ModuleDict) and len(lora_a) > 0
 
 
-def _check_masks(architecture: Architecture, active: dict[int, torch.Tensor]) -> None:
+def _check_masks(architecture: Architecture, active: dict[int, torch.Tensor], space: str) -> None:
+    widths = space_widths(architecture, space)
     for layer, mask in active.items():
         if not isinstance(layer, int) or not 0 <= layer < architecture.num_layers:
             raise SubnetScopeError(
                 f"anti-drift layer {layer!r} is not a layer index between 0 and "
                 f"{architecture.num_layers - 1}"
             )
-        width = architecture.neurons_per_layer[layer]
+        width = widths[layer]
         if not isinstance(mask, torch.Tensor) or tuple(mask.shape) != (width,):
             shape = tuple(mask.shape) if isinstance(mask, torch.Tensor) else type(mask).__name__
             raise SubnetScopeError(
@@ -89,10 +96,15 @@ def _check_masks(architecture: Architecture, active: dict[int, torch.Tensor]) ->
             )
 
 
-def _mlp_modules(base: nn.Module, architecture: Architecture, layer: int):
-    """(name, module, role) of the layer's MLP projections; role 'out' = neurons are its outputs."""
+def _mlp_modules(base: nn.Module, architecture: Architecture, layer: int, space: str):
+    """(name, module, role) of the layer's MLP projections whose weights carry the space's
+    channels; role 'out' = the channels are its outputs."""
     block = architecture.blocks[layer]
-    for name, role in ((block.up, "out"), (block.gate, "out"), (block.down, "in")):
+    if space == "mlp_out":
+        roles = ((block.down, "out"),)
+    else:
+        roles = ((block.up, "out"), (block.gate, "out"), (block.down, "in"))
+    for name, role in roles:
         if name is None:
             continue
         # The fallback rule run on a PEFT model finds the Linear inside the LoRA layer.
@@ -109,7 +121,8 @@ def _base_targets(name: str, module: nn.Module, role: str, layer: int, transpose
     # nn.Linear weight is (out, in); GPT-2's Conv1D is (in, out).
     axis = (0 if role == "out" else 1) ^ int(transposed)
     targets = [_Target(f"{owner_name}.weight", owner, "weight", axis, layer)]
-    # Only an up/gate bias is per neuron; the down bias is per hidden unit, shared by all neurons.
+    # An up/gate bias is per neuron, and a down bias per output channel (role 'out' in mlp_out);
+    # in mlp_neurons the down bias is per hidden unit, shared by all neurons.
     if role == "out" and isinstance(getattr(owner, "bias", None), torch.Tensor):
         targets.append(_Target(f"{owner_name}.bias", owner, "bias", 0, layer))
     return targets
@@ -174,6 +187,7 @@ def apply_anti_drift(
     architecture: Architecture,
     active: dict[int, torch.Tensor],
     apply_to: str = "auto",
+    space: str = DEFAULT_SPACE,
 ) -> AntiDriftReport:
     """Parametrize the MLP tensors of the layers in `active` so their masked neurons cannot move.
 
@@ -184,16 +198,21 @@ def apply_anti_drift(
     tensors of those modules that train. In LoRA mode the masked factor entries are held at 0,
     which is what a fresh adapter (B = 0) adds to those neurons: holding down's A column at its
     random init would let the trained B move the neuron. Call it before the optimizer is built;
-    layers whose neurons all train are left alone.
+    layers whose neurons all train are left alone. `space` says what `active` indexes: the
+    intermediate neurons (`mlp_neurons`) or the down projection's output channels (`mlp_out`, whose
+    down rows, down bias entries and down LoRA B rows are held).
     """
     if apply_to not in APPLY_TO:
         raise SubnetScopeError(
             f"unknown anti-drift target '{apply_to}'; choose one of {', '.join(APPLY_TO)}"
         )
-    _check_masks(architecture, active)
+    _check_masks(architecture, active, space)
+    widths = space_widths(architecture, space)
     base = _base_model(model)
     layers = sorted(active)
-    modules = [(layer, *m) for layer in layers for m in _mlp_modules(base, architecture, layer)]
+    modules = [
+        (layer, *m) for layer in layers for m in _mlp_modules(base, architecture, layer, space)
+    ]
     has_lora = any(_is_lora(module) for _, _, module, _ in modules)
     mode = ("lora" if has_lora else "base") if apply_to == "auto" else apply_to
     if mode in ("lora", "both") and not has_lora:
@@ -234,7 +253,7 @@ def apply_anti_drift(
             raise SubnetScopeError(
                 f"anti-drift cannot hold {target.name}: its {tensor.dtype} weights are quantized"
             )
-        width = architecture.neurons_per_layer[target.layer]
+        width = widths[target.layer]
         if tensor.shape[target.axis] != width:
             raise SubnetScopeError(
                 f"{target.name} has shape {tuple(tensor.shape)}, with no axis of the layer's "

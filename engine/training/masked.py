@@ -1,6 +1,10 @@
 """Masked LoRA SFT (seed 001's fnsft): ICA lesion / preserve hooks during training, anti-drift
 row parametrization, and the new-task and forgetting scores before and after.
 
+The mask acts in the templates file's neuron space: on the down projection's input
+(`mlp_neurons`) or on its output (`mlp_out`, seed 001's reference); anti-drift holds the weights
+that carry the masked channels of that space.
+
 The run writes `adapter/` (a PEFT folder; `model/` for full SFT) and `run.json` with
 task and general perplexity before and after, so runs of a three-way comparison line up.
 """
@@ -54,10 +58,13 @@ def _mask(config: MaskedSFTConfig, architecture, ctx: JobContext):
     from engine.ica import ica_mask, load_templates
     from engine.ica.catalog import resolve_templates
 
-    templates = load_templates(resolve_templates(config.ica_templates))
+    templates = load_templates(resolve_templates(config.ica_templates), space=config.ica_space)
     templates.validate(architecture, config.model)
     mask = ica_mask(templates, config.ica_component_ids, config.mask_mode)
-    ctx.log(f"{config.mask_mode} mask from {templates.path}: components {config.ica_component_ids}")
+    ctx.log(
+        f"{config.mask_mode} mask from {templates.path} ({templates.space}): components "
+        f"{config.ica_component_ids}"
+    )
     return mask, str(templates.path)
 
 
@@ -66,9 +73,9 @@ def run_sft_masked(config: MaskedSFTConfig, ctx: JobContext) -> dict:
     from trl import SFTConfig, SFTTrainer
 
     from engine.data import load_texts
-    from engine.ica import active_neurons
+    from engine.ica import active_neurons, apply_space_mask
     from engine.ica.masks import switched_off
-    from engine.models import LoadedModel, apply_mask, detect_architecture
+    from engine.models import LoadedModel, detect_architecture
     from engine.training.anti_drift import apply_anti_drift, drift, remove_anti_drift
     from engine.training.runs import _common_args, _load, _peft_config
 
@@ -98,19 +105,20 @@ def run_sft_masked(config: MaskedSFTConfig, ctx: JobContext) -> dict:
     anti_drift = None
     if mask is not None and config.anti_drift_row_param:
         report = apply_anti_drift(
-            trained, architecture, active_neurons(mask, architecture), config.anti_drift_apply_to
-        )
+            trained, architecture, active_neurons(mask, architecture),
+            config.anti_drift_apply_to, space=mask.space,
+        )  # fmt: skip
         anti_drift = asdict(report)
         ctx.log(f"anti-drift on {len(report.parametrized)} tensors")
     # The hooks go on the modules at the down-projection paths of the model being trained (with
-    # LoRA, the LoRA layer), so base and adapter paths both see the masked neurons.
+    # LoRA, the LoRA layer), so base and adapter paths both see the masked channels.
     view = LoadedModel(
         source=config.model, display_name=config.model, model=base, tokenizer=tokenizer,
         architecture=architecture, device=next(base.parameters()).device,
         dtype=torch.float32, is_causal_lm=True,
     )  # fmt: skip
     ctx.progress(0.15, "training")
-    with apply_mask(view, mask) if mask is not None else nullcontext():
+    with apply_space_mask(view, mask) if mask is not None else nullcontext():
         trainer.train()
     if anti_drift is not None:
         anti_drift["max_drift"] = drift(trained)
@@ -128,6 +136,7 @@ def run_sft_masked(config: MaskedSFTConfig, ctx: JobContext) -> dict:
         "kind": "sft_masked",
         "group": config.group,
         "mask_mode": config.mask_mode or "none",
+        "space": mask.space if mask is not None else None,
         "components": list(config.ica_component_ids) if mask is not None else [],
         "templates": templates_path,
         "masked_neurons": switched_off(mask, architecture),

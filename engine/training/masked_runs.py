@@ -10,7 +10,7 @@ from engine.jobs import list_jobs
 from engine.jobs.files import RESULT
 
 COLUMNS = [
-    "job", "group", "mask_mode", "components", "anti_drift", "masked_neurons", "steps",
+    "job", "group", "mask_mode", "space", "components", "anti_drift", "masked_neurons", "steps",
     "task_ppl_before", "task_ppl_after", "general_ppl_before", "general_ppl_after",
     "task_gain", "forgetting", "final_loss", "seconds", "adapter",
 ]  # fmt: skip
@@ -29,6 +29,8 @@ def masked_runs(limit: int = 200) -> pd.DataFrame:
                 "job": view.id,
                 "group": run.get("group") or "",
                 "mask_mode": run["mask_mode"],
+                # runs from before spaces were recorded masked the intermediate neurons
+                "space": run.get("space") or ("mlp_neurons" if run.get("components") else ""),
                 "components": ",".join(map(str, run.get("components") or [])),
                 "anti_drift": bool(run.get("anti_drift")),
                 "masked_neurons": run.get("masked_neurons", 0),
