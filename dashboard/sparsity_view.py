@@ -45,6 +45,7 @@ from engine.sparsity import (
     shell_table,
 )
 from engine.sparsity.config import tolerance_key
+from engine.sparsity.localization import BASES, BLOCK_CHANGED, TENSOR_FRO
 from engine.sparsity.reference import SCRIPT, script_report
 from engine.sparsity.series import SEED_NAME_TOKENS
 from engine.sparsity.sources import download_hub_weights, hub_cached, no_hub_downloads
@@ -61,6 +62,7 @@ CRITERION_KEY = "sparsity_criterion"
 PICKED_KEY = "sparsity_picked"  # (base, tuned) the sidebar picked, for the opening criterion
 OPENED_FOR = "sparsity_criterion_opened_for"  # the precision the criterion last opened on
 HALF = {"BF16", "F16"}  # safetensors codes of 16-bit float storage
+COMPARE_BASES = {"count": BASES[BLOCK_CHANGED], "fraction": "changed share per block"}
 
 
 # cache keys -------------------------------------------------------------------------------
@@ -152,6 +154,33 @@ class Tuned:
 
     tuned: str | None
     run_dir: str | None = None
+    base: str | None = None  # a run's own base/ folder: its weights before training
+
+
+def run_base(run_dir: str) -> str | None:
+    """The run's `base/` folder when it holds a model: the weights before training, saved by a
+    training job in the run's own precision and tensor names."""
+    folder = Path(run_dir) / "base"
+    return str(folder) if (folder / "config.json").is_file() else None
+
+
+def diff_base(base: str | None, tuned: Tuned) -> str | None:
+    """What the tuned weights are diffed against, said on the page: a run's checkpoints against
+    the run's own base/ when it has one, anything else against the sidebar's base model."""
+    if tuned.run_dir is None:
+        return base
+    if tuned.base is not None:
+        st.caption(
+            f"Run checkpoints are diffed against the run's own base ({tuned.base}): its weights "
+            "before training, in the run's precision — not the sidebar's base model."
+        )
+        return tuned.base
+    if base is not None:
+        st.caption(
+            "This run has no base/ folder: its checkpoints are diffed against the sidebar's "
+            "base model."
+        )
+    return base
 
 
 def run_jobs() -> list[JobView]:
@@ -216,7 +245,7 @@ def download_button(spec: str | None, bar=st.sidebar) -> None:
 
 def pick_tuned(base: str | None, bar=st.sidebar) -> Tuned:
     tuned = _pick_tuned(base, bar)
-    st.session_state[PICKED_KEY] = (base, tuned.tuned)
+    st.session_state[PICKED_KEY] = (tuned.base or base, tuned.tuned)
     return tuned
 
 
@@ -268,7 +297,7 @@ def _pick_tuned(base: str | None, bar=st.sidebar) -> Tuned:
             "Checkpoint", steps, value=steps[-1], key=f"sparsity_step_{run_dir}",
             help="The checkpoint diffed as the tuned weights",
         )  # fmt: skip
-    return Tuned(str(dict(checkpoints)[step]), run_dir)
+    return Tuned(str(dict(checkpoints)[step]), run_dir, run_base(run_dir))
 
 
 def pick_config(bar=st.sidebar) -> DiffConfig:
@@ -457,18 +486,29 @@ def ranks_panel(result: DiffResult) -> None:
 
 
 def localization_panel(result: DiffResult, criterion: str) -> None:
-    metrics = pd.DataFrame(
-        [
-            {"over": "layers", **result.localization(criterion, by="layer")},
-            {"over": "module types", **result.localization(criterion, by="module")},
-        ]
-    )
+    blocks = BASES[BLOCK_CHANGED]
+    shown = [
+        ("blocks", result.localization(criterion, by="layer")),
+        ("module types", result.localization(criterion, by="module")),
+        ("tracked tensors", result.localization(basis=TENSOR_FRO)),
+    ]
+    rows = [{**loc, "basis": BASES[loc["basis"]], "over": over} for over, loc in shown]
+    columns = ["basis", "over", "n", "active", "gini", "gini_unscaled", "entropy", "top_k", "k"]
+    metrics = pd.DataFrame(rows).reindex(columns=columns)
     st.markdown("**Localization** — Gini 0 uniform … 1 all in one; entropy 1 uniform … 0 one")
     _table(metrics, f"sparsity-localization-{criterion}", "sparsity_loc")
+    st.caption(
+        f"Two distributions, each labelled. *{blocks}*: the weights changed under {criterion} "
+        f"in each block (or module type) — SubnetScope's basis. *{BASES[TENSOR_FRO]}*: what "
+        "seed 000 logs (SparseLLM-RL `compute_localization_summary`): ‖ΔW‖_F of each 2-D weight "
+        "whose name holds an attention / MLP / lm_head token, one value per tensor, whatever τ. "
+        "The Gini is scaled by n/(n−1) so that all-in-one gives 1; the seed's code logs the "
+        "unscaled value (gini_unscaled). Nothing changed: NaN, where the seed's code says 0.0."
+    )
     layers = result.layers(criterion)
     total = layers["changed"].sum()
     layers = layers.assign(share=layers["changed"] / total if total else 0.0)
-    st.markdown("**Per-layer distribution**")
+    st.markdown(f"**Per-layer distribution** ({blocks})")
     st.altair_chart(layer_distribution_chart(layers), width="stretch")
     _table(layers, f"sparsity-layers-{criterion}", "sparsity_layers")
 
@@ -499,12 +539,7 @@ def coverage_panel(base: str, tuned: Tuned, config: DiffConfig) -> None:
     if tuned.run_dir is None:
         st.info("Pick **Run checkpoints** as the tuned weights to follow a run over its steps.")
         return
-    run_base = Path(tuned.run_dir) / "base"
-    if (run_base / "config.json").is_file():
-        # A training job's run saves its weights before training in the run's own precision
-        # and tensor names: the base its checkpoints are meant to be diffed against.
-        base = str(run_base)
-        st.caption(f"Against the run's own base ({base}): its weights before training.")
+    # `base` is the run's own base/ when it has one (diff_base, said on the page).
     result = series_of(base, tuned.run_dir, path_stamp(tuned.run_dir), config)
     criterion = config.mask_criterion
     st.markdown("**Coverage, all tensors**")
@@ -538,8 +573,10 @@ def compare_panel(base: str, tuned: Tuned, config: DiffConfig, criterion: str) -
         "Second tuned", key="sparsity_cmp_tuned", placeholder="model folder, .safetensors, adapter"
     ).strip()
     basis = st.radio(
-        "Distribution of", ["count", "fraction"], horizontal=True, key="sparsity_cmp_basis",
-        help="count: each layer's changed weights · fraction: each layer's changed share",
+        "Distribution of", list(COMPARE_BASES), horizontal=True, key="sparsity_cmp_basis",
+        format_func=COMPARE_BASES.get,
+        help="The per-block distribution the profile and gini / entropy / top_k describe; the "
+        f"seed_* columns are always seed 000's basis ({BASES[TENSOR_FRO]})",
     )  # fmt: skip
     if not other:
         st.info("Enter a second tuned model to compare.")
@@ -549,6 +586,11 @@ def compare_panel(base: str, tuned: Tuned, config: DiffConfig, criterion: str) -
     result = compared(runs, stamps, config, criterion, basis)
     st.altair_chart(depth_profile_chart(result.profiles), width="stretch")
     _table(result.metrics, "sparsity-compare", "sparsity_cmp")
+    st.caption(
+        f"gini, entropy, top_k: {COMPARE_BASES[basis]}. seed_*: {BASES[TENSOR_FRO]} over the "
+        "tensors seed 000 tracks (seed_tensors of them); seed_gini_unscaled is the Gini as the "
+        "seed's code logs it, without the n/(n−1) scaling."
+    )
     if len(result.overlap):
         st.markdown("**Mask overlap (Jaccard)**")
         _table(result.overlap, "sparsity-overlap", "sparsity_overlap")

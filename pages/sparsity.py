@@ -30,6 +30,7 @@ def main() -> None:
     if shown == "Train":
         view.train_panel()
         return
+    model, base = base, view.diff_base(base, tuned)  # a run's checkpoints: its own base/
     if base is None or tuned.tuned is None:
         st.info("Pick a base model and the tuned weights (or a run's checkpoints) in the sidebar.")
         return
@@ -52,7 +53,7 @@ def main() -> None:
     elif shown == "Localization":
         view.localization_panel(result, criterion)
     elif shown == "Neurons":
-        view.neurons_panel(result, base, criterion)
+        view.neurons_panel(result, model or base, criterion)  # passports of the picked model
     else:
         view.shells_panel(result, base, criterion)
 

@@ -104,7 +104,21 @@ def test_localization_ranks_and_shells_views(page, planted) -> None:
     at.segmented_control(key="sparsity_view").set_value("Localization").run()
     assert not at.exception, at.exception
     metrics = _table(at, "gini", "entropy", "top_k")
-    assert list(metrics["over"]) == ["layers", "module types"]
+    assert list(metrics["over"]) == ["blocks", "module types", "tracked tensors"]
+    assert list(metrics["basis"]) == [
+        "changed weights per block",
+        "changed weights per block",
+        "seed 000: per-tensor ‖ΔW‖_F",
+    ]
+    # Seed 000's basis: ‖ΔW‖_F of the 15 tracked 2-D weights (2 blocks × 7 and the untied
+    # lm_head); only up_proj and q_proj of the planted pair moved.
+    from engine.sparsity import DiffConfig, diff
+
+    seed = metrics.iloc[2]
+    expected = diff(planted["base"], planted["tuned"], DiffConfig(), cache=False)
+    assert seed["n"] == 15 and seed["active"] == 2
+    assert seed["gini"] == pytest.approx(expected.summary["localization_seed"]["gini"])
+    assert any("compute_localization_summary" in c.value for c in at.caption)
     at.segmented_control(key="sparsity_view").set_value("Ranks").run()
     assert at.info  # ranks are off by default
     at.toggle(key="sparsity_ranks").set_value(True).run()
@@ -272,3 +286,34 @@ def test_coverage_view_shows_the_seeds_coverage_at_three_taus(page, planted) -> 
     for _, rows in seed.groupby("tau"):
         assert list(rows["coverage"]) == pytest.approx([1 / 3, 2 / 3, 1.0])
     assert any("analyze_sparse_subnetwork.py" in c.value for c in at.caption)
+
+
+def test_run_checkpoints_diff_against_the_runs_own_base(page, planted, tmp_path) -> None:
+    """A bf16 run whose base/ holds its weights before training: its checkpoints are diffed
+    against that base/, not the sidebar's fp32 base model, and the page says so."""
+    import shutil
+
+    run = tmp_path / "bf16-run"
+    shutil.copytree(planted["base16"], run / "base")
+    shutil.copytree(planted["tuned16"], run / "checkpoint-1")
+    at = page.radio(key="sparsity_tuned_mode").set_value("Run checkpoints").run()
+    at.selectbox(key="sparsity_run").set_value("Folder…").run()
+    at.text_input(key="sparsity_run_dir").set_value(str(run)).run()
+    assert not at.exception, at.exception
+    assert not at.error, [e.value for e in at.error]
+    assert any("run's own base" in c.value and str(run / "base") in c.value for c in at.caption)
+    # Both sides bf16: the page opens on exact, and sees only the run's 12 changed weights
+    # (against the fp32 sidebar base, bf16-visible would add the 4 planted q_proj weights).
+    assert at.segmented_control(key="sparsity_criterion").value == "exact"
+    blocks = _table(at, "layer", "module", "fraction")
+    assert _cell(blocks, 0, "mlp.up_proj")["changed"] == 12
+    assert blocks["changed"].sum() == 12
+
+    # A run without base/ is diffed against the sidebar's model, and the page says that too.
+    shutil.rmtree(run / "base")
+    at.text_input(key="sparsity_run_dir").set_value(str(run) + "/").run()
+    assert not at.exception, at.exception
+    assert any("no base/ folder" in c.value for c in at.caption)
+    assert at.segmented_control(key="sparsity_criterion").value == "bf16-visible"
+    blocks = _table(at, "layer", "module", "fraction")
+    assert blocks["changed"].sum() == 12 + Q_CHANGED

@@ -49,6 +49,12 @@ def test_diff_writes_the_long_parquet_and_a_json_summary(cli, pair, tmp_path, ca
     assert summary["changed"]["1e-05"]["changed"] == 5
     assert summary["layers"]["fraction"]["1e-06"][0] == 0.0
     assert summary["out"] == str(out)
+    # One tensor moved: all of the update in one of the seed's 15 tracked tensors (2 blocks × 7
+    # and the untied lm_head) and in one of the 2 blocks.
+    seed = summary["localization_seed"]
+    assert (seed["basis"], seed["n"], seed["active"]) == ("tensor_fro", 15, 1)
+    assert seed["gini"] == pytest.approx(1.0) and seed["gini_unscaled"] == pytest.approx(14 / 15)
+    assert summary["localization"]["basis"] == "block_changed"
     table = pd.read_parquet(out)
     assert set(REQUIRED + EXTRA) <= set(table.columns)
     assert sorted(table["tolerance"].unique()) == [1e-6, 1e-5]
@@ -58,6 +64,8 @@ def test_diff_writes_the_long_parquet_and_a_json_summary(cli, pair, tmp_path, ca
     assert cli([*args, "--ranks"]) == 0
     text = capsys.readouterr().out
     assert "|Δ| > 1e-05" in text and "per layer:" in text and "ranks:" in text
+    assert "localization, changed weights per block (1e-06): gini 1.000" in text
+    assert "localization, seed 000: per-tensor ‖ΔW‖_F (15 tensors): gini 1.000" in text
 
 
 def test_series_and_compare(cli, pair, tmp_path, capsys) -> None:

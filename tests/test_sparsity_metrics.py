@@ -98,6 +98,21 @@ def test_depth_profile_interpolates_on_normalized_depth() -> None:
 # --- ranks ---------------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("sigma_max", [1e-2, 1e-4, 1e-5, 1e-6])
+def test_stable_rank_is_exact_and_the_seeds_is_that_times_its_factor(sigma_max) -> None:
+    """ranks.py's docstring: seed 000's get_stable_rank divides by σ_max² + 1e-10, so it is the
+    exact stable rank times σ_max² / (σ_max² + 1e-10) — half of it at σ_max = 1e-5."""
+    rng = np.random.default_rng(0)
+    g = rng.standard_normal((96, 64)).astype(np.float32)
+    d = (g * (sigma_max / np.linalg.svd(g, compute_uv=False)[0])).astype(np.float32)
+    t = torch.from_numpy(d)
+    seed = float(torch.sum(t * t) / (torch.linalg.norm(t, ord=2) ** 2 + 1e-10))
+    exact = float((np.linalg.svd(d.astype(np.float64), compute_uv=False) ** 2).sum()) / sigma_max**2
+    got = update_ranks(d.copy()).stable_rank
+    assert got == pytest.approx(exact, rel=1e-4)
+    assert seed == pytest.approx(got * sigma_max**2 / (sigma_max**2 + 1e-10), rel=1e-4)
+
+
 @pytest.mark.parametrize(("shape", "rank"), [((64, 48), 5), ((40, 200), 1), ((30, 30), 30)])
 def test_ranks_of_sums_of_outer_products(shape, rank) -> None:
     """ΔW = Σᵢ sᵢ uᵢ vᵢᵀ over orthonormal u, v: rank r exactly, σ = s."""

@@ -5,11 +5,13 @@ from engine.sparsity.config import BF16, DEFAULT_TOLERANCES, EXACT, DiffConfig, 
 from engine.sparsity.diff import ARTIFACT_KIND, Mismatch, compute_diff, diff, match_tensors
 from engine.sparsity.layout import TensorLayout, TensorPlace, layout_for
 from engine.sparsity.localization import (
+    BASES,
     compare_distributions,
     depth_profile,
     gini,
     localization,
     normalized_entropy,
+    tensor_fro_localization,
     top_k_share,
 )
 from engine.sparsity.masks import (
@@ -36,6 +38,7 @@ from engine.sparsity.tables import aggregate, counts, per_layer
 
 __all__ = [
     "ARTIFACT_KIND",
+    "BASES",
     "BF16",
     "DEFAULT_TOLERANCES",
     "EXACT",
@@ -81,6 +84,7 @@ __all__ = [
     "shell_boundaries",
     "shell_summary",
     "shell_table",
+    "tensor_fro_localization",
     "top_k_share",
     "unpack",
     "update_ranks",

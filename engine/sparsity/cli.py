@@ -7,6 +7,7 @@ import math
 
 from engine.atomic import write_parquet_atomic
 from engine.sparsity.config import DEFAULT_TOLERANCES, DiffConfig
+from engine.sparsity.localization import BASES, BLOCK_CHANGED, TENSOR_FRO
 from engine.sparsity.reference import DTYPES, script_report
 
 
@@ -48,10 +49,15 @@ def _diff(args: argparse.Namespace) -> int:
         f"  changes a bf16 copy would not show: {_pct(s['bf16_invisible_share'])}"
         f"   relative update norm {s['rel_norm']:.3g}"
     )
-    loc = s["localization"]
+    loc, seed = s["localization"], s["localization_seed"]
     print(
-        f"  localization over layers ({s['mask_criterion']}): gini {loc['gini']:.3f}  "
+        f"  localization, {BASES[BLOCK_CHANGED]} ({s['mask_criterion']}): gini {loc['gini']:.3f}  "
         f"entropy {loc['entropy']:.3f}  top-{loc['k']} {loc['top_k']:.3f}"
+    )
+    print(
+        f"  localization, {BASES[TENSOR_FRO]} ({seed['n']} tensors): gini {seed['gini']:.3f} "
+        f"(seed's code, no n/(n−1): {seed['gini_unscaled']:.3f})  "
+        f"entropy {seed['entropy']:.3f}  top-{seed['k']} {seed['top_k']:.3f}"
     )
     fractions = s["layers"]["fraction"][s["mask_criterion"]]
     print("  per layer: " + "  ".join(f"{i}:{_pct(f)}" for i, f in enumerate(fractions)))
@@ -123,6 +129,11 @@ def _compare(args: argparse.Namespace) -> int:
         print_json(result.summary())
         return 0
     print(result.metrics.to_string(index=False, float_format=lambda x: f"{x:.4g}"))
+    blocks = BASES[BLOCK_CHANGED] if args.basis == "count" else "changed share per block"
+    print(
+        f"(gini / entropy / top_k: {blocks}; seed_*: {BASES[TENSOR_FRO]} over seed_tensors "
+        "tracked tensors, seed_gini_unscaled as the seed's code logs it, without n/(n−1))"
+    )
     wide = result.profiles.pivot(index="depth", columns="run", values="share")
     print("\nshare of updates by normalized depth (layer / (L−1)):")
     print(wide.to_string(float_format=lambda x: f"{x:.3f}"))
@@ -216,7 +227,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--basis",
         choices=("count", "fraction"),
         default="count",
-        help="distribute changed counts (default) or per-layer fractions",
+        help="the per-block distribution: changed weights per block (default) or per-block "
+        "fractions; the seed_* columns are always seed 000's basis, per-tensor ‖ΔW‖_F",
     )
     p.add_argument("--top-k", type=int, default=3, help="k of the top-k concentration")
     p.add_argument("--out", help="write the per-layer table of every run to this .parquet file")

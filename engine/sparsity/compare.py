@@ -1,10 +1,13 @@
-"""Localization across models (seed 000's localization_analysis.py): metrics and depth profiles.
+"""Localization across models (seed 000's localization step): metrics and depth profiles.
 
 A run is `[LABEL=]BASE:TUNED` (diffed, or read from the cache) or a long-format parquet saved by
 `sparsity diff --out`. Each run's per-layer update distribution gets Gini, normalized entropy
 and top-k concentration; the profiles are placed on normalized depth layer/(L−1) so a 12-layer
-GPT-2 and a 30-layer Gemma-3n line up. Runs diffed here whose masks cover the same tensors
-(say SFT and RL from one base) also get their overlap: Jaccard of the update masks.
+GPT-2 and a 30-layer Gemma-3n line up. Beside them, `seed_*` columns give the same metrics on
+seed 000's basis, ‖ΔW‖_F of each tracked tensor (localization.py); a parquet run has no model
+config, so its tensors are filtered with the seed's default (GPT-2) tokens. Runs diffed here
+whose masks cover the same tensors (say SFT and RL from one base) also get their overlap:
+Jaccard of the update masks.
 """
 
 from __future__ import annotations
@@ -19,7 +22,12 @@ import pandas as pd
 from engine.errors import SubnetScopeError
 from engine.sparsity.config import DiffConfig
 from engine.sparsity.diff import diff
-from engine.sparsity.localization import DEFAULT_GRID, DEFAULT_TOP_K, compare_distributions
+from engine.sparsity.localization import (
+    DEFAULT_GRID,
+    DEFAULT_TOP_K,
+    compare_distributions,
+    tensor_fro_localization,
+)
 from engine.sparsity.masks import overlap_table, overlap_totals
 from engine.sparsity.result import DiffResult
 from engine.sparsity.tables import LONG_COLUMNS, counts, per_layer
@@ -27,7 +35,9 @@ from engine.sparsity.tables import LONG_COLUMNS, counts, per_layer
 
 @dataclass
 class CompareResult:
-    metrics: pd.DataFrame  # run, layers, gini, entropy, top_k, k, changed, fraction
+    # run, layers, gini, entropy, top_k, k, changed, fraction, and seed 000's basis:
+    # seed_tensors, seed_gini, seed_gini_unscaled, seed_entropy, seed_top_k
+    metrics: pd.DataFrame
     profiles: pd.DataFrame  # run, depth, share
     layers: pd.DataFrame  # run, layer, depth, numel, changed, fraction, share
     overlap: pd.DataFrame  # run_a, run_b, tensors, a, b, both, jaccard (pairs with masks)
@@ -95,15 +105,16 @@ def compare_runs(
     k: int = DEFAULT_TOP_K,
     grid: int = DEFAULT_GRID,
 ) -> CompareResult:
-    """Localization of each run's per-layer distribution of changed weights.
+    """Localization of each run's per-layer distribution of changed weights, and on seed 000's
+    basis (the `seed_*` columns: ‖ΔW‖_F of each tracked tensor, whatever `basis` says).
 
-    basis 'count': each layer's changed weights (the seed's "share of all updates");
-    'fraction': each layer's changed fraction, so wider layers do not weigh more.
+    basis 'count': changed weights per block (SubnetScope's basis, not the seed's);
+    'fraction': each block's changed fraction, so wider blocks do not weigh more.
     """
     if basis not in ("count", "fraction"):
         raise SubnetScopeError(f"basis is 'count' or 'fraction', not '{basis}'")
     config = config or DiffConfig()
-    distributions, per_run, totals, diffs = {}, [], {}, {}
+    distributions, per_run, totals, diffs, seed = {}, [], {}, {}, {}
     for spec in runs:
         label, table, num_layers, result = load_run_table(spec, config)
         if label in distributions:
@@ -121,9 +132,14 @@ def compare_runs(
         layers["share"] = values / values.sum() if values.sum() else 0.0
         per_run.append(layers[["run", "layer", "depth", "numel", "changed", "fraction", "share"]])
         changed, numel = int(per_tensor["changed"].sum()), int(per_tensor["numel"].sum())
+        family = result.layout.family if result is not None else None
+        seed[label] = tensor_fro_localization(table, family, k)
         totals[label] = {"changed": changed, "fraction": changed / numel if numel else None}
     metrics, profiles = compare_distributions(distributions, k, grid)
     metrics["changed"] = metrics["run"].map(lambda r: totals[r]["changed"])
     metrics["fraction"] = metrics["run"].map(lambda r: totals[r]["fraction"])
+    metrics["seed_tensors"] = metrics["run"].map(lambda r: seed[r]["n"])
+    for name in ("gini", "gini_unscaled", "entropy", "top_k"):
+        metrics[f"seed_{name}"] = metrics["run"].map(lambda r, m=name: seed[r][m])
     layers = pd.concat(per_run, ignore_index=True)
     return CompareResult(metrics, profiles, layers, mask_overlap(diffs))

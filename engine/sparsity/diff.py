@@ -19,7 +19,7 @@ import pandas as pd
 from engine.errors import SubnetScopeError
 from engine.sparsity.config import BF16, EXACT, DiffConfig
 from engine.sparsity.layout import TensorLayout, layout_for
-from engine.sparsity.localization import localization
+from engine.sparsity.localization import BLOCK_CHANGED, localization, tensor_fro_localization
 from engine.sparsity.masks import MaskSet, MaskWriter
 from engine.sparsity.reader import TensorSpec
 from engine.sparsity.reference import ReferenceCounts, reference_summary, reference_table
@@ -143,7 +143,9 @@ def _summary(
             "numel": layers["numel"].tolist(),
             "fraction": layer_fractions,
         },
-        "localization": localization(layers["changed"].to_numpy()),
+        # Two bases, labelled (localization.py): SubnetScope's, and seed 000's own.
+        "localization": {"basis": BLOCK_CHANGED, **localization(layers["changed"].to_numpy())},
+        "localization_seed": tensor_fro_localization(tensors, layout.family),
         "mismatch": mismatch.as_dict(),
         "seconds": round(seconds, 3),
         "bytes_read": bytes_read,

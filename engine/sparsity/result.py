@@ -17,9 +17,17 @@ import numpy as np
 import pandas as pd
 
 from engine.atomic import save_safetensors_atomic, write_json_atomic, write_parquet_atomic
+from engine.errors import SubnetScopeError
 from engine.sparsity.config import DiffConfig, parse_criterion
 from engine.sparsity.layout import TensorLayout
-from engine.sparsity.localization import DEFAULT_TOP_K, localization
+from engine.sparsity.localization import (
+    BASES,
+    BLOCK_CHANGED,
+    DEFAULT_TOP_K,
+    TENSOR_FRO,
+    localization,
+    tensor_fro_localization,
+)
 from engine.sparsity.masks import MaskSet
 from engine.sparsity.reference import REFERENCE_FILE
 from engine.sparsity.tables import aggregate, counts, per_layer
@@ -65,16 +73,26 @@ class DiffResult:
         return per_layer(self.counts(criterion), self.layout.num_layers)
 
     def localization(
-        self, criterion: str | float | None = None, by: str = "layer", k: int = DEFAULT_TOP_K
-    ) -> dict[str, float]:
-        """Localization of changed counts over layers, or over the module types of the blocks
-        (`by='module'`: mlp.up_proj, self_attn.q_proj, ... summed over layers)."""
+        self,
+        criterion: str | float | None = None,
+        by: str = "layer",
+        k: int = DEFAULT_TOP_K,
+        basis: str = BLOCK_CHANGED,
+    ) -> dict[str, Any]:
+        """Localization of the update (localization.py). basis 'block_changed': changed counts
+        over layers, or over the module types of the blocks (`by='module'`: mlp.up_proj,
+        self_attn.q_proj, ... summed over layers); 'tensor_fro': seed 000's ‖ΔW‖_F of each
+        tracked tensor (criterion and `by` do not apply)."""
+        if basis not in BASES:
+            raise SubnetScopeError(f"basis is one of {', '.join(BASES)}, not '{basis}'")
+        if basis == TENSOR_FRO:
+            return tensor_fro_localization(self.tensors, self.layout.family, k)
         if by == "layer":
             values = self.layers(criterion)["changed"]
         else:
             per_tensor = self.counts(criterion)
             values = aggregate(per_tensor[per_tensor["layer"] >= 0], by=[by])["changed"]
-        return localization(values.to_numpy(), k)
+        return {"basis": BLOCK_CHANGED, **localization(values.to_numpy(), k)}
 
     # --- masks and neurons ----------------------------------------------------------------------
     @property
@@ -152,10 +170,13 @@ class DiffResult:
     @classmethod
     def load(cls, folder: Path) -> DiffResult:
         summary = json.loads((folder / SUMMARY).read_text())
+        tensors = pd.read_parquet(folder / TENSORS)
         config = DiffConfig(
             **{**summary["config"], "tolerances": tuple(summary["config"]["tolerances"])}
         )
         lay = summary["layout"]
+        if "localization_seed" not in summary:  # cached before the seed basis was added
+            summary["localization_seed"] = tensor_fro_localization(tensors, lay["family"])
         layout = TensorLayout(
             family=lay["family"],
             num_layers=lay["num_layers"],
@@ -167,7 +188,7 @@ class DiffResult:
         return cls(
             config=config,
             layout=layout,
-            tensors=pd.read_parquet(folder / TENSORS),
+            tensors=tensors,
             ranks=pd.read_parquet(folder / RANKS),
             summary=summary,
             path=folder,

@@ -4,6 +4,18 @@ A MatFormer FFN of width I nests smaller FFNs in its first neurons (Devvrit et a
 arXiv:2310.07707): the submodel of width k uses up/gate rows [0, k) and down columns [0, k).
 Shell j is the slice [b_j, b_{j+1}) between consecutive boundaries; seed 000 asks whether RL
 concentrates its updates in particular shells.
+
+Seed 000's own analyzer (SparseLLM-RL `configs/gemma3n_config.py`, `MatFormerNestingAnalyzer` /
+`analyze_matformer_nesting`) does something else: it cuts the **model width d_model** (its
+`hidden_dim`) into 4 equal quarters and, for every 2-D MLP weight, counts the **rows** with
+index < d_model that hold any |ΔW| > τ (τ = 1e-6), per quarter. Those rows are FFN neurons in
+gate/up (only the first d_model of them are looked at) and model-width channels in down, and
+its quarters are not the widths MatFormer nests. This module follows MatFormer instead: the
+nested submodels share the *leading FFN neurons* (up/gate rows and down columns [0, k)) at the
+widths the config lists, and each shell reports its changed weights, not rows with any change.
+Boundaries d_model/4, d_model/2, 3·d_model/4, d_model give the seed's quarters on the FFN-neuron
+axis only; its any-change row count, and its down-projection rows (model channels), are not
+computed here.
 """
 
 from __future__ import annotations
