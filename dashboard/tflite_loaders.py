@@ -13,7 +13,7 @@ import streamlit as st
 
 from engine.tflite import TFLiteError, TFLiteFile, TFLiteReader, open_file
 from engine.tflite.analysis import layer_table, op_histogram, parameter_bytes
-from engine.tflite.findings import Finding, find_all
+from engine.tflite.findings import Finding, digest_from_readers, find_across
 from engine.tflite.samples import ensure_samples, list_tflite_files
 
 
@@ -85,7 +85,16 @@ def params_by(key: tuple[str, int, int], section: str | None) -> pd.DataFrame:
 
 @st.cache_data(max_entries=16, show_spinner="Looking for architecture findings…")
 def findings(key: tuple[str, int, int], section: str | None) -> list[Finding]:
-    return find_all(opened_reader(key, section).info())
+    """The section's findings, read with every model section of its file (as the CLI does), so
+    an LM head tied by content to another section's embedding table is found (seed 000's tie
+    between TF_LITE_EMBEDDER and TF_LITE_PREFILL_DECODE)."""
+    chosen = opened_reader(key, section)
+    readers = {chosen.info().name: chosen}
+    for part in opened_file(key).models:
+        reader = opened_reader(key, part.name)
+        readers.setdefault(reader.info().name, reader)
+    found = find_across([r.info() for r in readers.values()], digest=digest_from_readers(readers))
+    return found[chosen.info().name]
 
 
 @st.cache_data(max_entries=16, show_spinner=False)

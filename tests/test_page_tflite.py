@@ -57,6 +57,18 @@ def test_gemma3n_bundle_shows_findings_and_sections(page, tmp_path) -> None:
     assert not at.exception and len(at.get("graphviz_chart")) == 1  # a whole layer
 
 
+def test_findings_see_a_head_tied_to_another_sections_embedding(page, tmp_path) -> None:
+    """Seed 000's finding: the decoder's LM head holds the embedder section's table."""
+    at = _select(page, "File", _file(tmp_path, "gemma3n_like.task"))
+    decoder = next(s for s in at.selectbox if s.label == "Section").options
+    _select(at, "Section", next(o for o in decoder if "PREFILL_DECODE" in o))
+    at = _view(at, "Findings")
+    assert not at.exception, at.exception
+    [table] = [d.value for d in at.dataframe if "confidence" in d.value.columns]
+    tied = table[table["kind"] == "tied_embedding"]
+    assert any("TF_LITE_EMBEDDER" in str(row) for row in tied.astype(str).values.tolist()), tied
+
+
 def test_tensor_inspector_reads_dequantized_values(page, tmp_path) -> None:
     at = _view(_select(page, "File", _file(tmp_path, "quantized.tflite")), "Tensors")
     [inspect] = [s for s in at.selectbox if s.label == "Inspect tensor"]
