@@ -383,8 +383,19 @@ def deltas_panel(source: str, picked: Picked, spec: BlendSpec) -> None:
         "Δ(M, B) = v(M) − v(B), v = the mean last-layer, last-token hidden state over probe "
         "texts (seed 004). Adapters and base are cached; the blend moves as the sliders move."
     )
-    probes = st.selectbox("Probes", list(PROBE_SETS), key="lora_probes")
+    probes = st.selectbox(
+        "Probes",
+        list(PROBE_SETS),
+        key="lora_probes",
+        help="generic, math, code, commonsense, mixed: the seed's probes (Delta Activations / "
+        "LLGBM), verbatim; wide*, prose, instructions: SubnetScope's own larger sets",
+    )
     table = _deltas(source, picked, spec, probes)
+    if table.truncated:
+        st.warning(
+            f"{table.truncated} probe text(s) are longer than {table.max_length} tokens and were "
+            f"cut: their last token is token {table.max_length}."
+        )
     points = delta_map(table)
     st.altair_chart(charts.delta_map(points), width="stretch")
     distances = delta_distances(table)
@@ -438,10 +449,11 @@ def train_panel(source: str) -> None:
 
     st.subheader("Train")
     st.caption(
-        "Task-adapter LoRA SFT (PEFT + TRL); ReLoRA — merge into the base and restart the "
-        "adapter every k steps with a partial optimizer reset and a jagged schedule; rank-1 "
-        "dynamic merging — a fresh rank-1 LoRA each step, merged at once. Each logs the "
-        "effective rank of the accumulated update."
+        "Task-adapter LoRA SFT (PEFT + TRL); ReLoRA — a full-rank warm start, then merge into "
+        "the base and restart the adapter every k steps with a partial optimizer reset and a "
+        "jagged schedule; rank-1 merging — each step applies the best rank-1 approximation of "
+        "its own update (or, as 'random projection', a fresh rank-1 LoRA with a random A). "
+        "Each logs the effective rank of the accumulated update."
     )
     method = st.segmented_control(
         "Method", list(TRAIN_KINDS), default="lora", key="lora_train_method",
@@ -467,6 +479,9 @@ def train_panel(source: str) -> None:
                 key="lora_tr_relora_k",
             )
         )  # fmt: skip
+        relora_options(params, defaults)
+    if method == "rank1":
+        rank1_options(params, defaults)
     if st.button("Start run", type="primary", key="lora_tr_go", icon=":material/play_arrow:"):
         try:  # the run's own checks, before a job starts only to fail
             CONFIGS[method].from_params(params, what="options")
@@ -478,6 +493,38 @@ def train_panel(source: str) -> None:
     if last:
         job_watcher(last, key="lora_tr_watch", here=HERE)
     rank_runs_section()
+
+
+def relora_options(params: dict, defaults: dict) -> None:
+    """ReLoRA's warm start and the parameters that train at full rank."""
+    from engine.training.config import FULL_RANK, ReLoRAConfig
+
+    cols = st.columns(2)
+    warm = cols[0].number_input(
+        "Full-rank warm-start steps", 0, 100_000, defaults["warm_start_steps"],
+        placeholder="a quarter of the steps", key="lora_tr_relora_warm",
+        help=ReLoRAConfig.help("warm_start_steps"),
+    )  # fmt: skip
+    params["warm_start_steps"] = None if warm is None else int(warm)
+    params["full_rank"] = cols[1].selectbox(
+        "Also trained at full rank", FULL_RANK, index=FULL_RANK.index(defaults["full_rank"]),
+        key="lora_tr_relora_full", help=ReLoRAConfig.help("full_rank"),
+    )  # fmt: skip
+
+
+def rank1_options(params: dict, defaults: dict) -> None:
+    """Rank-1 merging's update rule and optimizer."""
+    from engine.training.config import RANK1_METHODS, RANK1_OPTIMIZERS, Rank1Config
+
+    cols = st.columns(2)
+    params["method"] = cols[0].selectbox(
+        "Rank-1 update", RANK1_METHODS, index=RANK1_METHODS.index(defaults["method"]),
+        key="lora_tr_rank1_method", help=Rank1Config.help("method"),
+    )  # fmt: skip
+    params["optimizer"] = cols[1].selectbox(
+        "Optimizer", RANK1_OPTIMIZERS, index=RANK1_OPTIMIZERS.index(defaults["optimizer"]),
+        key="lora_tr_rank1_opt", help=Rank1Config.help("optimizer"),
+    )  # fmt: skip
 
 
 def rank_runs_section() -> None:

@@ -4,6 +4,7 @@ reset, the jagged schedule, rank-1 updates whose sum grows in rank, and the writ
 from __future__ import annotations
 
 import json
+import math
 
 import numpy as np
 import pandas as pd
@@ -20,6 +21,7 @@ from engine.training.relora import (
     low_rank_parameters,
     merge_and_reset,
     prune_optimizer_state,
+    relora_lr,
     text_batches,
     train_step,
 )
@@ -87,7 +89,7 @@ def test_prune_optimizer_state_keeps_exactly_the_largest():
     state = optimizer.state[p]
     original = {k: state[k].clone() for k in ("exp_avg", "exp_avg_sq")}
     counts = prune_optimizer_state(optimizer, [p], prune=0.99)
-    assert counts == {"kept": 4, "total": 400, "kept_fraction": 0.01}
+    assert counts == {"kept": 4, "total": 400, "kept_fraction": 0.01, "orphans": 0}
     for key, moment in original.items():
         kept = state[key] != 0
         assert int(kept.sum()) == 2  # round(0.01 · 200)
@@ -96,6 +98,42 @@ def test_prune_optimizer_state_keeps_exactly_the_largest():
         assert torch.equal(state[key][kept], moment[kept])  # the kept entries are unchanged
     prune_optimizer_state(optimizer, [p], prune=0.0)  # keeps everything left
     assert int((state["exp_avg"] != 0).sum()) == 2
+
+
+def test_no_first_moment_survives_without_its_second():
+    p = torch.nn.Parameter(torch.zeros(1, 4))
+    optimizer = torch.optim.Adam([p], lr=1e-3)
+    p.grad = torch.ones(1, 4)
+    optimizer.step()
+    state = optimizer.state[p]
+    state["exp_avg"].copy_(torch.tensor([[9.0, 1.0, 0.1, 0.2]]))  # largest m: entry 0
+    state["exp_avg_sq"].copy_(torch.tensor([[0.1, 9.0, 0.2, 0.3]]))  # largest v: entry 1
+    counts = prune_optimizer_state(optimizer, [p], prune=0.75)  # keep 1 of 4 in each
+    assert counts["orphans"] == 1  # m kept at entry 0, but its v was pruned
+    assert state["exp_avg"].tolist() == [[0.0, 0.0, 0.0, 0.0]]
+    assert state["exp_avg_sq"].tolist() == [[0.0, 9.0, 0.0, 0.0]]
+
+
+def test_the_step_after_a_reset_stays_bounded():
+    # After a merge B = 0, so A's gradient is exactly 0: an entry with m ≠ 0 and v = 0 would
+    # step by lr · m̂ / ε. Every entry must move by at most a few lr.
+    torch.manual_seed(0)
+    model = _model()
+    layers = attach_low_rank(model, TARGETS, rank=4, scale=2.0,
+                             generator=torch.Generator().manual_seed(0))  # fmt: skip
+    lr = 1e-2
+    optimizer = torch.optim.AdamW(low_rank_parameters(layers), lr=lr, weight_decay=0.0)
+    batches = [_batch()] * 6
+    for batch in batches[:5]:
+        train_step(model, batch)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+    merge_and_reset(layers, optimizer, prune=0.99)
+    a_before = {n: layer.a.detach().clone() for n, layer in layers.items()}
+    train_step(model, batches[5])
+    optimizer.step()
+    worst = max(float((layer.a - a_before[n]).abs().max()) for n, layer in layers.items())
+    assert worst <= 10 * lr
 
 
 def test_jagged_schedule_warms_up_again_after_each_reset():
@@ -137,7 +175,8 @@ def test_relora_run_merges_continuously_and_writes_the_model(ctx, tiny_folder, m
     monkeypatch.setattr(relora, "merge_and_reset", checked_merge)
     config = ReLoRAConfig.from_params({"model": tiny_folder(), **SMALL, "reset_every": 2,
                                        "lora_rank": 4, "warmup_steps": 1,
-                                       "restart_warmup_steps": 1})  # fmt: skip
+                                       "restart_warmup_steps": 1, "warm_start_steps": 0,
+                                       "full_rank": "none"})  # fmt: skip
     summary = run_relora(config, ctx)
     assert len(gaps) == 2 and max(gaps) < 1e-5  # resets after steps 2 and 4, logits unchanged
     run = json.loads((ctx.result_dir / "run.json").read_text())
@@ -156,6 +195,90 @@ def test_relora_run_merges_continuously_and_writes_the_model(ctx, tiny_folder, m
     q = "model.layers.0.self_attn.q_proj.weight"
     delta = (trained.get_parameter(q) - base.get_parameter(q)).double()
     assert int(torch.linalg.matrix_rank(delta, rtol=1e-6)) > 4
+
+
+def test_relora_schedule_numbers():
+    config = ReLoRAConfig(steps=20, warm_start_steps=4, warm_start_lr=1e-3, lr=2e-3,
+                          warmup_steps=2, reset_every=4, restart_warmup_steps=2,
+                          min_lr_ratio=0.1)  # fmt: skip
+
+    def cosine(t: int) -> float:  # the stage's cosine: t of 16 stage steps, after 2 of warmup
+        return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * (t - 2) / 14))
+
+    expected = [5e-4, 1e-3, 1e-3, 1e-3]  # warm start: warmup over 2 steps, then constant
+    expected += [1e-3, 2e-3, 2e-3 * cosine(3), 2e-3 * cosine(4)]  # stage 1: a fresh warmup
+    for reset in (4, 8, 12):  # stage steps after each reset: re-warm 2 steps, cosine goes on
+        peak = cosine(reset + 2)
+        expected += [2e-3 * peak / 2, 2e-3 * peak, 2e-3 * cosine(reset + 3),
+                     2e-3 * cosine(reset + 4)]  # fmt: skip
+    got = [relora_lr(step, config) for step in range(1, 21)]
+    np.testing.assert_allclose([lr for lr, _ in got], expected, rtol=1e-12)
+    assert [phase for _, phase in got] == ["warm-start"] * 4 + ["relora"] * 16
+    assert expected[-1] == pytest.approx(2e-3 * 0.1)  # the cosine ends at min_lr_ratio
+    defaults = ReLoRAConfig()  # a quarter of the run at half the ReLoRA rate (the paper's ratio)
+    assert (defaults.warm_start(), defaults.warm_lr()) == (10, 2e-4)
+    assert defaults.full_rank == "all-other"
+    assert ReLoRAConfig(steps=4).warm_start() == 1 and ReLoRAConfig(steps=3).warm_start() == 0
+
+
+NORMS = ("input_layernorm", "post_attention_layernorm", "model.norm")
+EMBEDDINGS = ("embed_tokens", "lm_head")
+
+
+@pytest.mark.parametrize(
+    ("full_rank", "trained"),
+    [("none", ()), ("norms", NORMS), ("norms+embeddings", NORMS + EMBEDDINGS),
+     ("all-other", NORMS + EMBEDDINGS)],
+)  # fmt: skip
+def test_relora_warm_start_is_dense_then_low_rank(ctx, tiny_folder, monkeypatch, full_rank,
+                                                  trained):  # fmt: skip
+    from transformers import AutoModelForCausalLM
+
+    import engine.training.relora as relora
+
+    switch = {}
+    real_set_phase = relora.set_phase
+
+    def spy(layers, full, warm):
+        if not warm:  # the end of the warm start: keep the target weights as they are now
+            switch.update({n: layer.base.weight.detach().double().clone()
+                           for n, layer in layers.items()})  # fmt: skip
+        return real_set_phase(layers, full, warm)
+
+    monkeypatch.setattr(relora, "set_phase", spy)
+    rank = 2
+    config = ReLoRAConfig.from_params({"model": tiny_folder(), **SMALL, "reset_every": 2,
+                                       "lora_rank": rank, "warmup_steps": 1,
+                                       "restart_warmup_steps": 1, "warm_start_steps": 2,
+                                       "full_rank": full_rank})  # fmt: skip
+    relora.run_relora(config, ctx)
+    base = AutoModelForCausalLM.from_pretrained(tiny_folder())
+    trained_model = AutoModelForCausalLM.from_pretrained(ctx.result_dir / "model")
+    assert len(switch) == 14
+    for name, at_switch in switch.items():
+        before = base.get_submodule(name).weight.detach().double()
+        after = trained_model.get_submodule(name).weight.detach().double()
+        warm = at_switch - before  # two dense AdamW steps: every entry moves, (near) full rank
+        assert float((warm != 0).double().mean()) > 0.99
+        # (Adam's first steps are near sign(G), whose rows can repeat: 31 of 32 happens)
+        assert int(torch.linalg.matrix_rank(warm, rtol=1e-5)) >= 0.9 * min(warm.shape)
+        # ReLoRA: 4 stage steps, a merge after stage step 2 and one at the end: 2 rank-2 stages
+        stages = int(torch.linalg.matrix_rank(after - at_switch, rtol=1e-5))
+        assert 0 < stages <= 2 * rank
+    changed = {
+        n for n, p in trained_model.named_parameters()
+        if n.rsplit(".", 2)[-2] not in TARGETS and not torch.equal(p, base.get_parameter(n))
+    }  # fmt: skip
+    expected = {
+        n for n, _ in base.named_parameters()
+        if n.rsplit(".", 2)[-2] not in TARGETS and any(t in n for t in trained)
+    }  # fmt: skip
+    assert changed == expected
+    run = json.loads((ctx.result_dir / "run.json").read_text())
+    assert [r["step"] for r in run["resets"]] == [4]
+    assert [r["phase"] for r in run["learning_rates"]] == ["warm-start"] * 2 + ["relora"] * 4
+    assert run["warm_start"] == {"steps": 2, "lr": SMALL["lr"] / 2}
+    assert run["full_rank"]["parameters"] == sorted(expected)
 
 
 def _check_rank_events(ctx, steps: list[int]) -> pd.DataFrame:
@@ -204,7 +327,8 @@ def test_rank1_merge_every_two(ctx, tiny_folder):
     from engine.training.rank1 import run_rank1
 
     config = Rank1Config.from_params({"model": tiny_folder(), **SMALL, "steps": 4,
-                                      "merge_every": 2, "rank_every": 2})  # fmt: skip
+                                      "merge_every": 2, "rank_every": 2,
+                                      "method": "random-projection"})  # fmt: skip
     run_rank1(config, ctx)
     run = json.loads((ctx.result_dir / "run.json").read_text())
     assert run["merges"] == 2
@@ -225,6 +349,9 @@ def test_rank1_merge_every_two(ctx, tiny_folder):
         (ReLoRAConfig, {"min_lr_ratio": -0.1}, "min_lr_ratio"),
         (ReLoRAConfig, {"target_modules": " , "}, "target_modules is empty"),
         (ReLoRAConfig, {"lora": False}, "always train low-rank"),
+        (ReLoRAConfig, {"steps": 4, "warm_start_steps": 4}, "must be ≥ 0 and leave ReLoRA"),
+        (ReLoRAConfig, {"warm_start_lr": 0}, "warm_start_lr must be > 0"),
+        (ReLoRAConfig, {"full_rank": "lm_head"}, "full_rank must be one of"),
         (Rank1Config, {"lora_rank": 4}, "lora_rank 1"),
         (Rank1Config, {"merge_every": 0}, "merge_every must be ≥ 1"),
         (Rank1Config, {"rank_every": 0}, "rank_every must be ≥ 1"),

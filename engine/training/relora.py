@@ -1,11 +1,17 @@
 """ReLoRA (Lialin et al. 2023, arXiv 2307.05695): high-rank training through low-rank updates.
 
-A plain torch loop over a frozen model whose target nn.Linear layers carry a trainable low-rank
-path, y = W x + s · B A x. Every `reset_every` steps B A is merged into W, A is re-initialized
-(Kaiming, as PEFT does), B is zeroed (so the function is unchanged), the Adam moments of A and B
-are pruned to their largest 1 % by magnitude, and the learning rate re-warms up: a jagged cosine
-schedule. The run writes `model/` (the merged model, safetensors), `run.json` and
-`rank_evolution.parquet` (rank of ΔW_total = W_now − W_start per module over steps).
+A plain torch loop in two phases, as the paper's recipe (Guitaricet/relora):
+1. Full-rank warm start (`warm_start_steps`): the target weights and the chosen full-rank
+   parameters train densely with AdamW at `warm_start_lr` (linear warmup, then constant).
+2. ReLoRA stages: the target nn.Linear weights are frozen and carry a trainable low-rank path,
+   y = W x + s · B A x, while the full-rank parameters (`full_rank`, the paper's code: every
+   other parameter) keep training. A fresh AdamW and a fresh schedule start here. Every
+   `reset_every` stage steps B A is merged into W, A is re-initialized (Kaiming, as PEFT does),
+   B is zeroed (so the function is unchanged), the Adam moments of A and B are pruned to their
+   largest 1 % by magnitude, and the learning rate re-warms up: a jagged cosine schedule.
+The run writes `model/` (the merged model, safetensors), `run.json` and
+`rank_evolution.parquet` (rank of ΔW_total = W_now − W_start per module over steps, warm start
+included).
 """
 
 from __future__ import annotations
@@ -68,7 +74,8 @@ class LowRankLinear(nn.Module):
         self.reset_parameters()
 
 
-def _targets(model: nn.Module, targets: list[str] | str) -> list[tuple[str, nn.Linear]]:
+def target_linears(model: nn.Module, targets: list[str] | str) -> list[tuple[str, nn.Linear]]:
+    """The nn.Linear layers named by `targets` (the LM head never), by module path."""
     output = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
     found = []
     for name, module in model.named_modules():
@@ -76,6 +83,12 @@ def _targets(model: nn.Module, targets: list[str] | str) -> list[tuple[str, nn.L
             continue
         if targets == "all-linear" or name.rsplit(".", 1)[-1] in targets:
             found.append((name, module))
+    if not found:
+        shown = targets if isinstance(targets, str) else ",".join(targets)
+        raise SubnetScopeError(
+            f"target_modules '{shown}' match no nn.Linear layer of this model (GPT-2 style "
+            "Conv1D layers are not supported here; use a Llama-style model)"
+        )
     return found
 
 
@@ -87,13 +100,7 @@ def attach_low_rank(
     generator: torch.Generator | None = None,
 ) -> dict[str, LowRankLinear]:
     """Freeze `model` and wrap its target nn.Linear layers; returns them by module path."""
-    found = _targets(model, targets)
-    if not found:
-        shown = targets if isinstance(targets, str) else ",".join(targets)
-        raise SubnetScopeError(
-            f"target_modules '{shown}' match no nn.Linear layer of this model (GPT-2 style "
-            "Conv1D layers are not supported here; use a Llama-style model)"
-        )
+    found = target_linears(model, targets)
     model.requires_grad_(False)
     layers = {}
     for name, linear in found:
@@ -119,13 +126,61 @@ def low_rank_parameters(layers: Mapping[str, LowRankLinear]) -> list[nn.Paramete
     return [p for layer in layers.values() for p in (layer.a, layer.b)]
 
 
+def full_rank_parameters(
+    model: nn.Module, layers: Mapping[str, LowRankLinear], choice: str
+) -> dict[str, nn.Parameter]:
+    """The parameters outside the low-rank paths that train at full rank, by name.
+
+    'all-other' is the paper's code: ReLoRaModel freezes only the wrapped weights and the
+    optimizer takes every parameter that still requires grad (embeddings, norms, LM head,
+    biases of wrapped layers). 'norms' takes the parameters of *Norm modules; 'norms+embeddings'
+    adds the input and output embeddings (one tensor when tied)."""
+    frozen = {id(layer.base.weight) for layer in layers.values()}
+    frozen |= {id(p) for p in low_rank_parameters(layers)}
+    chosen: set[int] = set()
+    if choice == "all-other":
+        chosen = {id(p) for p in model.parameters()} - frozen
+    if choice in ("norms", "norms+embeddings"):
+        for module in model.modules():
+            if "norm" in type(module).__name__.lower():
+                chosen |= {id(p) for p in module.parameters(recurse=False)}
+    if choice == "norms+embeddings":
+        for get in ("get_input_embeddings", "get_output_embeddings"):
+            module = getattr(model, get)() if hasattr(model, get) else None
+            if module is not None:
+                chosen |= {id(p) for p in module.parameters()}
+    named = dict(model.named_parameters())  # tied tensors appear once, under their first name
+    return {n: p for n, p in named.items() if id(p) in chosen and id(p) not in frozen}
+
+
+def set_phase(
+    layers: Mapping[str, LowRankLinear], full_rank: Mapping[str, nn.Parameter], warm: bool
+) -> list[nn.Parameter]:
+    """Make the phase's parameters (and only those) require grad; returns them.
+
+    Warm start: the target weights themselves and `full_rank`; ReLoRA: A, B and `full_rank`."""
+    for layer in layers.values():
+        layer.base.weight.requires_grad_(warm)
+        layer.a.requires_grad_(not warm)
+        layer.b.requires_grad_(not warm)
+    for p in full_rank.values():
+        p.requires_grad_(True)
+    own = [layer.base.weight for layer in layers.values()] if warm else low_rank_parameters(layers)
+    return own + list(full_rank.values())
+
+
 @torch.no_grad()
 def prune_optimizer_state(
     optimizer: torch.optim.Optimizer, params: list[nn.Parameter], prune: float
 ) -> dict:
     """ReLoRA's partial optimizer reset: in each of exp_avg and exp_avg_sq of `params`, zero
-    all but the round((1 − prune) · n) entries of largest magnitude. Returns counts."""
-    kept = total = 0
+    all but the round((1 − prune) · n) entries of largest magnitude; then zero exp_avg wherever
+    exp_avg_sq was zeroed. Returns counts (`orphans`: first moments zeroed by that last rule).
+
+    Pruned independently (as the paper's code does) an entry can keep m ≠ 0 with v = 0, and
+    Adam's next step there is m̂ / ε ≈ 1e8 · m̂ — right after a merge A's gradient is exactly 0
+    (B = 0), so nothing bounds it. On the demo model that diverged (held-out ppl 48.6 → 2.7e8)."""
+    kept = total = orphans = 0
     for p in params:
         state = optimizer.state.get(p)
         if not state:
@@ -142,7 +197,13 @@ def prune_optimizer_state(
             flat.mul_(mask)
             kept += keep
             total += flat.numel()
-    return {"kept": kept, "total": total, "kept_fraction": kept / total if total else 0.0}
+        m, v = state.get("exp_avg"), state.get("exp_avg_sq")
+        if m is not None and v is not None:
+            orphan = (m != 0) & (v == 0)
+            orphans += int(orphan.sum())
+            m.masked_fill_(orphan, 0.0)
+    return {"kept": kept, "total": total, "kept_fraction": kept / total if total else 0.0,
+            "orphans": orphans}  # fmt: skip
 
 
 def merge_and_reset(
@@ -182,6 +243,25 @@ def jagged_lr(
     if restart > 0 and restart_warmup > 0 and step - restart <= restart_warmup:
         return (step - restart) / restart_warmup * cosine(restart + restart_warmup)
     return cosine(step)
+
+
+def relora_lr(step: int, config: ReLoRAConfig) -> tuple[float, str]:
+    """The learning rate of optimizer step `step` (1-based) and its phase.
+
+    Warm start (steps 1 … W): warm_lr · min(1, step / warmup_steps), a full-rank run cut at W
+    steps (the paper's warm start is a checkpoint of a longer full-rank run). ReLoRA (steps
+    W+1 … steps): lr · jagged_lr over the stage's own steps, as the paper's code restarts its
+    scheduler when it continues from the warm-start checkpoint."""
+    warm = config.warm_start()
+    if step <= warm:
+        ramp = min(1.0, step / config.warmup_steps) if config.warmup_steps > 0 else 1.0
+        return config.warm_lr() * ramp, "warm-start"
+    factor = jagged_lr(
+        step - warm, steps=config.steps - warm, warmup=config.warmup_steps,
+        reset_every=config.reset_every, restart_warmup=config.restart_warmup_steps,
+        min_ratio=config.min_lr_ratio,
+    )  # fmt: skip
+    return config.lr * factor, "relora"
 
 
 def text_batches(
@@ -251,34 +331,45 @@ def run_relora(config: ReLoRAConfig, ctx: JobContext) -> dict:
     layers = attach_low_rank(run.model, target_list(config.target_modules), config.lora_rank,
                              scale, generator)  # fmt: skip
     start = {name: layer.base.weight.detach().float().clone() for name, layer in layers.items()}
-    params = low_rank_parameters(layers)
-    optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+    full_rank = full_rank_parameters(run.model, layers, config.full_rank)
+    warm = config.warm_start()
+
+    def optimizer_for(params: list[nn.Parameter]) -> torch.optim.Optimizer:
+        return torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+
+    optimizer = optimizer_for(set_phase(layers, full_rank, warm=warm > 0))
     batches = text_batches(run.train, run.tokenizer, config.batch_size, config.max_length,
                            config.seed)  # fmt: skip
     tracker = RankTracker(ctx)
     losses, lrs, resets = [], [], []
     run.model.train()
-    ctx.progress(0.08, "training")
+    ctx.progress(0.08, "full-rank warm start" if warm else "training")
     for step in range(1, config.steps + 1):
-        lr = config.lr * jagged_lr(
-            step, steps=config.steps, warmup=config.warmup_steps, reset_every=config.reset_every,
-            restart_warmup=config.restart_warmup_steps, min_ratio=config.min_lr_ratio,
-        )  # fmt: skip
+        if step == warm + 1 and warm > 0:  # the first ReLoRA stage: fresh optimizer state
+            optimizer = optimizer_for(set_phase(layers, full_rank, warm=False))
+        lr, phase = relora_lr(step, config)
         for group in optimizer.param_groups:
             group["lr"] = lr
         loss = train_step(run.model, next(batches))
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         losses.append({"step": step, "loss": loss})
-        lrs.append({"step": step, "lr": lr})
+        lrs.append({"step": step, "lr": lr, "phase": phase})
         ctx.metric("train/loss", loss, step=step)
         ctx.metric("train/learning_rate", lr, step=step)
-        if step % config.reset_every == 0 and step < config.steps:
+        stage_step = step - warm
+        if stage_step > 0 and stage_step % config.reset_every == 0 and step < config.steps:
             pruned = merge_and_reset(layers, optimizer, config.optimizer_reset_prune)
             resets.append({"step": step, **pruned})
             ctx.metric("relora/reset", pruned["kept_fraction"], step=step)
-        if step % config.rank_every == 0 or step == config.steps:
+        if step % config.rank_every == 0 or step == config.steps or step == warm:
             tracker.record_dense(step, accumulated(layers, start))
-        ctx.progress(0.08 + 0.78 * step / config.steps, f"step {step}/{config.steps}")
-    return finish(config, ctx, run, layers, tracker, "relora",
-                  {"resets": resets, "learning_rates": lrs}, losses)  # fmt: skip
+        ctx.progress(0.08 + 0.78 * step / config.steps, f"step {step}/{config.steps} ({phase})")
+    extra = {
+        "warm_start": {"steps": warm, "lr": config.warm_lr()},
+        "full_rank": {"choice": config.full_rank, "parameters": sorted(full_rank),
+                      "numel": sum(p.numel() for p in full_rank.values())},
+        "resets": resets,
+        "learning_rates": lrs,
+    }  # fmt: skip
+    return finish(config, ctx, run, layers, tracker, "relora", extra, losses)

@@ -1,0 +1,58 @@
+"""AppTest of the LoRA page's training form: ReLoRA's warm start and full-rank choice, and the
+rank-1 run's update rule and optimizer, reach the submitted job's params."""
+
+from __future__ import annotations
+
+import pytest
+import streamlit as st
+from streamlit.testing.v1 import AppTest
+
+from tests.page_support import APP, show_view
+from tests.tiny import save_tiny_folder
+
+
+@pytest.fixture
+def page(tmp_path, monkeypatch) -> AppTest:
+    folder = tmp_path / "models" / "tiny-llama"
+    save_tiny_folder(folder)
+    monkeypatch.setenv("SUBNETSCOPE_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("SUBNETSCOPE_MODEL_ROOTS", str(tmp_path / "models"))
+    st.cache_data.clear()
+    st.cache_resource.clear()
+    at = AppTest.from_file(APP, default_timeout=180)
+    at.session_state["model_source"] = str(folder)
+    at.run()
+    at.switch_page("../pages/lora.py").run()
+    assert not at.exception, at.exception
+    show_view(at, "Train")
+    return at
+
+
+def _submitted(kind: str) -> dict:
+    from engine.jobs import list_jobs
+
+    [job] = [v for v in list_jobs() if v.spec.kind == kind]
+    return job.spec.params
+
+
+def test_relora_warm_start_options_reach_the_job(page):
+    page.get("button_group")[-1].set_value("relora").run()
+    assert not page.exception, page.exception
+    assert page.number_input(key="lora_tr_relora_warm").value is None  # a quarter of the steps
+    page.number_input(key="lora_tr_relora_warm").set_value(6).run()
+    page.selectbox(key="lora_tr_relora_full").set_value("norms").run()
+    page.button(key="lora_tr_go").click().run()
+    assert not page.exception, page.exception
+    params = _submitted("train.relora")
+    assert (params["warm_start_steps"], params["full_rank"]) == (6, "norms")
+
+
+def test_rank1_method_options_reach_the_job(page):
+    page.get("button_group")[-1].set_value("rank1").run()
+    assert page.selectbox(key="lora_tr_rank1_method").value == "gradient-svd"
+    page.selectbox(key="lora_tr_rank1_method").set_value("random-projection").run()
+    page.selectbox(key="lora_tr_rank1_opt").set_value("sgd").run()
+    page.button(key="lora_tr_go").click().run()
+    assert not page.exception, page.exception
+    params = _submitted("train.rank1")
+    assert (params["method"], params["optimizer"]) == ("random-projection", "sgd")
