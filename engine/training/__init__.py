@@ -2,21 +2,24 @@
 
 from engine.training.config import (
     CONFIGS,
+    PRECISIONS,
     GRPORunConfig,
     PPORunConfig,
     RLRunConfig,
     SFTRunConfig,
     TrainConfig,
 )
-from engine.training.rewards import named_reward, reward_names
+from engine.training.rewards import named_reward, reward_for, reward_names
 
 __all__ = [
     "CONFIGS",
+    "PRECISIONS",
     "GRPORunConfig",
     "PPORunConfig",
     "RLRunConfig",
     "SFTRunConfig",
     "TrainConfig",
     "named_reward",
+    "reward_for",
     "reward_names",
 ]

@@ -1,5 +1,6 @@
 """TrainerCallbacks for job runs: progress, loss metrics and cancel (`JobProgress`), plus a
-checkpoint every k steps with its sparsity against the base (`SparsityCallback`)."""
+checkpoint every k steps with its sparsity (and optionally update ranks) against the base
+(`SparsityCallback`)."""
 
 from __future__ import annotations
 
@@ -8,11 +9,14 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 from transformers import TrainerCallback
 
 from engine.atomic import atomic_dir
 from engine.jobs import JobCancelled, JobContext
 from engine.sparsity import DiffConfig, diff
+
+UPDATE_RANKS = "update_ranks.parquet"  # per checkpoint and 2-D tensor: ranks of ΔW = W_k − W_0
 
 
 def checkpoint_name(step: int) -> str:
@@ -51,15 +55,22 @@ class JobProgress(TrainerCallback):
 
 
 class SparsityCallback(JobProgress):
-    """Holds the model to save (the policy, unwrapped) and the base folder to diff against."""
+    """Holds the model to save (the policy, unwrapped) and the base folder to diff against.
+
+    With `ranks`, every checkpoint also gets the classical, effective and stable rank of each
+    2-D ΔW (seed 000's main_ppo logs them beside the sparsity): the means go out as
+    `rank/classical_ratio`, `rank/effective`, `rank/stable`, the rows to `update_ranks.parquet`.
+    """
 
     def __init__(
-        self, ctx: JobContext, base_dir: Path, every: int, tolerance: float, total_steps: int
-    ) -> None:
+        self, ctx: JobContext, base_dir: Path, every: int, tolerance: float, total_steps: int,
+        *, ranks: bool = False,
+    ) -> None:  # fmt: skip
         super().__init__(ctx, total_steps)
         self.base_dir, self.every = base_dir, every
-        self.config = DiffConfig(tolerances=(tolerance,))
+        self.config = DiffConfig(tolerances=(tolerance,), ranks=ranks)
         self.checkpoints: list[dict[str, Any]] = []
+        self.rank_tables: list[pd.DataFrame] = []
 
     def at_step(self, step: int) -> None:
         if step % self.every == 0 or step >= self.total_steps:
@@ -73,8 +84,25 @@ class SparsityCallback(JobProgress):
             self.model.save_pretrained(str(tmp), safe_serialization=True)
         result = diff(self.base_dir, folder, self.config)
         entry = {"step": step, "path": str(folder), **log_sparsity(self.ctx, result, step)}
+        if self.config.ranks:
+            entry |= self._log_ranks(result.ranks, step)
         self.checkpoints.append(entry)
         return entry
+
+    def _log_ranks(self, ranks: pd.DataFrame, step: int) -> dict[str, float]:
+        done = ranks[ranks["method"] == "svd"]
+        if done.empty:
+            return {}
+        numbers = {
+            "rank/classical_ratio": float((done["rank"] / done["max_rank"]).astype(float).mean()),
+            "rank/effective": float(done["effective_rank"].mean()),
+            "rank/stable": float(done["stable_rank"].mean()),
+        }
+        for name, value in numbers.items():
+            self.ctx.metric(name, value, step=step)
+        self.rank_tables.append(ranks.assign(step=step))
+        self.ctx.write_table(UPDATE_RANKS, pd.concat(self.rank_tables, ignore_index=True))
+        return numbers
 
 
 def log_sparsity(ctx: JobContext, result, step: int) -> dict[str, float]:
@@ -88,7 +116,9 @@ def log_sparsity(ctx: JobContext, result, step: int) -> dict[str, float]:
         "rel_norm": summary["rel_norm"],
         "gini": summary["localization"]["gini"],
         "entropy": summary["localization"]["entropy"],
-        "top_k": summary["localization"]["top_k"],
+        "top_k": summary["localization"]["top_k"],  # changed weights per block
+        # seed 000's own basis: per-tensor ‖ΔW‖_F of its tracked tensors (does not depend on τ)
+        **{f"seed_{m}": summary["localization_seed"][m] for m in ("gini", "entropy", "top_k")},
     }
     for name, value in numbers.items():
         ctx.metric(name, value, step=step, tolerance=criterion)

@@ -8,6 +8,8 @@ from typing import Any
 from engine.errors import SubnetScopeError
 
 DEMO_PROMPTS = "demo-prompts"  # the built-in prompt set (engine/training/data.py)
+PRECISIONS = ("fp32", "bf16")
+VALUE_HEADS = ("shared", "separate")
 
 
 @dataclass(frozen=True)
@@ -93,6 +95,23 @@ class TrainConfig:
         return asdict(self)
 
 
+def _precision_field():
+    # On the SFT / GRPO / PPO runs only: the low-rank and masked runs train in fp32.
+    return field(
+        default="fp32",
+        metadata={
+            "help": "dtype the trained weights are stored, updated and checkpointed in: fp32, or "
+            "bf16 as seed 000's Gemma runs (updates smaller than half a bf16 step round away, "
+            "so bf16 runs change far fewer weights)"
+        },
+    )
+
+
+def _check_precision(value: str) -> None:
+    if value not in PRECISIONS:
+        raise SubnetScopeError(f"precision must be one of {', '.join(PRECISIONS)}, not '{value}'")
+
+
 @dataclass(frozen=True)
 class SFTRunConfig(TrainConfig):
     """Supervised fine-tuning (next-token loss on texts) with trl.SFTTrainer."""
@@ -101,6 +120,11 @@ class SFTRunConfig(TrainConfig):
         default="demo-general",
         metadata={"help": TrainConfig.help("dataset") + "; SFT trains on whole texts"},
     )
+    precision: str = _precision_field()
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _check_precision(self.precision)
 
 
 @dataclass(frozen=True)
@@ -110,14 +134,29 @@ class RLRunConfig(TrainConfig):
     reward: str = field(
         default="brevity",
         metadata={
-            "help": "a named reward (brevity, ends_with_period, contains_word:WORD, length:N) or "
-            "a sequence-classification model folder / hub id"
+            "help": "a named reward (brevity, ends_with_period, contains_word:WORD, length:N, "
+            "non_toxicity) or a sequence-classification model folder / hub id (scored on the "
+            "completion's text with its own tokenizer, as reward_labels says)"
+        },
+    )
+    reward_labels: str = field(
+        default="auto",
+        metadata={
+            "help": "with a classifier reward: which logits make the reward. 'A-B' is "
+            "logit[A] − logit[B] (ids or id2label names: '1-0', 'POSITIVE-NEGATIVE'; seed 000's "
+            "distilbert-imdb reward is '1-0'), 'A' is logit[A]; 'auto': logit[0] for a "
+            "one-label model, logit[1] − logit[0] for a two-label one"
         },
     )
     max_completion_length: int = field(
         default=24, metadata={"help": "longest sampled completion, in tokens"}
     )
     temperature: float = field(default=1.0, metadata={"help": "sampling temperature"})
+    precision: str = _precision_field()
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _check_precision(self.precision)
 
 
 @dataclass(frozen=True)
@@ -141,17 +180,78 @@ class GRPORunConfig(RLRunConfig):
 
 @dataclass(frozen=True)
 class PPORunConfig(RLRunConfig):
-    """PPO with trl.experimental.ppo: policy, frozen reference, reward model, value model."""
+    """PPO with trl.experimental.ppo: policy, frozen reference, reward model, value head."""
 
-    kl_coef: float = field(default=0.05, metadata={"help": "KL penalty against the reference"})
-    num_ppo_epochs: int = field(default=1, metadata={"help": "PPO epochs over each rollout batch"})
+    tolerance: float = field(
+        default=1e-6,
+        metadata={"help": "τ: a weight counts as changed when |Δ| > τ (seed 000's main_ppo: 1e-6)"},
+    )
+    kl_coef: float = field(
+        default=0.2,
+        metadata={
+            "help": "KL penalty against the reference, fixed (TRL 0.8.6's init_kl_coef; its "
+            "adaptive controller moves it by at most 0.2·batch/10000 per update)"
+        },
+    )
+    num_ppo_epochs: int = field(
+        default=1, metadata={"help": "PPO epochs over each rollout batch (seed 000: 4)"}
+    )
+    num_mini_batches: int = field(
+        default=1,
+        metadata={
+            "help": "optimizer steps per PPO epoch: the rollout batch is split into this many "
+            "mini-batches (must divide batch_size; seed 000: batch 16, mini-batch 4 → 4)"
+        },
+    )
+    reward_scale: float = field(
+        default=1.0,
+        metadata={"help": "multiply every reward by this (seed 000's main_ppo: 0.02)"},
+    )
+    vf_coef: float = field(
+        default=0.1,
+        metadata={"help": "loss = policy loss + vf_coef · value loss (TRL 0.8.6 and 1.12: 0.1)"},
+    )
+    value_head: str = field(
+        default="shared",
+        metadata={
+            "help": "shared: a linear value head on the policy's own last hidden state, so the "
+            "value loss trains the policy's trunk too (TRL 0.8.6's "
+            "AutoModelForCausalLMWithValueHead, seed 000); separate: a value model of its own "
+            "(value_model, else a copy of the policy's trunk) that the policy never sees"
+        },
+    )
     value_model: str | None = field(
         default=None,
         metadata={
-            "help": "value model folder / hub id (sequence classification); empty: a scalar head "
-            "on a copy of the policy's backbone"
+            "help": "with value_head separate: a value model folder / hub id (sequence "
+            "classification); empty: a scalar head on a copy of the policy's backbone"
         },
     )
+    ranks: bool = field(
+        default=True,
+        metadata={
+            "help": "at every checkpoint log the classical, effective and stable rank of each "
+            "2-D update ΔW (seed 000's main_ppo logs ranks with sparsity)"
+        },
+    )
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.value_head not in VALUE_HEADS:
+            raise SubnetScopeError(
+                f"value_head must be one of {', '.join(VALUE_HEADS)}, not '{self.value_head}'"
+            )
+        if int(self.num_mini_batches) < 1 or self.batch_size % int(self.num_mini_batches):
+            raise SubnetScopeError(
+                f"num_mini_batches ({self.num_mini_batches}) must be ≥ 1 and divide batch_size "
+                f"({self.batch_size})"
+            )
+        if int(self.num_ppo_epochs) < 1:
+            raise SubnetScopeError(f"num_ppo_epochs must be ≥ 1, not {self.num_ppo_epochs}")
+        if self.value_model and self.value_head == "shared":
+            raise SubnetScopeError(
+                "value_model needs value_head: separate (a shared head lives on the policy)"
+            )
 
 
 MASK_MODES = ("lesion", "preserve")
@@ -200,6 +300,11 @@ class MaskedSFTConfig(TrainConfig):
     ica_component_ids: tuple[int, ...] = field(
         default=(0,), metadata={"help": "components to lesion or preserve, e.g. 0,1"}
     )
+    ica_space: str | None = field(
+        default=None,
+        metadata={"help": "neuron space the templates must be in: empty (the file's own), "
+                  "mlp_neurons (down projection input) or mlp_out (its output, seed 001)"},
+    )  # fmt: skip
     anti_drift_row_param: bool = field(
         default=False,
         metadata={"help": "W_eff = frozen + row_mask * delta: masked neurons' weights cannot "
@@ -232,6 +337,12 @@ class MaskedSFTConfig(TrainConfig):
         if self.mask_mode is not None and self.mask_mode not in MASK_MODES:
             raise SubnetScopeError(
                 f"mask_mode must be empty, lesion or preserve, not '{self.mask_mode}'"
+            )
+        if self.ica_space in ("", "auto", "none", "null"):
+            object.__setattr__(self, "ica_space", None)
+        if self.ica_space is not None and self.ica_space not in ("mlp_neurons", "mlp_out"):
+            raise SubnetScopeError(
+                f"ica_space must be empty, mlp_neurons or mlp_out, not '{self.ica_space}'"
             )
         if self.anti_drift_apply_to not in APPLY_TO:
             raise SubnetScopeError(
@@ -362,10 +473,17 @@ class LoRARunConfig(LowRankConfig):
             raise SubnetScopeError(f"lora_alpha must be > 0, not {self.lora_alpha}")
 
 
+FULL_RANK = ("all-other", "norms+embeddings", "norms", "none")
+RANK1_METHODS = ("gradient-svd", "random-projection")
+RANK1_OPTIMIZERS = ("adam", "sgd")
+RANK1_SVD = ("randomized", "exact")
+
+
 @dataclass(frozen=True)
 class ReLoRAConfig(LowRankConfig):
-    """ReLoRA (Lialin et al. 2023, arXiv 2307.05695): low-rank updates merged into the weights
-    and restarted every k steps, so their sum grows to high rank."""
+    """ReLoRA (Lialin et al. 2023, arXiv 2307.05695): a full-rank warm start, then low-rank
+    updates merged into the weights and restarted every k steps, so their sum grows to high
+    rank."""
 
     lora_rank: int = field(default=8, metadata={"help": "rank r of each low-rank stage"})
     lora_alpha: float = field(
@@ -375,8 +493,9 @@ class ReLoRAConfig(LowRankConfig):
     lr: float = field(
         default=4e-4,
         metadata={
-            "help": "peak learning rate. The paper trains ReLoRA at 2× the full-rank rate "
-            "(1e-3 → 2e-3 at 250M); the default is 2× the LoRA run's 2e-4"
+            "help": "peak learning rate of the ReLoRA stages. The paper trains ReLoRA at 2× "
+            "the full-rank rate (the code's README at 250M: 5e-4 full-rank, 1e-3 ReLoRA); the "
+            "default is 2× the LoRA run's 2e-4"
         },
     )
     reset_every: int = field(
@@ -392,7 +511,8 @@ class ReLoRAConfig(LowRankConfig):
         metadata={
             "help": "at each reset zero this fraction of the Adam moments (exp_avg, "
             "exp_avg_sq) of the low-rank parameters, keeping the largest by magnitude (the "
-            "paper's partial reset: 0.99)"
+            "paper's partial reset: 0.99), and zero exp_avg wherever exp_avg_sq was zeroed "
+            "(else Adam's next step there is m̂ / ε)"
         },
     )
     warmup_steps: int = field(
@@ -410,9 +530,52 @@ class ReLoRAConfig(LowRankConfig):
         default=0.1, metadata={"help": "the cosine decays to this fraction of lr (the paper: 0.1)"}
     )
     weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay"})
+    warm_start_steps: int | None = field(
+        default=None,
+        metadata={
+            "help": "full-rank warm start: the first k of `steps` train the target weights "
+            "densely (AdamW) before the first ReLoRA stage; empty: a quarter of `steps` (the "
+            "paper warms up 5K steps at 130M–350M and 10K of 30K at 1.3B); 0: none"
+        },
+    )
+    warm_start_lr: float | None = field(
+        default=None,
+        metadata={
+            "help": "peak learning rate of the warm start (linear warmup over warmup_steps, "
+            "then constant); empty: lr / 2, the paper's full-rank rate (5e-4 vs ReLoRA's 1e-3)"
+        },
+    )
+    full_rank: str = field(
+        default="all-other",
+        metadata={
+            "help": "parameters outside the target layers that train at full rank (in the warm "
+            "start and every ReLoRA stage): 'all-other' (the paper's code: every parameter that "
+            "is not a wrapped weight — embeddings, norms, LM head, biases), 'norms+embeddings', "
+            "'norms' or 'none'"
+        },
+    )
+
+    def warm_start(self) -> int:
+        """Full-rank warm-start steps: the option, or a quarter of the run when it is empty."""
+        return int(self.steps) // 4 if self.warm_start_steps is None else int(self.warm_start_steps)
+
+    def warm_lr(self) -> float:
+        """The warm start's peak learning rate: the option, or lr / 2 when it is empty."""
+        return float(self.lr) / 2 if self.warm_start_lr is None else float(self.warm_start_lr)
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        if self.full_rank not in FULL_RANK:
+            raise SubnetScopeError(
+                f"full_rank must be one of {', '.join(FULL_RANK)}, not {self.full_rank!r}"
+            )
+        if not 0 <= self.warm_start() < int(self.steps):
+            raise SubnetScopeError(
+                f"warm_start_steps ({self.warm_start()}) must be ≥ 0 and leave ReLoRA steps: "
+                f"less than steps ({self.steps})"
+            )
+        if not self.warm_lr() > 0:
+            raise SubnetScopeError(f"warm_start_lr must be > 0, not {self.warm_start_lr}")
         if int(self.reset_every) < 1:
             raise SubnetScopeError(f"reset_every must be ≥ 1, not {self.reset_every}")
         if not 0 <= float(self.optimizer_reset_prune) <= 1:
@@ -434,18 +597,47 @@ class ReLoRAConfig(LowRankConfig):
 
 @dataclass(frozen=True)
 class Rank1Config(LowRankConfig):
-    """Dynamic rank-1 merging (seed 003): a fresh rank-1 LoRA per target module, trained for
-    merge_every steps and merged into the weights at once."""
+    """Dynamic rank-1 merging (seed 003): every step changes each target weight by a rank-1
+    update. 'gradient-svd' applies the best rank-1 approximation of the step's own update;
+    'random-projection' trains a fresh rank-1 LoRA (random A, zero B) and merges it."""
 
     lora_rank: int = field(default=1, metadata={"help": "always 1 in this run"})
     steps: int = field(default=40, metadata={"help": "optimizer steps"})
-    lr: float = field(
-        default=5e-4,
-        metadata={"help": "learning rate of each fresh rank-1 adapter (Adam, fresh state)"},
+    lr: float = field(default=5e-4, metadata={"help": "learning rate"})
+    method: str = field(
+        default="gradient-svd",
+        metadata={
+            "help": "'gradient-svd': each step W ← W − lr · σ₁u₁v₁ᵀ of the step's dense update "
+            "(the gradient with sgd, Adam's step with adam), the best rank-1 approximation "
+            "(Eckart–Young); 'random-projection': a fresh rank-1 LoRA with random A and zero B "
+            "trained for merge_every steps and merged — its update is the gradient projected "
+            "on the random A (sign-quantized by a fresh Adam's first step)"
+        },
+    )
+    optimizer: str = field(
+        default="adam",
+        metadata={
+            "help": "'adam': with gradient-svd, Adam moments on each target weight's dense "
+            "gradient (2 floats per target weight, like full-rank Adam), rank-1 truncation of "
+            "Adam's step; with random-projection, a fresh Adam on the LoRA factors. 'sgd': "
+            "plain gradient steps"
+        },
+    )
+    svd: str = field(
+        default="randomized",
+        metadata={
+            "help": "gradient-svd's top singular triplet: 'exact' (torch.linalg.svd) or "
+            "'randomized' (subspace iteration on 8 vectors until v₁ settles, else exact; on "
+            "the demo model's gradients the rank-1 update within 1e-5 of exact, 7–10× faster "
+            "on CPU)"
+        },
     )
     merge_every: int = field(
         default=1,
-        metadata={"help": "merge and start a fresh rank-1 LoRA every k steps (1: every step)"},
+        metadata={
+            "help": "random-projection only: merge and start a fresh rank-1 LoRA every k steps "
+            "(gradient-svd applies every step's update at once: 1)"
+        },
     )
 
     def __post_init__(self) -> None:
@@ -454,6 +646,17 @@ class Rank1Config(LowRankConfig):
             raise SubnetScopeError(f"a rank-1 run has lora_rank 1, not {self.lora_rank}")
         if int(self.merge_every) < 1:
             raise SubnetScopeError(f"merge_every must be ≥ 1, not {self.merge_every}")
+        for name, allowed in (("method", RANK1_METHODS), ("optimizer", RANK1_OPTIMIZERS),
+                              ("svd", RANK1_SVD)):  # fmt: skip
+            if getattr(self, name) not in allowed:
+                raise SubnetScopeError(
+                    f"{name} must be one of {', '.join(allowed)}, not {getattr(self, name)!r}"
+                )
+        if self.method == "gradient-svd" and int(self.merge_every) != 1:
+            raise SubnetScopeError(
+                f"merge_every {self.merge_every} applies to method random-projection only: "
+                "gradient-svd applies each step's rank-1 update at once (merge_every 1)"
+            )
 
 
 CONFIGS.update({"lora": LoRARunConfig, "relora": ReLoRAConfig, "rank1": Rank1Config})

@@ -55,7 +55,8 @@ def train_grpo(params: dict[str, Any], ctx: JobContext) -> dict:
     defaults=PPORunConfig().to_params(),
 )
 def train_ppo(params: dict[str, Any], ctx: JobContext) -> dict:
-    """PPO with trl.experimental.ppo (policy, reference, reward, value); sparsity per checkpoint."""
+    """PPO with trl.experimental.ppo (policy, reference, reward, value head on the policy's
+    trunk by default, as seed 000); sparsity and update ranks per checkpoint."""
     return _run("ppo", PPORunConfig, params, ctx)
 
 
@@ -75,22 +76,51 @@ def train_sft_masked(params: dict[str, Any], ctx: JobContext) -> dict:
 demo_part(
     DemoPart(
         name="sft-run",
-        title="SFT run on the demo model",
+        title="SFT run on the demo model (bf16 weights)",
         job_kind="train.sft",
+        # bf16 like the RL runs, so SFT against RL compares methods, not precisions.
         params={"model": "demo", "dataset": "demo-general", "steps": 30, "batch_size": 4,
-                "lr": 1e-5, "checkpoint_every": 10, "max_length": 64},
+                "lr": 1e-5, "checkpoint_every": 10, "max_length": 64, "precision": "bf16"},
+        view="sparsity",
+    )
+)  # fmt: skip
+
+DEMO_GRPO = {"model": "demo", "reward": "brevity", "steps": 24, "batch_size": 4,
+             "num_generations": 4, "lr": 1e-5, "checkpoint_every": 8,
+             "max_completion_length": 24}  # fmt: skip
+
+demo_part(
+    DemoPart(
+        name="grpo-run",
+        title="GRPO run on the demo model (brevity reward, bf16 weights)",
+        job_kind="train.grpo",
+        # bf16 weights as seed 000's Gemma runs: the RL update's sparsity the seed reports.
+        params={**DEMO_GRPO, "precision": "bf16"},
         view="sparsity",
     )
 )  # fmt: skip
 
 demo_part(
     DemoPart(
-        name="grpo-run",
-        title="GRPO run on the demo model (brevity reward)",
+        name="grpo-run-fp32",
+        title="The same GRPO run in fp32 (why an fp32 run looks dense)",
         job_kind="train.grpo",
-        params={"model": "demo", "reward": "brevity", "steps": 24, "batch_size": 4,
-                "num_generations": 4, "lr": 1e-5, "checkpoint_every": 8,
-                "max_completion_length": 24},
+        params={**DEMO_GRPO, "precision": "fp32"},
+        view="sparsity",
+    )
+)
+
+demo_part(
+    DemoPart(
+        name="ppo-run",
+        title="PPO run on the demo model (non-toxicity reward, shared value head, bf16)",
+        job_kind="train.ppo",
+        # Seed 000's set-up scaled to the demo: a classifier-like logit-difference reward that
+        # ships offline, the value head on the policy's trunk, bf16 weights, τ = 1e-6 + ranks.
+        params={"model": "demo", "reward": "non_toxicity", "steps": 12,
+                "batch_size": 4, "lr": 1e-5, "checkpoint_every": 4,
+                "max_completion_length": 24, "precision": "bf16", "value_head": "shared",
+                "tolerance": 1e-6, "ranks": True},
         view="sparsity",
     )
 )  # fmt: skip
@@ -112,12 +142,14 @@ def train_lora(params: dict[str, Any], ctx: JobContext) -> dict:
 
 @job(
     "train.relora",
-    title="ReLoRA run: merges and restarts, jagged schedule, rank of the accumulated update",
+    title="ReLoRA run: full-rank warm start, merges and restarts, jagged schedule, rank of the "
+    "accumulated update",
     result_page="lora",
     defaults=ReLoRAConfig().to_params(),
 )
 def train_relora(params: dict[str, Any], ctx: JobContext) -> dict:
-    """ReLoRA (arXiv 2307.05695); writes result/model/ (merged) and run.json."""
+    """ReLoRA (arXiv 2307.05695) after a full-rank warm start; writes result/model/ (merged)
+    and run.json."""
     from engine.training.relora import run_relora
 
     return run_relora(ReLoRAConfig.from_params(params, what="train.relora params"), ctx)
@@ -125,7 +157,7 @@ def train_relora(params: dict[str, Any], ctx: JobContext) -> dict:
 
 @job(
     "train.rank1",
-    title="Rank-1 merging run: a fresh rank-1 LoRA merged every step",
+    title="Rank-1 merging run: each step's best rank-1 update (or a random-projection LoRA)",
     result_page="lora",
     defaults=Rank1Config().to_params(),
 )

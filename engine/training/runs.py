@@ -2,7 +2,9 @@
 
 Every run writes into its job's result folder: `base/` (the weights before training, saved the
 same way as the checkpoints so their tensor names match), `checkpoint-<step>/` every k steps,
-and `run.json`. `engine.sparsity.series(result/base, result)` reads that layout.
+and `run.json`. `engine.sparsity.series(result/base, result)` reads that layout. Weights are
+stored, updated and saved in the run's `precision` (fp32, or bf16 as seed 000's Gemma runs);
+each checkpoint's safetensors and config.json record that dtype.
 """
 
 from __future__ import annotations
@@ -20,9 +22,15 @@ from engine.atomic import atomic_dir
 from engine.errors import SubnetScopeError
 from engine.jobs import JobContext
 from engine.training.callback import SparsityCallback
-from engine.training.config import GRPORunConfig, PPORunConfig, SFTRunConfig, TrainConfig
+from engine.training.config import (
+    GRPORunConfig,
+    PPORunConfig,
+    RLRunConfig,
+    SFTRunConfig,
+    TrainConfig,
+)
 from engine.training.data import prompt_dataset, sft_dataset, tokenized_prompts
-from engine.training.rewards import FunctionRewardModel, grpo_reward, named_reward
+from engine.training.rewards import FunctionRewardModel, RewardFn, grpo_reward, reward_for
 
 BASE = "base"
 RUN_JSON = "run.json"
@@ -40,18 +48,40 @@ def hidden_size(config) -> int:
     return int(config.hidden_size)
 
 
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
+
+
+class ValueHead(nn.Module):
+    """TRL 0.8.6's ValueHead without its dropout: Linear(hidden, 1) with bias and PyTorch's
+    default init, kept in fp32 and fed the hidden state upcast to fp32 (as 0.8.6 does)."""
+
+    def __init__(self, hidden: int) -> None:
+        super().__init__()
+        self.summary = nn.Linear(hidden, 1, dtype=torch.float32)
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:  # (batch, seq, hidden)
+        return self.summary(hidden_states.to(self.summary.weight.dtype))  # (batch, seq, 1)
+
+
 class ScalarHeadModel(nn.Module):
-    """A value model as trl.experimental.ppo wants it: `.backbone` (a copy of the policy's
-    transformer) and `.score`, a linear map from the last hidden state to one value per token."""
+    """A value model as trl.experimental.ppo wants it: `.backbone` (the transformer under the
+    LM head) and `.score`, a value head on its last hidden state.
+
+    shared=True puts the head on the policy's own trunk, TRL 0.8.6's
+    AutoModelForCausalLMWithValueHead (seed 000): trl.experimental.ppo adds vf_coef · value loss
+    to the policy loss and backpropagates the sum, so the value loss trains the trunk too.
+    shared=False gives the head its own copy of the starting trunk, trained by the value loss
+    alone (the policy never sees that loss).
+    """
 
     base_model_prefix = "backbone"
 
-    def __init__(self, policy: nn.Module) -> None:
+    def __init__(self, policy: nn.Module, *, shared: bool = True) -> None:
         super().__init__()
         self.config = policy.config
-        self.backbone = copy.deepcopy(getattr(policy, policy.base_model_prefix))
-        self.score = nn.Linear(hidden_size(policy.config), 1, bias=False)
-        nn.init.normal_(self.score.weight, std=1e-3)
+        trunk = getattr(policy, policy.base_model_prefix)
+        self.backbone = trunk if shared else copy.deepcopy(trunk)
+        self.score = ValueHead(hidden_size(policy.config))
 
 
 def _common_args(config: TrainConfig, output_dir: Path) -> dict[str, Any]:
@@ -64,7 +94,8 @@ def _common_args(config: TrainConfig, output_dir: Path) -> dict[str, Any]:
         "report_to": [] if config.report_to == "none" else [config.report_to],
         "logging_steps": 1,
         "save_strategy": "no",  # the callback saves, in the layout the sparsity series reads
-        "bf16": False,  # fp32 weights: bf16 storage would hide small updates (PULSE's caveat)
+        # No autocast: the weights train in the dtype they were loaded in (config.precision).
+        "bf16": False,
         "use_cpu": not torch.cuda.is_available(),
         "disable_tqdm": True,
         "dataloader_num_workers": 0,
@@ -88,7 +119,7 @@ def _load(config: TrainConfig, ctx: JobContext):
     ctx.progress(0.0, f"loading {config.model}")
     torch.manual_seed(config.seed)
     loaded = load_model(
-        config.model, inference=False, dtype=torch.float32,
+        config.model, inference=False, dtype=DTYPES[getattr(config, "precision", "fp32")],
         trust_remote_code=config.trust_remote_code,
     )  # fmt: skip
     if not loaded.is_causal_lm:
@@ -108,7 +139,10 @@ def _save_base(model: nn.Module, ctx: JobContext) -> Path:
     return base
 
 
-def _finish(config: TrainConfig, kind: str, ctx: JobContext, cb: SparsityCallback, model) -> dict:
+def _finish(
+    config: TrainConfig, kind: str, ctx: JobContext, cb: SparsityCallback, model,
+    reward: RewardFn | None = None,
+) -> dict:  # fmt: skip
     cb.model = model
     seconds = time.monotonic() - cb.started
     if not cb.checkpoints or cb.checkpoints[-1]["step"] < config.steps:
@@ -118,11 +152,14 @@ def _finish(config: TrainConfig, kind: str, ctx: JobContext, cb: SparsityCallbac
         "base": str(ctx.result_dir / BASE),
         "run_dir": str(ctx.result_dir),
         "steps": config.steps,
+        "precision": getattr(config, "precision", "fp32"),
         "seconds": round(seconds, 2),
         "steps_per_s": round(config.steps / seconds, 4) if seconds else None,
         "checkpoints": cb.checkpoints,
         "config": asdict(config),
     }
+    if reward is not None:  # what 'auto' resolved to, e.g. the toxicity scorer and its version
+        summary["reward"] = getattr(reward, "name", getattr(config, "reward", None))
     ctx.write_json(RUN_JSON, summary)
     ctx.progress(1.0, f"{config.steps} steps, {len(cb.checkpoints)} checkpoints")
     return {k: summary[k] for k in ("kind", "base", "run_dir", "steps", "steps_per_s")} | {
@@ -131,7 +168,10 @@ def _finish(config: TrainConfig, kind: str, ctx: JobContext, cb: SparsityCallbac
 
 
 def _callback(config: TrainConfig, ctx: JobContext, base: Path) -> SparsityCallback:
-    return SparsityCallback(ctx, base, config.checkpoint_every, config.tolerance, config.steps)
+    return SparsityCallback(
+        ctx, base, config.checkpoint_every, config.tolerance, config.steps,
+        ranks=bool(getattr(config, "ranks", False)),
+    )  # fmt: skip
 
 
 def run_sft(config: SFTRunConfig, ctx: JobContext) -> dict:
@@ -154,14 +194,16 @@ def run_sft(config: SFTRunConfig, ctx: JobContext) -> dict:
     return _finish(config, "sft", ctx, cb, cb.model)
 
 
-def _grpo_reward(config: GRPORunConfig):
-    fn = named_reward(config.reward)
-    return grpo_reward(fn, config.reward) if fn is not None else config.reward
+def _reward(config: RLRunConfig) -> RewardFn:
+    return reward_for(
+        config.reward, config.reward_labels, trust_remote_code=config.trust_remote_code
+    )
 
 
 def run_grpo(config: GRPORunConfig, ctx: JobContext) -> dict:
     from trl import GRPOConfig, GRPOTrainer
 
+    reward = _reward(config)  # a bad reward fails before the model loads
     model, tokenizer = _load(config, ctx)
     tokenizer.padding_side = "left"
     base = _save_base(model, ctx)
@@ -174,17 +216,19 @@ def run_grpo(config: GRPORunConfig, ctx: JobContext) -> dict:
         beta=config.beta,
     )
     trainer = GRPOTrainer(
-        model=model, reward_funcs=_grpo_reward(config), args=args,
+        model=model, reward_funcs=grpo_reward(reward, config.reward), args=args,
         train_dataset=prompt_dataset(config, tokenizer), processing_class=tokenizer,
         callbacks=[cb], peft_config=_peft_config(config),
     )  # fmt: skip
     cb.model = trainer.accelerator.unwrap_model(trainer.model)
     ctx.progress(0.05, "training")
     trainer.train()
-    return _finish(config, "grpo", ctx, cb, cb.model)
+    return _finish(config, "grpo", ctx, cb, cb.model, reward)
 
 
-def _sequence_classifier(source: str, trust_remote_code: bool) -> nn.Module:
+def _value_classifier(source: str, trust_remote_code: bool) -> nn.Module:
+    """A separate value model: a sequence-classification model with one output (its score head
+    read at every token)."""
     from transformers import AutoModelForSequenceClassification
 
     try:
@@ -208,16 +252,14 @@ def run_ppo(config: PPORunConfig, ctx: JobContext) -> dict:
     base = _save_base(policy, ctx)
     cb = _callback(config, ctx, base)
     dataset = tokenized_prompts(config, tokenizer)
-    fn = named_reward(config.reward)
-    reward_model = (
-        FunctionRewardModel(fn, tokenizer, dataset["input_ids"])
-        if fn is not None
-        else _sequence_classifier(config.reward, config.trust_remote_code)
+    reward = _reward(config)
+    reward_model = FunctionRewardModel(
+        reward, tokenizer, dataset["input_ids"], scale=config.reward_scale
     )
     value_model = (
-        _sequence_classifier(config.value_model, config.trust_remote_code)
+        _value_classifier(config.value_model, config.trust_remote_code)
         if config.value_model
-        else ScalarHeadModel(policy)
+        else ScalarHeadModel(policy, shared=config.value_head == "shared")
     )
     # Frozen reference: a copy of the policy (seed 000); with LoRA, TRL uses the adapter-free
     # policy itself.
@@ -227,12 +269,14 @@ def run_ppo(config: PPORunConfig, ctx: JobContext) -> dict:
     args = PPOConfig(
         **common,
         total_episodes=config.steps * config.batch_size,
-        num_mini_batches=1,
+        num_mini_batches=config.num_mini_batches,
         local_rollout_forward_batch_size=config.batch_size,
         response_length=config.max_completion_length,
         temperature=config.temperature,
         kl_coef=config.kl_coef,
+        vf_coef=config.vf_coef,
         num_ppo_epochs=config.num_ppo_epochs,
+        lr_scheduler_type="constant",  # TRL 0.8.6 (seed 000) keeps the learning rate fixed
         stop_token="eos",  # noqa: S106 (a token name, not a password)
         num_sample_generations=0,
     )
@@ -244,7 +288,7 @@ def run_ppo(config: PPORunConfig, ctx: JobContext) -> dict:
     cb.model = trainer.accelerator.unwrap_model(trainer.model).policy
     ctx.progress(0.05, "training")
     trainer.train()
-    return _finish(config, "ppo", ctx, cb, cb.model)
+    return _finish(config, "ppo", ctx, cb, cb.model, reward)
 
 
 RUNS = {"sft": run_sft, "grpo": run_grpo, "ppo": run_ppo}
