@@ -11,8 +11,8 @@ import argparse
 import json
 from pathlib import Path
 
-MASK_FLAGS = ("mask_mode", "ica_templates", "ica_component_ids", "anti_drift_row_param",
-              "anti_drift_apply_to")  # fmt: skip
+MASK_FLAGS = ("mask_mode", "ica_templates", "ica_component_ids", "ica_space",
+              "anti_drift_row_param", "anti_drift_apply_to")  # fmt: skip
 
 
 def read_config(method: str, path: str | Path) -> dict:
@@ -96,6 +96,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     masked.add_argument("--mask-mode", choices=("lesion", "preserve"))
     masked.add_argument("--ica-templates", help="templates .json, or 'demo'")
     masked.add_argument("--ica-component-ids", help="components to mask, e.g. 0,1")
+    masked.add_argument(
+        "--ica-space",
+        choices=("mlp_neurons", "mlp_out"),
+        help="the neuron space the templates must be in (default: the file's own)",
+    )
     masked.add_argument(
         "--anti-drift-row-param", action="store_const", const=True,
         help="hold masked neurons' weights exactly: W = frozen + row_mask * delta",
