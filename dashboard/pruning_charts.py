@@ -36,3 +36,34 @@ def curves(evaluation: pd.DataFrame) -> alt.Chart:
         tooltip=["neurons", alt.Tooltip("perplexity:Q", format=".3f")],
     )
     return alt.layer(toxicity, ppl).resolve_scale(y="independent").properties(height=260)
+
+
+def effects(single: pd.DataFrame) -> alt.Chart:
+    """Each candidate's single-ablation effect (log-probability its removal costs the unpruned
+    completions, less what it costs the control's), strongest first, coloured by whether it is in
+    the causal set / planted."""
+    data = single.copy()
+    causal = data["causal"] if "causal" in data else [False] * len(data)
+    planted = data["planted"] if "planted" in data else [False] * len(data)
+    data["kind"] = [
+        ("causal" if c else "not causal") + (", planted" if p else "")
+        for c, p in zip(causal, planted, strict=True)
+    ]
+    return (
+        alt.Chart(data)
+        .mark_bar()
+        .encode(
+            x=alt.X("order:O", title="candidates, strongest effect first", axis=None),
+            y=alt.Y("specific_drop:Q", title="specific log-prob drop, ablated alone (nats/token)"),
+            color=alt.Color("kind:N", title=None),
+            tooltip=[
+                "layer",
+                "neuron",
+                "kind",
+                alt.Tooltip("specific_drop:Q", format=".4f"),
+                alt.Tooltip("logprob_drop:Q", format=".4f"),
+                alt.Tooltip("control_drop:Q", format=".4f"),
+            ],
+        )
+        .properties(height=220)
+    )

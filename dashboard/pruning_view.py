@@ -20,6 +20,15 @@ from engine.attribution.scores import Selected
 from engine.errors import SubnetScopeError
 
 HERE = "pruning"
+_SCORE_NAMES = {"weights": "Σ|W ⊙ ∂W| per neuron (seed 002)", "relevance": "|net relevance|"}
+
+
+def _score_name(config: dict) -> str:
+    if config["method"] == "wanda":
+        return "|W| · ‖X‖₂ per neuron"
+    return _SCORE_NAMES.get(config.get("score", "weights"), str(config.get("score")))
+
+
 PICK_KEY = "scores"
 
 
@@ -64,6 +73,7 @@ def headline(result: SparC3Result) -> None:
         f"{s.get('model_name', config['model'])} · general: {config['general']} · target: "
         f"{config['target']} · differential R_general − R_target "
         f"({'raw' if config['normalize'] == 'none' else config['normalize'] + '-normalized'})"
+        f" of {_score_name(config)}"
         f" · {s.get('seconds', '?')} s"
     )
 
@@ -94,6 +104,38 @@ def candidates_panel(result: SparC3Result, model: str) -> None:
     downloads(shown, "pruning-candidates", key="pruning_cands_dl")
     st.markdown("**Per layer** (top candidates)")
     st.altair_chart(charts.layer_bars(layer_distribution(shown, len(shown))), width="stretch")
+    recovery_section(result)
+
+
+def recovery_section(result: SparC3Result) -> None:
+    """How many of the neurons that carry the behaviour each method found (when known)."""
+    table = result.recovery
+    if table.empty:
+        return
+    st.markdown("**Found vs. known truth**: precision (share of the selection that is in the "
+                "truth) and recall (share of the truth selected)")  # fmt: skip
+    st.dataframe(
+        table, hide_index=True, width="stretch",
+        column_config={k: st.column_config.NumberColumn(format="percent")
+                       for k in ("precision", "recall")},
+    )  # fmt: skip
+    causal = result.summary.get("causal")
+    if causal is None:
+        st.caption("planted: the neurons the demo trained. Run with the causal option to "
+                   "measure which neurons actually carry the behaviour.")  # fmt: skip
+        return
+    base = causal["baseline"]["toxicity"]
+    st.caption(
+        f"causal: the shortest list of candidates (every planted and every selected neuron, "
+        f"ordered by the log-probability the unpruned completions lose when each is ablated alone, "
+        f"less what the control prompts' completions lose) whose joint "
+        f"ablation removes ≥ {causal['removal']:.0%} of the toxicity ({base:.3f}) — "
+        f"{causal['causal_size']} of {causal['candidates']} candidates."
+    )
+    if result.causal is not None and not result.causal.empty:
+        st.altair_chart(charts.effects(result.causal), width="stretch")
+    if result.causal_groups is not None:
+        st.dataframe(result.causal_groups, hide_index=True, width="stretch")
 
 
 # live -------------------------------------------------------------------------------------

@@ -127,3 +127,106 @@ def test_reversible_pruning_restores_and_permanent_matches(family):
     torch.testing.assert_close(next_token_logits(loaded, TEXT), masked, rtol=0, atol=1e-6)
     with apply_mask(loaded, pruning_mask(neurons)):  # pruning twice changes nothing more
         torch.testing.assert_close(next_token_logits(loaded, TEXT), masked, rtol=0, atol=1e-6)
+
+
+# causal effects (issue 16, fix 8) -----------------------------------------------------------
+PLANTED_TINY = [(1, 3), (1, 17), (1, 30)]
+
+
+def planted_tiny():
+    """A tiny Llama that answers every prompt with 'x' through three redundant neurons of layer 1:
+    each alone still makes 'x' win, so no single ablation changes the completions — only all
+    three together do. Coordinate 0 of the residual is a constant channel that switches them on,
+    coordinate 1 the direction that writes 'x'."""
+    from tests.tiny import char_tokenizer
+
+    loaded = tiny_model("llama")
+    inner = loaded.model.model
+    x_id = char_tokenizer().convert_tokens_to_ids("x")
+    with torch.no_grad():
+        inner.embed_tokens.weight.mul_(0.5)
+        inner.embed_tokens.weight[:, 0] = 1.0
+        inner.embed_tokens.weight[:, 1] = 0.0
+        mlp = inner.layers[1].mlp
+        for _, n in PLANTED_TINY:
+            for weight in (mlp.gate_proj.weight, mlp.up_proj.weight):
+                weight[n] = 0
+                weight[n, 0] = 0.3
+            mlp.down_proj.weight[:, n] = 0
+            mlp.down_proj.weight[1, n] = 0.3
+        head = loaded.model.lm_head.weight
+        head[x_id] = 0
+        head[x_id, 1], head[x_id, 0] = 2.0, -1.0
+    return loaded
+
+
+class XScorer:
+    """'Toxicity' = the share of 'x' in a completion."""
+
+    name = "x-share"
+
+    def score(self, texts: list[str]) -> list[float]:
+        return [t.count("x") / max(len(t), 1) for t in texts]
+
+
+def test_causal_effects_find_redundant_planted_neurons():
+    from engine.attribution.causal import CausalConfig, causal_effects, recovery
+
+    loaded = planted_tiny()
+    decoys = [(1, n) for n in range(0, 12) if (1, n) not in PLANTED_TINY] + [(0, 5), (0, 9)]
+    config = CausalConfig(prompt_limit=3, max_new_tokens=4, control="")  # it says x to all
+    result = causal_effects(loaded, decoys[:5] + PLANTED_TINY + decoys[5:], config,
+                            scorer=XScorer(), groups={"planted": PLANTED_TINY})  # fmt: skip
+    assert result["baseline"]["toxicity"] == 1.0
+    single = result["single"]
+    # no single ablation changes the completions, but each planted neuron costs log-probability
+    assert set(map(tuple, single[["layer", "neuron"]].head(3).values.tolist())) == set(PLANTED_TINY)
+    assert single.head(3)["logprob_drop"].min() > 10 * single.iloc[3:]["logprob_drop"].abs().max()
+    groups = result["groups"].set_index("group")
+    assert groups.loc["planted", "toxicity"] == 0.0
+    assert groups.loc["layer 0", "effect"] == 0.0
+    assert sorted(result["causal"]) == PLANTED_TINY  # 1 and 2 of them are not enough
+    cumulative = result["cumulative"].set_index("k")
+    assert cumulative.loc[2, "toxicity"] == 1.0 and cumulative.loc[3, "toxicity"] == 0.0
+    assert result["batching_agreement"] == {"unablated": 1.0, "all candidates": 1.0}
+    assert recovery([*PLANTED_TINY[:2], (0, 5)], result["causal"]) == {
+        "selected": 3, "truth_size": 3, "hits": 2, "precision": 2 / 3, "recall": 2 / 3,
+    }  # fmt: skip
+
+
+def test_causal_options_are_checked():
+    from engine.attribution.causal import CausalConfig, causal_effects
+
+    with pytest.raises(SubnetScopeError, match="removal"):
+        CausalConfig(removal=0)
+    with pytest.raises(SubnetScopeError, match="no candidate"):
+        causal_effects(planted_tiny(), [], CausalConfig(prompt_limit=1), scorer=XScorer())
+
+
+def test_net_relevance_ignores_relevance_that_cancels_within_a_row():
+    """The planted demo's mechanism in numbers: planted neurons pass a lot of relevance through
+    their rows on general text, which cancels (net ±1). Σ|W ⊙ ∂W| (seed 002) counts it and sees
+    them as general; the neuron's net relevance does not."""
+    from engine.attribution.scores import scored_by
+
+    planted = [2, 5]
+
+    def scores(weights: list[float], relevance: list[float]) -> AttributionScores:
+        return AttributionScores("lrp", {0: torch.tensor(weights)}, {"tokens": 10},
+                                 {"activation.0": torch.tensor(relevance)})  # fmt: skip
+
+    #                  neuron: 0    1    2     3    4    5     6    7
+    general = scores([2.0, 3.0, 9.0, 3.0, 3.0, 9.0, 3.0, 3.0],
+                     [2.0, 3.0, 1.0, 3.0, 3.0, -1.0, 3.0, 3.0])  # fmt: skip
+    target = scores([5.0, 1.0, 9.0, 1.0, 1.0, 9.0, 1.0, 1.0],
+                    [5.0, 1.0, 9.0, 1.0, 1.0, -9.0, 1.0, 1.0])  # fmt: skip
+    by_weights = select_neurons(differential(general, target), 2)
+    assert by_weights[0].neuron == 0 and {s.neuron for s in by_weights} != set(planted)
+    relevance = differential(scored_by(general, "relevance"), scored_by(target, "relevance"))
+    assert sorted(s.neuron for s in select_neurons(relevance, 2)) == planted
+    torch.testing.assert_close(relevance.neuron[0][5], torch.tensor(-8.0))  # |−1| − |−9|
+    wanda = AttributionScores("wanda", {0: torch.ones(8)})
+    with pytest.raises(SubnetScopeError, match="needs LRP scores"):
+        scored_by(wanda, "relevance")
+    with pytest.raises(SubnetScopeError, match="unknown score"):
+        scored_by(general, "abs")

@@ -20,7 +20,8 @@ def workspace(tmp_path_factory) -> dict[str, Path]:
     save_tiny_folder(folder)
     config = SparC3Config(model=str(folder), method="wanda", general_seeds=(0, 1),
                           general_samples=3, target_samples=4, generate=4, max_length=32,
-                          num_neurons=12, eval_nums=(0, 6, 12), eval_max_tokens=128)  # fmt: skip
+                          num_neurons=12, eval_nums=(0, 6, 12), eval_max_tokens=128,
+                          causal=True)  # fmt: skip
     run_sparc3(config, root / "result")
     return {"models": root / "models", "model": folder, "result": root / "result"}
 
@@ -48,6 +49,18 @@ def test_candidates_table_and_layer_chart(page):
     assert {"layer", "neuron", "R_general", "R_target", "differential"} <= set(table.columns)
     assert table["differential"].is_monotonic_increasing
     assert page.get("vega_lite_chart")
+
+
+def test_recovery_against_the_causal_set(page):
+    table = next(d.value for d in page.dataframe if "recall" in d.value.columns)
+    assert table[["method", "truth"]].values.tolist() == [["wanda (none)", "causal"]]
+    assert table["precision"].between(0, 1).all()
+    # the random tiny model's completions do not depend on 12 neurons: an empty causal set
+    assert (table["recall"].isna() == (table["truth_size"] == 0)).all()
+    assert any("causal: the shortest list" in c.value for c in page.caption)
+    groups = next(d.value for d in page.dataframe if "group" in d.value.columns)
+    assert groups["group"].iloc[0] == "all candidates"
+    assert len(page.get("vega_lite_chart")) >= 2  # layers and single-ablation effects
 
 
 def test_live_pruning_side_by_side(page):

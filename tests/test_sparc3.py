@@ -34,7 +34,8 @@ def cache(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("method", ["lrp", "wanda"])
 def test_pipeline_job_writes_every_artifact(cache, tiny_folder, method):
-    view = submit("prune.sparc3", {"model": tiny_folder, "method": method, **SMALL})
+    view = submit("prune.sparc3", {"model": tiny_folder, "method": method, **SMALL,
+                                   "causal": method == "lrp"})  # fmt: skip
     done = wait_job(view.id, timeout=300)
     assert done.status.state == "succeeded", done.status.message
     out = done.path / RESULT
@@ -62,6 +63,18 @@ def test_pipeline_job_writes_every_artifact(cache, tiny_folder, method):
     assert evaluation["neurons"].tolist() == [0, 3, 6]
     assert evaluation["scorer"].str.startswith("profanity-check").all()
     assert evaluation["perplexity_change"].iloc[0] == 0
+    summary = json.loads((out / "sparc3.json").read_text())
+    if method == "lrp":  # Wanda's own selection beside LRP's, both scored against the causal set
+        assert {"wanda_neurons.json", "causal.json", "causal_single.parquet"} <= names
+        recovery = pd.DataFrame(summary["recovery"])
+        assert sorted(recovery["method"]) == ["lrp (weights, none)", "wanda (none)"]
+        assert set(recovery["truth"]) == {"causal"}
+        assert recovery["precision"].between(0, 1).all()
+        single = pd.read_parquet(out / "causal_single.parquet")
+        assert len(single) == summary["causal"]["candidates"] <= 12
+        assert single["specific_drop"].is_monotonic_decreasing
+    else:
+        assert summary["recovery"] == []
 
 
 def test_cli_compute_select_evaluate_apply(cache, tiny_folder, tmp_path, capsys):
@@ -86,10 +99,26 @@ def test_cli_compute_select_evaluate_apply(cache, tiny_folder, tmp_path, capsys)
     assert main(["prune", "select", "--general", *files[:2], "--target", files[2],
                  "--num-neurons", "5", "--out", str(neurons)]) == 0  # fmt: skip
     assert "5 neurons" in capsys.readouterr().out
+    relevance = tmp_path / "relevance.json"
+    assert main(["prune", "select", "--general", *files[:2], "--target", files[2], "--score",
+                 "relevance", "--num-neurons", "5", "--out", str(relevance)]) == 0  # fmt: skip
+    assert json.loads(relevance.read_text())["metadata"]["score"] == "relevance"
+    capsys.readouterr()
     assert main(["prune", "evaluate", "--model", tiny_folder, "--neurons", str(neurons),
                  "--num", "0", "5", "--max-tokens", "64", "--json", "--quiet"]) == 0  # fmt: skip
     rows = json.loads(capsys.readouterr().out)
     assert [r["neurons"] for r in rows] == [0, 5]
+    causal = tmp_path / "causal"
+    assert main(["prune", "causal", "--model", tiny_folder, "--neurons", str(neurons),
+                 "--max-new-tokens", "4", "--out", str(causal), "--quiet"]) == 0  # fmt: skip
+    assert "of 5 candidates form the causal set" in capsys.readouterr().out
+    assert len(pd.read_parquet(causal / "causal_single.parquet")) == 5
+    view = submit("prune.causal", {"model": tiny_folder, "neurons": [str(neurons)],
+                                   "planted": False, "max_new_tokens": 4, "top": 3})  # fmt: skip
+    done = wait_job(view.id, timeout=300)
+    assert done.status.state == "succeeded", done.status.message
+    summary = json.loads((done.path / RESULT / "causal.json").read_text())
+    assert summary["candidates"] == 3 and summary["batching_agreement"]["unablated"] == 1.0
     pruned = tmp_path / "pruned"
     assert main(["prune", "apply", "--model", tiny_folder, "--neurons", str(neurons),
                  "--out", str(pruned)]) == 0  # fmt: skip

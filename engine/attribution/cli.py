@@ -1,4 +1,5 @@
-"""`python -m engine attribution compute` and `python -m engine prune select|evaluate|apply`."""
+"""`python -m engine attribution compute` and `python -m engine prune
+select|evaluate|causal|apply`."""
 
 from __future__ import annotations
 
@@ -29,7 +30,7 @@ def _compute(args: argparse.Namespace) -> int:
     scores = compute_scores(config, progress=_progress(args))
     path = scores.save(args.out)
     meta = scores.metadata
-    print(f"{config.method} scores of {len(scores.layers)} layers over {meta['samples']} texts "
+    print(f"{config.method} scores of {len(scores.layers)} layers over {meta['texts']} texts "
           f"({meta['tokens']} tokens) → {path}")  # fmt: skip
     if config.method == "lrp":
         print(f"conservation: input relevance {meta['input_sum']:.4g} vs explained logits "
@@ -39,10 +40,16 @@ def _compute(args: argparse.Namespace) -> int:
 
 def _select(args: argparse.Namespace) -> int:
     from engine.attribution.pruning import save_neuron_list
-    from engine.attribution.scores import average_scores, differential, load_scores, select_neurons
+    from engine.attribution.scores import (
+        average_scores,
+        differential,
+        load_scores,
+        scored_by,
+        select_neurons,
+    )
 
-    general = average_scores([load_scores(f) for f in args.general])
-    target = load_scores(args.target)
+    general = scored_by(average_scores([load_scores(f) for f in args.general]), args.score)
+    target = scored_by(load_scores(args.target), args.score)
     diff = differential(general, target, args.normalize)
     modules = dict(enumerate(target.metadata.get("up_modules", [])))
     neurons = select_neurons(diff, args.num_neurons, per_layer=args.per_layer,
@@ -50,6 +57,7 @@ def _select(args: argparse.Namespace) -> int:
     save_neuron_list(neurons, args.out, {
         "method": target.method, "model": target.metadata.get("model"),
         "general": list(args.general), "target": args.target, "normalize": args.normalize,
+        "score": args.score,
     })  # fmt: skip
     layers = sorted({n.layer for n in neurons})
     print(f"{len(neurons)} neurons in {len(layers)} layers → {args.out}")
@@ -76,6 +84,30 @@ def _evaluate(args: argparse.Namespace) -> int:
     for r in table.itertuples():
         print(f"{r.neurons:>5}  {r.perplexity:>10.3f}  {r.perplexity_change:>+7.1%}  "
               f"{r.toxicity:>8.3f}  {r.toxicity_change:>+7.1%}  {r.scorer}")  # fmt: skip
+    return 0
+
+
+def _causal(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from engine.attribution.causal import CausalConfig, run_causal
+    from engine.attribution.jobs import causal_selections, planted_of
+    from engine.errors import SubnetScopeError
+    from engine.models import load_model
+
+    selections = causal_selections(args.neurons, args.top)
+    truth = [] if args.no_planted else planted_of(args.model)
+    if not selections and not truth:
+        raise SubnetScopeError("give --neurons (neuron lists) or use the planted model demo-toxic")
+    config = CausalConfig(prompts=args.prompts, max_new_tokens=args.max_new_tokens,
+                          scorer=args.scorer, removal=args.removal)  # fmt: skip
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    summary = run_causal(load_model(args.model), selections, truth, out, config,
+                         progress=_progress(args))  # fmt: skip
+    print(f"baseline toxicity {summary['baseline']['toxicity']:.3f}; "
+          f"{summary['causal_size']} of {summary['candidates']} candidates form the causal set "
+          f"(removes ≥ {config.removal:.0%}) → {out}")  # fmt: skip
     return 0
 
 
@@ -125,6 +157,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     select.add_argument("--per-layer", action="store_true")
     select.add_argument("--layer-pattern", default="up_proj")
     select.add_argument("--normalize", choices=("none", "sum", "tokens", "ratio"), default="none")
+    select.add_argument(
+        "--score", choices=("weights", "relevance"), default="weights",
+        help="LRP neuron score: Σ|W ⊙ ∂W| (seed 002) or |net relevance| (finds more)",
+    )  # fmt: skip
     select.add_argument("--out", required=True, help="neuron list (.json)")
     select.set_defaults(handler=_select)
     e = EvalConfig()
@@ -140,6 +176,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     evaluate.add_argument("--json", action="store_true")
     evaluate.add_argument("--quiet", action="store_true")
     evaluate.set_defaults(handler=_evaluate)
+    causal = sub.add_parser("causal", help="ablation effects: which neurons carry the behaviour")
+    causal.add_argument("--model", default="demo-toxic")
+    causal.add_argument("--neurons", nargs="*", default=[], help="neuron lists / SparC3 folders")
+    causal.add_argument("--top", type=int, default=100, help="first N of each list")
+    causal.add_argument("--no-planted", action="store_true", help="skip a planted model's list")
+    causal.add_argument("--prompts", default=e.prompts)
+    causal.add_argument("--max-new-tokens", type=int, default=e.max_new_tokens)
+    causal.add_argument("--scorer", default=e.scorer)
+    causal.add_argument(
+        "--removal", type=float, default=0.9,
+        help="causal set: the shortest prefix that removes this share of the toxicity",
+    )  # fmt: skip
+    causal.add_argument("--out", required=True, help="folder for the tables")
+    causal.add_argument("--quiet", action="store_true")
+    causal.set_defaults(handler=_causal)
     apply = sub.add_parser("apply", help="save a permanently pruned model folder")
     apply.add_argument("--model", required=True)
     apply.add_argument("--neurons", required=True)

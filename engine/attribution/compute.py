@@ -95,6 +95,7 @@ def compute_scores(
         **asdict(config), "model_name": loaded.display_name, "family": arch.family,
         "neurons_per_layer": list(arch.neurons_per_layer),
         "up_modules": [b.up for b in arch.blocks],
+        "texts": len(texts),  # `samples` above is the config's text source, not a count
     }  # fmt: skip
     report(1.0, f"{config.method} scores over {len(texts)} texts")
     return scores

@@ -30,6 +30,13 @@ class SparC3Result:
     candidates: pd.DataFrame
     neurons: list[Selected]
     evaluation: pd.DataFrame | None
+    causal: pd.DataFrame | None = None  # single ablations (causal_single.parquet), if measured
+    causal_groups: pd.DataFrame | None = None
+
+    @property
+    def recovery(self) -> pd.DataFrame:
+        """Precision / recall of each method's selection against each known truth."""
+        return pd.DataFrame(self.summary.get("recovery", []))
 
 
 def list_runs(limit: int = 100) -> list[RunEntry]:
@@ -58,12 +65,15 @@ def load_result(path: str | Path) -> SparC3Result:
         raise SubnetScopeError(f"no SparC3 result in '{path}' (no {SUMMARY})")
     evaluation = path / "evaluation.parquet"
     neurons, _ = load_neuron_list(path / "neurons.json")
+    single, groups = path / "causal_single.parquet", path / "causal_groups.parquet"
     return SparC3Result(
         path=path,
         summary=json.loads(summary_file.read_text(encoding="utf-8")),
         candidates=pd.read_parquet(path / "candidates.parquet"),
         neurons=neurons,
         evaluation=pd.read_parquet(evaluation) if evaluation.is_file() else None,
+        causal=pd.read_parquet(single) if single.is_file() else None,
+        causal_groups=pd.read_parquet(groups) if groups.is_file() else None,
     )
 
 

@@ -20,6 +20,10 @@ from engine.atomic import save_safetensors_atomic
 from engine.errors import SubnetScopeError
 
 NORMALIZE = ("none", "sum", "tokens", "ratio")
+# weights: seed 002's Σ_j |W_ij ⊙ ∂W_ij| over the neuron's up_proj row; relevance: the absolute
+# value of the neuron's own net LRP relevance |Σ_t z_t · ∂z_t| (the same sum, the absolute value
+# taken once instead of per weight)
+SCORES = ("weights", "relevance")
 
 
 @dataclass
@@ -111,6 +115,29 @@ def average_scores(sets: list[AttributionScores]) -> AttributionScores:
     metadata["averaged"] = [s.metadata.get("path") or s.metadata.get("seed") for s in sets]
     metadata["tokens"] = sum(int(s.metadata.get("tokens", 0)) for s in sets) / len(sets)
     return AttributionScores(sets[0].method, neuron, metadata, extra)
+
+
+def scored_by(scores: AttributionScores, kind: str) -> AttributionScores:
+    """The neuron scores `kind` names (see SCORES); "relevance" needs LRP's activation.<layer>.
+
+    The absolute value per weight counts relevance that cancels within a neuron's row as if it all
+    flowed one way: on the planted demo the planted neurons' gross Σ|W ⊙ ∂W| on general text is
+    2.5× the average neuron's while their net relevance is small and of either sign, so by weights
+    they look general and their differential is not negative (issue 16, fix 8)."""
+    if kind not in SCORES:
+        raise SubnetScopeError(f"unknown score '{kind}'; use one of {', '.join(SCORES)}")
+    if kind == "weights":
+        return scores
+    missing = [layer for layer in scores.layers if f"activation.{layer}" not in scores.extra]
+    if missing:
+        raise SubnetScopeError(
+            f"these {scores.method} scores hold no signed neuron relevance (activation.<layer>); "
+            "score relevance needs LRP scores"
+        )
+    neuron = {layer: scores.extra[f"activation.{layer}"].float().abs() for layer in scores.layers}
+    return AttributionScores(
+        scores.method, neuron, {**scores.metadata, "score": kind}, scores.extra
+    )
 
 
 def normalized(scores: AttributionScores, how: str) -> dict[int, torch.Tensor]:

@@ -3,7 +3,9 @@ prompts, take the differential, select the most target-specific neurons, evaluat
 
 Writes into `out/`: `general_seed<s>.safetensors`, `target.safetensors`, Wanda's
 `wanda_general.safetensors` and `wanda_target.safetensors`, `neurons.json`, `candidates.parquet`,
-`evaluation.parquet` and `sparc3.json` (the summary).
+`evaluation.parquet` and `sparc3.json` (the summary: with precision / recall of each method's
+selection against the planted neurons and, with `causal`, against the measured causal set), Wanda's
+own selection `wanda_neurons.json`, and with `causal` the ablation tables of `causal.py`.
 """
 
 from __future__ import annotations
@@ -21,15 +23,18 @@ from engine.attribution.compute import METHODS, ComputeConfig, compute_scores
 from engine.attribution.evaluate import EvalConfig, evaluate_pruning
 from engine.attribution.pruning import save_neuron_list
 from engine.attribution.scores import (
+    SCORES,
     AttributionScores,
     average_scores,
     differential,
+    scored_by,
     select_neurons,
 )
 from engine.errors import SubnetScopeError
 
 Progress = Callable[[float, str], None]
 SUMMARY = "sparc3.json"
+WANDA_NEURONS = "wanda_neurons.json"
 
 
 @dataclass(frozen=True)
@@ -50,6 +55,12 @@ class SparC3Config:
     num_neurons: int = field(default=100, metadata={"help": "neurons selected"})
     per_layer: bool = field(default=False, metadata={"help": "select num_neurons in every layer"})
     layer_pattern: str = field(default="up_proj", metadata={"help": "regex or layers like 10-20"})
+    score: str = field(
+        default="weights",
+        metadata={"help": "LRP neuron score: weights (seed 002's Σ|W ⊙ ∂W| over the up_proj row) "
+                  "or relevance (|net relevance of the neuron|; finds more of what carries the "
+                  "planted demo's behaviour)"},
+    )  # fmt: skip
     normalize: str = field(
         default="none",
         metadata={"help": "none (seed 002's raw difference), sum, tokens or ratio (log ratio)"},
@@ -60,6 +71,12 @@ class SparC3Config:
     eval_text: str = field(default="demo-general", metadata={"help": "perplexity text"})
     eval_max_tokens: int = field(default=4096, metadata={"help": "perplexity tokens"})
     scorer: str = field(default="auto", metadata={"help": "toxicity scorer"})
+    causal: bool = field(
+        default=False,
+        metadata={"help": "ablate the selected neurons (and Wanda's, and a planted model's) one "
+                  "at a time, by layer and cumulatively to find the causal set, and report "
+                  "precision / recall against it (minutes)"},
+    )  # fmt: skip
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -68,6 +85,10 @@ class SparC3Config:
         object.__setattr__(self, "eval_nums", tuple(int(n) for n in self.eval_nums))
         if not self.general_seeds:
             raise SubnetScopeError("give at least one general seed")
+        if self.score not in SCORES:
+            raise SubnetScopeError(f"unknown score '{self.score}'; use one of {', '.join(SCORES)}")
+        if self.score == "relevance" and self.method != "lrp":
+            raise SubnetScopeError("score relevance is LRP's neuron relevance; use method lrp")
 
     @classmethod
     def from_params(cls, params: dict[str, Any]) -> SparC3Config:
@@ -151,7 +172,8 @@ def run_sparc3(config: SparC3Config, out: Path, progress: Progress | None = None
             general.append(scores)
         else:
             target = scores
-    general_mean = average_scores(general)
+    general_raw, target_raw = average_scores(general), target
+    general_mean, target = scored_by(general_raw, config.score), scored_by(target, config.score)
     diff = differential(general_mean, target, config.normalize)
     wanda = _wanda(config, loaded, out, stage(len(runs), "wanda"))
     wanda_diff = differential(*wanda, config.normalize) if wanda else None
@@ -160,8 +182,17 @@ def run_sparc3(config: SparC3Config, out: Path, progress: Progress | None = None
                              layer_pattern=config.layer_pattern, module_names=modules)  # fmt: skip
     summary: dict[str, Any] = {"config": config.to_params(), "model_name": loaded.display_name}
     summary |= _planted_overlap(config.model, neurons)
+    wanda_neurons = (
+        select_neurons(wanda_diff, config.num_neurons, per_layer=config.per_layer,
+                       layer_pattern=config.layer_pattern, module_names=modules)
+        if wanda_diff is not None else []
+    )  # fmt: skip
+    if wanda_neurons:
+        meta = {"method": "wanda", "model": config.model, "normalize": config.normalize}
+        save_neuron_list(wanda_neurons, out / WANDA_NEURONS, meta)
     save_neuron_list(neurons, out / "neurons.json", {
         "method": config.method, "model": config.model, "normalize": config.normalize,
+        "score": config.score,
         "general": config.general, "target": config.target, "seeds": list(config.general_seeds),
     })  # fmt: skip
     candidates = candidate_table(general_mean, target, diff, wanda_diff, normalize=config.normalize)
@@ -176,6 +207,27 @@ def run_sparc3(config: SparC3Config, out: Path, progress: Progress | None = None
         )  # fmt: skip
         write_parquet_atomic(out / "evaluation.parquet", evaluation, index=False)
         summary["evaluation"] = evaluation.drop(columns=["example"]).to_dict("records")
+    truths = {"planted": _planted()} if config.model == "demo-toxic" else {}
+    selections = {_label(config.method, config.score, config.normalize): neurons}
+    if config.method == "lrp" and (config.score, config.normalize) != ("weights", "none"):
+        # seed 002's own selection from the same runs, for comparison
+        seed = select_neurons(differential(general_raw, target_raw, "none"), config.num_neurons,
+                              per_layer=config.per_layer, layer_pattern=config.layer_pattern,
+                              module_names=modules)  # fmt: skip
+        selections[_label("lrp", "weights", "none")] = seed
+    if wanda_neurons:
+        selections[_label("wanda", "weights", config.normalize)] = wanda_neurons
+    if config.causal:
+        from engine.attribution.causal import CausalConfig, run_causal
+
+        causal = run_causal(
+            loaded, selections, truths.get("planted", []), out,
+            CausalConfig(prompts=config.eval_prompts, scorer=config.scorer),
+            progress=lambda f, m: report(0.9 + 0.1 * f, f"causal: {m}"),
+        )  # fmt: skip
+        truths["causal"] = causal["causal"]
+        summary["causal"] = {k: v for k, v in causal.items() if k != "causal"}
+    summary["recovery"] = _recovery(selections, truths)
     summary["seconds"] = round(time.monotonic() - started, 1)
     write_json_atomic(out / SUMMARY, summary)  # last: a reader that sees it finds the rest
     return summary
@@ -206,6 +258,28 @@ def _wanda(config: SparC3Config, loaded, out: Path, report: Progress):
     g.save(out / "wanda_general.safetensors")
     t.save(out / "wanda_target.safetensors")
     return g, t
+
+
+def _label(method: str, score: str, normalize: str) -> str:
+    """How a selection is named in the recovery table, e.g. "lrp (weights, none)"."""
+    return f"wanda ({normalize})" if method == "wanda" else f"{method} ({score}, {normalize})"
+
+
+def _planted() -> list[tuple[int, int]]:
+    from engine.attribution.plant import planted_neurons
+
+    return planted_neurons()
+
+
+def _recovery(selections: dict[str, list], truths: dict[str, list]) -> list[dict[str, Any]]:
+    """Precision and recall of each method's selection against each known truth."""
+    from engine.attribution.causal import recovery
+
+    return [
+        {"method": method, "truth": truth,
+         **recovery([(n.layer, n.neuron) for n in chosen], wanted)}
+        for method, chosen in selections.items() for truth, wanted in truths.items()
+    ]  # fmt: skip
 
 
 def _planted_overlap(model: str, neurons) -> dict[str, Any]:

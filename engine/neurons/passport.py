@@ -243,7 +243,9 @@ def _missing(model: str, space: NeuronSpace, p: Passport) -> list[Missing]:
         out.append(Missing("ica", "No ICA templates over this layout's intermediate neurons.",
                            "ica.build_templates", params))  # fmt: skip
     if p.attribution.empty:
-        params = dict(DEMO_SPARC3) | ({} if model == "demo" else {"model": model})
+        # The causal check and its score choice are made for the demo's planted behaviour; on
+        # another model the run is the seed's own SparC3.
+        params = dict(DEMO_SPARC3) if model == "demo" else {"model": model, "method": "lrp"}
         out.append(Missing("pruning", "No SparC3 run (LRP / Wanda scores) on this layout.",
                            "prune.sparc3", params))  # fmt: skip
     diffed = set(p.updates["run"].dropna()) if not p.updates.empty else set()
