@@ -143,8 +143,8 @@ def scored_by(scores: AttributionScores, kind: str) -> AttributionScores:
 def normalized(scores: AttributionScores, how: str) -> dict[int, torch.Tensor]:
     """Scores made comparable across sample sets of different size.
 
-    - sum: each neuron's share of the set's total relevance (the default: general text and a
-      short prompt set explain targets of very different magnitude)
+    - sum: each neuron's share of the set's total relevance (an option, for when general text
+      and a short prompt set explain targets of very different magnitude; the default is none)
     - tokens: per scored token
     - none: raw, as seed 002 subtracts them (a general set of many more tokens than the target
       set then dominates, so the most negative differences are neurons that general text barely

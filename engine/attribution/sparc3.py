@@ -244,15 +244,20 @@ def _load(config: SparC3Config):
 
 
 def _wanda(config: SparC3Config, loaded, out: Path, report: Progress):
-    """Wanda's general and target scores beside the main method (forward passes only)."""
+    """Wanda's general and target scores beside the main method (forward passes only); the
+    general scores are averaged over the same seeds as the main method's (seed 002)."""
+    from engine.attribution.scores import average_scores
     from engine.attribution.wanda import wanda_scores
     from engine.data import load_texts
 
     if config.method == "wanda":
         return None
-    general = load_texts(config.general, limit=config.general_samples, seed=config.general_seeds[0])
+    per_seed = []
+    for seed in config.general_seeds:
+        general = load_texts(config.general, limit=config.general_samples, seed=seed)
+        per_seed.append(wanda_scores(loaded, general, max_length=config.max_length))
+    g = average_scores(per_seed)
     target = load_texts(config.target, limit=config.target_samples)
-    g = wanda_scores(loaded, general, max_length=config.max_length)
     report(0.5, "general done")
     t = wanda_scores(loaded, target, max_length=config.max_length)
     g.save(out / "wanda_general.safetensors")
