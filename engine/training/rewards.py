@@ -10,6 +10,7 @@ difference, as seed 000 rewards with logit(positive) − logit(negative) of a se
 from __future__ import annotations
 
 import re
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from types import SimpleNamespace
 
@@ -52,11 +53,12 @@ def length(chars: int) -> RewardFn:
     return lambda prompt, completion: max(0.0, 1.0 - abs(len(completion.strip()) - chars) / chars)
 
 
-class ScorerReward:
+class ScorerReward(ABC):
     """A reward that scores many completions at once (`batch`); calling it scores one."""
 
+    @abstractmethod
     def batch(self, prompts: Sequence[str], completions: Sequence[str]) -> list[float]:
-        raise NotImplementedError
+        """One reward per (prompt, completion) pair."""
 
     def __call__(self, prompt: str, completion: str) -> float:
         return self.batch([prompt], [completion])[0]
