@@ -19,6 +19,7 @@ from engine.errors import SubnetScopeError
 from engine.ica.templates import SPACE_LABELS, Templates, check_space, space_widths
 from engine.models import LoadedModel, NeuronMask
 from engine.models.architectures import Architecture
+from engine.models.masks import scaled_down_projection
 
 MaskMode = Literal["lesion", "preserve"]
 MASK_MODES: tuple[str, ...] = ("lesion", "preserve")
@@ -122,29 +123,8 @@ def apply_space_mask(loaded: LoadedModel, mask: SpaceMask | None) -> Iterator[No
         yield
         return
     vectors = mask.multipliers(loaded.architecture, loaded.device, loaded.dtype)
-    owner = object()
-    token = _active_out_mask.set(owner)
-    handles = []
-
-    def make_hook(vec: torch.Tensor):
-        def hook(module, args, output):
-            if _active_out_mask.get() is not owner:
-                return None
-            return output * vec.to(output.device, output.dtype)  # (..., hidden)
-
-        return hook
-
-    try:
-        with loaded.hook_lock:
-            for layer, vec in vectors.items():
-                module = loaded.architecture.down_module(loaded.model, layer)
-                handles.append(module.register_forward_hook(make_hook(vec)))
+    with scaled_down_projection(loaded, vectors, "output", _active_out_mask):
         yield
-    finally:
-        with loaded.hook_lock:
-            for handle in handles:
-                handle.remove()
-        _active_out_mask.reset(token)
 
 
 def active_neurons(mask: SpaceMask, architecture: Architecture) -> dict[int, torch.Tensor]:

@@ -159,16 +159,38 @@ def apply_mask(loaded: LoadedModel, mask: NeuronMask | None) -> Iterator[None]:
         yield
         return
     vectors = mask.multipliers(loaded.architecture, loaded.device, loaded.dtype)
+    with scaled_down_projection(loaded, vectors, "input", _active_mask):
+        yield
+
+
+@contextmanager
+def scaled_down_projection(
+    loaded: LoadedModel,
+    vectors: dict[int, torch.Tensor],
+    side: str,
+    active: contextvars.ContextVar[object | None],
+) -> Iterator[None]:
+    """Multiply each layer's down projection input (`side="input"`, its neurons) or output
+    (`"output"`, hidden-size channels) by `vectors[layer]`, for calls made from this context only.
+    `active` marks the context; each kind of mask keeps its own, so they can nest."""
     owner = object()
-    token = _active_mask.set(owner)
+    token = active.set(owner)
     handles = []
 
-    def make_hook(vec: torch.Tensor):
+    def input_hook(vec: torch.Tensor):
         def hook(module, args):
-            if _active_mask.get() is not owner:
+            if active.get() is not owner:
                 return None
             hidden = args[0]  # (..., neurons)
             return (hidden * vec.to(hidden.device, hidden.dtype), *args[1:])
+
+        return hook
+
+    def output_hook(vec: torch.Tensor):
+        def hook(module, args, output):
+            if active.get() is not owner:
+                return None
+            return output * vec.to(output.device, output.dtype)  # (..., hidden)
 
         return hook
 
@@ -176,13 +198,16 @@ def apply_mask(loaded: LoadedModel, mask: NeuronMask | None) -> Iterator[None]:
         with loaded.hook_lock:
             for layer, vec in vectors.items():
                 module = loaded.architecture.down_module(loaded.model, layer)
-                handles.append(module.register_forward_pre_hook(make_hook(vec)))
+                if side == "input":
+                    handles.append(module.register_forward_pre_hook(input_hook(vec)))
+                else:
+                    handles.append(module.register_forward_hook(output_hook(vec)))
         yield
     finally:
         with loaded.hook_lock:
             for handle in handles:
                 handle.remove()
-        _active_mask.reset(token)
+        active.reset(token)
 
 
 # A typed spec names at most this many neurons when the model's count is not given: ranges are
