@@ -46,6 +46,7 @@ from engine.sparsity import (
 )
 from engine.sparsity.config import tolerance_key
 from engine.sparsity.localization import BASES, BLOCK_CHANGED, TENSOR_FRO
+from engine.sparsity.precision import opening_criterion, pair_precision, result_precision
 from engine.sparsity.reference import SCRIPT, script_report
 from engine.sparsity.series import SEED_NAME_TOKENS
 from engine.sparsity.sources import download_hub_weights, hub_cached, no_hub_downloads
@@ -61,7 +62,6 @@ CRITERIA = {"τ": None, "exact": EXACT, "bf16-visible": BF16}
 CRITERION_KEY = "sparsity_criterion"
 PICKED_KEY = "sparsity_picked"  # (base, tuned) the sidebar picked, for the opening criterion
 OPENED_FOR = "sparsity_criterion_opened_for"  # the precision the criterion last opened on
-HALF = {"BF16", "F16"}  # safetensors codes of 16-bit float storage
 COMPARE_BASES = {"count": BASES[BLOCK_CHANGED], "fraction": "changed share per block"}
 
 
@@ -100,51 +100,10 @@ def config_shells(base: str, stamp: str) -> list[int]:
     return points if len(points) > 2 else []  # one width: a single shell, nothing to compare
 
 
-def _precision(base_codes: set[str], tuned_codes: set[str]) -> str | None:
-    """'16-bit': both sides store their floats in bf16 / fp16; 'mixed': one side does and the
-    other stores wider floats (a bf16 run against its fp32 base model); 'fp32': neither does."""
-    if not base_codes or not tuned_codes:
-        return None
-    halves = (base_codes <= HALF, tuned_codes <= HALF)
-    return "16-bit" if all(halves) else "mixed" if any(halves) else "fp32"
-
-
 @st.cache_data(max_entries=32, show_spinner=False)
 def stored_precision(base: str, tuned: str, stamps: tuple) -> str | None:
-    """How the picked checkpoints store their float tensors (see `_precision`); None when the
-    headers cannot be read (the diff will say why)."""
-    try:
-        with no_hub_downloads():
-            base_src = open_source(base)
-            tuned_src = open_source(tuned, base=base_src)
-            codes = [
-                {spec.dtype for spec in src.specs().values() if spec.is_float}
-                for src in (base_src, tuned_src)
-            ]
-    except SubnetScopeError:
-        return None
-    return _precision(*codes)
-
-
-def result_precision(result: DiffResult) -> str | None:
-    """The same classification from a finished diff's per-tensor dtypes ('F32', 'F32->BF16')."""
-    sides: tuple[set[str], set[str]] = (set(), set())
-    for dtype in result.tensors["dtype"].unique():
-        parts = str(dtype).split("->")
-        for side, code in zip(sides, (parts[0], parts[-1]), strict=True):
-            if code.startswith(("F", "BF")):
-                side.add(code)
-    return _precision(*sides)
-
-
-# 16-bit: a stored bf16 value changed (what check_sparsity.py counts as nonzero); mixed: both
-# sides rounded to bf16 first, else the base's own rounding counts as a change everywhere;
-# fp32: τ, what the seed's trackers compute on an fp32 run.
-OPENING = {"16-bit": "exact", "mixed": "bf16-visible", "fp32": "τ"}
-
-
-def opening_criterion(precision: str | None) -> str:
-    return OPENING.get(precision or "fp32", "τ")
+    """`pair_precision`, cached per pair and their files' stamps."""
+    return pair_precision(base, tuned)
 
 
 # picking ----------------------------------------------------------------------------------
