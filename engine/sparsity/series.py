@@ -23,6 +23,7 @@ import pandas as pd
 from engine.errors import SubnetScopeError
 from engine.sparsity.config import DiffConfig, tolerance_key
 from engine.sparsity.diff import DiffResult, diff
+from engine.sparsity.localization import GPT2_NAME_FILTER
 from engine.sparsity.masks import overlap_table, overlap_totals
 from engine.sparsity.sources import WeightSource, open_source
 
@@ -31,7 +32,7 @@ if TYPE_CHECKING:
 
 _CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
 SEED_TAUS = (1e-7, 1e-6, 1e-5)  # analyze_sparse_subnetwork.py's TAUS
-SEED_NAME_TOKENS = ("attn", "mlp", "c_attn", "c_proj", "c_fc", "lm_head")
+SEED_NAME_TOKENS = GPT2_NAME_FILTER  # analyze_sparse_subnetwork.py's tokens, for every model
 _TIED_EMBEDDINGS = ("embed_tokens.weight", "wte.weight")
 SEED_COLUMNS = ["step", "tau", "numel", "changed", "fraction", "final_changed", "coverage"]
 
