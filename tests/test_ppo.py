@@ -229,3 +229,10 @@ def test_grpo_takes_a_two_label_classifier_reward(ctx, tiny_folder, classifier_f
     params = {"model": tiny_folder(), **RL, "num_generations": 2, "reward": classifier_folder,
               "reward_labels": "POSITIVE-NEGATIVE"}  # fmt: skip
     assert train_grpo(params, ctx)["changed_fraction"] > 0
+
+
+def test_a_reward_that_is_no_classifier_is_one_sentence(tmp_path) -> None:
+    from engine.training.rewards import reward_for
+
+    with pytest.raises(SubnetScopeError, match="is not a named reward or a sequence-classif"):
+        reward_for(str(tmp_path / "missing"))

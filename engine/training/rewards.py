@@ -128,6 +128,22 @@ def _labels(config) -> str:
     )
 
 
+def sequence_classifier(
+    source: str, what: str, *, num_labels: int | None = None, trust_remote_code: bool = False
+) -> nn.Module:
+    """A float32 sequence-classification model from a folder or hub id; a source that is not
+    one is one sentence ("'x' is not {what}: …")."""
+    from transformers import AutoModelForSequenceClassification
+
+    extra = {} if num_labels is None else {"num_labels": num_labels}
+    try:
+        return AutoModelForSequenceClassification.from_pretrained(
+            source, dtype=torch.float32, trust_remote_code=trust_remote_code, **extra
+        )
+    except (OSError, ValueError) as exc:
+        raise SubnetScopeError(f"'{source}' is not {what}: {str(exc).splitlines()[0]}") from exc
+
+
 class ClassifierReward(ScorerReward):
     """A sequence-classification model as a reward: logit[A] − logit[B] (or logit[A]) of the
     completion's text, tokenized by the classifier's own tokenizer (seed 000: distilbert-imdb,
@@ -137,21 +153,12 @@ class ClassifierReward(ScorerReward):
         self, source: str, labels: str = "auto", *, trust_remote_code: bool = False,
         max_length: int = 256,
     ) -> None:  # fmt: skip
-        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+        from transformers import AutoTokenizer
 
-        try:
-            self.model = AutoModelForSequenceClassification.from_pretrained(
-                source, dtype=torch.float32, trust_remote_code=trust_remote_code
-            ).eval()
-            self.tokenizer = AutoTokenizer.from_pretrained(
-                source, trust_remote_code=trust_remote_code
-            )
-        except (OSError, ValueError) as exc:
-            raise SubnetScopeError(
-                f"'{source}' is neither a named reward nor a sequence-classification model: "
-                f"{str(exc).splitlines()[0]}"
-            ) from exc
-        self.model.requires_grad_(False)
+        what = "a named reward or a sequence-classification model"
+        self.model = sequence_classifier(source, what, trust_remote_code=trust_remote_code)
+        self.model.eval().requires_grad_(False)
+        self.tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code)
         self.positive, self.negative = parse_reward_labels(labels, self.model.config)
         names = self.model.config.id2label or {}
         read = str(names.get(self.positive, self.positive))

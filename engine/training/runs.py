@@ -30,7 +30,13 @@ from engine.training.config import (
     TrainConfig,
 )
 from engine.training.data import prompt_dataset, sft_dataset, tokenized_prompts
-from engine.training.rewards import FunctionRewardModel, RewardFn, grpo_reward, reward_for
+from engine.training.rewards import (
+    FunctionRewardModel,
+    RewardFn,
+    grpo_reward,
+    reward_for,
+    sequence_classifier,
+)
 
 BASE = "base"
 RUN_JSON = "run.json"
@@ -229,17 +235,10 @@ def run_grpo(config: GRPORunConfig, ctx: JobContext) -> dict:
 def _value_classifier(source: str, trust_remote_code: bool) -> nn.Module:
     """A separate value model: a sequence-classification model with one output (its score head
     read at every token)."""
-    from transformers import AutoModelForSequenceClassification
-
-    try:
-        model = AutoModelForSequenceClassification.from_pretrained(
-            source, num_labels=1, dtype=torch.float32, trust_remote_code=trust_remote_code
-        )
-    except (OSError, ValueError) as exc:
-        raise SubnetScopeError(
-            f"'{source}' is neither a named reward nor a sequence-classification model: "
-            f"{str(exc).splitlines()[0]}"
-        ) from exc
+    model = sequence_classifier(
+        source, "a sequence-classification model (value_model)", num_labels=1,
+        trust_remote_code=trust_remote_code,
+    )  # fmt: skip
     hidden_size(model.config)
     return model
 
