@@ -30,6 +30,7 @@ MODULES = (
     "benchmarks.lora_blend",
     "benchmarks.lora_live",
     "benchmarks.neuron_overlap",
+    "benchmarks.rank1_svd",
 )
 BENCH_THREADS = 1  # torch threads in this process: one core gives the least noisy ratios
 
