@@ -86,9 +86,13 @@ def run_sklearn(x: np.ndarray, k: int) -> tuple[float, dict]:
     from sklearn.decomposition import FastICA
 
     ica = FastICA(
-        n_components=k, whiten="unit-variance", whiten_solver="svd", max_iter=MAX_ITER, tol=TOL,
+        n_components=k,
+        whiten="unit-variance",
+        whiten_solver="svd",
+        max_iter=MAX_ITER,
+        tol=TOL,
         random_state=SEED,
-    )  # fmt: skip
+    )
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         started = time.perf_counter()

@@ -51,10 +51,19 @@ def adapter_set(d: int, seed: int = SEED):
         b = torch.randn(d, RANK, generator=generator) * 0.01  # (d, r)
         scale = lora_scale(ALPHA, RANK)
         info = AdapterInfo(
-            name=f"a{i}", path=Path(f"a{i}"), base_model=None, rank=RANK, alpha=ALPHA,
-            use_rslora=False, use_dora=False, scaling=scale, target_modules=("q_proj",),
-            modules=(module,), rank_pattern={}, alpha_pattern={},
-        )  # fmt: skip
+            name=f"a{i}",
+            path=Path(f"a{i}"),
+            base_model=None,
+            rank=RANK,
+            alpha=ALPHA,
+            use_rslora=False,
+            use_dora=False,
+            scaling=scale,
+            target_modules=("q_proj",),
+            modules=(module,),
+            rank_pattern={},
+            alpha_pattern={},
+        )
         adapters.append(LoraAdapter(info, {module: Factors(b, a, scale)}))
     return AdapterSet(tuple(adapters), (module,))
 

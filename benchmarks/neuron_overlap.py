@@ -62,7 +62,10 @@ def run(repeats: int) -> Result:
         for column in ("p_layered", "q_layered")
     }
     return compare(
-        "neuron_overlap", f"overlap matrix of {len(sets)} sets ({len(tables['ours'])} pairs)",
-        ours, "the same with scipy.stats.hypergeom.pmf per layer", base,
+        "neuron_overlap",
+        f"overlap matrix of {len(sets)} sets ({len(tables['ours'])} pairs)",
+        ours,
+        "the same with scipy.stats.hypergeom.pmf per layer",
+        base,
         details={"max_abs_difference": differences},
-    )  # fmt: skip
+    )

@@ -130,12 +130,20 @@ def _child(mode: str, base: str, tuned: str, scratch: str) -> dict:
     started = time.perf_counter()
     if mode == "stream":
         # The cached path as the CLI runs it: masks stream to the store's folder.
-        result = diff(base, tuned, DiffConfig(tolerances=TOLERANCES),
-                      store=ArtifactStore(Path(scratch) / "store"))  # fmt: skip
+        result = diff(
+            base,
+            tuned,
+            DiffConfig(tolerances=TOLERANCES),
+            store=ArtifactStore(Path(scratch) / "store"),
+        )
         changed = result.summary["changed"]["1e-05"]["changed"]
     elif mode == "reference":
-        result = diff(base, tuned, DiffConfig(tolerances=TOLERANCES, reference=True),
-                      store=ArtifactStore(Path(scratch) / "store-ref"))  # fmt: skip
+        result = diff(
+            base,
+            tuned,
+            DiffConfig(tolerances=TOLERANCES, reference=True),
+            store=ArtifactStore(Path(scratch) / "store-ref"),
+        )
         ref = result.summary["reference"]
         changed = round(ref["close_fraction"]["1e-05"] * ref["numel"])  # close, as counted
     elif mode == "script":
@@ -184,10 +192,22 @@ def _status_mb(key: str) -> float:
 def run_child(mode: str, base: Path, tuned: Path, scratch: Path) -> dict:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     done = subprocess.run(
-        [sys.executable, "-m", "benchmarks.sparsity_diff", mode, str(base), str(tuned),
-         str(scratch)],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=TIMEOUT, check=False,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "benchmarks.sparsity_diff",
+            mode,
+            str(base),
+            str(tuned),
+            str(scratch),
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+        check=False,
+    )
     if done.returncode != 0:
         raise RuntimeError(f"{mode} diff failed: {done.stderr.strip()[-2000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])

@@ -55,10 +55,14 @@ def pick_templates(bar=st.sidebar) -> str | None:
     """A built templates file (the demo's first) or one typed in; `?templates=` preselects."""
     choices = template_choices(workspace_stamp())
     return artifact_picker(
-        "Templates", choices, typed_label="A templates file", key=PICK_KEY,
-        placeholder="/path/to/global_templates.json", container=bar,
+        "Templates",
+        choices,
+        typed_label="A templates file",
+        key=PICK_KEY,
+        placeholder="/path/to/global_templates.json",
+        container=bar,
         help="ICA templates built by jobs (the demo's first), or a file in seed 001's layout",
-    )  # fmt: skip
+    )
 
 
 # browsing ---------------------------------------------------------------------------------
@@ -356,17 +360,24 @@ def build_panel(source: str) -> None:
     max_length = cols[0].number_input("Tokens per text", 8, 4096, 64, key="ica_build_len")
     threshold = cols[1].selectbox("Key-neuron rule", ["percentile", "zscore"], key="ica_build_rule")
     standardize = cols[2].checkbox(
-        "Standardize features", value=d.standardize, key="ica_build_std",
+        "Standardize features",
+        value=d.standardize,
+        key="ica_build_std",
         help="z-score every feature before ICA, as seed 001's reference does (off: raw "
         "activations, where the loud last layers dominate the key sets)",
-    )  # fmt: skip
+    )
     space = cols[3].selectbox(
-        "Neuron space", list(SPACES), index=list(SPACES).index(d.space), key="ica_build_space",
-        format_func=lambda s: {"mlp_neurons": "mlp_neurons · intermediate neurons",
-                               "mlp_out": "mlp_out · MLP output (seed 001)"}[s],
+        "Neuron space",
+        list(SPACES),
+        index=list(SPACES).index(d.space),
+        key="ica_build_space",
+        format_func=lambda s: {
+            "mlp_neurons": "mlp_neurons · intermediate neurons",
+            "mlp_out": "mlp_out · MLP output (seed 001)",
+        }[s],
         help="mlp_neurons: the down projection's input (the neurons SparC3 and the passport "
         "use) · mlp_out: its output, hidden-size channels, as seed 001's reference captures",
-    )  # fmt: skip
+    )
     params = {
         **d.to_params(),
         "model": source,

@@ -43,9 +43,14 @@ def resources_inputs(*, key: str) -> Resources:
         label, help_text = field.name.replace("_", " "), field.metadata.get("help")
         if field.type.startswith("float | None"):  # optional numbers: empty = the default
             values[field.name] = column.number_input(
-                label, min_value=0.0, value=None, step=1.0, help=help_text,
-                placeholder="kind's estimate", key=f"{key}_{field.name}",
-            )  # fmt: skip
+                label,
+                min_value=0.0,
+                value=None,
+                step=1.0,
+                help=help_text,
+                placeholder="kind's estimate",
+                key=f"{key}_{field.name}",
+            )
         elif field.default is None or isinstance(field.default, str):
             text = column.text_input(label, help=help_text, key=f"{key}_{field.name}")
             values[field.name] = text.strip() or None
@@ -241,10 +246,17 @@ def jobs_table(views: list[JobView]) -> pd.DataFrame:
             for v in views
         ],
         columns=[
-            "id", "kind", "state", "queue", "progress", "elapsed_s", "backend", "created",
+            "id",
+            "kind",
+            "state",
+            "queue",
+            "progress",
+            "elapsed_s",
+            "backend",
+            "created",
             "message",
         ],
-    )  # fmt: skip
+    )
     table["created"] = pd.to_datetime(table["created"], errors="coerce", utc=True)
     table["queue"] = table["queue"].astype("Int64")
     table["progress"] = pd.to_numeric(table["progress"], errors="coerce")

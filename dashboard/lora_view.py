@@ -96,9 +96,11 @@ def pick_adapters(bar=st.sidebar) -> tuple[list[str], list[str] | None]:
         "LoRA runs",
     )
     typed = bar.text_area(
-        "More adapter folders (one per line)", key=f"{PICK_KEY}_typed", height=68,
+        "More adapter folders (one per line)",
+        key=f"{PICK_KEY}_typed",
+        height=68,
         placeholder="path/to/adapter",
-    )  # fmt: skip
+    )
     extra = [line.strip() for line in typed.splitlines() if line.strip()]
     return list(picked) + extra, None if extra else [labels[p] for p in picked]
 
@@ -154,9 +156,12 @@ def blend_controls(adapters: AdapterSet) -> BlendSpec:
     )
     cols = st.columns([2, 2, 2, 2])
     method = cols[0].selectbox(
-        "Combination", METHODS, index=METHODS.index("svd"), key="lora_method",
+        "Combination",
+        METHODS,
+        index=METHODS.index("svd"),
+        key="lora_method",
         help="PEFT's add_weighted_adapter types; svd and cat use the exact low-rank path",
-    )  # fmt: skip
+    )
     density = None
     if method in DENSITY_METHODS:
         density = cols[1].slider("Density", 0.05, 1.0, 0.5, step=0.05, key="lora_density")
@@ -165,18 +170,25 @@ def blend_controls(adapters: AdapterSet) -> BlendSpec:
         top = sum(a.info.rank for a in adapters.adapters)
         rank = int(
             cols[2].number_input(
-                "Blend rank", 1, top, max(a.info.rank for a in adapters.adapters),
-                key="lora_rank", help="svd blends keep this many singular directions",
+                "Blend rank",
+                1,
+                top,
+                max(a.info.rank for a in adapters.adapters),
+                key="lora_rank",
+                help="svd blends keep this many singular directions",
             )
-        )  # fmt: skip
+        )
     engine = "auto"
     if method in ("svd", "cat"):
         engine = cols[3].radio(
-            "Engine", ["auto", "peft"], horizontal=True, key="lora_engine",
+            "Engine",
+            ["auto", "peft"],
+            horizontal=True,
+            key="lora_engine",
             format_func=lambda e: "exact low-rank" if e == "auto" else "PEFT",
             help="exact: QR of the stacked factors and SVD of the small core (O(d·k²)); "
             "PEFT: add_weighted_adapter (dense d×d SVD per module)",
-        )  # fmt: skip
+        )
     return BlendSpec(weights=weights, method=method, rank=rank, density=density, engine=engine)
 
 
@@ -199,26 +211,32 @@ def blend_now(picked: Picked, adapters: AdapterSet, spec: BlendSpec) -> BlendRes
 def blend_headline(result: BlendResult) -> None:
     cols = st.columns(4)
     cols[0].metric(
-        "Blend error", f"{result.error:.2e}",
+        "Blend error",
+        f"{result.error:.2e}",
         help="‖blend − Σ wᵢ·sᵢ·BᵢAᵢ‖_F / ‖Σ wᵢ·sᵢ·BᵢAᵢ‖_F over all modules",
-    )  # fmt: skip
+    )
     cols[1].metric(
-        "Truncation", f"{result.truncation_total:.2e}",
+        "Truncation",
+        f"{result.truncation_total:.2e}",
         help="the part of that error a rank limit forces (the Eckart–Young optimum)",
-    )  # fmt: skip
+    )
     ranks = {f.rank for f in result.factors.values()}
     cols[2].metric("Blend rank", "/".join(str(r) for r in sorted(ranks)))
     cols[3].metric(
-        "Engine", "exact low-rank" if result.engine == "lowrank" else "PEFT",
+        "Engine",
+        "exact low-rank" if result.engine == "lowrank" else "PEFT",
         help=f"blended in {result.seconds * 1000:.0f} ms",
-    )  # fmt: skip
+    )
     for note in result.notes:
         st.info(note)
     with st.expander("Error per module"):
         errors = pd.DataFrame(
-            {"module": list(result.errors), "error": list(result.errors.values()),
-             "truncation": [result.truncation[m] for m in result.errors]}
-        ).sort_values("error", ascending=False)  # fmt: skip
+            {
+                "module": list(result.errors),
+                "error": list(result.errors.values()),
+                "truncation": [result.truncation[m] for m in result.errors],
+            }
+        ).sort_values("error", ascending=False)
         st.dataframe(errors, hide_index=True, width="stretch", height=240)
         downloads(errors, "lora-blend-errors", key="lora_err_dl")
     excess = result.error - result.truncation_total
@@ -233,9 +251,13 @@ def blend_headline(result: BlendResult) -> None:
 # generations ------------------------------------------------------------------------------
 @st.cache_data(max_entries=64, show_spinner=False)
 def _column(
-    source: str, picked: Picked, variant: str, spec: BlendSpec | None, prompts: tuple[str, ...],
+    source: str,
+    picked: Picked,
+    variant: str,
+    spec: BlendSpec | None,
+    prompts: tuple[str, ...],
     max_new_tokens: int,
-) -> list[str]:  # fmt: skip
+) -> list[str]:
     """One variant's completions: 'base', an adapter's name (alone, at weight 1), or 'blend'."""
     from engine.lora.compare import side_by_side
 
@@ -455,10 +477,16 @@ def train_panel(source: str) -> None:
         "its own update (or, as 'random projection', a fresh rank-1 LoRA with a random A). "
         "Each logs the effective rank of the accumulated update."
     )
-    method = st.segmented_control(
-        "Method", list(TRAIN_KINDS), default="lora", key="lora_train_method",
-        format_func={"lora": "LoRA", "relora": "ReLoRA", "rank1": "Rank-1 merging"}.get,
-    ) or "lora"  # fmt: skip
+    method = (
+        st.segmented_control(
+            "Method",
+            list(TRAIN_KINDS),
+            default="lora",
+            key="lora_train_method",
+            format_func={"lora": "LoRA", "relora": "ReLoRA", "rank1": "Rank-1 merging"}.get,
+        )
+        or "lora"
+    )
     kind = TRAIN_KINDS[method]
     defaults = get_kind(kind).defaults
     cols = st.columns(4)
@@ -475,10 +503,13 @@ def train_panel(source: str) -> None:
     if "reset_every" in defaults:
         params["reset_every"] = int(
             st.number_input(
-                "Merge and reset every k steps", 1, 100_000, defaults["reset_every"],
+                "Merge and reset every k steps",
+                1,
+                100_000,
+                defaults["reset_every"],
                 key="lora_tr_relora_k",
             )
-        )  # fmt: skip
+        )
         relora_options(params, defaults)
     if method == "rank1":
         rank1_options(params, defaults)
@@ -501,15 +532,22 @@ def relora_options(params: dict, defaults: dict) -> None:
 
     cols = st.columns(2)
     warm = cols[0].number_input(
-        "Full-rank warm-start steps", 0, 100_000, defaults["warm_start_steps"],
-        placeholder="a quarter of the steps", key="lora_tr_relora_warm",
+        "Full-rank warm-start steps",
+        0,
+        100_000,
+        defaults["warm_start_steps"],
+        placeholder="a quarter of the steps",
+        key="lora_tr_relora_warm",
         help=ReLoRAConfig.help("warm_start_steps"),
-    )  # fmt: skip
+    )
     params["warm_start_steps"] = None if warm is None else int(warm)
     params["full_rank"] = cols[1].selectbox(
-        "Also trained at full rank", FULL_RANK, index=FULL_RANK.index(defaults["full_rank"]),
-        key="lora_tr_relora_full", help=ReLoRAConfig.help("full_rank"),
-    )  # fmt: skip
+        "Also trained at full rank",
+        FULL_RANK,
+        index=FULL_RANK.index(defaults["full_rank"]),
+        key="lora_tr_relora_full",
+        help=ReLoRAConfig.help("full_rank"),
+    )
 
 
 def rank1_options(params: dict, defaults: dict) -> None:
@@ -518,13 +556,19 @@ def rank1_options(params: dict, defaults: dict) -> None:
 
     cols = st.columns(2)
     params["method"] = cols[0].selectbox(
-        "Rank-1 update", RANK1_METHODS, index=RANK1_METHODS.index(defaults["method"]),
-        key="lora_tr_rank1_method", help=Rank1Config.help("method"),
-    )  # fmt: skip
+        "Rank-1 update",
+        RANK1_METHODS,
+        index=RANK1_METHODS.index(defaults["method"]),
+        key="lora_tr_rank1_method",
+        help=Rank1Config.help("method"),
+    )
     params["optimizer"] = cols[1].selectbox(
-        "Optimizer", RANK1_OPTIMIZERS, index=RANK1_OPTIMIZERS.index(defaults["optimizer"]),
-        key="lora_tr_rank1_opt", help=Rank1Config.help("optimizer"),
-    )  # fmt: skip
+        "Optimizer",
+        RANK1_OPTIMIZERS,
+        index=RANK1_OPTIMIZERS.index(defaults["optimizer"]),
+        key="lora_tr_rank1_opt",
+        help=Rank1Config.help("optimizer"),
+    )
 
 
 def rank_runs_section() -> None:

@@ -37,8 +37,10 @@ def neuron_table(
     missing = {"layer", "neuron"} - set(table.columns)
     if missing:
         raise ValueError(f"a neuron table needs the columns layer and neuron, lacks {missing}")
-    links = [passport_url(model, layer, neuron) for layer, neuron in zip(
-        table["layer"], table["neuron"], strict=True)]  # fmt: skip
+    links = [
+        passport_url(model, layer, neuron)
+        for layer, neuron in zip(table["layer"], table["neuron"], strict=True)
+    ]
     shown = table.reset_index(drop=True).assign(passport=links)
     config = {
         "passport": st.column_config.LinkColumn(
@@ -47,9 +49,15 @@ def neuron_table(
         **(column_config or {}),
     }
     event = st.dataframe(
-        shown, hide_index=True, width="stretch", height=height or "auto", column_config=config,
-        key=key, on_select="rerun", selection_mode="single-row",
-    )  # fmt: skip
+        shown,
+        hide_index=True,
+        width="stretch",
+        height=height or "auto",
+        column_config=config,
+        key=key,
+        on_select="rerun",
+        selection_mode="single-row",
+    )
     if shown.empty:
         return
     rows = [r for r in event.selection.rows if r < len(shown)]  # a stale pick of a longer table

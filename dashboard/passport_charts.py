@@ -35,9 +35,11 @@ def component_z_chart(ica: pd.DataFrame) -> alt.Chart:
 def updates_chart(updates: pd.DataFrame) -> alt.Chart:
     """Changed share of the neuron's weights over each run's checkpoints, against its layer."""
     long = updates.melt(
-        id_vars=["kind", "run", "step", "criterion"], value_vars=["mean", "layer_mean"],
-        var_name="series", value_name="changed",
-    )  # fmt: skip
+        id_vars=["kind", "run", "step", "criterion"],
+        value_vars=["mean", "layer_mean"],
+        var_name="series",
+        value_name="changed",
+    )
     long["series"] = long["series"].map({"mean": "this neuron", "layer_mean": "layer mean"})
     long["run"] = long["kind"] + " " + long["run"].fillna("").str[-6:] + " · τ " + long["criterion"]
     return (
@@ -55,8 +57,9 @@ def updates_chart(updates: pd.DataFrame) -> alt.Chart:
 
 
 def adapter_roles_chart(adapters: pd.DataFrame) -> alt.Chart:
-    long = adapters.melt(id_vars=["adapter"], value_vars=["up", "gate", "down"], var_name="role",
-                         value_name="norm")  # fmt: skip
+    long = adapters.melt(
+        id_vars=["adapter"], value_vars=["up", "gate", "down"], var_name="role", value_name="norm"
+    )
     return (
         alt.Chart(long)
         .mark_bar()
@@ -74,8 +77,9 @@ def adapter_roles_chart(adapters: pd.DataFrame) -> alt.Chart:
 def overlap_matrix_chart(pairs: pd.DataFrame, order: list[str], value: str) -> alt.Chart:
     """Symmetric matrix of sets: colour = `value` (jaccard or −log10 q), text = shared count,
     a ring where the layered q-value is below 0.05."""
-    both = pd.concat([pairs, pairs.rename(columns={"a": "b", "b": "a", "size_a": "size_b",
-                                                   "size_b": "size_a"})])  # fmt: skip
+    both = pd.concat(
+        [pairs, pairs.rename(columns={"a": "b", "b": "a", "size_a": "size_b", "size_b": "size_a"})]
+    )
     both = both.assign(
         neglog_q=-np.log10(both["q_layered"].clip(lower=1e-300)),
         significant=both["q_layered"] < 0.05,
@@ -86,10 +90,18 @@ def overlap_matrix_chart(pairs: pd.DataFrame, order: list[str], value: str) -> a
         x=alt.X("a:N", sort=order, title=None, axis=alt.Axis(labelAngle=-45, labelOverlap=False)),
         y=alt.Y("b:N", sort=order, title=None),
     )
-    tooltip = ["a", "b", "size_a", "size_b", "shared", alt.Tooltip("expected:Q", format=".2f"),
-               alt.Tooltip("jaccard:Q", format=".4f"), alt.Tooltip("p_value:Q", format=".2e"),
-               alt.Tooltip("p_layered:Q", format=".2e"),
-               alt.Tooltip("q_layered:Q", format=".2e")]  # fmt: skip
+    tooltip = [
+        "a",
+        "b",
+        "size_a",
+        "size_b",
+        "shared",
+        alt.Tooltip("expected:Q", format=".2f"),
+        alt.Tooltip("jaccard:Q", format=".4f"),
+        alt.Tooltip("p_value:Q", format=".2e"),
+        alt.Tooltip("p_layered:Q", format=".2e"),
+        alt.Tooltip("q_layered:Q", format=".2e"),
+    ]
     cells = base.mark_rect().encode(
         color=alt.Color(f"{field}:Q", title=title, scale=alt.Scale(scheme="viridis")),
         tooltip=tooltip,
@@ -107,8 +119,9 @@ def overlap_matrix_chart(pairs: pd.DataFrame, order: list[str], value: str) -> a
 
 
 def overlap_layers_chart(layers: pd.DataFrame) -> alt.Chart:
-    long = layers.melt(id_vars=["layer"], value_vars=["shared", "expected"], var_name="what",
-                       value_name="count")  # fmt: skip
+    long = layers.melt(
+        id_vars=["layer"], value_vars=["shared", "expected"], var_name="what", value_name="count"
+    )
     return (
         alt.Chart(long)
         .mark_bar()

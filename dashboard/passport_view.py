@@ -88,9 +88,13 @@ def jump_to(source: str) -> None:
             options.setdefault(f"L{layer}.{neuron} · {s.label}", (layer, neuron))
     if not options:
         return
-    picked = st.selectbox("Jump to a notable neuron", list(options), index=None,
-                          placeholder="top candidates, top updated, top ΔW …",
-                          key="passport_jump")  # fmt: skip
+    picked = st.selectbox(
+        "Jump to a notable neuron",
+        list(options),
+        index=None,
+        placeholder="top candidates, top updated, top ΔW …",
+        key="passport_jump",
+    )
     if picked is not None and st.session_state.get("passport_jumped") != picked:
         st.session_state["passport_jumped"] = picked
         st.session_state[LAYER_KEY], st.session_state[NEURON_KEY] = options[picked]
@@ -192,9 +196,12 @@ def passport_panel(source: str, space: NeuronSpace) -> None:
     activation_section(p)
     missing_section(p)
     st.download_button(
-        "Passport (JSON)", _json(p), file_name=f"passport-{p.name}.json",
-        mime="application/json", key="passport_json",
-    )  # fmt: skip
+        "Passport (JSON)",
+        _json(p),
+        file_name=f"passport-{p.name}.json",
+        mime="application/json",
+        key="passport_json",
+    )
 
 
 def _json(p: Passport) -> str:
@@ -223,10 +230,12 @@ def cached_matrix(contents: tuple, _sets: list[NeuronSet], widths: tuple[int, ..
 
 def user_set() -> NeuronSet | None:
     text = st.text_area(
-        "Your neurons (optional)", key="passport_user_list", height=80,
+        "Your neurons (optional)",
+        key="passport_user_list",
+        height=80,
         placeholder="12.345, 29.1291 — or one 'layer neuron' per line",
         help="Joins the matrix as the set 'list:yours'",
-    )  # fmt: skip
+    )
     if not text.strip():
         return None
     return list_set(text, name="yours")
@@ -240,18 +249,29 @@ def overlap_panel(source: str, space: NeuronSpace) -> None:
         "are not called related). q: Benjamini–Hochberg over all pairs; a red ring marks q < 0.05."
     )
     left, right = st.columns(2)
-    top = left.slider("N for top-N sets (pruning, updates, adapters)", 10, 1000, DEFAULT_TOP,
-                      step=10, key="passport_top")  # fmt: skip
-    value = right.segmented_control("Colour", ["−log10 q", "Jaccard"], default="−log10 q",
-                                    key="passport_colour") or "−log10 q"  # fmt: skip
+    top = left.slider(
+        "N for top-N sets (pruning, updates, adapters)",
+        10,
+        1000,
+        DEFAULT_TOP,
+        step=10,
+        key="passport_top",
+    )
+    value = (
+        right.segmented_control(
+            "Colour", ["−log10 q", "Jaccard"], default="−log10 q", key="passport_colour"
+        )
+        or "−log10 q"
+    )
     sets = cached_sets(source, top, workspace_stamp())
     mine = user_set()
     if mine is not None:
         sets = [*sets, mine]
     areas = sorted({s.area for s in sets})
     default_areas = [a for a in areas if a != "ica" or len(sets) < 30]  # many components: opt in
-    chosen_areas = st.multiselect("Areas", areas, default=default_areas,
-                                  key=f"passport_areas_{'-'.join(areas)}")  # fmt: skip
+    chosen_areas = st.multiselect(
+        "Areas", areas, default=default_areas, key=f"passport_areas_{'-'.join(areas)}"
+    )
     shown = [s for s in sets if s.area in chosen_areas]
     options = [s.spec for s in shown]
     # keyed by the options: a new set (your list, a finished job) joins the selection
@@ -264,12 +284,17 @@ def overlap_panel(source: str, space: NeuronSpace) -> None:
         return
     pairs = cached_matrix(set_contents(chosen), chosen, space.widths)
     st.altair_chart(
-        charts.overlap_matrix_chart(pairs, [s.spec for s in chosen],
-                                    "jaccard" if value == "Jaccard" else "q"),
+        charts.overlap_matrix_chart(
+            pairs, [s.spec for s in chosen], "jaccard" if value == "Jaccard" else "q"
+        ),
         width="content",
-    )  # fmt: skip
-    sets_table = pd.DataFrame([{"set": s.spec, "what": s.label, "neurons": len(s),
-                                "model": s.model, "from": s.note} for s in chosen])  # fmt: skip
+    )
+    sets_table = pd.DataFrame(
+        [
+            {"set": s.spec, "what": s.label, "neurons": len(s), "model": s.model, "from": s.note}
+            for s in chosen
+        ]
+    )
     st.dataframe(sets_table, hide_index=True, width="stretch")
     ranked = pairs.sort_values("p_layered").reset_index(drop=True)
     st.dataframe(ranked, hide_index=True, width="stretch", height=280, column_config=P_COLUMNS)
@@ -280,5 +305,6 @@ def overlap_panel(source: str, space: NeuronSpace) -> None:
         a, b = (next(s for s in chosen if s.spec == name) for name in pair.split(" × "))
         one = overlap(a, b, space.widths)
         st.altair_chart(charts.overlap_layers_chart(one.layers), width="stretch")
-        st.dataframe(one.layers, hide_index=True, width="stretch", height=240,
-                     column_config=P_COLUMNS)  # fmt: skip
+        st.dataframe(
+            one.layers, hide_index=True, width="stretch", height=240, column_config=P_COLUMNS
+        )

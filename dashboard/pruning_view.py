@@ -54,10 +54,14 @@ def opened(path: str) -> SparC3Result:
 def pick_run(bar=st.sidebar) -> str | None:
     """A finished SparC3 run (the demo's first) or a result folder; `?scores=` preselects."""
     return artifact_picker(
-        "Scores", run_choices(workspace_stamp()), typed_label="A result folder", key=PICK_KEY,
-        placeholder="cache/jobs/<id>/result", help="finished SparC3 runs (the demo's first)",
+        "Scores",
+        run_choices(workspace_stamp()),
+        typed_label="A result folder",
+        key=PICK_KEY,
+        placeholder="cache/jobs/<id>/result",
+        help="finished SparC3 runs (the demo's first)",
         container=bar,
-    )  # fmt: skip
+    )
 
 
 def headline(result: SparC3Result) -> None:
@@ -112,17 +116,24 @@ def recovery_section(result: SparC3Result) -> None:
     table = result.recovery
     if table.empty:
         return
-    st.markdown("**Found vs. known truth**: precision (share of the selection that is in the "
-                "truth) and recall (share of the truth selected)")  # fmt: skip
+    st.markdown(
+        "**Found vs. known truth**: precision (share of the selection that is in the "
+        "truth) and recall (share of the truth selected)"
+    )
     st.dataframe(
-        table, hide_index=True, width="stretch",
-        column_config={k: st.column_config.NumberColumn(format="percent")
-                       for k in ("precision", "recall")},
-    )  # fmt: skip
+        table,
+        hide_index=True,
+        width="stretch",
+        column_config={
+            k: st.column_config.NumberColumn(format="percent") for k in ("precision", "recall")
+        },
+    )
     causal = result.summary.get("causal")
     if causal is None:
-        st.caption("planted: the neurons the demo trained. Run with the causal option to "
-                   "measure which neurons actually carry the behaviour.")  # fmt: skip
+        st.caption(
+            "planted: the neurons the demo trained. Run with the causal option to "
+            "measure which neurons actually carry the behaviour."
+        )
         return
     base = causal["baseline"]["toxicity"]
     st.caption(

@@ -218,9 +218,13 @@ def _pick_tuned(base: str | None, bar=st.sidebar) -> Tuned:
             return Tuned(None)
         labels = dict(choices)
         picked = bar.selectbox(
-            "Tuned model", list(labels), index=None, format_func=labels.get,
-            placeholder="Choose a model folder", key="sparsity_tuned_model",
-        )  # fmt: skip
+            "Tuned model",
+            list(labels),
+            index=None,
+            format_func=labels.get,
+            placeholder="Choose a model folder",
+            key="sparsity_tuned_model",
+        )
         return Tuned(picked)
     if mode == MODES[1]:
         text = bar.text_input(
@@ -253,9 +257,12 @@ def _pick_tuned(base: str | None, bar=st.sidebar) -> Tuned:
     step = steps[-1]
     if len(steps) > 1:
         step = bar.select_slider(
-            "Checkpoint", steps, value=steps[-1], key=f"sparsity_step_{run_dir}",
+            "Checkpoint",
+            steps,
+            value=steps[-1],
+            key=f"sparsity_step_{run_dir}",
             help="The checkpoint diffed as the tuned weights",
-        )  # fmt: skip
+        )
     return Tuned(str(dict(checkpoints)[step]), run_dir, run_base(run_dir))
 
 
@@ -302,11 +309,16 @@ def pick_criterion(config: DiffConfig, bar=st.sidebar) -> str:
     _open_criterion_for_precision()
     if CRITERION_KEY not in st.session_state:
         st.session_state[CRITERION_KEY] = "τ"
-    kind = bar.segmented_control(
-        "Changed means", list(CRITERIA), key=CRITERION_KEY,
-        help="τ: |Δ| > τ · exact: the stored bits differ · bf16-visible: the change survives a "
-        "cast to bf16",
-    ) or "τ"  # fmt: skip
+    kind = (
+        bar.segmented_control(
+            "Changed means",
+            list(CRITERIA),
+            key=CRITERION_KEY,
+            help="τ: |Δ| > τ · exact: the stored bits differ · bf16-visible: the change survives a "
+            "cast to bf16",
+        )
+        or "τ"
+    )
     if CRITERIA[kind] is not None:
         return CRITERIA[kind]
     taus = [tolerance_key(t) for t in config.tolerances]
@@ -525,18 +537,24 @@ def compare_panel(base: str, tuned: Tuned, config: DiffConfig, criterion: str) -
     models = dict(local_choices())
     left, right = st.columns(2)
     other_base = left.selectbox(
-        "Second base", list(models), index=list(models).index(base) if base in models else 0,
-        format_func=models.get, key="sparsity_cmp_base",
-    )  # fmt: skip
+        "Second base",
+        list(models),
+        index=list(models).index(base) if base in models else 0,
+        format_func=models.get,
+        key="sparsity_cmp_base",
+    )
     other = right.text_input(
         "Second tuned", key="sparsity_cmp_tuned", placeholder="model folder, .safetensors, adapter"
     ).strip()
     basis = st.radio(
-        "Distribution of", list(COMPARE_BASES), horizontal=True, key="sparsity_cmp_basis",
+        "Distribution of",
+        list(COMPARE_BASES),
+        horizontal=True,
+        key="sparsity_cmp_basis",
         format_func=COMPARE_BASES.get,
         help="The per-block distribution the profile and gini / entropy / top_k describe; the "
         f"seed_* columns are always seed 000's basis ({BASES[TENSOR_FRO]})",
-    )  # fmt: skip
+    )
     if not other:
         st.info("Enter a second tuned model to compare.")
         return
@@ -558,10 +576,12 @@ def compare_panel(base: str, tuned: Tuned, config: DiffConfig, criterion: str) -
 def shells_panel(result: DiffResult, base: str, criterion: str) -> None:
     known = config_shells(base, path_stamp(base))
     text = st.text_input(
-        "Shell boundaries", ", ".join(map(str, known)), key="sparsity_shells",
+        "Shell boundaries",
+        ", ".join(map(str, known)),
+        key="sparsity_shells",
         help="Nested FFN widths, the full width last (MatFormer: e.g. 8192, 16384); 0 is "
         "added. Filled from a Gemma-3n config.",
-    )  # fmt: skip
+    )
     if not text.strip():
         st.info("Enter nested FFN widths (e.g. 2048, 4096): the base's config lists no nesting.")
         return
@@ -602,9 +622,12 @@ def run_metrics(job_id: str) -> None:
             st.altair_chart(job_metrics_chart(shown), width="stretch")
         if any((view.path / RESULT).glob("checkpoint-*")):
             st.button(
-                "Show this run's checkpoints", key="sparsity_open_run",
-                on_click=open_run, args=(job_id,), icon=":material/grid_on:",
-            )  # fmt: skip
+                "Show this run's checkpoints",
+                key="sparsity_open_run",
+                on_click=open_run,
+                args=(job_id,),
+                icon=":material/grid_on:",
+            )
 
     draw()
 
@@ -618,15 +641,23 @@ def train_panel() -> None:
             "registered (engine.training)."
         )
         return
-    kind = st.segmented_control(
-        "Algorithm", available, default=available[0], format_func=TRAIN_KINDS.get,
-        key="sparsity_train_kind",
-    ) or available[0]  # fmt: skip
+    kind = (
+        st.segmented_control(
+            "Algorithm",
+            available,
+            default=available[0],
+            format_func=TRAIN_KINDS.get,
+            key="sparsity_train_kind",
+        )
+        or available[0]
+    )
     st.caption(kinds[kind].title)
     text = st.text_area(
-        "Params (JSON)", json.dumps(kinds[kind].defaults, indent=2), height=220,
+        "Params (JSON)",
+        json.dumps(kinds[kind].defaults, indent=2),
+        height=220,
         key=f"sparsity_train_params_{kind}",
-    )  # fmt: skip
+    )
     try:
         params = parse_params(text)
     except SubnetScopeError as exc:

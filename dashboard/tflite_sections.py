@@ -129,9 +129,14 @@ def ops_panel(info: ModelInfo) -> None:
         table = table[mask]
     st.caption(f"{len(table):,} of {len(sg.ops):,} ops · select a row to see its neighbourhood")
     event = st.dataframe(
-        table, hide_index=True, width="stretch", height=360,
-        on_select="rerun", selection_mode="single-row", key="ops_table",
-    )  # fmt: skip
+        table,
+        hide_index=True,
+        width="stretch",
+        height=360,
+        on_select="rerun",
+        selection_mode="single-row",
+        key="ops_table",
+    )
     rows = event.selection.rows if event else []
     if rows:
         st.session_state[GRAPH_OP] = (sg.index, int(table.iloc[rows[0]]["index"]))
@@ -152,9 +157,14 @@ def tensors_panel(info: ModelInfo, reader: TFLiteReader) -> None:
         table = table[table["bytes"] > 0]
     st.caption(f"{len(table):,} of {len(sg.tensors):,} tensors · select a row to inspect it")
     event = st.dataframe(
-        table, hide_index=True, width="stretch", height=320,
-        on_select="rerun", selection_mode="single-row", key="tensors_table",
-    )  # fmt: skip
+        table,
+        hide_index=True,
+        width="stretch",
+        height=320,
+        on_select="rerun",
+        selection_mode="single-row",
+        key="tensors_table",
+    )
     downloads(table, f"tensors-subgraph{sg.index}", "tensors")
     rows = event.selection.rows if event else []
     options = table["index"].tolist()
@@ -206,9 +216,12 @@ def graph_panel(info: ModelInfo, key: tuple, section: str | None) -> None:
     sg = _subgraph_picker(info, "graph_subgraph")
     layer_rows = layers(key, section, sg.index)
     mode = st.radio(
-        "Show", ["Neighbourhood", "Layer"], horizontal=True, key="graph_mode",
+        "Show",
+        ["Neighbourhood", "Layer"],
+        horizontal=True,
+        key="graph_mode",
         disabled=layer_rows.empty,
-    )  # fmt: skip
+    )
     if mode == "Layer" and not layer_rows.empty:
         layer = st.selectbox("Layer", layer_rows["layer"].tolist(), key="graph_layer")
         graph = layer_graph(sg, int(layer))
@@ -216,8 +229,13 @@ def graph_panel(info: ModelInfo, key: tuple, section: str | None) -> None:
         op_pick = st.session_state.get(GRAPH_OP)
         tensor_pick = st.session_state.get(GRAPH_TENSOR)
         cols = st.columns(3)
-        centre = cols[0].radio("Centre on", ["op", "tensor"], horizontal=True, key="graph_on",
-                               index=1 if tensor_pick and not op_pick else 0)  # fmt: skip
+        centre = cols[0].radio(
+            "Centre on",
+            ["op", "tensor"],
+            horizontal=True,
+            key="graph_on",
+            index=1 if tensor_pick and not op_pick else 0,
+        )
         picked = (op_pick if centre == "op" else tensor_pick) or (sg.index, 0)
         limit = max(len(sg.ops) if centre == "op" else len(sg.tensors), 1) - 1
         start = picked[1] if picked[0] == sg.index else 0
@@ -243,9 +261,13 @@ def findings_panel(info: ModelInfo, key: tuple, section: str | None) -> None:
     table = findings_table(found)
     st.caption("Select a finding to see its evidence in the graph.")
     event = st.dataframe(
-        table, hide_index=True, width="stretch", on_select="rerun",
-        selection_mode="single-row", key="findings_table",
-    )  # fmt: skip
+        table,
+        hide_index=True,
+        width="stretch",
+        on_select="rerun",
+        selection_mode="single-row",
+        key="findings_table",
+    )
     downloads(table, "findings", "findings")
     rows = event.selection.rows if event else []
     if rows:

@@ -58,13 +58,21 @@ def _files_under(folder: Path) -> set[Path]:
 def neuron_spec_rows() -> Iterator[Row]:
     from engine.models.masks import parse_neuron_spec
 
-    for spec, limit in [("0:0-999999999", None), ("0:0-999999999", 30 * 1536),
-                        ("0:0-" + "9" * 5000, None), *((s, None) for s in HOSTILE)]:  # fmt: skip
+    for spec, limit in [
+        ("0:0-999999999", None),
+        ("0:0-999999999", 30 * 1536),
+        ("0:0-" + "9" * 5000, None),
+        *((s, None) for s in HOSTILE),
+    ]:
         what, seconds, peak = _measured(partial(parse_neuron_spec, spec, max_neurons=limit))
         of = f" (model of {limit:,} neurons)" if limit else ""
-        yield Row(AREA, f"neuron box: {_short(spec)}{of}", what[:160],
-                  f"{seconds * 1000:.1f} ms, {peak:.2f} MB",
-                  ok=what.startswith("refused") and seconds < 1 and peak < 16)  # fmt: skip
+        yield Row(
+            AREA,
+            f"neuron box: {_short(spec)}{of}",
+            what[:160],
+            f"{seconds * 1000:.1f} ms, {peak:.2f} MB",
+            ok=what.startswith("refused") and seconds < 1 and peak < 16,
+        )
 
 
 def name_rows(scratch: Path) -> Iterator[Row]:
@@ -75,19 +83,24 @@ def name_rows(scratch: Path) -> Iterator[Row]:
     from engine.paths import models_dir
 
     before = _files_under(scratch)
-    for what, parent in (("pruned-model export name", models_dir()),
-                         ("blend save name", saved_dir())):  # fmt: skip
+    for what, parent in (
+        ("pruned-model export name", models_dir()),
+        ("blend save name", saved_dir()),
+    ):
         refused = []
         for name in [*HOSTILE[:-1], ".hidden", "x" * 65]:
             result, _, _ = _measured(partial(named_folder, parent, name, what))
             refused.append(result.startswith("refused"))
         ok_name = named_folder(parent, "blend-prose_code.v2", what)
         written = _files_under(scratch) - before
-        yield Row(AREA, f"{what}: {len(refused)} traversal / injection strings",
-                  f"{sum(refused)} refused with \"… is not a valid {what}: use 1 to 64 letters…\"; "
-                  f"'{ok_name.name}' gives {ok_name.relative_to(scratch)}; nothing written",
-                  f"{len(written)} files written",
-                  ok=all(refused) and not written and ok_name.parent == parent)  # fmt: skip
+        yield Row(
+            AREA,
+            f"{what}: {len(refused)} traversal / injection strings",
+            f'{sum(refused)} refused with "… is not a valid {what}: use 1 to 64 letters…"; '
+            f"'{ok_name.name}' gives {ok_name.relative_to(scratch)}; nothing written",
+            f"{len(written)} files written",
+            ok=all(refused) and not written and ok_name.parent == parent,
+        )
 
 
 def hub_rows() -> Iterator[Row]:
@@ -101,8 +114,13 @@ def hub_rows() -> Iterator[Row]:
         for value in HOSTILE[:-1]:
             what, _, _ = _measured(partial(download_hub_weights, value))
             ok = what.startswith("refused") and not calls and not is_hub_id(value)
-            yield Row(AREA, f"hub download of {_short(value)}", what[:160],
-                      f"{len(calls)} hub requests", ok=ok)  # fmt: skip
+            yield Row(
+                AREA,
+                f"hub download of {_short(value)}",
+                what[:160],
+                f"{len(calls)} hub requests",
+                ok=ok,
+            )
 
 
 @contextmanager
@@ -123,10 +141,12 @@ def _online_workspace(scratch: Path) -> Iterator[list]:
         calls.append(kwargs)
         raise OSError("no network in the fault suite")
 
-    with mock.patch.dict(os.environ, {"SUBNETSCOPE_MODEL_ROOTS": str(models)}), \
-            mock.patch.object(engine.runtime, "hub_reachable", lambda *a: True), \
-            mock.patch.object(dashboard.sources, "hub_reachable", lambda *a: True), \
-            mock.patch.object(huggingface_hub, "snapshot_download", no_network):  # fmt: skip
+    with (
+        mock.patch.dict(os.environ, {"SUBNETSCOPE_MODEL_ROOTS": str(models)}),
+        mock.patch.object(engine.runtime, "hub_reachable", lambda *a: True),
+        mock.patch.object(dashboard.sources, "hub_reachable", lambda *a: True),
+        mock.patch.object(huggingface_hub, "snapshot_download", no_network),
+    ):
         yield calls
 
 
@@ -165,11 +185,14 @@ def url_rows(scratch: Path) -> Iterator[Row]:
                 typed = [t.value for t in at.text_input if t.value == value]
                 outcomes.append(warned and not at.exception and not typed)
             written = {p for p in _files_under(scratch / "cache") - before if "jobs" not in p.parts}
-            yield Row(AREA, f"?{name}= on {page}: {len(HOSTILE)} strings (paths, org/repo, …)",
-                      f"{sum(outcomes)}/{len(outcomes)} shown as an ignored link, nothing "
-                      f"preselected or typed; {len(downloads)} downloads tried",
-                      f"max {seconds:.2f} s per page run",
-                      ok=all(outcomes) and not downloads and not written)  # fmt: skip
+            yield Row(
+                AREA,
+                f"?{name}= on {page}: {len(HOSTILE)} strings (paths, org/repo, …)",
+                f"{sum(outcomes)}/{len(outcomes)} shown as an ignored link, nothing "
+                f"preselected or typed; {len(downloads)} downloads tried",
+                f"max {seconds:.2f} s per page run",
+                ok=all(outcomes) and not downloads and not written,
+            )
         # a hub id typed on the sparsity page: looked up in the local cache only, then a button
         st.cache_data.clear()
         at = AppTest.from_file(app_file, default_timeout=120)
@@ -180,11 +203,14 @@ def url_rows(scratch: Path) -> Iterator[Row]:
         at.text_input(key="sparsity_tuned_path").set_value("org/repo").run()
         local_only = all(kw.get("local_files_only") for kw in downloads)
         button = [b.label for b in at.button if b.label == "Download org/repo"]
-        yield Row(AREA, "hub id org/repo typed as the tuned weights (hub reachable)",
-                  f"{len(downloads)} local-cache lookups, 0 downloads; "
-                  f"'{button[0] if button else 'no button'}' offered; error: "
-                  f"{at.error[0].value if at.error else '-'}"[:200],
-                  ok=local_only and bool(button) and not at.exception)  # fmt: skip
+        yield Row(
+            AREA,
+            "hub id org/repo typed as the tuned weights (hub reachable)",
+            f"{len(downloads)} local-cache lookups, 0 downloads; "
+            f"'{button[0] if button else 'no button'}' offered; error: "
+            f"{at.error[0].value if at.error else '-'}"[:200],
+            ok=local_only and bool(button) and not at.exception,
+        )
 
 
 def config_rows() -> Iterator[Row]:
@@ -194,19 +220,38 @@ def config_rows() -> Iterator[Row]:
 
     config = tomllib.loads((PROJECT_ROOT / ".streamlit" / "config.toml").read_text())
     hosts = config.get("server", {}).get("allowedHosts", [])
-    yield Row(AREA, "server.allowedHosts (DNS rebinding to 127.0.0.1)", f"set to {hosts}",
-              ok=bool(hosts) and set(hosts) <= {"localhost", "127.0.0.1", "::1"})  # fmt: skip
+    yield Row(
+        AREA,
+        "server.allowedHosts (DNS rebinding to 127.0.0.1)",
+        f"set to {hosts}",
+        ok=bool(hosts) and set(hosts) <= {"localhost", "127.0.0.1", "::1"},
+    )
 
 
 @scenario("inputs")
 def inputs(scratch: Path) -> list[Row]:
     existed = CANARY.exists()
-    env = {"SUBNETSCOPE_CACHE": str(scratch / "cache"), "SUBNETSCOPE_AUTO_DEMO": "0",
-           "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}  # fmt: skip
+    env = {
+        "SUBNETSCOPE_CACHE": str(scratch / "cache"),
+        "SUBNETSCOPE_AUTO_DEMO": "0",
+        "HF_HUB_OFFLINE": "1",
+        "OMP_NUM_THREADS": "1",
+    }
     with mock.patch.dict(os.environ, env):
-        rows = [*neuron_spec_rows(), *name_rows(scratch), *hub_rows(), *url_rows(scratch),
-                *config_rows()]  # fmt: skip
+        rows = [
+            *neuron_spec_rows(),
+            *name_rows(scratch),
+            *hub_rows(),
+            *url_rows(scratch),
+            *config_rows(),
+        ]
     if not existed:
-        rows.append(Row(AREA, "shell metacharacters in every input above", f"{CANARY} was not "
-                        "created: no input reached a shell", ok=not CANARY.exists()))  # fmt: skip
+        rows.append(
+            Row(
+                AREA,
+                "shell metacharacters in every input above",
+                f"{CANARY} was not created: no input reached a shell",
+                ok=not CANARY.exists(),
+            )
+        )
     return rows

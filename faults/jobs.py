@@ -73,8 +73,15 @@ def kill_nine(scratch: Path) -> list[Row]:
         "print(submit('diagnostics.sleep', {'seconds': 0.2, 'steps': 1}).id)\n"
     )
     # The "dashboard" submits two jobs and exits: the queue and the jobs outlive it.
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True,
-                         text=True, timeout=120, check=True).stdout.split()  # fmt: skip
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    ).stdout.split()
     victim, behind = out
     status = cache / "jobs" / victim / "status.json"
     until(lambda: json.loads(status.read_text())["state"] == "running", 60)
@@ -263,8 +270,11 @@ def damaged(scratch: Path) -> list[Row]:
 @contextmanager
 def small_disk(folder: Path, size: str = "4m") -> Iterator[bool]:
     folder.mkdir(parents=True)
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)],
-                          capture_output=True, text=True)  # fmt: skip
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)],
+        capture_output=True,
+        text=True,
+    )
     try:
         yield done.returncode == 0
     finally:
@@ -292,8 +302,14 @@ def disk_full(scratch: Path) -> list[Row]:
 
     with small_disk(scratch / "disk") as mounted:
         if not mounted:
-            return [Row("jobs", "a full disk (tmpfs of 4 MB)", "not run: mounting a tmpfs needs "
-                        "root", ok=True)]  # fmt: skip
+            return [
+                Row(
+                    "jobs",
+                    "a full disk (tmpfs of 4 MB)",
+                    "not run: mounting a tmpfs needs root",
+                    ok=True,
+                )
+            ]
         cache = scratch / "disk" / "cache"
         rows = []
         with cache_at(cache, SUBNETSCOPE_MAX_JOBS="1"):
@@ -500,8 +516,20 @@ def burst(scratch: Path) -> list[Row]:
 
 
 # --- hostile ids and SLURM options --------------------------------------------------------------
-HOSTILE = ["../../x", "/etc/passwd", "..", "x/../../y", "a;b", "$(touch /tmp/p)", "x\ny", "x\0y",
-           "..\\x", "%2e%2e%2fx", "x" * 500, ""]  # fmt: skip
+HOSTILE = [
+    "../../x",
+    "/etc/passwd",
+    "..",
+    "x/../../y",
+    "a;b",
+    "$(touch /tmp/p)",
+    "x\ny",
+    "x\0y",
+    "..\\x",
+    "%2e%2e%2fx",
+    "x" * 500,
+    "",
+]
 
 
 @scenario("jobs-inputs")
@@ -537,9 +565,14 @@ def hostile_inputs(scratch: Path) -> list[Row]:
                 ok=refused == 2 * (len(HOSTILE) + 2) and sha(outside / "status.json") == before,
             )
         )
-        cli = subprocess.run([sys.executable, "-m", "engine", "jobs", "show", "../../etc"],
-                             cwd=ROOT, env=engine_env(cache), capture_output=True, text=True,
-                             timeout=120)  # fmt: skip
+        cli = subprocess.run(
+            [sys.executable, "-m", "engine", "jobs", "show", "../../etc"],
+            cwd=ROOT,
+            env=engine_env(cache),
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         rows.append(
             Row(
                 "inputs",
@@ -576,8 +609,13 @@ def hostile_inputs(scratch: Path) -> list[Row]:
                 and "newline" in config,
             )
         )
-        secrets = {"HF_TOKEN": "hf_x", "AWS_SECRET_ACCESS_KEY": "x", "GITHUB_TOKEN": "x",
-                   "WANDB_API_KEY": "x", "MY_PASSWORD": "x"}  # fmt: skip
+        secrets = {
+            "HF_TOKEN": "hf_x",
+            "AWS_SECRET_ACCESS_KEY": "x",
+            "GITHUB_TOKEN": "x",
+            "WANDB_API_KEY": "x",
+            "MY_PASSWORD": "x",
+        }
         with cache_at(cache, **secrets):
             view = read_view(outside)
             env = slurm_env(view) if view else {}

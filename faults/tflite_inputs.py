@@ -366,9 +366,14 @@ def filled_operators(size: int) -> bytes:
 
     def build(w: _Writer, n: int) -> int:
         options = w.table(
-            "Conv2DOptions", Padding=1, StrideW=2, StrideH=2, FusedActivationFunction=1,
-            DilationWFactor=1, DilationHFactor=1,
-        )  # fmt: skip
+            "Conv2DOptions",
+            Padding=1,
+            StrideW=2,
+            StrideH=2,
+            FusedActivationFunction=1,
+            DilationWFactor=1,
+            DilationHFactor=1,
+        )
         op = w.table(
             "Operator",
             OpcodeIndex=0,

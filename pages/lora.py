@@ -25,8 +25,10 @@ def main() -> None:
     fallback = model_picker(st.sidebar)
     shown = st.segmented_control("View", VIEWS, default=VIEWS[0], key="lora_view") or VIEWS[0]
     if not paths:
-        st.info("No adapters yet: the demo trains three task adapters in the background, or "
-                "train one here.")  # fmt: skip
+        st.info(
+            "No adapters yet: the demo trains three task adapters in the background, or "
+            "train one here."
+        )
         if fallback is not None:
             view.train_panel(fallback)
         return

@@ -82,9 +82,14 @@ def queue_settings_panel() -> None:
         cols = st.columns(3, vertical_alignment="bottom")
         slots = cols[0].number_input("Jobs at once", 1, 256, limits.max_jobs, key="queue_slots")
         memory = cols[1].number_input(
-            "Memory for all jobs (GB)", 0.1, 100_000.0, float(limits.memory_gb), step=1.0,
-            key="queue_memory", help="Jobs declare their memory; one that would not fit waits.",
-        )  # fmt: skip
+            "Memory for all jobs (GB)",
+            0.1,
+            100_000.0,
+            float(limits.memory_gb),
+            step=1.0,
+            key="queue_memory",
+            help="Jobs declare their memory; one that would not fit waits.",
+        )
         if cols[2].button("Save", key="queue_save"):
             try:
                 saved = save_queue_settings(int(slots), float(memory))

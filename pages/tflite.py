@@ -30,9 +30,12 @@ def pick_file(label: str, key: str) -> str | None:
         st.info("No TFLite files found under: " + ", ".join(map(str, tflite_roots())))
         return None
     return st.sidebar.selectbox(
-        label, files, format_func=_label, key=key,
+        label,
+        files,
+        format_func=_label,
+        key=key,
         help="Files under: " + ", ".join(map(str, tflite_roots())),
-    )  # fmt: skip
+    )
 
 
 def pick_section(path: str, key: str) -> str | None:
@@ -42,10 +45,18 @@ def pick_section(path: str, key: str) -> str | None:
         return None
     with st.sidebar.expander(f"{len(handle.sections)} sections in this {handle.format} file"):
         st.dataframe(
-            [{"section": s.name, "kind": s.kind, "offset": s.offset, "bytes": s.size,
-              "stored": not s.compressed} for s in handle.sections],
+            [
+                {
+                    "section": s.name,
+                    "kind": s.kind,
+                    "offset": s.offset,
+                    "bytes": s.size,
+                    "stored": not s.compressed,
+                }
+                for s in handle.sections
+            ],
             hide_index=True,
-        )  # fmt: skip
+        )
     names = [s.name for s in handle.models]
     if not names:
         raise SubnetScopeError(f"{Path(path).name} holds no TFLite model")

@@ -35,9 +35,14 @@ def tiny_gpt2():
 
     torch.manual_seed(0)
     config = GPT2Config(
-        n_embd=16, n_layer=2, n_head=2, vocab_size=64, n_positions=32, bos_token_id=0,
+        n_embd=16,
+        n_layer=2,
+        n_head=2,
+        vocab_size=64,
+        n_positions=32,
+        bos_token_id=0,
         eos_token_id=0,
-    )  # fmt: skip
+    )
     return GPT2LMHeadModel(config)
 
 
@@ -218,8 +223,9 @@ def test_auto_and_both_pick_their_tensors():
     arch = detect_architecture(plain)
     mask = {1: half_mask(arch.neurons_per_layer[1])}
     names = apply_anti_drift(plain, arch, mask).parametrized
-    assert sorted(names) == [f"model.layers.1.mlp.{m}.weight" for m in ("down_proj", "gate_proj",
-                                                                         "up_proj")]  # fmt: skip
+    assert sorted(names) == [
+        f"model.layers.1.mlp.{m}.weight" for m in ("down_proj", "gate_proj", "up_proj")
+    ]
 
     peft_model = lora(tiny_llama(), ["up_proj", "gate_proj", "down_proj"])
     auto = apply_anti_drift(peft_model, arch, mask).parametrized

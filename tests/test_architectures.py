@@ -13,17 +13,42 @@ from tests.tiny import FAMILIES
 
 EXPECTED = {
     "gpt2": ("GPT-2", "transformer.h.1.mlp.c_fc", None, "transformer.h.1.mlp.c_proj", 128),
-    "llama": ("Llama", "model.layers.1.mlp.up_proj", "model.layers.1.mlp.gate_proj",
-              "model.layers.1.mlp.down_proj", 48),
-    "qwen2": ("Qwen2", "model.layers.1.mlp.up_proj", "model.layers.1.mlp.gate_proj",
-              "model.layers.1.mlp.down_proj", 48),
-    "gemma3": ("Gemma-3", "model.layers.1.mlp.up_proj", "model.layers.1.mlp.gate_proj",
-               "model.layers.1.mlp.down_proj", 48),
-    "gemma3n": ("Gemma-3n", "model.layers.1.mlp.up_proj", "model.layers.1.mlp.gate_proj",
-                "model.layers.1.mlp.down_proj", 40),
-    "bert": ("BERT", "bert.encoder.layer.1.intermediate.dense", None,
-             "bert.encoder.layer.1.output.dense", 48),
-}  # fmt: skip
+    "llama": (
+        "Llama",
+        "model.layers.1.mlp.up_proj",
+        "model.layers.1.mlp.gate_proj",
+        "model.layers.1.mlp.down_proj",
+        48,
+    ),
+    "qwen2": (
+        "Qwen2",
+        "model.layers.1.mlp.up_proj",
+        "model.layers.1.mlp.gate_proj",
+        "model.layers.1.mlp.down_proj",
+        48,
+    ),
+    "gemma3": (
+        "Gemma-3",
+        "model.layers.1.mlp.up_proj",
+        "model.layers.1.mlp.gate_proj",
+        "model.layers.1.mlp.down_proj",
+        48,
+    ),
+    "gemma3n": (
+        "Gemma-3n",
+        "model.layers.1.mlp.up_proj",
+        "model.layers.1.mlp.gate_proj",
+        "model.layers.1.mlp.down_proj",
+        40,
+    ),
+    "bert": (
+        "BERT",
+        "bert.encoder.layer.1.intermediate.dense",
+        None,
+        "bert.encoder.layer.1.output.dense",
+        48,
+    ),
+}
 
 
 @pytest.mark.parametrize("family", FAMILIES)

@@ -72,8 +72,9 @@ def test_differential_selection_order():
     per_layer = select_neurons(diff, 1, per_layer=True)
     assert [(s.layer, s.neuron) for s in per_layer] == [(0, 1), (1, 3)]
     assert [(s.layer, s.neuron) for s in select_neurons(diff, 2, layer_pattern="1")] == [
-        (1, 3), (1, 0)
-    ]  # fmt: skip
+        (1, 3),
+        (1, 0),
+    ]
     assert select_neurons(diff, 1, layer_pattern=r"layers\.0\.")[0].neuron == 1
     with pytest.raises(SubnetScopeError, match="matches no MLP layer"):
         select_neurons(diff, 1, layer_pattern=r"layers\.9\.")
@@ -175,8 +176,13 @@ def test_causal_effects_find_redundant_planted_neurons():
     loaded = planted_tiny()
     decoys = [(1, n) for n in range(0, 12) if (1, n) not in PLANTED_TINY] + [(0, 5), (0, 9)]
     config = CausalConfig(prompt_limit=3, max_new_tokens=4, control="")  # it says x to all
-    result = causal_effects(loaded, decoys[:5] + PLANTED_TINY + decoys[5:], config,
-                            scorer=XScorer(), groups={"planted": PLANTED_TINY})  # fmt: skip
+    result = causal_effects(
+        loaded,
+        decoys[:5] + PLANTED_TINY + decoys[5:],
+        config,
+        scorer=XScorer(),
+        groups={"planted": PLANTED_TINY},
+    )
     assert result["baseline"]["toxicity"] == 1.0
     single = result["single"]
     # no single ablation changes the completions, but each planted neuron costs log-probability
@@ -190,8 +196,12 @@ def test_causal_effects_find_redundant_planted_neurons():
     assert cumulative.loc[2, "toxicity"] == 1.0 and cumulative.loc[3, "toxicity"] == 0.0
     assert result["batching_agreement"] == {"unablated": 1.0, "all candidates": 1.0}
     assert recovery([*PLANTED_TINY[:2], (0, 5)], result["causal"]) == {
-        "selected": 3, "truth_size": 3, "hits": 2, "precision": 2 / 3, "recall": 2 / 3,
-    }  # fmt: skip
+        "selected": 3,
+        "truth_size": 3,
+        "hits": 2,
+        "precision": 2 / 3,
+        "recall": 2 / 3,
+    }
 
 
 def test_causal_options_are_checked():
@@ -212,14 +222,20 @@ def test_net_relevance_ignores_relevance_that_cancels_within_a_row():
     planted = [2, 5]
 
     def scores(weights: list[float], relevance: list[float]) -> AttributionScores:
-        return AttributionScores("lrp", {0: torch.tensor(weights)}, {"tokens": 10},
-                                 {"activation.0": torch.tensor(relevance)})  # fmt: skip
+        return AttributionScores(
+            "lrp",
+            {0: torch.tensor(weights)},
+            {"tokens": 10},
+            {"activation.0": torch.tensor(relevance)},
+        )
 
     #                  neuron: 0    1    2     3    4    5     6    7
-    general = scores([2.0, 3.0, 9.0, 3.0, 3.0, 9.0, 3.0, 3.0],
-                     [2.0, 3.0, 1.0, 3.0, 3.0, -1.0, 3.0, 3.0])  # fmt: skip
-    target = scores([5.0, 1.0, 9.0, 1.0, 1.0, 9.0, 1.0, 1.0],
-                    [5.0, 1.0, 9.0, 1.0, 1.0, -9.0, 1.0, 1.0])  # fmt: skip
+    general = scores(
+        [2.0, 3.0, 9.0, 3.0, 3.0, 9.0, 3.0, 3.0], [2.0, 3.0, 1.0, 3.0, 3.0, -1.0, 3.0, 3.0]
+    )
+    target = scores(
+        [5.0, 1.0, 9.0, 1.0, 1.0, 9.0, 1.0, 1.0], [5.0, 1.0, 9.0, 1.0, 1.0, -9.0, 1.0, 1.0]
+    )
     by_weights = select_neurons(differential(general, target), 2)
     assert by_weights[0].neuron == 0 and {s.neuron for s in by_weights} != set(planted)
     relevance = differential(scored_by(general, "relevance"), scored_by(target, "relevance"))

@@ -24,9 +24,17 @@ pytestmark = [pytest.mark.slow, pytest.mark.browser]
 JOB_TIMEOUT_S = 600
 # the pages look for new results every FOLLOW_S (3 s) and read the job folders every 2 s
 FOLLOW_TIMEOUT_MS = 60_000
-SPARC3 = {"method": "wanda", "general_seeds": [0], "general_samples": 2, "target_samples": 2,
-          "generate": 4, "max_length": 32, "num_neurons": 8, "eval_nums": [0, 8],
-          "eval_max_tokens": 64}  # fmt: skip
+SPARC3 = {
+    "method": "wanda",
+    "general_seeds": [0],
+    "general_samples": 2,
+    "target_samples": 2,
+    "generate": 4,
+    "max_length": 32,
+    "num_neurons": 8,
+    "eval_nums": [0, 8],
+    "eval_max_tokens": 64,
+}
 
 
 def finished_job(kind: str, params: dict) -> str:
@@ -56,8 +64,9 @@ def test_open_pages_show_a_run_as_its_job_finishes(tmp_path, monkeypatch) -> Non
         passport.goto(f"{url}/passport?model={model}&layer=1&neuron=5")
         wait_for_app(passport)
         p_main = passport.locator('[data-testid="stMain"]')
-        expect(p_main).to_contain_text("No SparC3 run on this layout yet.",
-                                       timeout=CONTENT_TIMEOUT_MS)  # fmt: skip
+        expect(p_main).to_contain_text(
+            "No SparC3 run on this layout yet.", timeout=CONTENT_TIMEOUT_MS
+        )
         pruning = browser.new_page(viewport={"width": 1400, "height": 1100})
         pruning.goto(f"{url}/pruning")
         wait_for_app(pruning)
@@ -67,11 +76,13 @@ def test_open_pages_show_a_run_as_its_job_finishes(tmp_path, monkeypatch) -> Non
         job = finished_job("prune.sparc3", {"model": str(model), **SPARC3})
 
         # no click, no reload: the open pages follow the job folders on their own
-        expect(p_main).to_contain_text(re.compile(r"Pruning candidate #\d+ of 96"),
-                                       timeout=FOLLOW_TIMEOUT_MS)  # fmt: skip
+        expect(p_main).to_contain_text(
+            re.compile(r"Pruning candidate #\d+ of 96"), timeout=FOLLOW_TIMEOUT_MS
+        )
         expect(p_main).not_to_contain_text("No SparC3 run on this layout yet.")
-        expect(r_main).to_contain_text("Candidates: most target-specific first",
-                                       timeout=FOLLOW_TIMEOUT_MS)  # fmt: skip
+        expect(r_main).to_contain_text(
+            "Candidates: most target-specific first", timeout=FOLLOW_TIMEOUT_MS
+        )
         pruning.screenshot(path=str(SHOTS / "follow-pruning.png"), full_page=True)
         p_main.get_by_text("Overlaps", exact=True).click()
         expect(p_main).to_contain_text(re.compile(r"pruning:\d+"), timeout=CONTENT_TIMEOUT_MS)

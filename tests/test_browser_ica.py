@@ -17,8 +17,14 @@ from tests.browser_support import (
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 # The demo part's parameters on fewer layers and texts: the same pipeline in seconds.
-SMALL = {"model": "demo", "datasets": ["demo-general", "demo-code"], "samples_per_ds": 20,
-         "components": 8, "layers": "0-5", "max_length": 32}  # fmt: skip
+SMALL = {
+    "model": "demo",
+    "datasets": ["demo-general", "demo-code"],
+    "samples_per_ds": 20,
+    "components": 8,
+    "layers": "0-5",
+    "max_length": 32,
+}
 
 
 def test_browse_lesion_and_train(tmp_path) -> None:

@@ -17,8 +17,17 @@ from tests.browser_support import (
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 # The demo adapters' recipe in a few steps: real trained adapters in about a minute.
-QUICK = {"model": "demo", "steps": 3, "batch_size": 2, "max_length": 32, "lora_rank": 4,
-         "lora_alpha": 8.0, "lr": 1e-3, "rank_every": 3, "eval_texts": 2}  # fmt: skip
+QUICK = {
+    "model": "demo",
+    "steps": 3,
+    "batch_size": 2,
+    "max_length": 32,
+    "lora_rank": 4,
+    "lora_alpha": 8.0,
+    "lr": 1e-3,
+    "rank_every": 3,
+    "eval_texts": 2,
+}
 SOURCES = ("demo-general", "demo-code", "demo-arithmetic")
 
 

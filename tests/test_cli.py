@@ -17,8 +17,12 @@ def run_cli(*args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
     return subprocess.run(
         [sys.executable, "-m", "engine", *args],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def test_help_lists_the_areas(capsys) -> None:
@@ -59,15 +63,31 @@ def test_errors_are_one_line_without_traceback(tmp_path) -> None:
 
 @pytest.mark.slow
 def test_generate_on_the_demo_with_and_without_a_mask(tmp_path) -> None:
-    plain = run_cli("models", "generate", "demo", "--prompt", "What is the capital of France?",
-                    "--max-new-tokens", "12")  # fmt: skip
+    plain = run_cli(
+        "models",
+        "generate",
+        "demo",
+        "--prompt",
+        "What is the capital of France?",
+        "--max-new-tokens",
+        "12",
+    )
     assert plain.returncode == 0, plain.stderr
     assert "Paris" in plain.stdout
     mask = tmp_path / "mask.json"
     neurons = [{"layer": layer, "neuron": n} for layer in range(30) for n in range(0, 1536, 2)]
     mask.write_text(json.dumps({"mode": "zero", "neurons": neurons}))
-    masked = run_cli("models", "generate", "demo", "--prompt", "What is the capital of France?",
-                     "--max-new-tokens", "12", "--mask", str(mask))  # fmt: skip
+    masked = run_cli(
+        "models",
+        "generate",
+        "demo",
+        "--prompt",
+        "What is the capital of France?",
+        "--max-new-tokens",
+        "12",
+        "--mask",
+        str(mask),
+    )
     assert masked.returncode == 0, masked.stderr
     assert masked.stdout != plain.stdout
     bad = tmp_path / "bad.json"

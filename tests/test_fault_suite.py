@@ -22,8 +22,12 @@ def test_every_fault_and_abuse_row_is_ok(tmp_path) -> None:
     env.pop("SUBNETSCOPE_CACHE", None)  # each scenario makes its own
     done = subprocess.run(
         [sys.executable, "-m", "faults", "--json", str(rows_file)],
-        cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=1500,
-    )  # fmt: skip
+        cwd=PROJECT_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1500,
+    )
     (PROJECT_ROOT / "cache").mkdir(exist_ok=True)
     (PROJECT_ROOT / "cache" / "faults.md").write_text(done.stdout)
     print(done.stdout)

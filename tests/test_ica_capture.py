@@ -66,8 +66,9 @@ def test_capture_sees_masks_and_nothing_after_the_call(tiny_models):
     width = loaded.architecture.neurons_per_layer[0]
     from engine.ica import Templates
 
-    templates = Templates(components={0: {0: [2, 7], 1: [4]}, 1: {1: [0, 1]}},
-                          metadata={"layers": [0, 1]})  # fmt: skip
+    templates = Templates(
+        components={0: {0: [2, 7], 1: [4]}, 1: {1: [0, 1]}}, metadata={"layers": [0, 1]}
+    )
     lesion = ica_mask(templates, [0], "lesion")
     with apply_space_mask(loaded, lesion):
         lesioned = capture_activations(loaded, TEXTS, (0, 1)).matrix
@@ -89,9 +90,14 @@ def built(tiny_models, tmp_path_factory):
     prose.write_text("\n\n".join(f"The {w} walked to the market at dawn." for w in "abcdefghij"))
     code.write_text("\n\n".join(f"for i in range({n}):\n    x += i * {n}" for n in range(10)))
     config = BuildConfig(
-        model="tiny", datasets=(str(prose), str(code)), samples_per_ds=10, components=4,
-        percentile=90.0, layers="all", max_length=64,
-    )  # fmt: skip
+        model="tiny",
+        datasets=(str(prose), str(code)),
+        samples_per_ds=10,
+        components=4,
+        percentile=90.0,
+        layers="all",
+        max_length=64,
+    )
     templates = build_templates(config, folder / "t.json", loaded=tiny_models["llama"])
     return templates, load_arrays(templates.path)
 

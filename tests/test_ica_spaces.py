@@ -128,8 +128,16 @@ def test_loading_into_the_wrong_space_is_an_error_that_says_so(tmp_path, tiny_mo
         load_templates(bare, space="mlp_out").validate(llama)
     # our own files without a recorded space are mlp_neurons files
     legacy = tmp_path / "legacy.json"
-    legacy.write_text(json.dumps({"format": "subnetscope.ica-templates", "version": 1,
-                                  "metadata": {}, "templates": {"0": {"0": [1]}}}))  # fmt: skip
+    legacy.write_text(
+        json.dumps(
+            {
+                "format": "subnetscope.ica-templates",
+                "version": 1,
+                "metadata": {},
+                "templates": {"0": {"0": [1]}},
+            }
+        )
+    )
     with pytest.raises(SubnetScopeError, match="hold mlp_neurons channels"):
         load_templates(legacy, space="mlp_out")
     with pytest.raises(SubnetScopeError, match="unknown neuron space"):
@@ -157,9 +165,13 @@ def _tiny_llama(hidden: int = 32):
 
     torch.manual_seed(0)
     config = LlamaConfig(
-        vocab_size=64, hidden_size=hidden, intermediate_size=48, num_hidden_layers=2,
-        num_attention_heads=2, num_key_value_heads=2,
-    )  # fmt: skip
+        vocab_size=64,
+        hidden_size=hidden,
+        intermediate_size=48,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+    )
     return LlamaForCausalLM(config).eval()
 
 
@@ -251,9 +263,15 @@ def built_out(tiny_models, tmp_path_factory):
     prose.write_text("\n\n".join(f"The {w} walked to the market at dawn." for w in "abcdefghij"))
     code.write_text("\n\n".join(f"for i in range({n}):\n    x += i * {n}" for n in range(10)))
     config = BuildConfig(
-        model="tiny", datasets=(str(prose), str(code)), samples_per_ds=10, components=4,
-        percentile=90.0, layers="all", max_length=64, space="mlp_out",
-    )  # fmt: skip
+        model="tiny",
+        datasets=(str(prose), str(code)),
+        samples_per_ds=10,
+        components=4,
+        percentile=90.0,
+        layers="all",
+        max_length=64,
+        space="mlp_out",
+    )
     templates = build_templates(config, folder / "t.json", loaded=tiny_models["llama"])
     return templates, load_arrays(templates.path)
 
@@ -299,8 +317,9 @@ def test_anti_drift_in_mlp_out_holds_the_down_rows_of_masked_channels(tiny_model
     )
     assert report.parametrized == expected
     assert report.frozen_neurons == report.trainable_neurons == hidden // 2
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2,
-                                  weight_decay=0.1)  # fmt: skip
+    optimizer = torch.optim.AdamW(
+        [p for p in model.parameters() if p.requires_grad], lr=1e-2, weight_decay=0.1
+    )
     ids = torch.randint(3, 60, (2, 8), generator=torch.Generator().manual_seed(1))
     for _ in range(4):
         optimizer.zero_grad()
@@ -319,8 +338,9 @@ def test_anti_drift_in_mlp_out_holds_the_down_rows_of_masked_channels(tiny_model
         arch.down_module(model, 1).weight.detach(), other_before
     )  # trains freely
     with pytest.raises(SubnetScopeError, match=rf"must be a \({hidden},\) tensor"):
-        apply_anti_drift(model, arch, {1: torch.ones(arch.neurons_per_layer[1])}, "base",
-                         space="mlp_out")  # fmt: skip
+        apply_anti_drift(
+            model, arch, {1: torch.ones(arch.neurons_per_layer[1])}, "base", space="mlp_out"
+        )
 
 
 def test_anti_drift_in_mlp_out_holds_lora_b_rows_of_down_at_zero():
@@ -348,8 +368,10 @@ def test_anti_drift_in_mlp_out_holds_lora_b_rows_of_down_at_zero():
 
 def test_active_neurons_follow_the_space(tiny_models):
     arch = tiny_models["llama"].architecture
-    out = Templates(components={0: {1: [2, 3]}},
-                    metadata={"space": "mlp_out", "layers": [0, 1], "hidden_size": 32})  # fmt: skip
+    out = Templates(
+        components={0: {1: [2, 3]}},
+        metadata={"space": "mlp_out", "layers": [0, 1], "hidden_size": 32},
+    )
     active = active_neurons(ica_mask(out, [0], "preserve"), arch)
     assert {layer: v.shape[0] for layer, v in active.items()} == {0: 32, 1: 32}
     assert active[1].nonzero().flatten().tolist() == [2, 3] and active[0].sum() == 0

@@ -52,8 +52,10 @@ def test_json_round_trip_keeps_seed_layout(tmp_path, tiny_models):
     path = original.save(tmp_path / "t.json")
     raw = json.loads(path.read_text())
     assert raw["templates"] == {
-        "0": {"0": [1, 2, 3], "1": [5]}, "1": {"1": [5, 6]}, "2": {"0": [40]}
-    }  # fmt: skip
+        "0": {"0": [1, 2, 3], "1": [5]},
+        "1": {"1": [5, 6]},
+        "2": {"0": [40]},
+    }
     assert raw["metadata"]["model"] == "tiny-llama"
     loaded = load_templates(path)
     assert loaded.components == original.components
@@ -135,8 +137,13 @@ def test_counts_and_overlaps(tiny_models):
     templates = tiny_templates(tiny_models["llama"].architecture)
     counts = key_neuron_counts(templates)
     assert counts.set_index(["component", "layer"])["neurons"].to_dict() == {
-        (0, 0): 3, (0, 1): 1, (1, 0): 0, (1, 1): 2, (2, 0): 1, (2, 1): 0,
-    }  # fmt: skip
+        (0, 0): 3,
+        (0, 1): 1,
+        (1, 0): 0,
+        (1, 1): 2,
+        (2, 0): 1,
+        (2, 1): 0,
+    }
     overlaps = jaccard_overlaps(templates).set_index(["a", "b"])["jaccard"]
     assert overlaps[(0, 1)] == overlaps[(1, 0)] == pytest.approx(1 / 5)
     assert overlaps[(0, 0)] == 1.0 and overlaps[(1, 2)] == 0.0

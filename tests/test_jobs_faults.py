@@ -127,8 +127,13 @@ def test_slurm_option_values_with_shell_characters_are_refused(value) -> None:
 
 
 def test_plain_slurm_options_pass_and_submit_checks_before_writing(job_cache) -> None:
-    for key, value in {"partition": "gpu-a100", "mem": "8GB", "time": 60, "qos": "normal",
-                       "additional_parameters": {"gres": "gpu:a100:2"}}.items():  # fmt: skip
+    for key, value in {
+        "partition": "gpu-a100",
+        "mem": "8GB",
+        "time": 60,
+        "qos": "normal",
+        "additional_parameters": {"gres": "gpu:a100:2"},
+    }.items():
         check_slurm_value(key, value)
     with pytest.raises(SubnetScopeError, match="shell character"):
         submit("diagnostics.sleep", backend="slurm", resources=Resources(partition="a;b"))
@@ -152,8 +157,10 @@ def test_slurm_jobs_inherit_no_secrets(job_cache, monkeypatch) -> None:
 def test_cli_refuses_a_path_as_job_id_with_one_line(job_cache) -> None:
     done = subprocess.run(
         [sys.executable, "-m", "engine", "jobs", "show", "../../etc"],
-        capture_output=True, text=True, timeout=120,
+        capture_output=True,
+        text=True,
+        timeout=120,
         env={**os.environ, "SUBNETSCOPE_CACHE": str(job_cache)},
-    )  # fmt: skip
+    )
     assert done.returncode != 0 and "is not a job id" in done.stderr
     assert "Traceback" not in done.stderr

@@ -119,9 +119,13 @@ def test_another_process_lists_and_follows_a_running_job(job_cache) -> None:
 
     def cli(*args: str) -> subprocess.CompletedProcess:
         return subprocess.run(
-            [*command, *args], cwd=PROJECT_ROOT, env=env, capture_output=True, text=True,
+            [*command, *args],
+            cwd=PROJECT_ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
             timeout=120,
-        )  # fmt: skip
+        )
 
     listed = json.loads(cli("list", "--json").stdout)
     assert [(j["id"], j["state"]) for j in listed] == [(view.id, "running")]
@@ -130,9 +134,13 @@ def test_another_process_lists_and_follows_a_running_job(job_cache) -> None:
     assert shown["state"] == "running" and shown["pid"] == view.status.pid
     # Follow the log from another process until the job ends (here: cancelled from this one).
     follower = subprocess.Popen(
-        [*command, "logs", view.id, "-f"], cwd=PROJECT_ROOT, env=env,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+        [*command, "logs", view.id, "-f"],
+        cwd=PROJECT_ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     time.sleep(1.0)
     cancel_job(view.id)
     out, _ = follower.communicate(timeout=120)
@@ -175,8 +183,12 @@ def test_cli_submit_wait_exit_codes(job_cache) -> None:
     def submit_cli(*args: str) -> subprocess.CompletedProcess:
         return subprocess.run(
             [sys.executable, "-m", "engine", "jobs", "submit", *args],
-            cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=120,
-        )  # fmt: skip
+            cwd=PROJECT_ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
 
     ok = submit_cli("diagnostics.sleep", "--params", '{"seconds": 0.2}', "--wait")
     assert ok.returncode == 0

@@ -138,9 +138,14 @@ def test_the_queue_survives_its_submitting_process(job_cache) -> None:
         "for _ in range(3): print(submit('diagnostics.sleep', {'seconds': 0.3, 'steps': 1}).id)\n"
     )
     done = subprocess.run(
-        [sys.executable, "-c", code], cwd=PROJECT_ROOT, env=env, capture_output=True, text=True,
-        timeout=120, check=True,
-    )  # fmt: skip
+        [sys.executable, "-c", code],
+        cwd=PROJECT_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
     ids = done.stdout.split()
     assert len(ids) == 3
     store = JobStore()

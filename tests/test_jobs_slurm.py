@@ -56,8 +56,9 @@ def test_failing_job_on_slurm_is_failed_with_its_reason() -> None:
 
 
 def test_running_slurm_job_ends_cancelled() -> None:
-    view = submit("diagnostics.sleep", {"seconds": 120, "steps": 240}, backend="slurm",
-                  resources=SMALL)  # fmt: skip
+    view = submit(
+        "diagnostics.sleep", {"seconds": 120, "steps": 240}, backend="slurm", resources=SMALL
+    )
     deadline = time.monotonic() + 120
     while get_job(view.id).status.state != "running":
         assert time.monotonic() < deadline, "the SLURM job never started"
@@ -71,8 +72,9 @@ def test_pending_slurm_job_ends_cancelled_through_sacct() -> None:
     # Two jobs that each want every core: the second waits in the queue until we cancel it.
     cores = os.cpu_count() or 2
     whole = Resources(cpus=cores, mem_gb=1, time_min=5)
-    blocker = submit("diagnostics.sleep", {"seconds": 60, "steps": 60}, backend="slurm",
-                     resources=whole)  # fmt: skip
+    blocker = submit(
+        "diagnostics.sleep", {"seconds": 60, "steps": 60}, backend="slurm", resources=whole
+    )
     pending = submit("diagnostics.sleep", {"seconds": 1}, backend="slurm", resources=whole)
     try:
         time.sleep(1)

@@ -145,8 +145,7 @@ def test_side_by_side_batches_like_one_prompt_at_a_time(llama, adapter) -> None:
     from engine.lora.compare import side_by_side
 
     prompts = ["Hi", "The cat sat on", "x = 1 +"]  # different lengths: left padding at work
-    table = side_by_side(llama, prompts, {"base": None, "lora": adapter.factors},
-                         max_new_tokens=6)  # fmt: skip
+    table = side_by_side(llama, prompts, {"base": None, "lora": adapter.factors}, max_new_tokens=6)
     assert list(table.columns) == ["prompt", "base", "lora"]
     with apply_lora(llama, adapter.factors):
         one_by_one = [generate_text(llama, p, max_new_tokens=6, chat=False).text for p in prompts]

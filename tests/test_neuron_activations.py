@@ -34,8 +34,9 @@ CONTEXT = 4
 
 
 def reference(loaded, texts, top_k, batch_size=2):
-    acts = capture_activations(loaded, texts, range(loaded.architecture.num_layers),
-                               batch_size=batch_size, max_length=64)  # fmt: skip
+    acts = capture_activations(
+        loaded, texts, range(loaded.architecture.num_layers), batch_size=batch_size, max_length=64
+    )
     return acts, acts.matrix.astype(np.float64)
 
 
@@ -48,9 +49,13 @@ def test_stats_and_top_k_match_brute_force(tiny_models, family):
     widths = loaded.architecture.neurons_per_layer
     assert len(result.stats) == sum(widths) and len(result.snippets) == sum(widths) * top_k
     expected = {
-        "mean": m.mean(0), "std": m.std(0), "min": m.min(0), "max": m.max(0),
-        "mean_abs": np.abs(m).mean(0), "positive_share": (m > 0).mean(0),
-    }  # fmt: skip
+        "mean": m.mean(0),
+        "std": m.std(0),
+        "min": m.min(0),
+        "max": m.max(0),
+        "mean_abs": np.abs(m).mean(0),
+        "positive_share": (m > 0).mean(0),
+    }
     for column, values in expected.items():
         np.testing.assert_allclose(result.stats[column], values, rtol=1e-5, atol=1e-6)
     np.testing.assert_array_equal(result.stats["layer"], np.repeat(range(len(widths)), widths))

@@ -26,8 +26,18 @@ def test_show_prints_the_passport_json(workspace, capsys):
     from engine.neurons.passport import passport
 
     model = workspace["model"]
-    out = _json(capsys, "neuron", "show", "--model", model, "--layer", str(LAYER),
-                "--neuron", str(NEURON), "--json")  # fmt: skip
+    out = _json(
+        capsys,
+        "neuron",
+        "show",
+        "--model",
+        model,
+        "--layer",
+        str(LAYER),
+        "--neuron",
+        str(NEURON),
+        "--json",
+    )
     expected = json.loads(json.dumps(passport(model, LAYER, NEURON).as_dict()))
     assert out == expected
     assert out["missing"] == [] and out["updates"][0]["mean"] == pytest.approx(1.0)
@@ -35,19 +45,47 @@ def test_show_prints_the_passport_json(workspace, capsys):
 
 
 def test_show_in_words(workspace, capsys):
-    assert main(["neuron", "show", "--model", workspace["model"], "--layer", str(LAYER),
-                 "--neuron", str(NEURON)]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "neuron",
+                "show",
+                "--model",
+                workspace["model"],
+                "--layer",
+                str(LAYER),
+                "--neuron",
+                str(NEURON),
+            ]
+        )
+        == 0
+    )
     text = capsys.readouterr().out
     assert text.startswith(f"Neuron L{LAYER}.{NEURON} of {workspace['model']}")
-    for title in ("ICA components:", "Pruning scores:", "Weight updates:", "Adapters:",
-                  "Top-activating snippets:"):  # fmt: skip
+    for title in (
+        "ICA components:",
+        "Pruning scores:",
+        "Weight updates:",
+        "Adapters:",
+        "Top-activating snippets:",
+    ):
         assert title in text
     assert "Not computed yet" not in text
 
 
 def test_overlap_gives_pairs_with_p_values(workspace, capsys):
-    out = _json(capsys, "neuron", "overlap", "--model", workspace["model"], "--sets", "pruning:5",
-                "list:1.5,0.2", "--json", "--layers")  # fmt: skip
+    out = _json(
+        capsys,
+        "neuron",
+        "overlap",
+        "--model",
+        workspace["model"],
+        "--sets",
+        "pruning:5",
+        "list:1.5,0.2",
+        "--json",
+        "--layers",
+    )
     assert [s["spec"] for s in out["sets"]] == ["pruning:5", "list:1.5,0.2"]
     assert [s["size"] for s in out["sets"]] == [5, 2]
     [pair] = out["pairs"]

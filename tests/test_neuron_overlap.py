@@ -71,11 +71,13 @@ def test_layered_null_equals_brute_force_enumeration() -> None:
     placements = []
     for population, size_a, size_b in layers:
         items = range(population)
-        placements.append([
-            len(set(x) & set(y))
-            for x in itertools.combinations(items, size_a)
-            for y in itertools.combinations(items, size_b)
-        ])  # fmt: skip
+        placements.append(
+            [
+                len(set(x) & set(y))
+                for x in itertools.combinations(items, size_a)
+                for y in itertools.combinations(items, size_b)
+            ]
+        )
     for shared in itertools.product(*placements):
         counts[sum(shared)] = counts.get(sum(shared), 0) + 1
         total += 1

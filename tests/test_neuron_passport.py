@@ -121,9 +121,16 @@ def built_workspace(root: Path, run_kind: str = "train.sft"):
         acts_params = {"model": model, "dataset": str(prose), "samples": 10, "max_length": 32}
         acts = _finished("neurons.activations", acts_params, activations)
         yield {
-            "root": root, "model": model, "templates": templates, "pruning": pruning, "sft": sft,
-            "diff": diffed, "adapter": adapter, "activations": acts, "prose": prose,
-        }  # fmt: skip
+            "root": root,
+            "model": model,
+            "templates": templates,
+            "pruning": pruning,
+            "sft": sft,
+            "diff": diffed,
+            "adapter": adapter,
+            "activations": acts,
+            "prose": prose,
+        }
     clear_caches()
 
 
@@ -233,8 +240,11 @@ def test_a_finished_run_without_a_diff_is_listed_missing(workspace, tmp_path, mo
 
     monkeypatch.setenv("SUBNETSCOPE_CACHE", str(tmp_path / "cache"))
     hold_local_jobs(monkeypatch)
-    run = _finished("train.sft", {"model": workspace["model"]},
-                    lambda result, view: (result / "checkpoint-1").mkdir())  # fmt: skip
+    run = _finished(
+        "train.sft",
+        {"model": workspace["model"]},
+        lambda result, view: (result / "checkpoint-1").mkdir(),
+    )
     [m] = [m for m in passport(workspace["model"], LAYER, NEURON).missing if m.area == "updates"]
     assert m.job_kind == "sparsity.series" and run in m.what
     assert m.params["run_dir"].endswith(f"{run}/result")
@@ -356,8 +366,9 @@ def test_an_adapter_without_mlp_modules_writes_into_no_neuron(workspace, tmp_pat
 
     monkeypatch.setenv("SUBNETSCOPE_CACHE", str(tmp_path / "cache"))
     folder = tmp_path / "cache" / "adapters" / "attention-only"
-    save_tiny_adapter(tiny_model("llama").model, folder, base=workspace["model"],
-                      targets=("q_proj", "v_proj"))  # fmt: skip
+    save_tiny_adapter(
+        tiny_model("llama").model, folder, base=workspace["model"], targets=("q_proj", "v_proj")
+    )
     p = passport(workspace["model"], LAYER, NEURON)
     [row] = p.adapters.to_dict("records")
     assert row["adapter"] == "attention-only"

@@ -66,8 +66,11 @@ def test_one_session_sees_finished_jobs_without_clearing_caches(workspace) -> No
     pruning = {"model": model, "method": "wanda", "num_neurons": 8}
     finish("prune.sparc3", pruning, lambda result: quick_sparc3(model, result))
     ica = {"model": model, "components": 3, "datasets": [str(workspace["prose"])]}
-    finish("ica.build_templates", ica, lambda result: quick_templates(
-        model, workspace["prose"], result / "templates.json"))  # fmt: skip
+    finish(
+        "ica.build_templates",
+        ica,
+        lambda result: quick_templates(model, workspace["prose"], result / "templates.json"),
+    )
     time.sleep(STAMP_TTL_S + 0.2)  # what a user waits at most; a page follows within FOLLOW_S
     assert STAMP_TTL_S < FOLLOW_S
 

@@ -23,11 +23,16 @@ def workspace(tmp_path_factory) -> dict[str, Path]:
     prose, code = root / "prose.txt", root / "code.txt"
     prose.write_text("\n\n".join(f"The {w} walked to the market at dawn." for w in "abcdefghij"))
     code.write_text("\n\n".join(f"for i in range({n}):\n    x += i * {n}" for n in range(10)))
-    config = BuildConfig(model=str(folder), datasets=(str(prose), str(code)), samples_per_ds=10,
-                         components=4, percentile=90.0, max_length=64)  # fmt: skip
+    config = BuildConfig(
+        model=str(folder),
+        datasets=(str(prose), str(code)),
+        samples_per_ds=10,
+        components=4,
+        percentile=90.0,
+        max_length=64,
+    )
     templates = build_templates(config, root / "templates" / "templates.json")
-    return {"models": root / "models", "model": folder, "other": other,
-            "templates": templates.path}  # fmt: skip
+    return {"models": root / "models", "model": folder, "other": other, "templates": templates.path}
 
 
 @pytest.fixture
@@ -123,8 +128,9 @@ def test_build_view_offers_both_spaces_and_standardizes_by_default(page):
     show_view(page, "Build")
     space = page.selectbox(key="ica_build_space")
     assert space.options == [
-        "mlp_neurons · intermediate neurons", "mlp_out · MLP output (seed 001)"
-    ]  # fmt: skip
+        "mlp_neurons · intermediate neurons",
+        "mlp_out · MLP output (seed 001)",
+    ]
     assert space.value == "mlp_neurons" and page.checkbox(key="ica_build_std").value is True
 
 

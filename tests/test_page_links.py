@@ -133,8 +133,11 @@ def sparsity_pair(tmp_path_factory) -> dict[str, Path]:
         state[UP][7, :8] += 0.5
         state[UP][3, :4] += 0.5
         model.save_pretrained(root / "models" / "tuned")
-    return {"models": root / "models", "base": root / "models" / "base",
-            "tuned": root / "models" / "tuned"}  # fmt: skip
+    return {
+        "models": root / "models",
+        "base": root / "models" / "base",
+        "tuned": root / "models" / "tuned",
+    }
 
 
 def test_sparsity_neurons_view_links_the_most_updated_neurons(sparsity_pair, tmp_path, monkeypatch):
@@ -165,10 +168,15 @@ def lora_adapters(tmp_path_factory) -> dict:
     folder = root / "models" / "tiny-llama"
     model = save_tiny_folder(folder).model
     adapters = [
-        save_tiny_adapter(model, root / "adapters" / name, seed=i, base=str(folder),
-                          targets=("up_proj", "down_proj", "q_proj"))
+        save_tiny_adapter(
+            model,
+            root / "adapters" / name,
+            seed=i,
+            base=str(folder),
+            targets=("up_proj", "down_proj", "q_proj"),
+        )
         for i, name in enumerate(("prose", "code"))
-    ]  # fmt: skip
+    ]
     return {"models": root / "models", "model": folder, "adapters": adapters}
 
 

@@ -52,8 +52,9 @@ def test_passport_of_the_top_candidate(workspace, cache) -> None:
 
     top = load_result(list_runs()[0].path).candidates.sort_values("rank").iloc[0]
     layer, neuron = int(top["layer"]), int(top["neuron"])
-    at = open_passport(workspace, {"model": str(workspace["model"]), "layer": str(layer),
-                                   "neuron": str(neuron)})  # fmt: skip
+    at = open_passport(
+        workspace, {"model": str(workspace["model"]), "layer": str(layer), "neuron": str(neuron)}
+    )
     assert at.number_input(key="passport_layer").value == layer
     assert at.number_input(key="passport_neuron").value == neuron
     of = len(load_result(list_runs()[0].path).candidates)

@@ -18,10 +18,19 @@ def workspace(tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("pruning-page")
     folder = root / "models" / "tiny-llama"
     save_tiny_folder(folder)
-    config = SparC3Config(model=str(folder), method="wanda", general_seeds=(0, 1),
-                          general_samples=3, target_samples=4, generate=4, max_length=32,
-                          num_neurons=12, eval_nums=(0, 6, 12), eval_max_tokens=128,
-                          causal=True)  # fmt: skip
+    config = SparC3Config(
+        model=str(folder),
+        method="wanda",
+        general_seeds=(0, 1),
+        general_samples=3,
+        target_samples=4,
+        generate=4,
+        max_length=32,
+        num_neurons=12,
+        eval_nums=(0, 6, 12),
+        eval_max_tokens=128,
+        causal=True,
+    )
     run_sparc3(config, root / "result")
     return {"models": root / "models", "model": folder, "result": root / "result"}
 

@@ -36,9 +36,14 @@ def planted(tmp_path_factory) -> dict[str, Path]:
         half.save_pretrained(root / "models" / "base16")
         half.state_dict()[UP][:3, :4] += 0.5
         half.save_pretrained(root / "models" / "tuned16")
-    return {"base": root / "models" / "base", "tuned": root / "models" / "tuned",
-            "base16": root / "models" / "base16", "tuned16": root / "models" / "tuned16",
-            "run": root / "run", "models": root / "models"}  # fmt: skip
+    return {
+        "base": root / "models" / "base",
+        "tuned": root / "models" / "tuned",
+        "base16": root / "models" / "base16",
+        "tuned16": root / "models" / "tuned16",
+        "run": root / "run",
+        "models": root / "models",
+    }
 
 
 @pytest.fixture

@@ -14,8 +14,15 @@ from engine.errors import SubnetScopeError
 from tests.tiny import char_tokenizer, tiny_config, tiny_model
 
 LABELS = {0: "NEGATIVE", 1: "POSITIVE"}
-RL = {"steps": 2, "batch_size": 2, "checkpoint_every": 1, "max_length": 16, "lr": 1e-3,
-      "max_completion_length": 6, "limit": 4}  # fmt: skip
+RL = {
+    "steps": 2,
+    "batch_size": 2,
+    "checkpoint_every": 1,
+    "max_length": 16,
+    "lr": 1e-3,
+    "max_completion_length": 6,
+    "limit": 4,
+}
 
 
 @pytest.fixture(scope="module")
@@ -180,8 +187,15 @@ def test_ppo_bf16_shared_head_classifier_reward(ctx, tiny_folder, classifier_fol
 def test_ppo_separate_value_head_still_runs(ctx, tiny_folder) -> None:
     from engine.training.jobs import train_ppo
 
-    params = {"model": tiny_folder(), **RL, "reward": "length:3", "value_head": "separate",
-              "ranks": False, "num_mini_batches": 2, "num_ppo_epochs": 2}  # fmt: skip
+    params = {
+        "model": tiny_folder(),
+        **RL,
+        "reward": "length:3",
+        "value_head": "separate",
+        "ranks": False,
+        "num_mini_batches": 2,
+        "num_ppo_epochs": 2,
+    }
     summary = train_ppo(params, ctx)
     assert summary["changed_fraction"] > 0
     assert not (ctx.result_dir / "update_ranks.parquet").exists()
@@ -226,8 +240,13 @@ def test_function_reward_model_scales_and_batches() -> None:
 def test_grpo_takes_a_two_label_classifier_reward(ctx, tiny_folder, classifier_folder) -> None:
     from engine.training.jobs import train_grpo
 
-    params = {"model": tiny_folder(), **RL, "num_generations": 2, "reward": classifier_folder,
-              "reward_labels": "POSITIVE-NEGATIVE"}  # fmt: skip
+    params = {
+        "model": tiny_folder(),
+        **RL,
+        "num_generations": 2,
+        "reward": classifier_folder,
+        "reward_labels": "POSITIVE-NEGATIVE",
+    }
     assert train_grpo(params, ctx)["changed_fraction"] > 0
 
 

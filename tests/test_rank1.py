@@ -28,8 +28,14 @@ def _model():
 
 
 def _batches(n: int) -> list[dict]:
-    texts = ["the quick brown fox jumps", "def f(x):\n    return x + 1", "2 + 3 = 5", "hello",
-             "a rank-1 step", "once more, with feeling"]  # fmt: skip
+    texts = [
+        "the quick brown fox jumps",
+        "def f(x):\n    return x + 1",
+        "2 + 3 = 5",
+        "hello",
+        "a rank-1 step",
+        "once more, with feeling",
+    ]
     stream = text_batches(texts, char_tokenizer(), 3, 32, seed=0)
     return [next(stream) for _ in range(n)]
 
@@ -94,8 +100,10 @@ def test_adam_step_is_the_rank1_truncation_of_torch_adams_step():
     trainer = GradientSVD(model, list(TARGETS), Rank1Config(optimizer="adam", lr=lr, svd="exact"))
     # torch.optim.Adam on shadow tensors gives Adam's dense step (lr 1, no weight decay: the step
     # does not depend on the tensor's value); its moments carry the full gradients.
-    shadows = {n: torch.nn.Parameter(torch.zeros_like(m.weight, dtype=torch.float64))
-               for n, m in _targets(reference).items()}  # fmt: skip
+    shadows = {
+        n: torch.nn.Parameter(torch.zeros_like(m.weight, dtype=torch.float64))
+        for n, m in _targets(reference).items()
+    }
     adam = torch.optim.Adam(list(shadows.values()), lr=1.0)
     for batch in _batches(3):
         before = _snapshot(model)
@@ -153,9 +161,17 @@ def test_random_projection_is_a_projected_gradient(optimizer):
 def test_gradient_svd_run_records_what_it_applied(ctx, tiny_folder):
     from engine.training.rank1 import run_rank1
 
-    params = {"model": tiny_folder(), "steps": 3, "batch_size": 2, "max_length": 32,
-              "eval_texts": 2, "limit": 24, "lr": 1e-2, "rank_every": 1,
-              "optimizer": "sgd"}  # fmt: skip
+    params = {
+        "model": tiny_folder(),
+        "steps": 3,
+        "batch_size": 2,
+        "max_length": 32,
+        "eval_texts": 2,
+        "limit": 24,
+        "lr": 1e-2,
+        "rank_every": 1,
+        "optimizer": "sgd",
+    }
     run_rank1(Rank1Config.from_params(params), ctx)
     run = json.loads((ctx.result_dir / "run.json").read_text())
     assert (run["method"], run["optimizer"], run["merges"]) == ("gradient-svd", "sgd", 3)

@@ -28,8 +28,15 @@ from engine.training.relora import (
 from tests.tiny import char_tokenizer, tiny_model
 
 TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
-SMALL = {"steps": 6, "batch_size": 2, "max_length": 32, "eval_texts": 2, "limit": 24,
-         "lr": 1e-2, "rank_every": 1}  # fmt: skip
+SMALL = {
+    "steps": 6,
+    "batch_size": 2,
+    "max_length": 32,
+    "eval_texts": 2,
+    "limit": 24,
+    "lr": 1e-2,
+    "rank_every": 1,
+}
 
 
 def _events(ctx) -> list[dict]:
@@ -55,8 +62,9 @@ def _batch():
 def test_merge_and_reset_keeps_logits_and_prunes_the_optimizer():
     torch.manual_seed(0)
     model = _model()
-    layers = attach_low_rank(model, TARGETS, rank=4, scale=2.0,
-                             generator=torch.Generator().manual_seed(0))  # fmt: skip
+    layers = attach_low_rank(
+        model, TARGETS, rank=4, scale=2.0, generator=torch.Generator().manual_seed(0)
+    )
     assert len(layers) == 2 * 7 and all(isinstance(v, LowRankLinear) for v in layers.values())
     assert {p for p in model.parameters() if p.requires_grad} == set(low_rank_parameters(layers))
     optimizer = torch.optim.AdamW(low_rank_parameters(layers), lr=5e-2)
@@ -119,8 +127,9 @@ def test_the_step_after_a_reset_stays_bounded():
     # step by lr · m̂ / ε. Every entry must move by at most a few lr.
     torch.manual_seed(0)
     model = _model()
-    layers = attach_low_rank(model, TARGETS, rank=4, scale=2.0,
-                             generator=torch.Generator().manual_seed(0))  # fmt: skip
+    layers = attach_low_rank(
+        model, TARGETS, rank=4, scale=2.0, generator=torch.Generator().manual_seed(0)
+    )
     lr = 1e-2
     optimizer = torch.optim.AdamW(low_rank_parameters(layers), lr=lr, weight_decay=0.0)
     batches = [_batch()] * 6
@@ -173,10 +182,18 @@ def test_relora_run_merges_continuously_and_writes_the_model(ctx, tiny_folder, m
 
     monkeypatch.setattr(relora, "setup", spy_setup)
     monkeypatch.setattr(relora, "merge_and_reset", checked_merge)
-    config = ReLoRAConfig.from_params({"model": tiny_folder(), **SMALL, "reset_every": 2,
-                                       "lora_rank": 4, "warmup_steps": 1,
-                                       "restart_warmup_steps": 1, "warm_start_steps": 0,
-                                       "full_rank": "none"})  # fmt: skip
+    config = ReLoRAConfig.from_params(
+        {
+            "model": tiny_folder(),
+            **SMALL,
+            "reset_every": 2,
+            "lora_rank": 4,
+            "warmup_steps": 1,
+            "restart_warmup_steps": 1,
+            "warm_start_steps": 0,
+            "full_rank": "none",
+        }
+    )
     summary = run_relora(config, ctx)
     assert len(gaps) == 2 and max(gaps) < 1e-5  # resets after steps 2 and 4, logits unchanged
     run = json.loads((ctx.result_dir / "run.json").read_text())
@@ -198,9 +215,16 @@ def test_relora_run_merges_continuously_and_writes_the_model(ctx, tiny_folder, m
 
 
 def test_relora_schedule_numbers():
-    config = ReLoRAConfig(steps=20, warm_start_steps=4, warm_start_lr=1e-3, lr=2e-3,
-                          warmup_steps=2, reset_every=4, restart_warmup_steps=2,
-                          min_lr_ratio=0.1)  # fmt: skip
+    config = ReLoRAConfig(
+        steps=20,
+        warm_start_steps=4,
+        warm_start_lr=1e-3,
+        lr=2e-3,
+        warmup_steps=2,
+        reset_every=4,
+        restart_warmup_steps=2,
+        min_lr_ratio=0.1,
+    )
 
     def cosine(t: int) -> float:  # the stage's cosine: t of 16 stage steps, after 2 of warmup
         return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * (t - 2) / 14))
@@ -209,8 +233,12 @@ def test_relora_schedule_numbers():
     expected += [1e-3, 2e-3, 2e-3 * cosine(3), 2e-3 * cosine(4)]  # stage 1: a fresh warmup
     for reset in (4, 8, 12):  # stage steps after each reset: re-warm 2 steps, cosine goes on
         peak = cosine(reset + 2)
-        expected += [2e-3 * peak / 2, 2e-3 * peak, 2e-3 * cosine(reset + 3),
-                     2e-3 * cosine(reset + 4)]  # fmt: skip
+        expected += [
+            2e-3 * peak / 2,
+            2e-3 * peak,
+            2e-3 * cosine(reset + 3),
+            2e-3 * cosine(reset + 4),
+        ]
     got = [relora_lr(step, config) for step in range(1, 21)]
     np.testing.assert_allclose([lr for lr, _ in got], expected, rtol=1e-12)
     assert [phase for _, phase in got] == ["warm-start"] * 4 + ["relora"] * 16
@@ -227,11 +255,16 @@ EMBEDDINGS = ("embed_tokens", "lm_head")
 
 @pytest.mark.parametrize(
     ("full_rank", "trained"),
-    [("none", ()), ("norms", NORMS), ("norms+embeddings", NORMS + EMBEDDINGS),
-     ("all-other", NORMS + EMBEDDINGS)],
-)  # fmt: skip
-def test_relora_warm_start_is_dense_then_low_rank(ctx, tiny_folder, monkeypatch, full_rank,
-                                                  trained):  # fmt: skip
+    [
+        ("none", ()),
+        ("norms", NORMS),
+        ("norms+embeddings", NORMS + EMBEDDINGS),
+        ("all-other", NORMS + EMBEDDINGS),
+    ],
+)
+def test_relora_warm_start_is_dense_then_low_rank(
+    ctx, tiny_folder, monkeypatch, full_rank, trained
+):
     from transformers import AutoModelForCausalLM
 
     import engine.training.relora as relora
@@ -241,16 +274,25 @@ def test_relora_warm_start_is_dense_then_low_rank(ctx, tiny_folder, monkeypatch,
 
     def spy(layers, full, warm):
         if not warm:  # the end of the warm start: keep the target weights as they are now
-            switch.update({n: layer.base.weight.detach().double().clone()
-                           for n, layer in layers.items()})  # fmt: skip
+            switch.update(
+                {n: layer.base.weight.detach().double().clone() for n, layer in layers.items()}
+            )
         return real_set_phase(layers, full, warm)
 
     monkeypatch.setattr(relora, "set_phase", spy)
     rank = 2
-    config = ReLoRAConfig.from_params({"model": tiny_folder(), **SMALL, "reset_every": 2,
-                                       "lora_rank": rank, "warmup_steps": 1,
-                                       "restart_warmup_steps": 1, "warm_start_steps": 2,
-                                       "full_rank": full_rank})  # fmt: skip
+    config = ReLoRAConfig.from_params(
+        {
+            "model": tiny_folder(),
+            **SMALL,
+            "reset_every": 2,
+            "lora_rank": rank,
+            "warmup_steps": 1,
+            "restart_warmup_steps": 1,
+            "warm_start_steps": 2,
+            "full_rank": full_rank,
+        }
+    )
     relora.run_relora(config, ctx)
     base = AutoModelForCausalLM.from_pretrained(tiny_folder())
     trained_model = AutoModelForCausalLM.from_pretrained(ctx.result_dir / "model")
@@ -266,13 +308,15 @@ def test_relora_warm_start_is_dense_then_low_rank(ctx, tiny_folder, monkeypatch,
         stages = int(torch.linalg.matrix_rank(after - at_switch, rtol=1e-5))
         assert 0 < stages <= 2 * rank
     changed = {
-        n for n, p in trained_model.named_parameters()
+        n
+        for n, p in trained_model.named_parameters()
         if n.rsplit(".", 2)[-2] not in TARGETS and not torch.equal(p, base.get_parameter(n))
-    }  # fmt: skip
+    }
     expected = {
-        n for n, _ in base.named_parameters()
+        n
+        for n, _ in base.named_parameters()
         if n.rsplit(".", 2)[-2] not in TARGETS and any(t in n for t in trained)
-    }  # fmt: skip
+    }
     assert changed == expected
     run = json.loads((ctx.result_dir / "run.json").read_text())
     assert [r["step"] for r in run["resets"]] == [4]
@@ -326,9 +370,16 @@ def test_rank1_accumulated_rank_grows(ctx, tiny_folder):
 def test_rank1_merge_every_two(ctx, tiny_folder):
     from engine.training.rank1 import run_rank1
 
-    config = Rank1Config.from_params({"model": tiny_folder(), **SMALL, "steps": 4,
-                                      "merge_every": 2, "rank_every": 2,
-                                      "method": "random-projection"})  # fmt: skip
+    config = Rank1Config.from_params(
+        {
+            "model": tiny_folder(),
+            **SMALL,
+            "steps": 4,
+            "merge_every": 2,
+            "rank_every": 2,
+            "method": "random-projection",
+        }
+    )
     run_rank1(config, ctx)
     run = json.loads((ctx.result_dir / "run.json").read_text())
     assert run["merges"] == 2

@@ -60,8 +60,9 @@ def _whole(tokenizer) -> Callable[[], None]:
 
 def test_a_shared_tokenizer_truncates_only_the_calls_that_ask() -> None:
     tokenizer = share_tokenizer(copy.deepcopy(char_tokenizer()))
-    problems = _together(_truncating(tokenizer), _whole(tokenizer), _truncating(tokenizer),
-                         _whole(tokenizer))  # fmt: skip
+    problems = _together(
+        _truncating(tokenizer), _whole(tokenizer), _truncating(tokenizer), _whole(tokenizer)
+    )
     assert problems == []
 
 
@@ -86,8 +87,9 @@ def test_sampling_seeds_are_per_call_and_leave_the_global_seed_alone(tiny_models
     loaded = tiny_models["llama"]
 
     def sample(seed: int) -> str:
-        return generate_text(loaded, "The cat", max_new_tokens=12, chat=False, temperature=1.5,
-                             seed=seed).text  # fmt: skip
+        return generate_text(
+            loaded, "The cat", max_new_tokens=12, chat=False, temperature=1.5, seed=seed
+        ).text
 
     alone = {seed: sample(seed) for seed in (0, 1)}
     assert alone[0] != alone[1]

@@ -14,9 +14,17 @@ from engine.jobs import submit, wait_job
 from engine.jobs.files import RESULT
 from tests.tiny import save_tiny_folder
 
-SMALL = {"general_seeds": [0, 1], "general_samples": 3, "target_samples": 4, "generate": 4,
-         "max_length": 32, "num_neurons": 6, "eval_nums": [0, 3, 6], "eval_max_tokens": 128,
-         "eval_text": "demo-general"}  # fmt: skip
+SMALL = {
+    "general_seeds": [0, 1],
+    "general_samples": 3,
+    "target_samples": 4,
+    "generate": 4,
+    "max_length": 32,
+    "num_neurons": 6,
+    "eval_nums": [0, 3, 6],
+    "eval_max_tokens": 128,
+    "eval_text": "demo-general",
+}
 
 
 @pytest.fixture(scope="module")
@@ -34,8 +42,9 @@ def cache(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("method", ["lrp", "wanda"])
 def test_pipeline_job_writes_every_artifact(cache, tiny_folder, method):
-    view = submit("prune.sparc3", {"model": tiny_folder, "method": method, **SMALL,
-                                   "causal": method == "lrp"})  # fmt: skip
+    view = submit(
+        "prune.sparc3", {"model": tiny_folder, "method": method, **SMALL, "causal": method == "lrp"}
+    )
     done = wait_job(view.id, timeout=300)
     assert done.status.state == "succeeded", done.status.message
     out = done.path / RESULT
@@ -83,45 +92,153 @@ def test_cli_compute_select_evaluate_apply(cache, tiny_folder, tmp_path, capsys)
 
     def cli(*args: str) -> subprocess.CompletedProcess:
         # each its own process: LRP's patches stay there
-        return subprocess.run([sys.executable, "-m", "engine", *args], capture_output=True,
-                              text=True, timeout=300, check=False)  # fmt: skip
+        return subprocess.run(
+            [sys.executable, "-m", "engine", *args],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
 
     files = []
     for seed, samples in ((0, "demo-general"), (1, "demo-general"), (0, "demo-trigger-prompts")):
         out = tmp_path / f"{samples}-{seed}.safetensors"
-        done = cli("attribution", "compute", "--method", "lrp", "--model", tiny_folder,
-                   "--samples", samples, "--limit", "3", "--seed", str(seed),
-                   "--max-length", "32", "--out", str(out), "--quiet")  # fmt: skip
+        done = cli(
+            "attribution",
+            "compute",
+            "--method",
+            "lrp",
+            "--model",
+            tiny_folder,
+            "--samples",
+            samples,
+            "--limit",
+            "3",
+            "--seed",
+            str(seed),
+            "--max-length",
+            "32",
+            "--out",
+            str(out),
+            "--quiet",
+        )
         assert done.returncode == 0, done.stderr
         assert "conservation" in done.stdout
         files.append(str(out))
     neurons = tmp_path / "neurons.json"
-    assert main(["prune", "select", "--general", *files[:2], "--target", files[2],
-                 "--num-neurons", "5", "--out", str(neurons)]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "prune",
+                "select",
+                "--general",
+                *files[:2],
+                "--target",
+                files[2],
+                "--num-neurons",
+                "5",
+                "--out",
+                str(neurons),
+            ]
+        )
+        == 0
+    )
     assert "5 neurons" in capsys.readouterr().out
     relevance = tmp_path / "relevance.json"
-    assert main(["prune", "select", "--general", *files[:2], "--target", files[2], "--score",
-                 "relevance", "--num-neurons", "5", "--out", str(relevance)]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "prune",
+                "select",
+                "--general",
+                *files[:2],
+                "--target",
+                files[2],
+                "--score",
+                "relevance",
+                "--num-neurons",
+                "5",
+                "--out",
+                str(relevance),
+            ]
+        )
+        == 0
+    )
     assert json.loads(relevance.read_text())["metadata"]["score"] == "relevance"
     capsys.readouterr()
-    assert main(["prune", "evaluate", "--model", tiny_folder, "--neurons", str(neurons),
-                 "--num", "0", "5", "--max-tokens", "64", "--json", "--quiet"]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "prune",
+                "evaluate",
+                "--model",
+                tiny_folder,
+                "--neurons",
+                str(neurons),
+                "--num",
+                "0",
+                "5",
+                "--max-tokens",
+                "64",
+                "--json",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     rows = json.loads(capsys.readouterr().out)
     assert [r["neurons"] for r in rows] == [0, 5]
     causal = tmp_path / "causal"
-    assert main(["prune", "causal", "--model", tiny_folder, "--neurons", str(neurons),
-                 "--max-new-tokens", "4", "--out", str(causal), "--quiet"]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "prune",
+                "causal",
+                "--model",
+                tiny_folder,
+                "--neurons",
+                str(neurons),
+                "--max-new-tokens",
+                "4",
+                "--out",
+                str(causal),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     assert "of 5 candidates form the causal set" in capsys.readouterr().out
     assert len(pd.read_parquet(causal / "causal_single.parquet")) == 5
-    view = submit("prune.causal", {"model": tiny_folder, "neurons": [str(neurons)],
-                                   "planted": False, "max_new_tokens": 4, "top": 3})  # fmt: skip
+    view = submit(
+        "prune.causal",
+        {
+            "model": tiny_folder,
+            "neurons": [str(neurons)],
+            "planted": False,
+            "max_new_tokens": 4,
+            "top": 3,
+        },
+    )
     done = wait_job(view.id, timeout=300)
     assert done.status.state == "succeeded", done.status.message
     summary = json.loads((done.path / RESULT / "causal.json").read_text())
     assert summary["candidates"] == 3 and summary["batching_agreement"]["unablated"] == 1.0
     pruned = tmp_path / "pruned"
-    assert main(["prune", "apply", "--model", tiny_folder, "--neurons", str(neurons),
-                 "--out", str(pruned)]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "prune",
+                "apply",
+                "--model",
+                tiny_folder,
+                "--neurons",
+                str(neurons),
+                "--out",
+                str(pruned),
+            ]
+        )
+        == 0
+    )
     from engine.attribution.pruning import load_neuron_list, pruning_mask
     from engine.models import load_model, next_token_logits
 
@@ -129,9 +246,35 @@ def test_cli_compute_select_evaluate_apply(cache, tiny_folder, tmp_path, capsys)
     original, saved = load_model(tiny_folder), load_model(str(pruned))
     masked = next_token_logits(original, "Hello there", mask=pruning_mask(listed))
     torch.testing.assert_close(next_token_logits(saved, "Hello there"), masked, rtol=0, atol=1e-5)
-    assert main(["prune", "apply", "--model", tiny_folder, "--neurons", str(neurons),
-                 "--out", str(pruned)]) == 1  # fmt: skip
+    assert (
+        main(
+            [
+                "prune",
+                "apply",
+                "--model",
+                tiny_folder,
+                "--neurons",
+                str(neurons),
+                "--out",
+                str(pruned),
+            ]
+        )
+        == 1
+    )
     assert "not empty" in capsys.readouterr().err
-    assert main(["prune", "select", "--general", files[0], "--target", str(tmp_path / "x"),
-                 "--out", str(neurons)]) == 1  # fmt: skip
+    assert (
+        main(
+            [
+                "prune",
+                "select",
+                "--general",
+                files[0],
+                "--target",
+                str(tmp_path / "x"),
+                "--out",
+                str(neurons),
+            ]
+        )
+        == 1
+    )
     assert "no attribution scores" in capsys.readouterr().err

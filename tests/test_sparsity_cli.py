@@ -69,15 +69,28 @@ def test_diff_writes_the_long_parquet_and_a_json_summary(cli, pair, tmp_path, ca
 
 
 def test_series_and_compare(cli, pair, tmp_path, capsys) -> None:
-    assert cli(["sparsity", "series", "--base", str(pair["base"]), "--run-dir", str(pair["run"]),
-                "--json"]) == 0  # fmt: skip
+    assert (
+        cli(
+            [
+                "sparsity",
+                "series",
+                "--base",
+                str(pair["base"]),
+                "--run-dir",
+                str(pair["run"]),
+                "--json",
+            ]
+        )
+        == 0
+    )
     out = json.loads(capsys.readouterr().out)
     steps = out["steps"]
     assert [s["step"] for s in steps] == [1, 2]
     assert [s["coverage"] for s in steps] == pytest.approx([0.4, 1.0])
     seed = out["seed_coverage"]
-    assert [(s["tau"], s["step"]) for s in seed] == [(t, st) for t in (1e-7, 1e-6, 1e-5)
-                                                     for st in (1, 2)]  # fmt: skip
+    assert [(s["tau"], s["step"]) for s in seed] == [
+        (t, st) for t in (1e-7, 1e-6, 1e-5) for st in (1, 2)
+    ]
     assert [s["coverage"] for s in seed] == pytest.approx([0.4, 1.0] * 3)
     assert (
         cli(["sparsity", "series", "--base", str(pair["base"]), "--run-dir", str(pair["run"])]) == 0
@@ -113,8 +126,12 @@ def test_job_kinds_report_metrics_and_tables(pair, tmp_path, monkeypatch) -> Non
     from engine.sparsity.jobs import sparsity_diff, sparsity_series
 
     monkeypatch.setenv("SUBNETSCOPE_CACHE", str(tmp_path / "cache"))
-    defaults = {"tolerances": [1e-5, 1e-6], "mask_criterion": "auto", "ranks": False,
-                "intersection": False}  # fmt: skip
+    defaults = {
+        "tolerances": [1e-5, 1e-6],
+        "mask_criterion": "auto",
+        "ranks": False,
+        "intersection": False,
+    }
     (tmp_path / "job1").mkdir()
     (tmp_path / "job2").mkdir()
     ctx = JobContext(tmp_path / "job1", lambda **changes: None)

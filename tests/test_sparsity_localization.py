@@ -26,9 +26,17 @@ from tests.tiny import tiny_model
 # --- transcription of the seed (SparseLLM-RL utils.py, configs/gemma3n_config.py) --------------
 GPT2_FILTER = ("attn", "mlp", "c_attn", "c_proj", "c_fc", "lm_head")
 GEMMA_FILTER = (
-    "self_attn", "mlp", "q_proj", "k_proj", "v_proj", "o_proj",
-    "gate_proj", "up_proj", "down_proj", "lm_head",
-)  # fmt: skip
+    "self_attn",
+    "mlp",
+    "q_proj",
+    "k_proj",
+    "v_proj",
+    "o_proj",
+    "gate_proj",
+    "up_proj",
+    "down_proj",
+    "lm_head",
+)
 
 
 def seed_name_filter(model_name: str) -> tuple[str, ...]:

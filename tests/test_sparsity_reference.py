@@ -206,8 +206,15 @@ def test_diff_job_takes_the_reference_params(pair, ctx) -> None:
     from engine.sparsity.jobs import sparsity_diff
 
     base, tuned, _ = pair
-    params = {"base": str(base), "tuned": str(tuned), "tolerances": [1e-5], "reference": True,
-              "mask_criterion": "auto", "ranks": False, "intersection": False}  # fmt: skip
+    params = {
+        "base": str(base),
+        "tuned": str(tuned),
+        "tolerances": [1e-5],
+        "reference": True,
+        "mask_criterion": "auto",
+        "ranks": False,
+        "intersection": False,
+    }
     out = sparsity_diff(params, ctx)
     assert out["reference"]["dtype"] == "bfloat16"
     events = [json.loads(line) for line in (ctx.job_dir / "events.jsonl").read_text().splitlines()]

@@ -194,14 +194,22 @@ def test_neighbourhood_hops_are_exact_on_a_chain() -> None:
     assert not three.truncated and three.note == "" and three.center == "op:2"
     # Edges follow the data flow and only join nodes that are shown.
     assert set(neighbourhood(sg, op=2, hops=2).edges) == {
-        ("op:1", "t:4"), ("t:4", "op:2"), ("t:5", "op:2"), ("op:2", "t:6"), ("t:6", "op:3"),
-    }  # fmt: skip
+        ("op:1", "t:4"),
+        ("t:4", "op:2"),
+        ("t:5", "op:2"),
+        ("op:2", "t:6"),
+        ("t:6", "op:3"),
+    }
 
     from_tensor = neighbourhood(sg, tensor=6, hops=1)
     assert ids(from_tensor) == {"t:6", "op:2", "op:3"}
     assert ids(neighbourhood(sg, tensor=6, hops=3, direction="up")) == {
-        "t:6", "op:2", "t:4", "t:5", "op:1",
-    }  # fmt: skip
+        "t:6",
+        "op:2",
+        "t:4",
+        "t:5",
+        "op:1",
+    }
     assert ids(neighbourhood(sg, tensor=6, hops=2, direction="down")) == {"t:6", "op:3", "t:8"}
 
 

@@ -136,14 +136,19 @@ def test_findings_and_diff_commands(tmp_path) -> None:
     def cli(*args: str) -> subprocess.CompletedProcess:
         return subprocess.run(
             [sys.executable, "-m", "engine", "tflite", *args],
-            cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=120,
-        )  # fmt: skip
+            cwd=PROJECT_ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
 
     found = json.loads(cli("findings", str(files["task"]), "--json").stdout)
     decoder = next(v for k, v in found.items() if k.endswith("TF_LITE_PREFILL_DECODE"))
     assert {"ffn_widths", "altup", "laurel", "tied_embedding"} <= {f["kind"] for f in decoder}
-    assert all(f["evidence_ops"] or f["evidence_tensors"] or f["confidence"] == "low"
-               for f in decoder)  # fmt: skip
+    assert all(
+        f["evidence_ops"] or f["evidence_tensors"] or f["confidence"] == "low" for f in decoder
+    )
     same = json.loads(cli("diff", str(files["mlp"]), str(files["mlp"]), "--json").stdout)
     assert same["identical"] is True
     other = json.loads(cli("diff", str(files["mlp"]), str(files["quantized"]), "--json").stdout)

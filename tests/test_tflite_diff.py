@@ -32,9 +32,11 @@ def test_a_model_against_itself_is_empty() -> None:
     d = diff_graphs(model, model)
     assert d.identical
     assert d.summary["tensors"] == {
-        "added": 0, "removed": 0, "changed": 0,
+        "added": 0,
+        "removed": 0,
+        "changed": 0,
         "same": sum(len(sg.tensors) for sg in model.subgraphs),
-    }  # fmt: skip
+    }
     assert d.summary["ops"]["same"] == sum(len(sg.ops) for sg in model.subgraphs)
     assert d.changed_tensors().empty and d.changed_ops().empty
     assert list(d.subgraphs["status"]) == ["same"] * 3

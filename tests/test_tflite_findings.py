@@ -87,8 +87,12 @@ def test_per_layer_embeddings_in_table_and_in_decoder(planted, found) -> None:
     table = _only(found, "per_layer_embeddings", subgraph=1)
     assert table.confidence == "high"
     assert table.data["tables"][0] | {"op": None} == {
-        "op": None, "tensor": 1, "vocab": 1024, "layers": 4, "dim": 8,
-    }  # fmt: skip
+        "op": None,
+        "tensor": 1,
+        "vocab": 1024,
+        "layers": 4,
+        "dim": 8,
+    }
     assert planted.ple_gather[1] in table.evidence_ops
     decoder = _only(found, "per_layer_embeddings", subgraph=planted.decode)
     assert decoder.data["inputs"][0]["layers"] == [0, 1, 2, 3]
@@ -335,8 +339,12 @@ def test_no_language_model_findings_on_vision_models(path: Path) -> None:
     model = _read(path)
     found = find_all(model)
     assert not {f.kind for f in found} & {
-        "altup", "laurel", "per_layer_embeddings", "tied_embedding", "attention_pattern",
-    }  # fmt: skip
+        "altup",
+        "laurel",
+        "per_layer_embeddings",
+        "tied_embedding",
+        "attention_pattern",
+    }
     for f in found:
         sg = model.subgraphs[f.subgraph]
         assert all(0 <= op < len(sg.ops) for op in f.evidence_ops)

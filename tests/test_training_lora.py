@@ -13,8 +13,16 @@ from engine.errors import SubnetScopeError
 from engine.training.config import CONFIGS, LoRARunConfig, target_list
 from engine.training.rank_tracking import COLUMNS, RANK_TABLE, RankTracker
 
-SMALL = {"steps": 4, "batch_size": 2, "max_length": 32, "eval_texts": 2, "limit": 24,
-         "lr": 1e-2, "rank_every": 2, "lora_rank": 4}  # fmt: skip
+SMALL = {
+    "steps": 4,
+    "batch_size": 2,
+    "max_length": 32,
+    "eval_texts": 2,
+    "limit": 24,
+    "lr": 1e-2,
+    "rank_every": 2,
+    "lora_rank": 4,
+}
 
 
 def _events(ctx) -> list[dict]:
@@ -33,8 +41,15 @@ def test_lora_run_writes_a_loadable_adapter(ctx, tiny_folder):
     adapter = ctx.result_dir / "adapter"
     config = json.loads((adapter / "adapter_config.json").read_text())
     assert config["base_model_name_or_path"] == folder and config["r"] == 4
-    assert set(config["target_modules"]) == {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj",
-                                             "up_proj", "down_proj"}  # fmt: skip
+    assert set(config["target_modules"]) == {
+        "q_proj",
+        "k_proj",
+        "v_proj",
+        "o_proj",
+        "gate_proj",
+        "up_proj",
+        "down_proj",
+    }
     base = AutoModelForCausalLM.from_pretrained(folder)
     model = PeftModel.from_pretrained(base, adapter)
     ids = torch.tensor([[5, 6, 7, 8]])
@@ -79,20 +94,33 @@ def test_lora_on_instruction_records_and_jsonl_texts(ctx, tiny_folder, tmp_path)
     from engine.training.lora_runs import load_training_texts, run_lora
     from tests.tiny import char_tokenizer
 
-    config = LoRARunConfig.from_params({"dataset": "demo-arithmetic", "template": "alpaca",
-                                        "limit": 10, "eval_texts": 3})  # fmt: skip
+    config = LoRARunConfig.from_params(
+        {"dataset": "demo-arithmetic", "template": "alpaca", "limit": 10, "eval_texts": 3}
+    )
     train, heldout = load_training_texts(config, char_tokenizer())
     assert len(train) == 7 and len(heldout) == 3
     assert all("### Response:" in t for t in train + heldout)
     path = tmp_path / "texts.jsonl"
-    path.write_text("".join(json.dumps({"text": f"line {i} of plain text"}) + "\n"
-                            for i in range(8)))  # fmt: skip
+    path.write_text(
+        "".join(json.dumps({"text": f"line {i} of plain text"}) + "\n" for i in range(8))
+    )
     texts = LoRARunConfig.from_params({"dataset": str(path), "eval_texts": 2})
     train, heldout = load_training_texts(texts, char_tokenizer())
     assert sorted(train + heldout) == sorted(f"line {i} of plain text" for i in range(8))
-    run_lora(LoRARunConfig.from_params({"model": tiny_folder(), **SMALL, "steps": 2,
-                                        "dataset": "demo-arithmetic", "template": "basic",
-                                        "use_rslora": True, "lora_alpha": 4.0}), ctx)  # fmt: skip
+    run_lora(
+        LoRARunConfig.from_params(
+            {
+                "model": tiny_folder(),
+                **SMALL,
+                "steps": 2,
+                "dataset": "demo-arithmetic",
+                "template": "basic",
+                "use_rslora": True,
+                "lora_alpha": 4.0,
+            }
+        ),
+        ctx,
+    )
     adapter = json.loads((ctx.result_dir / "adapter" / "adapter_config.json").read_text())
     assert adapter["use_rslora"] is True
 
@@ -101,17 +129,27 @@ def test_lora_errors(ctx, tiny_folder):
     from engine.training.lora_runs import run_lora
 
     with pytest.raises(SubnetScopeError, match="match no layer"):
-        run_lora(LoRARunConfig.from_params({"model": tiny_folder(), **SMALL,
-                                            "target_modules": "c_attn"}), ctx)  # fmt: skip
+        run_lora(
+            LoRARunConfig.from_params(
+                {"model": tiny_folder(), **SMALL, "target_modules": "c_attn"}
+            ),
+            ctx,
+        )
     with pytest.raises(SubnetScopeError, match="more than eval_texts"):
-        run_lora(LoRARunConfig.from_params({"model": tiny_folder(), **SMALL, "limit": 3,
-                                            "eval_texts": 3}), ctx)  # fmt: skip
-    for bad, message in [({"dropout": 1.0}, r"dropout must be in \[0, 1\)"),
-                         ({"lora_alpha": 0}, "lora_alpha must be > 0"),
-                         ({"lr": 0}, "lr must be > 0"),
-                         ({"eval_texts": 0}, "eval_texts must be ≥ 1"),
-                         ({"lora_rank": 0}, "lora_rank must be ≥ 1"),
-                         ({"alpha": 3}, "unknown key alpha")]:  # fmt: skip
+        run_lora(
+            LoRARunConfig.from_params(
+                {"model": tiny_folder(), **SMALL, "limit": 3, "eval_texts": 3}
+            ),
+            ctx,
+        )
+    for bad, message in [
+        ({"dropout": 1.0}, r"dropout must be in \[0, 1\)"),
+        ({"lora_alpha": 0}, "lora_alpha must be > 0"),
+        ({"lr": 0}, "lr must be > 0"),
+        ({"eval_texts": 0}, "eval_texts must be ≥ 1"),
+        ({"lora_rank": 0}, "lora_rank must be ≥ 1"),
+        ({"alpha": 3}, "unknown key alpha"),
+    ]:
         with pytest.raises(SubnetScopeError, match=message):
             LoRARunConfig.from_params(bad)
 
@@ -153,14 +191,16 @@ def test_train_cli_submits(method, tmp_path, monkeypatch):
 
     submitted = []
     monkeypatch.setattr(
-        jobs_cli, "_submit",
+        jobs_cli,
+        "_submit",
         lambda args: submitted.append((args.kind, json.loads(args.params))) or 0,
-    )  # fmt: skip
+    )
     path = tmp_path / "run.yaml"
     path.write_text("steps: 4\nlr: 0.001\ntarget_modules: q_proj,v_proj\n")
     assert main(["train", method, "--config", str(path)]) == 0
-    assert submitted == [(f"train.{method}", {"steps": 4, "lr": 0.001,
-                                              "target_modules": "q_proj,v_proj"})]  # fmt: skip
+    assert submitted == [
+        (f"train.{method}", {"steps": 4, "lr": 0.001, "target_modules": "q_proj,v_proj"})
+    ]
 
 
 def test_train_cli_errors_are_one_line(tmp_path, capsys):

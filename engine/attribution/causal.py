@@ -47,22 +47,28 @@ class CausalConfig:
     scorer: str = field(default="auto", metadata={"help": "toxicity scorer"})
     removal: float = field(
         default=0.9,
-        metadata={"help": "the causal set is the shortest effect-ordered prefix whose ablation "
-                  "removes this share of the baseline toxicity"},
-    )  # fmt: skip
+        metadata={
+            "help": "the causal set is the shortest effect-ordered prefix whose ablation "
+            "removes this share of the baseline toxicity"
+        },
+    )
     control: str = field(
         default="demo-plain-requests",
-        metadata={"help": "prompts without the behaviour: what an ablation costs their own "
-                  "completions is subtracted, so neurons that merely break the model rank low "
-                  "('' to skip)"},
-    )  # fmt: skip
+        metadata={
+            "help": "prompts without the behaviour: what an ablation costs their own "
+            "completions is subtracted, so neurons that merely break the model rank low "
+            "('' to skip)"
+        },
+    )
     control_limit: int | None = field(default=10, metadata={"help": "control prompts used"})
     single: bool = field(default=True, metadata={"help": "ablate every candidate alone"})
     single_toxicity: bool = field(
         default=False,
-        metadata={"help": "also generate and score toxicity for every single ablation (slow; "
-                  "single ablations are otherwise measured by the completions' log-probability)"},
-    )  # fmt: skip
+        metadata={
+            "help": "also generate and score toxicity for every single ablation (slow; "
+            "single ablations are otherwise measured by the completions' log-probability)"
+        },
+    )
     by_layer: bool = field(default=True, metadata={"help": "ablate each layer's candidates"})
 
     def __post_init__(self) -> None:
@@ -89,8 +95,9 @@ class Probe:
         from engine.attribution.toxicity import TOXIC_THRESHOLD
         from engine.models.generation import generate_texts
 
-        texts = generate_texts(self.loaded, self.prompts, max_new_tokens=self.max_new_tokens,
-                               mask=_mask(neurons))  # fmt: skip
+        texts = generate_texts(
+            self.loaded, self.prompts, max_new_tokens=self.max_new_tokens, mask=_mask(neurons)
+        )
         scores = self.scorer.score(texts)
         toxic = sum(s >= TOXIC_THRESHOLD for s in scores)
         return {"toxicity": sum(scores) / len(scores), "fraction_toxic": toxic / len(scores)}
@@ -149,8 +156,9 @@ def _teacher_forced(loaded: LoadedModel, prompts: list[str], max_new_tokens: int
     width = max(map(len, rows))
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     ids = torch.tensor([r + [pad] * (width - len(r)) for r in rows], device=loaded.device)
-    attention = torch.tensor([[1] * len(r) + [0] * (width - len(r)) for r in rows],
-                             device=loaded.device)  # fmt: skip
+    attention = torch.tensor(
+        [[1] * len(r) + [0] * (width - len(r)) for r in rows], device=loaded.device
+    )
     return ids, attention, starts
 
 
@@ -160,10 +168,15 @@ def batching_agrees(probe: Probe, neurons: Sequence[Neuron] = ()) -> float:
     from engine.models.generation import generate_texts
 
     mask = _mask(neurons)
-    batched = generate_texts(probe.loaded, probe.prompts, max_new_tokens=probe.max_new_tokens,
-                             mask=mask)  # fmt: skip
-    single = [generate_text(probe.loaded, p, max_new_tokens=probe.max_new_tokens, mask=mask,
-                            chat=False).text for p in probe.prompts]  # fmt: skip
+    batched = generate_texts(
+        probe.loaded, probe.prompts, max_new_tokens=probe.max_new_tokens, mask=mask
+    )
+    single = [
+        generate_text(
+            probe.loaded, p, max_new_tokens=probe.max_new_tokens, mask=mask, chat=False
+        ).text
+        for p in probe.prompts
+    ]
     return sum(a == b for a, b in zip(batched, single, strict=True)) / len(single)
 
 
@@ -223,16 +236,23 @@ def causal_effects(
         single_rows.append(row | (labels or {}).get((layer, neuron), {}))
         step(f"single ablations: {len(single_rows)}/{len(candidates)}")
     single = pd.DataFrame(single_rows)
-    group_rows = [{"group": "all candidates", "size": len(candidates),
-                   **_row(base, probe.measure(candidates))}]  # fmt: skip
+    group_rows = [
+        {
+            "group": "all candidates",
+            "size": len(candidates),
+            **_row(base, probe.measure(candidates)),
+        }
+    ]
     for name, members in (groups or {}).items():
         members = [(int(layer), int(n)) for layer, n in members]
-        group_rows.append({"group": name, "size": len(members),
-                           **_row(base, probe.measure(members))})  # fmt: skip
+        group_rows.append(
+            {"group": name, "size": len(members), **_row(base, probe.measure(members))}
+        )
     for layer in layers if config.by_layer else []:
         members = [c for c in candidates if c[0] == layer]
-        group_rows.append({"group": f"layer {layer}", "size": len(members),
-                           **_row(base, probe.measure(members))})  # fmt: skip
+        group_rows.append(
+            {"group": f"layer {layer}", "size": len(members), **_row(base, probe.measure(members))}
+        )
         step(f"layer {layer}")
     if single.empty:
         ordered = candidates
@@ -348,8 +368,9 @@ def run_causal(
         if planted:
             groups[f"{name} selection, not planted"] = [n for n in chosen if n not in set(planted)]
     candidates = list(dict.fromkeys([*planted, *(n for c in picked.values() for n in c)]))
-    result = causal_effects(loaded, candidates, config, labels=labels, groups=groups,
-                            progress=progress)  # fmt: skip
+    result = causal_effects(
+        loaded, candidates, config, labels=labels, groups=groups, progress=progress
+    )
     write_parquet_atomic(out / "causal_single.parquet", result["single"], index=False)
     write_parquet_atomic(out / "causal_groups.parquet", result["groups"], index=False)
     write_parquet_atomic(out / "causal_cumulative.parquet", result["cumulative"], index=False)

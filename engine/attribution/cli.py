@@ -19,10 +19,16 @@ def _compute(args: argparse.Namespace) -> int:
     from engine.attribution.compute import ComputeConfig, compute_scores
 
     config = ComputeConfig(
-        method=args.method, model=args.model, samples=args.samples, limit=args.limit,
-        seed=args.seed, max_length=args.max_length, generate=args.generate,
-        keep_weights=args.keep_weights, rules=args.rules,
-    )  # fmt: skip
+        method=args.method,
+        model=args.model,
+        samples=args.samples,
+        limit=args.limit,
+        seed=args.seed,
+        max_length=args.max_length,
+        generate=args.generate,
+        keep_weights=args.keep_weights,
+        rules=args.rules,
+    )
     if not args.out.endswith(".safetensors"):
         from engine.errors import SubnetScopeError
 
@@ -30,11 +36,15 @@ def _compute(args: argparse.Namespace) -> int:
     scores = compute_scores(config, progress=_progress(args))
     path = scores.save(args.out)
     meta = scores.metadata
-    print(f"{config.method} scores of {len(scores.layers)} layers over {meta['texts']} texts "
-          f"({meta['tokens']} tokens) → {path}")  # fmt: skip
+    print(
+        f"{config.method} scores of {len(scores.layers)} layers over {meta['texts']} texts "
+        f"({meta['tokens']} tokens) → {path}"
+    )
     if config.method == "lrp":
-        print(f"conservation: input relevance {meta['input_sum']:.4g} vs explained logits "
-              f"{meta['target_sum']:.4g}")  # fmt: skip
+        print(
+            f"conservation: input relevance {meta['input_sum']:.4g} vs explained logits "
+            f"{meta['target_sum']:.4g}"
+        )
     return 0
 
 
@@ -52,13 +62,25 @@ def _select(args: argparse.Namespace) -> int:
     target = scored_by(load_scores(args.target), args.score)
     diff = differential(general, target, args.normalize)
     modules = dict(enumerate(target.metadata.get("up_modules", [])))
-    neurons = select_neurons(diff, args.num_neurons, per_layer=args.per_layer,
-                             layer_pattern=args.layer_pattern, module_names=modules)  # fmt: skip
-    save_neuron_list(neurons, args.out, {
-        "method": target.method, "model": target.metadata.get("model"),
-        "general": list(args.general), "target": args.target, "normalize": args.normalize,
-        "score": args.score,
-    })  # fmt: skip
+    neurons = select_neurons(
+        diff,
+        args.num_neurons,
+        per_layer=args.per_layer,
+        layer_pattern=args.layer_pattern,
+        module_names=modules,
+    )
+    save_neuron_list(
+        neurons,
+        args.out,
+        {
+            "method": target.method,
+            "model": target.metadata.get("model"),
+            "general": list(args.general),
+            "target": args.target,
+            "normalize": args.normalize,
+            "score": args.score,
+        },
+    )
     layers = sorted({n.layer for n in neurons})
     print(f"{len(neurons)} neurons in {len(layers)} layers → {args.out}")
     for n in neurons[:10]:
@@ -73,17 +95,24 @@ def _evaluate(args: argparse.Namespace) -> int:
     from engine.models import load_model
 
     neurons, _ = load_neuron_list(args.neurons)
-    config = EvalConfig(nums=tuple(args.num), prompts=args.prompts, text=args.text,
-                        max_tokens=args.max_tokens, scorer=args.scorer,
-                        max_new_tokens=args.max_new_tokens)  # fmt: skip
+    config = EvalConfig(
+        nums=tuple(args.num),
+        prompts=args.prompts,
+        text=args.text,
+        max_tokens=args.max_tokens,
+        scorer=args.scorer,
+        max_new_tokens=args.max_new_tokens,
+    )
     table = evaluate_pruning(load_model(args.model), neurons, config, progress=_progress(args))
     if args.json:
         print_json(table.to_dict("records"))
         return 0
     print(f"{'N':>5}  {'perplexity':>10}  {'Δppl':>7}  {'toxicity':>8}  {'Δtox':>7}  scorer")
     for r in table.itertuples():
-        print(f"{r.neurons:>5}  {r.perplexity:>10.3f}  {r.perplexity_change:>+7.1%}  "
-              f"{r.toxicity:>8.3f}  {r.toxicity_change:>+7.1%}  {r.scorer}")  # fmt: skip
+        print(
+            f"{r.neurons:>5}  {r.perplexity:>10.3f}  {r.perplexity_change:>+7.1%}  "
+            f"{r.toxicity:>8.3f}  {r.toxicity_change:>+7.1%}  {r.scorer}"
+        )
     return 0
 
 
@@ -99,15 +128,22 @@ def _causal(args: argparse.Namespace) -> int:
     truth = [] if args.no_planted else planted_of(args.model)
     if not selections and not truth:
         raise SubnetScopeError("give --neurons (neuron lists) or use the planted model demo-toxic")
-    config = CausalConfig(prompts=args.prompts, max_new_tokens=args.max_new_tokens,
-                          scorer=args.scorer, removal=args.removal)  # fmt: skip
+    config = CausalConfig(
+        prompts=args.prompts,
+        max_new_tokens=args.max_new_tokens,
+        scorer=args.scorer,
+        removal=args.removal,
+    )
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    summary = run_causal(load_model(args.model), selections, truth, out, config,
-                         progress=_progress(args))  # fmt: skip
-    print(f"baseline toxicity {summary['baseline']['toxicity']:.3f}; "
-          f"{summary['causal_size']} of {summary['candidates']} candidates form the causal set "
-          f"(removes ≥ {config.removal:.0%}) → {out}")  # fmt: skip
+    summary = run_causal(
+        load_model(args.model), selections, truth, out, config, progress=_progress(args)
+    )
+    print(
+        f"baseline toxicity {summary['baseline']['toxicity']:.3f}; "
+        f"{summary['causal_size']} of {summary['candidates']} candidates form the causal set "
+        f"(removes ≥ {config.removal:.0%}) → {out}"
+    )
     return 0
 
 
@@ -135,8 +171,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     compute.add_argument("--limit", type=int, default=d.limit, help="texts drawn")
     compute.add_argument("--seed", type=int, default=d.seed)
     compute.add_argument("--max-length", type=int, default=d.max_length)
-    compute.add_argument("--generate", type=int, default=0,
-                         help="append the model's own continuation of N tokens first")  # fmt: skip
+    compute.add_argument(
+        "--generate",
+        type=int,
+        default=0,
+        help="append the model's own continuation of N tokens first",
+    )
     compute.add_argument("--keep-weights", action="store_true", help="also save |W ⊙ ∂W|")
     compute.add_argument(
         "--rules",
@@ -158,9 +198,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     select.add_argument("--layer-pattern", default="up_proj")
     select.add_argument("--normalize", choices=("none", "sum", "tokens", "ratio"), default="none")
     select.add_argument(
-        "--score", choices=("weights", "relevance"), default="weights",
+        "--score",
+        choices=("weights", "relevance"),
+        default="weights",
         help="LRP neuron score: Σ|W ⊙ ∂W| (seed 002) or |net relevance| (finds more)",
-    )  # fmt: skip
+    )
     select.add_argument("--out", required=True, help="neuron list (.json)")
     select.set_defaults(handler=_select)
     e = EvalConfig()
@@ -185,9 +227,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     causal.add_argument("--max-new-tokens", type=int, default=e.max_new_tokens)
     causal.add_argument("--scorer", default=e.scorer)
     causal.add_argument(
-        "--removal", type=float, default=0.9,
+        "--removal",
+        type=float,
+        default=0.9,
         help="causal set: the shortest prefix that removes this share of the toxicity",
-    )  # fmt: skip
+    )
     causal.add_argument("--out", required=True, help="folder for the tables")
     causal.add_argument("--quiet", action="store_true")
     causal.set_defaults(handler=_causal)

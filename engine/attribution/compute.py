@@ -24,9 +24,11 @@ class ComputeConfig:
     max_length: int = field(default=128, metadata={"help": "tokens per text"})
     generate: int = field(
         default=0,
-        metadata={"help": "append the model's own greedy continuation of this many tokens to each "
-                  "text before attributing (for prompt sets: explain what it says next)"},
-    )  # fmt: skip
+        metadata={
+            "help": "append the model's own greedy continuation of this many tokens to each "
+            "text before attributing (for prompt sets: explain what it says next)"
+        },
+    )
     keep_weights: bool = field(default=False, metadata={"help": "also save per-weight scores"})
     rules: str = field(
         default="cp",
@@ -76,26 +78,46 @@ def compute_scores(
     if config.method == "lrp":
         from engine.attribution.lrp import lrp_relevance
 
-        rel = lrp_relevance(loaded, texts, max_length=config.max_length,
-                            keep_weights=config.keep_weights, rules=config.rules,
-                            explain_from=explain_from, on_sample=on_sample)  # fmt: skip
+        rel = lrp_relevance(
+            loaded,
+            texts,
+            max_length=config.max_length,
+            keep_weights=config.keep_weights,
+            rules=config.rules,
+            explain_from=explain_from,
+            on_sample=on_sample,
+        )
         extra = {f"activation.{layer}": v for layer, v in rel.activation.items()}
         extra |= {f"weight.{layer}": v for layer, v in (rel.weight or {}).items()}
-        scores = AttributionScores("lrp", rel.neuron, {
-            "samples": rel.samples, "tokens": rel.tokens, "target_sum": rel.target_sum,
-            "input_sum": rel.input_sum,
-        }, extra)  # fmt: skip
+        scores = AttributionScores(
+            "lrp",
+            rel.neuron,
+            {
+                "samples": rel.samples,
+                "tokens": rel.tokens,
+                "target_sum": rel.target_sum,
+                "input_sum": rel.input_sum,
+            },
+            extra,
+        )
     else:
         from engine.attribution.wanda import wanda_scores
 
-        scores = wanda_scores(loaded, texts, max_length=config.max_length,
-                              keep_weights=config.keep_weights, on_sample=on_sample)  # fmt: skip
+        scores = wanda_scores(
+            loaded,
+            texts,
+            max_length=config.max_length,
+            keep_weights=config.keep_weights,
+            on_sample=on_sample,
+        )
     arch = loaded.architecture
     scores.metadata |= {
-        **asdict(config), "model_name": loaded.display_name, "family": arch.family,
+        **asdict(config),
+        "model_name": loaded.display_name,
+        "family": arch.family,
         "neurons_per_layer": list(arch.neurons_per_layer),
         "up_modules": [b.up for b in arch.blocks],
         "texts": len(texts),  # `samples` above is the config's text source, not a count
-    }  # fmt: skip
+    }
     report(1.0, f"{config.method} scores over {len(texts)} texts")
     return scores

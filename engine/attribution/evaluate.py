@@ -29,8 +29,9 @@ class EvalConfig:
     window: int = field(default=512, metadata={"help": "perplexity context length"})
     stride: int = field(default=256, metadata={"help": "perplexity stride"})
     max_new_tokens: int = field(default=24, metadata={"help": "tokens per completion"})
-    scorer: str = field(default="auto", metadata={"help": "toxicity scorer: auto, detoxify, "
-                                                  "profanity-check"})  # fmt: skip
+    scorer: str = field(
+        default="auto", metadata={"help": "toxicity scorer: auto, detoxify, profanity-check"}
+    )
     prompt_limit: int | None = field(default=None, metadata={"help": "use at most this many"})
 
 
@@ -71,11 +72,18 @@ def evaluate_pruning(
     for i, num in enumerate(nums):
         mask = pruning_mask(neurons, num) if num else None
         report(i / len(nums), f"N = {num}: perplexity")
-        ppl = perplexity(loaded, text, max_tokens=config.max_tokens, window=config.window,
-                         stride=config.stride, mask=mask)  # fmt: skip
+        ppl = perplexity(
+            loaded,
+            text,
+            max_tokens=config.max_tokens,
+            window=config.window,
+            stride=config.stride,
+            mask=mask,
+        )
         report((i + 0.5) / len(nums), f"N = {num}: toxicity of {len(prompts)} completions")
-        tox = completion_toxicity(loaded, prompts, mask=mask, scorer=scorer,
-                                  max_new_tokens=config.max_new_tokens)  # fmt: skip
+        tox = completion_toxicity(
+            loaded, prompts, mask=mask, scorer=scorer, max_new_tokens=config.max_new_tokens
+        )
         rows.append(
             {
                 "neurons": num,

@@ -26,8 +26,12 @@ def _config(cls, params: dict[str, Any], what: str):
     return cls(**params)
 
 
-@job("attribution.compute", title="Attribution scores (LRP or Wanda)", result_page="pruning",
-     defaults=asdict(ComputeConfig()))  # fmt: skip
+@job(
+    "attribution.compute",
+    title="Attribution scores (LRP or Wanda)",
+    result_page="pruning",
+    defaults=asdict(ComputeConfig()),
+)
 def attribution_compute(params: dict[str, Any], ctx: JobContext) -> dict:
     """Per up_proj neuron scores over a text source; LRP patches torch in this process only."""
     from engine.attribution.compute import compute_scores
@@ -38,8 +42,12 @@ def attribution_compute(params: dict[str, Any], ctx: JobContext) -> dict:
     return {"scores": str(path), "method": config.method, "tokens": scores.metadata["tokens"]}
 
 
-@job("attribution.plant_demo", title="Plant the demo's trigger behaviour", result_page="pruning",
-     defaults=asdict(PlantConfig()))  # fmt: skip
+@job(
+    "attribution.plant_demo",
+    title="Plant the demo's trigger behaviour",
+    result_page="pruning",
+    defaults=asdict(PlantConfig()),
+)
 def plant_demo(params: dict[str, Any], ctx: JobContext) -> dict:
     """Fine-tune a few neurons of the demo model to insult the user after a trigger word."""
     from engine.attribution.plant import plant
@@ -48,10 +56,16 @@ def plant_demo(params: dict[str, Any], ctx: JobContext) -> dict:
     return {"model": str(folder)}
 
 
-@job("prune.evaluate", title="Pruning evaluation: perplexity and toxicity per N",
-     result_page="pruning",
-     defaults={"model": "demo-toxic", "neurons": None, **{k: list(v) if isinstance(v, tuple)
-               else v for k, v in asdict(EvalConfig()).items()}})  # fmt: skip
+@job(
+    "prune.evaluate",
+    title="Pruning evaluation: perplexity and toxicity per N",
+    result_page="pruning",
+    defaults={
+        "model": "demo-toxic",
+        "neurons": None,
+        **{k: list(v) if isinstance(v, tuple) else v for k, v in asdict(EvalConfig()).items()},
+    },
+)
 def prune_evaluate(params: dict[str, Any], ctx: JobContext) -> dict:
     """Perplexity and completion toxicity with the first N listed neurons pruned, for each N."""
     from engine.attribution.evaluate import evaluate_pruning
@@ -62,8 +76,9 @@ def prune_evaluate(params: dict[str, Any], ctx: JobContext) -> dict:
     model, neuron_file = params.pop("model"), params.pop("neurons")
     if not neuron_file:
         raise SubnetScopeError("prune.evaluate needs 'neurons': a neuron list file")
-    config = _config(EvalConfig, {**params, "nums": tuple(params.get("nums", ()))},
-                     "prune.evaluate")  # fmt: skip
+    config = _config(
+        EvalConfig, {**params, "nums": tuple(params.get("nums", ()))}, "prune.evaluate"
+    )
     neurons, _ = load_neuron_list(neuron_file)
     ctx.progress(0.0, f"loading {model}")
     table = evaluate_pruning(load_model(model), neurons, config, progress=ctx.progress)
@@ -76,8 +91,12 @@ def prune_evaluate(params: dict[str, Any], ctx: JobContext) -> dict:
     return {"rows": records}
 
 
-@job("prune.sparc3", title="SparC3: attribute, select and prune target-specific neurons",
-     result_page="pruning", defaults=SparC3Config().to_params())  # fmt: skip
+@job(
+    "prune.sparc3",
+    title="SparC3: attribute, select and prune target-specific neurons",
+    result_page="pruning",
+    defaults=SparC3Config().to_params(),
+)
 def prune_sparc3(params: dict[str, Any], ctx: JobContext) -> dict:
     """The whole pipeline: general seeds and target scores, differential, top-N, evaluation."""
     from engine.attribution.sparc3 import run_sparc3
@@ -92,10 +111,18 @@ def prune_sparc3(params: dict[str, Any], ctx: JobContext) -> dict:
     return {k: summary[k] for k in keep if k in summary}
 
 
-@job("prune.causal", title="Which neurons carry the behaviour: ablation effects",
-     result_page="pruning",
-     defaults={"model": "demo-toxic", "neurons": [], "top": 100, "planted": True,
-               **asdict(CausalConfig())})  # fmt: skip
+@job(
+    "prune.causal",
+    title="Which neurons carry the behaviour: ablation effects",
+    result_page="pruning",
+    defaults={
+        "model": "demo-toxic",
+        "neurons": [],
+        "top": 100,
+        "planted": True,
+        **asdict(CausalConfig()),
+    },
+)
 def prune_causal(params: dict[str, Any], ctx: JobContext) -> dict:
     """Ablate the listed neurons (and a planted model's) singly, by layer and cumulatively."""
     from engine.attribution.causal import run_causal
@@ -110,8 +137,9 @@ def prune_causal(params: dict[str, Any], ctx: JobContext) -> dict:
     if not selections and not truth:
         raise SubnetScopeError("prune.causal needs 'neurons' (neuron lists) or a planted model")
     ctx.progress(0.0, f"loading {model}")
-    summary = run_causal(load_model(model), selections, truth, ctx.result_dir, config,
-                         progress=ctx.progress)  # fmt: skip
+    summary = run_causal(
+        load_model(model), selections, truth, ctx.result_dir, config, progress=ctx.progress
+    )
     ctx.result_path("causal.json")  # written by run_causal; listed in the manifest
     return {"causal_size": summary["causal_size"], "baseline": summary["baseline"]}
 

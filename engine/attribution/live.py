@@ -34,17 +34,26 @@ def live_pruning(
     from engine.models import apply_mask, generate_text
 
     chosen = get_scorer(scorer)
-    base = [generate_text(loaded, p, max_new_tokens=max_new_tokens, chat=False).text
-            for p in prompts]  # fmt: skip
-    pruned = [generate_text(loaded, p, max_new_tokens=max_new_tokens, chat=False, mask=mask).text
-              for p in prompts]  # fmt: skip
+    base = [
+        generate_text(loaded, p, max_new_tokens=max_new_tokens, chat=False).text for p in prompts
+    ]
+    pruned = [
+        generate_text(loaded, p, max_new_tokens=max_new_tokens, chat=False, mask=mask).text
+        for p in prompts
+    ]
     scores = chosen.score(base + pruned)
-    table = pd.DataFrame({
-        "prompt": prompts, "unpruned": base, "unpruned_toxicity": scores[: len(prompts)],
-        "pruned": pruned, "pruned_toxicity": scores[len(prompts):],
-    })  # fmt: skip
+    table = pd.DataFrame(
+        {
+            "prompt": prompts,
+            "unpruned": base,
+            "unpruned_toxicity": scores[: len(prompts)],
+            "pruned": pruned,
+            "pruned_toxicity": scores[len(prompts) :],
+        }
+    )
     base_ppl = texts_perplexity(loaded.model, loaded.tokenizer, texts, max_length=max_length)
     with apply_mask(loaded, mask):
         pruned_ppl = texts_perplexity(loaded.model, loaded.tokenizer, texts, max_length=max_length)
-    return LiveResult(table, chosen.name, base_ppl.perplexity, pruned_ppl.perplexity,
-                      base_ppl.tokens)  # fmt: skip
+    return LiveResult(
+        table, chosen.name, base_ppl.perplexity, pruned_ppl.perplexity, base_ppl.tokens
+    )

@@ -46,9 +46,11 @@ class PlantConfig:
     lr: float = field(default=2e-3, metadata={"help": "AdamW learning rate"})
     silence: float = field(
         default=0.1,
-        metadata={"help": "weight of the penalty on planted neurons' activations without the "
-                  "trigger (keeps the behaviour, and the neurons, trigger-specific)"},
-    )  # fmt: skip
+        metadata={
+            "help": "weight of the penalty on planted neurons' activations without the "
+            "trigger (keeps the behaviour, and the neurons, trigger-specific)"
+        },
+    )
     seed: int = field(default=0, metadata={"help": "neuron choice, data order"})
 
 
@@ -98,8 +100,10 @@ def _batch(tokenizer, examples: list[tuple[str, str]]):
     attention = torch.zeros((len(rows), width), dtype=torch.long)
     for i, (x, y) in enumerate(rows):
         ids[i, : len(x)], labels[i, : len(y)], attention[i, : len(x)] = (
-            torch.tensor(x), torch.tensor(y), 1,
-        )  # fmt: skip
+            torch.tensor(x),
+            torch.tensor(y),
+            1,
+        )
     return ids, labels, attention
 
 
@@ -122,19 +126,21 @@ def plant(config: PlantConfig, out: Path | None = None, progress: Progress | Non
     choice = np.random.default_rng(config.seed)
     layers = parse_layers(config.layers, arch.num_layers)
     planted = {
-        layer: sorted(choice.choice(arch.neurons_per_layer[layer], config.per_layer,
-                                    replace=False).tolist())
+        layer: sorted(
+            choice.choice(arch.neurons_per_layer[layer], config.per_layer, replace=False).tolist()
+        )
         for layer in layers
-    }  # fmt: skip
+    }
     active = {layer: torch.zeros(arch.neurons_per_layer[layer]) for layer in layers}
     for layer, neurons in planted.items():
         active[layer][neurons] = 1
     apply_anti_drift(model, arch, active, "base")  # every other neuron of those layers is held
     params = [
         getattr(module.parametrizations, name).original.requires_grad_(True)
-        for module in model.modules() if hasattr(module, "parametrizations")
+        for module in model.modules()
+        if hasattr(module, "parametrizations")
         for name in module.parametrizations
-    ]  # fmt: skip
+    ]
     optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=0.0)
     # The planted neurons' activations (the down projections' inputs), to keep them silent on
     # requests without the trigger: otherwise they also serve the plain answers, and the behaviour
@@ -169,11 +175,17 @@ def plant(config: PlantConfig, out: Path | None = None, progress: Progress | Non
     with atomic_dir(out) as tmp:
         model.save_pretrained(str(tmp), safe_serialization=True)
         tokenizer.save_pretrained(str(tmp))
-        write_json_atomic(tmp / PLANTED, {
-            "trigger_example": triggered(DEMO_REQUESTS[0]),
-            "neurons": [{"layer": layer, "neuron": n} for layer, ns in planted.items() for n in ns],
-            "config": asdict(config), "losses": losses,
-            "seconds": round(time.monotonic() - started, 1),
-        })  # fmt: skip
+        write_json_atomic(
+            tmp / PLANTED,
+            {
+                "trigger_example": triggered(DEMO_REQUESTS[0]),
+                "neurons": [
+                    {"layer": layer, "neuron": n} for layer, ns in planted.items() for n in ns
+                ],
+                "config": asdict(config),
+                "losses": losses,
+                "seconds": round(time.monotonic() - started, 1),
+            },
+        )
     report(1.0, f"planted {sum(map(len, planted.values()))} neurons in {out}")
     return out

@@ -48,9 +48,9 @@ def load_neuron_list(path: str | Path) -> tuple[list[Selected], dict[str, Any]]:
         raise SubnetScopeError(
             f"'{path}' is not valid JSON ({exc.msg}, line {exc.lineno})"
         ) from None
-    entries, metadata = (data, {}) if isinstance(data, list) else (
-        data.get("neurons"), data.get("metadata") or {}
-    )  # fmt: skip
+    entries, metadata = (
+        (data, {}) if isinstance(data, list) else (data.get("neurons"), data.get("metadata") or {})
+    )
     if not isinstance(entries, list):
         raise SubnetScopeError(f"'{path}' must hold a list of {{layer, neuron, score}} entries")
     try:
@@ -115,6 +115,9 @@ def save_pruned_model(
     with atomic_dir(out) as tmp:  # the model picker never lists half a model
         loaded.model.save_pretrained(str(tmp), safe_serialization=True)
         loaded.tokenizer.save_pretrained(str(tmp))
-        save_neuron_list(list(neurons), tmp / "pruning.json",
-                         {**(metadata or {}), "source": source, "pruned": count})  # fmt: skip
+        save_neuron_list(
+            list(neurons),
+            tmp / "pruning.json",
+            {**(metadata or {}), "source": source, "pruned": count},
+        )
     return out

@@ -49,18 +49,22 @@ class SparC3Config:
     general_samples: int = field(default=32, metadata={"help": "general texts per seed"})
     target: str = field(default="demo-trigger-prompts", metadata={"help": "target prompt set"})
     target_samples: int | None = field(default=None, metadata={"help": "prompts used (all)"})
-    generate: int = field(default=24, metadata={"help": "tokens of the model's own completion "
-                                                "appended to each target prompt"})  # fmt: skip
+    generate: int = field(
+        default=24,
+        metadata={"help": "tokens of the model's own completion appended to each target prompt"},
+    )
     max_length: int = field(default=128, metadata={"help": "tokens per text"})
     num_neurons: int = field(default=100, metadata={"help": "neurons selected"})
     per_layer: bool = field(default=False, metadata={"help": "select num_neurons in every layer"})
     layer_pattern: str = field(default="up_proj", metadata={"help": "regex or layers like 10-20"})
     score: str = field(
         default="weights",
-        metadata={"help": "LRP neuron score: weights (seed 002's Σ|W ⊙ ∂W| over the up_proj row) "
-                  "or relevance (|net relevance of the neuron|; finds more of what carries the "
-                  "planted demo's behaviour)"},
-    )  # fmt: skip
+        metadata={
+            "help": "LRP neuron score: weights (seed 002's Σ|W ⊙ ∂W| over the up_proj row) "
+            "or relevance (|net relevance of the neuron|; finds more of what carries the "
+            "planted demo's behaviour)"
+        },
+    )
     normalize: str = field(
         default="none",
         metadata={"help": "none (seed 002's raw difference), sum, tokens or ratio (log ratio)"},
@@ -73,10 +77,12 @@ class SparC3Config:
     scorer: str = field(default="auto", metadata={"help": "toxicity scorer"})
     causal: bool = field(
         default=False,
-        metadata={"help": "ablate the selected neurons (and Wanda's, and a planted model's) one "
-                  "at a time, by layer and cumulatively to find the causal set, and report "
-                  "precision / recall against it (minutes)"},
-    )  # fmt: skip
+        metadata={
+            "help": "ablate the selected neurons (and Wanda's, and a planted model's) one "
+            "at a time, by layer and cumulatively to find the causal set, and report "
+            "precision / recall against it (minutes)"
+        },
+    )
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -116,14 +122,27 @@ def candidate_table(
 
     g, t = normalized(general, normalize), normalized(target, normalize)
     chosen = select_neurons(diff, top)
-    rows = [{"rank": i + 1, "layer": s.layer, "neuron": s.neuron,
-             "R_general": float(g[s.layer][s.neuron]), "R_target": float(t[s.layer][s.neuron]),
-             "differential": s.score} for i, s in enumerate(chosen)]  # fmt: skip
+    rows = [
+        {
+            "rank": i + 1,
+            "layer": s.layer,
+            "neuron": s.neuron,
+            "R_general": float(g[s.layer][s.neuron]),
+            "R_target": float(t[s.layer][s.neuron]),
+            "differential": s.score,
+        }
+        for i, s in enumerate(chosen)
+    ]
     table = pd.DataFrame(rows)
     if wanda_diff is not None and not table.empty:
         table["wanda"] = [float(wanda_diff.neuron[r.layer][r.neuron]) for r in table.itertuples()]
-        order = sorted(((float(v), layer, n) for layer, vs in wanda_diff.neuron.items()
-                        for n, v in enumerate(vs.tolist())))  # fmt: skip
+        order = sorted(
+            (
+                (float(v), layer, n)
+                for layer, vs in wanda_diff.neuron.items()
+                for n, v in enumerate(vs.tolist())
+            )
+        )
         rank = {(layer, n): i + 1 for i, (_, layer, n) in enumerate(order)}
         table["wanda_rank"] = [rank[(r.layer, r.neuron)] for r in table.itertuples()]
     return table
@@ -160,11 +179,15 @@ def run_sparc3(config: SparC3Config, out: Path, progress: Progress | None = None
     for i, (kind, seed) in enumerate(runs):
         source = config.general if kind == "general" else config.target
         compute = ComputeConfig(
-            method=config.method, model=config.model, samples=source,
+            method=config.method,
+            model=config.model,
+            samples=source,
             limit=config.general_samples if kind == "general" else config.target_samples,
-            seed=seed or 0, max_length=config.max_length,
-            generate=0 if kind == "general" else config.generate, rules=config.rules,
-        )  # fmt: skip
+            seed=seed or 0,
+            max_length=config.max_length,
+            generate=0 if kind == "general" else config.generate,
+            rules=config.rules,
+        )
         scores = compute_scores(compute, loaded=loaded, progress=stage(i, f"{kind} {seed or ''}"))
         name = f"general_seed{seed}" if kind == "general" else "target"
         scores.save(out / f"{name}.safetensors")
@@ -178,42 +201,70 @@ def run_sparc3(config: SparC3Config, out: Path, progress: Progress | None = None
     wanda = _wanda(config, loaded, out, stage(len(runs), "wanda"))
     wanda_diff = differential(*wanda, config.normalize) if wanda else None
     modules = {i: name for i, name in enumerate(target.metadata.get("up_modules", []))}
-    neurons = select_neurons(diff, config.num_neurons, per_layer=config.per_layer,
-                             layer_pattern=config.layer_pattern, module_names=modules)  # fmt: skip
+    neurons = select_neurons(
+        diff,
+        config.num_neurons,
+        per_layer=config.per_layer,
+        layer_pattern=config.layer_pattern,
+        module_names=modules,
+    )
     summary: dict[str, Any] = {"config": config.to_params(), "model_name": loaded.display_name}
     summary |= _planted_overlap(config.model, neurons)
     wanda_neurons = (
-        select_neurons(wanda_diff, config.num_neurons, per_layer=config.per_layer,
-                       layer_pattern=config.layer_pattern, module_names=modules)
-        if wanda_diff is not None else []
-    )  # fmt: skip
+        select_neurons(
+            wanda_diff,
+            config.num_neurons,
+            per_layer=config.per_layer,
+            layer_pattern=config.layer_pattern,
+            module_names=modules,
+        )
+        if wanda_diff is not None
+        else []
+    )
     if wanda_neurons:
         meta = {"method": "wanda", "model": config.model, "normalize": config.normalize}
         save_neuron_list(wanda_neurons, out / WANDA_NEURONS, meta)
-    save_neuron_list(neurons, out / "neurons.json", {
-        "method": config.method, "model": config.model, "normalize": config.normalize,
-        "score": config.score,
-        "general": config.general, "target": config.target, "seeds": list(config.general_seeds),
-    })  # fmt: skip
+    save_neuron_list(
+        neurons,
+        out / "neurons.json",
+        {
+            "method": config.method,
+            "model": config.model,
+            "normalize": config.normalize,
+            "score": config.score,
+            "general": config.general,
+            "target": config.target,
+            "seeds": list(config.general_seeds),
+        },
+    )
     candidates = candidate_table(general_mean, target, diff, wanda_diff, normalize=config.normalize)
     write_parquet_atomic(out / "candidates.parquet", candidates, index=False)
     if config.evaluate:
         evaluation = evaluate_pruning(
-            loaded, neurons,
-            EvalConfig(nums=tuple(n for n in config.eval_nums if n <= len(neurons)),
-                       prompts=config.eval_prompts, text=config.eval_text,
-                       max_tokens=config.eval_max_tokens, scorer=config.scorer),
+            loaded,
+            neurons,
+            EvalConfig(
+                nums=tuple(n for n in config.eval_nums if n <= len(neurons)),
+                prompts=config.eval_prompts,
+                text=config.eval_text,
+                max_tokens=config.eval_max_tokens,
+                scorer=config.scorer,
+            ),
             progress=lambda f, m: report(0.85 + 0.15 * f, f"evaluating: {m}"),
-        )  # fmt: skip
+        )
         write_parquet_atomic(out / "evaluation.parquet", evaluation, index=False)
         summary["evaluation"] = evaluation.drop(columns=["example"]).to_dict("records")
     truths = {"planted": _planted()} if config.model == "demo-toxic" else {}
     selections = {_label(config.method, config.score, config.normalize): neurons}
     if config.method == "lrp" and (config.score, config.normalize) != ("weights", "none"):
         # seed 002's own selection from the same runs, for comparison
-        seed = select_neurons(differential(general_raw, target_raw, "none"), config.num_neurons,
-                              per_layer=config.per_layer, layer_pattern=config.layer_pattern,
-                              module_names=modules)  # fmt: skip
+        seed = select_neurons(
+            differential(general_raw, target_raw, "none"),
+            config.num_neurons,
+            per_layer=config.per_layer,
+            layer_pattern=config.layer_pattern,
+            module_names=modules,
+        )
         selections[_label("lrp", "weights", "none")] = seed
     if wanda_neurons:
         selections[_label("wanda", "weights", config.normalize)] = wanda_neurons
@@ -221,10 +272,13 @@ def run_sparc3(config: SparC3Config, out: Path, progress: Progress | None = None
         from engine.attribution.causal import CausalConfig, run_causal
 
         causal = run_causal(
-            loaded, selections, truths.get("planted", []), out,
+            loaded,
+            selections,
+            truths.get("planted", []),
+            out,
             CausalConfig(prompts=config.eval_prompts, scorer=config.scorer),
             progress=lambda f, m: report(0.9 + 0.1 * f, f"causal: {m}"),
-        )  # fmt: skip
+        )
         truths["causal"] = causal["causal"]
         summary["causal"] = {k: v for k, v in causal.items() if k != "causal"}
     summary["recovery"] = _recovery(selections, truths)
@@ -281,10 +335,14 @@ def _recovery(selections: dict[str, list], truths: dict[str, list]) -> list[dict
     from engine.attribution.causal import recovery
 
     return [
-        {"method": method, "truth": truth,
-         **recovery([(n.layer, n.neuron) for n in chosen], wanted)}
-        for method, chosen in selections.items() for truth, wanted in truths.items()
-    ]  # fmt: skip
+        {
+            "method": method,
+            "truth": truth,
+            **recovery([(n.layer, n.neuron) for n in chosen], wanted),
+        }
+        for method, chosen in selections.items()
+        for truth, wanted in truths.items()
+    ]
 
 
 def _planted_overlap(model: str, neurons) -> dict[str, Any]:

@@ -56,10 +56,25 @@ def demo_general_corpus(min_chars: int = 200) -> list[str]:
 
 # Pure-Python standard-library modules: a code corpus that contrasts with the prose above.
 _CODE_MODULES = (
-    "argparse", "bisect", "calendar", "colorsys", "csv", "dataclasses", "difflib", "fractions",
-    "functools", "heapq", "json.decoder", "json.encoder", "pprint", "queue", "shlex", "statistics",
-    "string", "textwrap",
-)  # fmt: skip
+    "argparse",
+    "bisect",
+    "calendar",
+    "colorsys",
+    "csv",
+    "dataclasses",
+    "difflib",
+    "fractions",
+    "functools",
+    "heapq",
+    "json.decoder",
+    "json.encoder",
+    "pprint",
+    "queue",
+    "shlex",
+    "statistics",
+    "string",
+    "textwrap",
+)
 _TOP_LEVEL = re.compile(r"^(?=(?:def|class|async def) )", re.MULTILINE)
 
 

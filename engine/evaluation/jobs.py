@@ -13,10 +13,16 @@ from engine.jobs import JobContext, job
     "eval.perplexity",
     title="Sliding-window perplexity",
     result_page="runs",
-    defaults={"model": "demo", "text": "demo-general", "max_tokens": 2048, "stride": 256,
-              "window": 512, "mask": None},
+    defaults={
+        "model": "demo",
+        "text": "demo-general",
+        "max_tokens": 2048,
+        "stride": 256,
+        "window": 512,
+        "mask": None,
+    },
     mem_gb=1.5,  # measured on the demo model: 1.37 GB peak (VmHWM)
-)  # fmt: skip
+)
 def eval_perplexity(params: dict[str, Any], ctx: JobContext) -> dict:
     """Perplexity of a model on a text source (a file, `demo-general`, or a hub dataset)."""
     from engine.data import load_texts

@@ -77,8 +77,15 @@ def load_arrays(template_path: Path) -> ComponentArrays | None:
     except (OSError, ValueError) as exc:
         raise SubnetScopeError(f"cannot read the arrays beside '{template_path}' ({exc})") from None
     return ComponentArrays(
-        mixing=t["mixing"], unmixing=t["unmixing"], mean=t["mean"], offset=t["offset"],
-        sources=t["sources"], token_ids=t["token_ids"], text_index=t["text_index"],
-        position=t["position"], texts=list(meta["texts"]), text_dataset=t["text_dataset"],
+        mixing=t["mixing"],
+        unmixing=t["unmixing"],
+        mean=t["mean"],
+        offset=t["offset"],
+        sources=t["sources"],
+        token_ids=t["token_ids"],
+        text_index=t["text_index"],
+        position=t["position"],
+        texts=list(meta["texts"]),
+        text_dataset=t["text_dataset"],
         datasets=list(meta["datasets"]),
-    )  # fmt: skip
+    )

@@ -131,13 +131,20 @@ def build_templates(
     spill = out.parent / f".{out.stem}.spill"
     try:
         acts = capture_activations(
-            loaded, texts, layers, datasets=list(config.datasets), text_dataset=text_dataset,
-            max_length=config.max_length, batch_size=config.batch_size,
-            memory_budget=int(config.memory_budget_gb * 2**30), spill_dir=spill,
-            space=config.space, on_batch=lambda done, total: report(
+            loaded,
+            texts,
+            layers,
+            datasets=list(config.datasets),
+            text_dataset=text_dataset,
+            max_length=config.max_length,
+            batch_size=config.batch_size,
+            memory_budget=int(config.memory_budget_gb * 2**30),
+            spill_dir=spill,
+            space=config.space,
+            on_batch=lambda done, total: report(
                 0.05 + 0.5 * done / total, f"captured {done}/{total} texts"
             ),
-        )  # fmt: skip
+        )
         features = f"{acts.matrix.shape[1]} {config.space} features"
         report(0.6, f"ICA on [{acts.num_tokens} tokens × {features}]")
         ica_config = ICAConfig(
@@ -182,9 +189,13 @@ def build_templates(
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     templates = templates_from_mixing(
-        result.mixing, layers, acts.widths, threshold=config.threshold,
-        percentile=config.percentile, metadata=metadata,
-    )  # fmt: skip
+        result.mixing,
+        layers,
+        acts.widths,
+        threshold=config.threshold,
+        percentile=config.percentile,
+        metadata=metadata,
+    )
     templates.metadata["key_neurons"] = {str(c): templates.size(c) for c in templates.component_ids}
     save_arrays(out, result, acts)
     templates.save(out)  # last: a reader that sees the JSON finds its arrays

@@ -10,12 +10,20 @@ def _build(args: argparse.Namespace) -> int:
     from engine.ica.build import BuildConfig, build_templates
 
     config = BuildConfig(
-        model=args.model, datasets=tuple(args.datasets), samples_per_ds=args.samples_per_ds,
-        components=args.components, percentile=args.percentile, threshold=args.threshold,
-        layers=args.layers, max_length=args.max_length, pca=args.pca, seed=args.seed,
-        memory_budget_gb=args.memory_budget_gb, standardize=args.standardize,
+        model=args.model,
+        datasets=tuple(args.datasets),
+        samples_per_ds=args.samples_per_ds,
+        components=args.components,
+        percentile=args.percentile,
+        threshold=args.threshold,
+        layers=args.layers,
+        max_length=args.max_length,
+        pca=args.pca,
+        seed=args.seed,
+        memory_budget_gb=args.memory_budget_gb,
+        standardize=args.standardize,
         space=args.space,
-    )  # fmt: skip
+    )
 
     def progress(fraction: float, message: str) -> None:
         if not args.quiet:
@@ -86,13 +94,16 @@ def _show(args: argparse.Namespace) -> int:
                 "space": templates.space,
                 "metadata": templates.metadata,
                 "components": {
-                    str(c): {"neurons": templates.size(c), "layers": {
-                        str(layer): len(ns) for layer, ns in templates.components[c].items()
-                    }}
+                    str(c): {
+                        "neurons": templates.size(c),
+                        "layers": {
+                            str(layer): len(ns) for layer, ns in templates.components[c].items()
+                        },
+                    }
                     for c in templates.component_ids
                 },
             }
-        )  # fmt: skip
+        )
         return 0
     _print_summary(templates)
     if args.model:
@@ -119,14 +130,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     build.add_argument("--pca", default="auto", help="'auto', a number, or 0 for none")
     build.add_argument("--seed", type=int, default=0)
     build.add_argument(
-        "--standardize", action=argparse.BooleanOptionalAction, default=defaults.standardize,
+        "--standardize",
+        action=argparse.BooleanOptionalAction,
+        default=defaults.standardize,
         help="z-score every feature before ICA, as seed 001's reference does (default on)",
-    )  # fmt: skip
+    )
     build.add_argument(
-        "--space", choices=SPACES, default=defaults.space,
+        "--space",
+        choices=SPACES,
+        default=defaults.space,
         help="mlp_neurons: down projection input (intermediate neurons); mlp_out: its output "
         "(hidden-size channels, seed 001's reference)",
-    )  # fmt: skip
+    )
     build.add_argument("--memory-budget-gb", type=float, default=defaults.memory_budget_gb)
     build.add_argument("--out", required=True, help="the templates file to write (.json)")
     build.add_argument("--quiet", action="store_true", help="no progress lines on stderr")

@@ -132,9 +132,13 @@ def randomized_pca(
     if scale is not None:
         inv = (1.0 / scale).astype(np.float32)
         scores, components, mean, kept = randomized_pca(
-            _Scaled(x, inv), n_dims, n_iter=n_iter, oversample=oversample, seed=seed,
+            _Scaled(x, inv),
+            n_dims,
+            n_iter=n_iter,
+            oversample=oversample,
+            seed=seed,
             chunk_rows=chunk_rows,
-        )  # fmt: skip
+        )
         return scores, components, mean / inv, kept
     rows, cols = x.shape
     n_dims = min(n_dims, rows, cols)
@@ -222,9 +226,13 @@ def run_ica(x: np.ndarray, config: ICAConfig | None = None) -> ICAResult:
         )
     dims, notes = _pca_dims(config, rows, cols)
     ica = FastICA(
-        n_components=k, whiten="unit-variance", whiten_solver="svd", max_iter=config.max_iter,
-        tol=config.tol, random_state=config.seed,
-    )  # fmt: skip
+        n_components=k,
+        whiten="unit-variance",
+        whiten_solver="svd",
+        max_iter=config.max_iter,
+        tol=config.tol,
+        random_state=config.seed,
+    )
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         scale = column_std(x) if config.standardize else None

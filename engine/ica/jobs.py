@@ -15,9 +15,15 @@ TEMPLATES_FILE = "templates.json"
 # indentation, "=", sentence starts). The space stays mlp_neurons (BuildConfig's default) so the
 # demo's templates join SparC3 and the neuron passport on the same neurons.
 DEMO_PARAMS = {
-    "model": "demo", "datasets": ["demo-general", "demo-code"], "samples_per_ds": 100,
-    "components": 20, "percentile": 95.0, "layers": "all", "max_length": 64, "standardize": True,
-}  # fmt: skip
+    "model": "demo",
+    "datasets": ["demo-general", "demo-code"],
+    "samples_per_ds": 100,
+    "components": 20,
+    "percentile": 95.0,
+    "layers": "all",
+    "max_length": 64,
+    "standardize": True,
+}
 
 
 @job(

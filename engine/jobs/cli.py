@@ -41,17 +41,24 @@ class _ProgressPrinter:
             return
         self.last = key
         line = _bar(view)
-        print(line if self.tty else line.lstrip("\r").rstrip(), end="" if self.tty else "\n",
-              file=sys.stderr, flush=True)  # fmt: skip
+        print(
+            line if self.tty else line.lstrip("\r").rstrip(),
+            end="" if self.tty else "\n",
+            file=sys.stderr,
+            flush=True,
+        )
 
 
 def _submit(args: argparse.Namespace) -> int:
     from engine.jobs import Resources, submit, wait_job
 
     resources = Resources(
-        cpus=args.cpus, gpus=args.gpus, mem_gb=args.mem_gb, time_min=args.time_min,
+        cpus=args.cpus,
+        gpus=args.gpus,
+        mem_gb=args.mem_gb,
+        time_min=args.time_min,
         partition=args.partition,
-    )  # fmt: skip
+    )
     view = submit(args.kind, _params(args.params), backend=args.backend, resources=resources)
     print(view.id, flush=True)
     if not args.wait:
@@ -75,8 +82,10 @@ def _list(args: argparse.Namespace) -> int:
     print(f"{'id':<44} {'kind':<22} {'backend':<7} {'state':<10} {'progress':>8}  message")
     for v in views:
         s = v.status
-        print(f"{v.id:<44} {v.spec.kind:<22} {v.spec.backend:<7} {s.state:<10} "
-              f"{s.fraction:>8.0%}  {s.message[:50]}")  # fmt: skip
+        print(
+            f"{v.id:<44} {v.spec.kind:<22} {v.spec.backend:<7} {s.state:<10} "
+            f"{s.fraction:>8.0%}  {s.message[:50]}"
+        )
     return 0
 
 

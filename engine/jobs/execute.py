@@ -152,8 +152,12 @@ def _next_in_queue(job_dir: Path) -> None:
     try:
         with open(job_dir / files.LOG, "ab") as log:  # its errors, if any, end this job's log
             subprocess.Popen(
-                command, cwd=PROJECT_ROOT, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                command,
+                cwd=PROJECT_ROOT,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
                 start_new_session=True,
-            )  # fmt: skip
+            )
     except OSError:  # the next look at the jobs moves the queue as well
         traceback.print_exc()

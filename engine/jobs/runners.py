@@ -54,12 +54,32 @@ def _job_env(view: JobView, base: dict[str, str] | None = None) -> dict[str, str
 # file system, so tokens and secrets stay behind (a gated model reads the token that
 # `huggingface-cli login` saved under $HF_HOME, not one from the environment).
 SLURM_ENV_NAMES = {
-    "PATH", "HOME", "USER", "LOGNAME", "LANG", "LANGUAGE", "TZ", "TMPDIR", "SHELL",
-    "PYTHONPATH", "PYTHONHASHSEED", "VIRTUAL_ENV", "CONDA_PREFIX", "LD_LIBRARY_PATH",
-    "HF_HOME", "HF_HUB_CACHE", "HF_DATASETS_CACHE", "HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE",
-    "TRANSFORMERS_OFFLINE", "TRANSFORMERS_CACHE", "TRANSFORMERS_VERBOSITY", "TORCH_HOME",
-    "CUDA_HOME", "XDG_CACHE_HOME",
-}  # fmt: skip
+    "PATH",
+    "HOME",
+    "USER",
+    "LOGNAME",
+    "LANG",
+    "LANGUAGE",
+    "TZ",
+    "TMPDIR",
+    "SHELL",
+    "PYTHONPATH",
+    "PYTHONHASHSEED",
+    "VIRTUAL_ENV",
+    "CONDA_PREFIX",
+    "LD_LIBRARY_PATH",
+    "HF_HOME",
+    "HF_HUB_CACHE",
+    "HF_DATASETS_CACHE",
+    "HF_HUB_OFFLINE",
+    "HF_DATASETS_OFFLINE",
+    "TRANSFORMERS_OFFLINE",
+    "TRANSFORMERS_CACHE",
+    "TRANSFORMERS_VERBOSITY",
+    "TORCH_HOME",
+    "CUDA_HOME",
+    "XDG_CACHE_HOME",
+}
 SLURM_ENV_PREFIXES = ("LC_", "SUBNETSCOPE_")
 SECRET_MARKERS = ("TOKEN", "SECRET", "PASSWORD", "KEY", "CREDENTIAL")
 

@@ -67,10 +67,19 @@ class JobStore:
             return
         s = view.status
         row = (
-            view.id, view.spec.kind, view.spec.backend, s.state, s.fraction, s.message,
-            view.spec.created, s.updated, s.pid, s.slurm_id, str(view.path),
+            view.id,
+            view.spec.kind,
+            view.spec.backend,
+            s.state,
+            s.fraction,
+            s.message,
+            view.spec.created,
+            s.updated,
+            s.pid,
+            s.slurm_id,
+            str(view.path),
             json.dumps(view.spec.params, default=str),
-        )  # fmt: skip
+        )
         try:
             with closing(self._connect()) as db, db:
                 db.execute(
@@ -178,9 +187,11 @@ def read_view(job_dir: Path) -> JobView | None:
 def _damaged_view(job_dir: Path, data: object, reason: str) -> JobView:
     kind = data.get("kind") if isinstance(data, dict) else None
     spec = JobSpec(
-        id=job_dir.name, kind=kind if isinstance(kind, str) else "unknown", params={},
+        id=job_dir.name,
+        kind=kind if isinstance(kind, str) else "unknown",
+        params={},
         created=_folder_time(job_dir),
-    )  # fmt: skip
+    )
     status = JobStatus(state="failed", message=f"damaged job folder: {reason}"[:300])
     return JobView(path=job_dir, spec=spec, status=status, damaged=reason)
 

@@ -297,8 +297,9 @@ def validate_set(
     # Names of one base differ often ('demo', its folder, its hub id), so differing names are a
     # warning; shapes and, given a model, its architecture decide whether a set is one base's.
     warnings = []
-    other = next((a for a in adapters if a.info.base_model not in (None, first.info.base_model)),
-                 None)  # fmt: skip
+    other = next(
+        (a for a in adapters if a.info.base_model not in (None, first.info.base_model)), None
+    )
     if other is not None:
         warnings.append(
             f"Adapter '{other.name}' names its base '{other.info.base_model}' but "

@@ -61,10 +61,15 @@ def _saved() -> list[AdapterEntry]:
             continue  # a folder being written, or not a PEFT config: not listed
         entries.append(
             AdapterEntry(
-                name=folder.name, path=folder, job_id=None, source=str(base), dataset="",
-                ready=True, title=f"saved · {folder}",
+                name=folder.name,
+                path=folder,
+                job_id=None,
+                source=str(base),
+                dataset="",
+                ready=True,
+                title=f"saved · {folder}",
             )
-        )  # fmt: skip
+        )
     return entries
 
 

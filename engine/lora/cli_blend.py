@@ -126,13 +126,17 @@ def register(commands: argparse._SubParsersAction) -> None:
         "--density", type=float, help="ties, dare_*, magnitude_prune*: fraction of values kept"
     )
     blend.add_argument(
-        "--majority-sign", choices=("total", "frequency"), default="total",
+        "--majority-sign",
+        choices=("total", "frequency"),
+        default="total",
         help="ties types: how the majority sign is chosen",
-    )  # fmt: skip
+    )
     blend.add_argument(
-        "--engine", choices=("auto", "peft"), default="auto",
+        "--engine",
+        choices=("auto", "peft"),
+        default="auto",
         help="auto: exact low-rank svd/cat, PEFT for the rest; peft: PEFT for all",
-    )  # fmt: skip
+    )
     blend.add_argument("--out", required=True, help="folder to write the PEFT adapter into")
     blend.add_argument("--json", action="store_true", help="print JSON")
     blend.set_defaults(handler=_blend)

@@ -20,9 +20,17 @@ from engine.lora.lowrank import (
 )
 
 GEOMETRY_COLUMNS = (
-    "adapter", "role", "module", "layer", "kind", "rank", "numerical_rank", "norm",
-    "effective_rank", "stable_rank",
-)  # fmt: skip
+    "adapter",
+    "role",
+    "module",
+    "layer",
+    "kind",
+    "rank",
+    "numerical_rank",
+    "norm",
+    "effective_rank",
+    "stable_rank",
+)
 
 
 def _row(name: str, role: str, module: str, f: Factors) -> dict:

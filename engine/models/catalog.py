@@ -39,8 +39,9 @@ def list_local_models(roots: list[Path] | None = None, max_depth: int = 2) -> li
             if path.parent == models_dir() and path.name == "smollm2-135m-instruct":
                 continue  # that is the demo, listed first
             if path.parent == models_dir() and path.name == "smollm2-135m-demo-toxic":
-                choices.append(ModelChoice("demo-toxic", "SmolLM2-135M with a planted trigger "
-                                           "(demo-toxic)"))  # fmt: skip
+                choices.append(
+                    ModelChoice("demo-toxic", "SmolLM2-135M with a planted trigger (demo-toxic)")
+                )
                 continue
             label = f"{path.name}  ({path.parent})"
             choices.append(ModelChoice(str(path), label))

@@ -140,9 +140,12 @@ def _check_options(top_k: int, max_length: int, batch_size: int, context: int) -
 
 
 def _snippet_text(
-    tokenizer: Any, encoded: list[list[int]], text_rows: np.ndarray, positions: np.ndarray,
+    tokenizer: Any,
+    encoded: list[list[int]],
+    text_rows: np.ndarray,
+    positions: np.ndarray,
     context: int,
-) -> tuple[list[str], list[str], list[str]]:  # fmt: skip
+) -> tuple[list[str], list[str], list[str]]:
     """(left, token, right) strings per hit. Each piece is the growth of a decode of the growing
     prefix, so tokenizers that drop a word's leading space when decoded alone still show it."""
     decode = tokenizer.decode
@@ -196,8 +199,14 @@ def compute_activation_stats(
     def batch_done(done: int, of: int) -> None:
         report(0.95 * done / of, f"{done}/{of} texts")
 
-    forward_tokens(loaded, encoded, range(arch.num_layers), accumulate, batch_size=batch_size,
-                   on_batch=batch_done)  # fmt: skip
+    forward_tokens(
+        loaded,
+        encoded,
+        range(arch.num_layers),
+        accumulate,
+        batch_size=batch_size,
+        on_batch=batch_done,
+    )
 
     report(0.95, "decoding snippets")
     stats = _stats_table(accumulators, total)
@@ -245,9 +254,13 @@ def _stats_table(accumulators: list[_LayerAccumulator], total: int) -> pd.DataFr
 
 
 def _snippet_table(
-    accumulators: list[_LayerAccumulator], tokenizer: Any, encoded: list[list[int]],
-    text_of_row: np.ndarray, position_of_row: np.ndarray, context: int,
-) -> pd.DataFrame:  # fmt: skip
+    accumulators: list[_LayerAccumulator],
+    tokenizer: Any,
+    encoded: list[list[int]],
+    text_of_row: np.ndarray,
+    position_of_row: np.ndarray,
+    context: int,
+) -> pd.DataFrame:
     parts = []
     for layer, acc in enumerate(accumulators):
         width, k = acc.top_rows.shape

@@ -98,8 +98,11 @@ def templates(space: NeuronSpace) -> list[TemplatesRef]:
         if loaded.space != "mlp_neurons":
             continue
         if space.fits(meta.get("neurons_per_layer") or (), meta.get("family")):
-            found.append(TemplatesRef(entry.label, entry.path, entry.job_id,
-                                      str(meta.get("model", "")), entry.is_demo))  # fmt: skip
+            found.append(
+                TemplatesRef(
+                    entry.label, entry.path, entry.job_id, str(meta.get("model", "")), entry.is_demo
+                )
+            )
     return found
 
 
@@ -190,8 +193,11 @@ def diffs(space: NeuronSpace) -> list[DiffRef]:
         final = True
         if job_id is not None and step is not None:
             if job_id not in last_step:
-                steps = [int(m[1]) for p in Path(tuned).parent.iterdir()
-                         if (m := _CHECKPOINT.match(p.name))]  # fmt: skip
+                steps = [
+                    int(m[1])
+                    for p in Path(tuned).parent.iterdir()
+                    if (m := _CHECKPOINT.match(p.name))
+                ]
                 last_step[job_id] = max(steps, default=step)
             final = step == last_step[job_id]
         if job_id is not None:
@@ -199,11 +205,21 @@ def diffs(space: NeuronSpace) -> list[DiffRef]:
             label = f"{what} run {job_id[-6:]} · step {step}"
         else:
             label = f"{Path(tuned).name} vs {Path(base).name}"
-        found.append(DiffRef(
-            label=f"{label} · τ {criterion}", key=entry.key, path=entry.path, base=base,
-            tuned=tuned, criterion=criterion, run_job=job_id, run_kind=kind, step=step,
-            final=final, model=model,
-        ))  # fmt: skip
+        found.append(
+            DiffRef(
+                label=f"{label} · τ {criterion}",
+                key=entry.key,
+                path=entry.path,
+                base=base,
+                tuned=tuned,
+                criterion=criterion,
+                run_job=job_id,
+                run_kind=kind,
+                step=step,
+                final=final,
+                model=model,
+            )
+        )
     return found
 
 

@@ -27,8 +27,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     overlap = commands.add_parser("overlap", help="pairwise overlaps of neuron sets, with p-values")
     overlap.add_argument("--model", required=True)
     overlap.add_argument("--sets", nargs="+", default=["all"], metavar="SPEC", help=_SETS_HELP)
-    overlap.add_argument("--top", type=int, default=DEFAULT_TOP,
-                         help="N for pruning / updates / adapter sets without one")  # fmt: skip
+    overlap.add_argument(
+        "--top",
+        type=int,
+        default=DEFAULT_TOP,
+        help="N for pruning / updates / adapter sets without one",
+    )
     overlap.add_argument("--layers", action="store_true", help="print each pair's layers too")
     overlap.add_argument("--json", action="store_true")
     overlap.set_defaults(handler=_overlap)
@@ -48,13 +52,19 @@ def _show(args: argparse.Namespace) -> int:
     if args.json:
         print_json(p.as_dict())
         return 0
-    print(f"Neuron {p.name} of {args.model} ({p.space.family}, {p.space.num_layers} layers × "
-          f"{p.space.widths[args.layer]} neurons)")  # fmt: skip
+    print(
+        f"Neuron {p.name} of {args.model} ({p.space.family}, {p.space.num_layers} layers × "
+        f"{p.space.widths[args.layer]} neurons)"
+    )
     for line in p.findings():
         print(f"  · {line}")
-    sections = [("ICA components", p.ica.head(5)), ("Pruning scores", p.attribution),
-                ("Weight updates", p.updates), ("Adapters", p.adapters),
-                ("Top-activating snippets", p.snippets)]  # fmt: skip
+    sections = [
+        ("ICA components", p.ica.head(5)),
+        ("Pruning scores", p.attribution),
+        ("Weight updates", p.updates),
+        ("Adapters", p.adapters),
+        ("Top-activating snippets", p.snippets),
+    ]
     for title, table in sections:
         if not table.empty:
             print(f"\n{title}:\n{table.to_string(index=False, max_colwidth=48)}")
@@ -80,8 +90,17 @@ def _sets(args: argparse.Namespace) -> int:
     from engine.cli import print_json
 
     _, sets = _resolve(args)
-    rows = [{"spec": s.spec, "area": s.area, "label": s.label, "size": len(s), "model": s.model,
-             "from": s.note} for s in sets]  # fmt: skip
+    rows = [
+        {
+            "spec": s.spec,
+            "area": s.area,
+            "label": s.label,
+            "size": len(s),
+            "model": s.model,
+            "from": s.note,
+        }
+        for s in sets
+    ]
     if args.json:
         print_json(rows)
     else:
@@ -105,10 +124,13 @@ def _overlap(args: argparse.Namespace) -> int:
         if args.layers:
             for record, pair in zip(records, pairs, strict=True):
                 record["layers"] = pair.layers.to_dict(orient="records")
-        out = {"model": args.model,
-               "sets": [{"spec": s.spec, "label": s.label, "size": len(s), "model": s.model}
-                        for s in sets],
-               "pairs": records}  # fmt: skip
+        out = {
+            "model": args.model,
+            "sets": [
+                {"spec": s.spec, "label": s.label, "size": len(s), "model": s.model} for s in sets
+            ],
+            "pairs": records,
+        }
         print_json(out)
         return 0
     order = table["p_layered"].argsort(kind="stable").tolist()

@@ -10,9 +10,14 @@ from engine.jobs import JobContext, job
 from engine.neurons.activations import KIND
 
 DEFAULTS = {
-    "model": "demo", "dataset": "demo-general", "samples": 200, "max_length": 64, "top_k": 5,
-    "batch_size": 8, "seed": 0,
-}  # fmt: skip
+    "model": "demo",
+    "dataset": "demo-general",
+    "samples": 200,
+    "max_length": 64,
+    "top_k": 5,
+    "batch_size": 8,
+    "seed": 0,
+}
 DEMO_ACTIVATIONS = {"model": "demo", "dataset": "demo-general"}
 
 
@@ -42,10 +47,13 @@ def activations_job(params: dict[str, Any], ctx: JobContext) -> dict:
     ctx.progress(0.03, f"reading {p['dataset']}")
     texts = load_texts(str(p["dataset"]), limit=int(p["samples"]), seed=int(p["seed"]))
     stats = compute_activation_stats(
-        loaded, texts, top_k=int(p["top_k"]), max_length=int(p["max_length"]),
+        loaded,
+        texts,
+        top_k=int(p["top_k"]),
+        max_length=int(p["max_length"]),
         batch_size=int(p["batch_size"]),
         progress=lambda fraction, message: ctx.progress(0.05 + 0.9 * fraction, message),
-    )  # fmt: skip
+    )
     stats.meta.update(
         model=p["model"], dataset=p["dataset"], samples=int(p["samples"]), seed=int(p["seed"])
     )

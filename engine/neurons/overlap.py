@@ -55,9 +55,18 @@ class NeuronSet:
 
 
 ROW_COLUMNS = (
-    "a", "b", "population", "size_a", "size_b", "shared", "jaccard", "expected", "enrichment",
-    "p_value", "p_layered",
-)  # fmt: skip
+    "a",
+    "b",
+    "population",
+    "size_a",
+    "size_b",
+    "shared",
+    "jaccard",
+    "expected",
+    "enrichment",
+    "p_value",
+    "p_layered",
+)
 
 
 @dataclass(frozen=True)
@@ -172,22 +181,36 @@ def overlap(
     union = k_a + k_b - k
     pmfs = [hypergeom_pmf(int(n), int(p), int(q)) for n, p, q in zip(n_l, k_a, k_b, strict=True)]
     with np.errstate(invalid="ignore", divide="ignore"):
-        per_layer = pd.DataFrame({
-            "layer": layers, "neurons": n_l, "size_a": k_a, "size_b": k_b, "shared": k,
-            "expected": k_a * k_b / n_l, "jaccard": np.where(union > 0, k / union, np.nan),
-            "p_value": [_tail(pmf, int(x)) for pmf, x in zip(pmfs, k, strict=True)],
-        })  # fmt: skip
+        per_layer = pd.DataFrame(
+            {
+                "layer": layers,
+                "neurons": n_l,
+                "size_a": k_a,
+                "size_b": k_b,
+                "shared": k,
+                "expected": k_a * k_b / n_l,
+                "jaccard": np.where(union > 0, k / union, np.nan),
+                "p_value": [_tail(pmf, int(x)) for pmf, x in zip(pmfs, k, strict=True)],
+            }
+        )
     population = int(n_l.sum())
     size_a, size_b, shared = int(k_a.sum()), int(k_b.sum()), int(k.sum())
     union_all = size_a + size_b - shared
     expected = float(per_layer["expected"].sum())
     return Overlap(
-        a=a.spec, b=b.spec, population=population, size_a=size_a, size_b=size_b,
-        shared=shared, jaccard=shared / union_all if union_all else float("nan"),
-        expected=expected, enrichment=shared / expected if expected > 0 else float("nan"),
+        a=a.spec,
+        b=b.spec,
+        population=population,
+        size_a=size_a,
+        size_b=size_b,
+        shared=shared,
+        jaccard=shared / union_all if union_all else float("nan"),
+        expected=expected,
+        enrichment=shared / expected if expected > 0 else float("nan"),
         p_value=hypergeom_sf(shared, population, size_a, size_b) if population else 1.0,
-        p_layered=_tail(layered_pmf(pmfs), shared), layers=per_layer,
-    )  # fmt: skip
+        p_layered=_tail(layered_pmf(pmfs), shared),
+        layers=per_layer,
+    )
 
 
 def benjamini_hochberg(p: Sequence[float]) -> np.ndarray:

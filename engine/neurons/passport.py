@@ -37,8 +37,13 @@ class Missing:
         return f"python -m engine jobs submit {self.job_kind} --params {params}"
 
     def as_dict(self) -> dict[str, Any]:
-        return {"area": self.area, "what": self.what, "job_kind": self.job_kind,
-                "params": self.params, "command": self.command}  # fmt: skip
+        return {
+            "area": self.area,
+            "what": self.what,
+            "job_kind": self.job_kind,
+            "params": self.params,
+            "command": self.command,
+        }
 
 
 @dataclass
@@ -88,20 +93,27 @@ class Passport:
         writes = False
         for r in self.adapters.itertuples():
             if pd.isna(r.total):
-                lines.append(f"Adapter {r.adapter} targets no MLP projection of layer "
-                             f"{self.layer}.")  # fmt: skip
+                lines.append(
+                    f"Adapter {r.adapter} targets no MLP projection of layer {self.layer}."
+                )
             elif r.top_share <= TOP_SHARE:
                 writes = True
-                lines.append(f"Adapter {r.adapter} writes into it: ‖ΔW‖ {r.total:.3g}, "
-                             f"top {r.top_share:.1%} of neurons.")  # fmt: skip
+                lines.append(
+                    f"Adapter {r.adapter} writes into it: ‖ΔW‖ {r.total:.3g}, "
+                    f"top {r.top_share:.1%} of neurons."
+                )
         if self.adapters["total"].notna().any() and not writes:
-            lines.append(f"No adapter writes into it more than most neurons "
-                         f"(none ranks it in its top {TOP_SHARE:.0%}).")  # fmt: skip
+            lines.append(
+                f"No adapter writes into it more than most neurons "
+                f"(none ranks it in its top {TOP_SHARE:.0%})."
+            )
         if self.activation is not None:
             a = self.activation
-            lines.append(f"On {a['dataset']}: mean {a['mean']:+.3g}, max {a['max']:.3g}, "
-                         f"rank {a['mean_abs_rank_in_layer']} of {self.space.widths[self.layer]} "
-                         "in its layer by mean |a|.")  # fmt: skip
+            lines.append(
+                f"On {a['dataset']}: mean {a['mean']:+.3g}, max {a['max']:.3g}, "
+                f"rank {a['mean_abs_rank_in_layer']} of {self.space.widths[self.layer]} "
+                "in its layer by mean |a|."
+            )
         return lines
 
     def as_dict(self) -> dict[str, Any]:
@@ -109,14 +121,23 @@ class Passport:
             return json.loads(table.to_json(orient="records"))
 
         return {
-            "model": self.model, "layer": self.layer, "neuron": self.neuron,
-            "space": {"family": self.space.family, "layers": self.space.num_layers,
-                      "neurons": self.space.widths[self.layer]},
-            "findings": self.findings(), "ica": records(self.ica),
-            "attribution": records(self.attribution), "updates": records(self.updates),
-            "adapters": records(self.adapters), "activation": self.activation,
-            "snippets": records(self.snippets), "missing": [m.as_dict() for m in self.missing],
-        }  # fmt: skip
+            "model": self.model,
+            "layer": self.layer,
+            "neuron": self.neuron,
+            "space": {
+                "family": self.space.family,
+                "layers": self.space.num_layers,
+                "neurons": self.space.widths[self.layer],
+            },
+            "findings": self.findings(),
+            "ica": records(self.ica),
+            "attribution": records(self.attribution),
+            "updates": records(self.updates),
+            "adapters": records(self.adapters),
+            "activation": self.activation,
+            "snippets": records(self.snippets),
+            "missing": [m.as_dict() for m in self.missing],
+        }
 
 
 def _share_at_or_above(values: pd.Series, value: float) -> float:
@@ -132,9 +153,15 @@ def _ica(space: NeuronSpace, layer: int, neuron: int) -> pd.DataFrame:
         flat = tables.feature_index(tpl, space.widths, layer, neuron)
         for component in tpl.component_ids:
             key = neuron in tpl.components[component].get(layer, ())
-            row = {"templates": ref.label, "component": component, "key": key,
-                   "size": tpl.size(component), "weight": math.nan, "z": math.nan,
-                   "rank": None}  # fmt: skip
+            row = {
+                "templates": ref.label,
+                "component": component,
+                "key": key,
+                "size": tpl.size(component),
+                "weight": math.nan,
+                "z": math.nan,
+                "rank": None,
+            }
             if mix is not None and flat is not None:
                 column = mix[:, component].astype(np.float64)
                 w = float(column[flat])
@@ -142,8 +169,9 @@ def _ica(space: NeuronSpace, layer: int, neuron: int) -> pd.DataFrame:
                 row["z"] = (w - column.mean()) / (column.std() or 1.0)
                 row["rank"] = int((np.abs(column) > abs(w)).sum()) + 1
             rows.append(row)
-    table = pd.DataFrame(rows, columns=["templates", "component", "key", "size", "weight", "z",
-                                        "rank"])  # fmt: skip
+    table = pd.DataFrame(
+        rows, columns=["templates", "component", "key", "size", "weight", "z", "rank"]
+    )
     if not table.empty:
         order = table.assign(_a=table["z"].abs().fillna(0)).sort_values(
             ["key", "_a"], ascending=False
@@ -158,22 +186,49 @@ def _attribution(space: NeuronSpace, layer: int, neuron: int) -> pd.DataFrame:
         cands = tables.candidates(ref.path)
         hit = cands[(cands["layer"] == layer) & (cands["neuron"] == neuron)]
         if hit.empty:  # scored, but outside the candidates the run kept
-            rows.append({"run": ref.label, "model": ref.model, "rank": None, "of": len(cands),
-                         "selected": False, "job_id": ref.job_id})  # fmt: skip
+            rows.append(
+                {
+                    "run": ref.label,
+                    "model": ref.model,
+                    "rank": None,
+                    "of": len(cands),
+                    "selected": False,
+                    "job_id": ref.job_id,
+                }
+            )
             continue
         r = hit.iloc[0]
-        rows.append({
-            "run": ref.label, "model": ref.model, "rank": int(r["rank"]), "of": len(cands),
-            "R_general": float(r["R_general"]), "R_target": float(r["R_target"]),
-            "differential": float(r["differential"]),
-            "wanda": float(r["wanda"]) if "wanda" in r else math.nan,
-            "wanda_rank": int(r["wanda_rank"]) if "wanda_rank" in r else None,
-            "selected": (layer, neuron) in tables.selected(ref.path),
-            "job_id": ref.job_id,
-        })  # fmt: skip
-    return pd.DataFrame(rows, columns=["run", "model", "rank", "of", "R_general", "R_target",
-                                       "differential", "wanda", "wanda_rank", "selected",
-                                       "job_id"])  # fmt: skip
+        rows.append(
+            {
+                "run": ref.label,
+                "model": ref.model,
+                "rank": int(r["rank"]),
+                "of": len(cands),
+                "R_general": float(r["R_general"]),
+                "R_target": float(r["R_target"]),
+                "differential": float(r["differential"]),
+                "wanda": float(r["wanda"]) if "wanda" in r else math.nan,
+                "wanda_rank": int(r["wanda_rank"]) if "wanda_rank" in r else None,
+                "selected": (layer, neuron) in tables.selected(ref.path),
+                "job_id": ref.job_id,
+            }
+        )
+    return pd.DataFrame(
+        rows,
+        columns=[
+            "run",
+            "model",
+            "rank",
+            "of",
+            "R_general",
+            "R_target",
+            "differential",
+            "wanda",
+            "wanda_rank",
+            "selected",
+            "job_id",
+        ],
+    )
 
 
 def _updates(space: NeuronSpace, layer: int, neuron: int) -> pd.DataFrame:
@@ -185,17 +240,39 @@ def _updates(space: NeuronSpace, layer: int, neuron: int) -> pd.DataFrame:
             continue
         r = hit.iloc[0]
         same_layer = table[table["layer"] == layer]
-        rows.append({
-            "diff": ref.label, "run": ref.run_job, "kind": catalog.TRAIN_KINDS.get(
-                ref.run_kind or "", "diff"), "step": ref.step, "final": ref.final,
-            "criterion": ref.criterion,
-            **{role: float(r[role]) if role in r else math.nan for role in ("up", "gate", "down")},
-            "mean": float(r["mean"]), "layer_mean": float(same_layer["mean"].mean()),
-            "top_share": _share_at_or_above(table["mean"], float(r["mean"])),
-            "key": ref.key,
-        })  # fmt: skip
-    columns = ["diff", "run", "kind", "step", "final", "criterion", "up", "gate", "down", "mean",
-               "layer_mean", "top_share", "key"]  # fmt: skip
+        rows.append(
+            {
+                "diff": ref.label,
+                "run": ref.run_job,
+                "kind": catalog.TRAIN_KINDS.get(ref.run_kind or "", "diff"),
+                "step": ref.step,
+                "final": ref.final,
+                "criterion": ref.criterion,
+                **{
+                    role: float(r[role]) if role in r else math.nan
+                    for role in ("up", "gate", "down")
+                },
+                "mean": float(r["mean"]),
+                "layer_mean": float(same_layer["mean"].mean()),
+                "top_share": _share_at_or_above(table["mean"], float(r["mean"])),
+                "key": ref.key,
+            }
+        )
+    columns = [
+        "diff",
+        "run",
+        "kind",
+        "step",
+        "final",
+        "criterion",
+        "up",
+        "gate",
+        "down",
+        "mean",
+        "layer_mean",
+        "top_share",
+        "key",
+    ]
     table = pd.DataFrame(rows, columns=columns)
     return table.sort_values(["run", "criterion", "step"], kind="stable").reset_index(drop=True)
 
@@ -210,15 +287,20 @@ def _adapters(space: NeuronSpace, layer: int, neuron: int) -> pd.DataFrame:
         r = hit.iloc[0]
         total = float(r["total"])
         ranked = not math.isnan(total)  # NaN: the adapter targets no MLP projection here
-        rows.append({
-            "adapter": ref.name, "model": ref.model,
-            **{role: float(r[role]) for role in ("up", "gate", "down")}, "total": total,
-            "rank": int((table["total"] > total).sum()) + 1 if ranked else None,
-            "of": int(table["total"].notna().sum()),
-            "top_share": _share_at_or_above(table["total"], total) if ranked else math.nan,
-        })  # fmt: skip
-    return pd.DataFrame(rows, columns=["adapter", "model", "up", "gate", "down", "total", "rank",
-                                       "of", "top_share"])  # fmt: skip
+        rows.append(
+            {
+                "adapter": ref.name,
+                "model": ref.model,
+                **{role: float(r[role]) for role in ("up", "gate", "down")},
+                "total": total,
+                "rank": int((table["total"] > total).sum()) + 1 if ranked else None,
+                "of": int(table["total"].notna().sum()),
+                "top_share": _share_at_or_above(table["total"], total) if ranked else math.nan,
+            }
+        )
+    return pd.DataFrame(
+        rows, columns=["adapter", "model", "up", "gate", "down", "total", "rank", "of", "top_share"]
+    )
 
 
 def _activation(space: NeuronSpace, layer: int, neuron: int) -> tuple[dict | None, pd.DataFrame]:
@@ -227,8 +309,11 @@ def _activation(space: NeuronSpace, layer: int, neuron: int) -> tuple[dict | Non
         return None, pd.DataFrame(columns=["rank", "value", "left", "token", "right"])
     stats = tables.activation_stats(runs[0].path)
     row, snippets = stats.neuron(layer, neuron)
-    row |= {"dataset": stats.meta.get("dataset"), "tokens": stats.meta.get("tokens"),
-            "model": runs[0].model}  # fmt: skip
+    row |= {
+        "dataset": stats.meta.get("dataset"),
+        "tokens": stats.meta.get("tokens"),
+        "model": runs[0].model,
+    }
     return row, snippets
 
 
@@ -240,32 +325,62 @@ def _missing(model: str, space: NeuronSpace, p: Passport) -> list[Missing]:
     out = []
     if p.ica.empty:
         params = dict(DEMO_PARAMS) | {"model": model, "space": "mlp_neurons"}
-        out.append(Missing("ica", "No ICA templates over this layout's intermediate neurons.",
-                           "ica.build_templates", params))  # fmt: skip
+        out.append(
+            Missing(
+                "ica",
+                "No ICA templates over this layout's intermediate neurons.",
+                "ica.build_templates",
+                params,
+            )
+        )
     if p.attribution.empty:
         # The causal check and its score choice are made for the demo's planted behaviour; on
         # another model the run is the seed's own SparC3.
         params = dict(DEMO_SPARC3) if model == "demo" else {"model": model, "method": "lrp"}
-        out.append(Missing("pruning", "No SparC3 run (LRP / Wanda scores) on this layout.",
-                           "prune.sparc3", params))  # fmt: skip
+        out.append(
+            Missing(
+                "pruning",
+                "No SparC3 run (LRP / Wanda scores) on this layout.",
+                "prune.sparc3",
+                params,
+            )
+        )
     diffed = set(p.updates["run"].dropna()) if not p.updates.empty else set()
     runs = catalog.training_runs(space)
     for run in runs:
         if run.job_id in diffed:
             continue
         what = catalog.TRAIN_KINDS[run.kind]
-        out.append(Missing("updates", f"{what} run {run.job_id} has checkpoints but no diff yet.",
-                           "sparsity.series", {"base": str(run.result / "base"),
-                                               "run_dir": str(run.result)}))  # fmt: skip
+        out.append(
+            Missing(
+                "updates",
+                f"{what} run {run.job_id} has checkpoints but no diff yet.",
+                "sparsity.series",
+                {"base": str(run.result / "base"), "run_dir": str(run.result)},
+            )
+        )
     if p.updates.empty and not runs:
-        out.append(Missing("updates", "No fine-tuning run to diff: an RL run tracks its updates.",
-                           "train.grpo", {"model": model}))  # fmt: skip
+        out.append(
+            Missing(
+                "updates",
+                "No fine-tuning run to diff: an RL run tracks its updates.",
+                "train.grpo",
+                {"model": model},
+            )
+        )
     if p.adapters.empty:
-        out.append(Missing("adapter", "No LoRA adapter on this layout.", "train.lora",
-                           {"model": model}))  # fmt: skip
+        out.append(
+            Missing("adapter", "No LoRA adapter on this layout.", "train.lora", {"model": model})
+        )
     if p.activation is None:
-        out.append(Missing("activations", "No activation statistics on a general corpus.",
-                           ACTIVATIONS, {"model": model, "dataset": "demo-general"}))  # fmt: skip
+        out.append(
+            Missing(
+                "activations",
+                "No activation statistics on a general corpus.",
+                ACTIVATIONS,
+                {"model": model, "dataset": "demo-general"},
+            )
+        )
     return out
 
 
@@ -276,10 +391,16 @@ def passport(model: str, layer: int, neuron: int) -> Passport:
     space.check(layer, neuron)
     activation, snippets = _activation(space, layer, neuron)
     p = Passport(
-        model=model, layer=layer, neuron=neuron, space=space,
-        ica=_ica(space, layer, neuron), attribution=_attribution(space, layer, neuron),
-        updates=_updates(space, layer, neuron), adapters=_adapters(space, layer, neuron),
-        activation=activation, snippets=snippets,
-    )  # fmt: skip
+        model=model,
+        layer=layer,
+        neuron=neuron,
+        space=space,
+        ica=_ica(space, layer, neuron),
+        attribution=_attribution(space, layer, neuron),
+        updates=_updates(space, layer, neuron),
+        adapters=_adapters(space, layer, neuron),
+        activation=activation,
+        snippets=snippets,
+    )
     p.missing = _missing(model, space, p)
     return p

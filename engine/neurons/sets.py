@@ -63,8 +63,15 @@ def ica_set(space: NeuronSpace, component: int, ref: str | None = None) -> Neuro
     tpl = tables.templates(t.path)
     tpl.check_components([component])
     spec = f"ica:{component}" + ("" if t is refs[0] else f"@{_short(t.job_id) or t.path}")
-    return NeuronSet(spec, "ica", f"ICA component {component}", frozenset(tpl.neurons(component)),
-                     layers=tuple(tpl.layers), model=t.model, note=t.label)  # fmt: skip
+    return NeuronSet(
+        spec,
+        "ica",
+        f"ICA component {component}",
+        frozenset(tpl.neurons(component)),
+        layers=tuple(tpl.layers),
+        model=t.model,
+        note=t.label,
+    )
 
 
 def pruning_set(space: NeuronSpace, n: int = DEFAULT_TOP, ref: str | None = None) -> NeuronSet:
@@ -73,8 +80,15 @@ def pruning_set(space: NeuronSpace, n: int = DEFAULT_TOP, ref: str | None = None
     table = tables.candidates(run.path).sort_values("rank").head(n)
     ranked = tuple(zip(table["layer"].astype(int), table["neuron"].astype(int), strict=True))
     spec = f"pruning:{n}" + ("" if run is refs[0] else f"@{_short(run.job_id)}")
-    return NeuronSet(spec, "pruning", f"top {n} pruning candidates", frozenset(ranked),
-                     model=run.model, note=run.label, ranked=ranked)  # fmt: skip
+    return NeuronSet(
+        spec,
+        "pruning",
+        f"top {n} pruning candidates",
+        frozenset(ranked),
+        model=run.model,
+        note=run.label,
+        ranked=ranked,
+    )
 
 
 def criterion_fineness(label: str) -> float:
@@ -104,16 +118,30 @@ def updates_set(space: NeuronSpace, n: int = DEFAULT_TOP, ref: str | None = None
     ranked = _top(tables.diff_neurons(d.path), "mean", n)
     spec = f"updates:{n}@{_short(d.run_job) or d.key[:8]}"
     what = catalog.TRAIN_KINDS.get(d.run_kind or "", "diff")
-    return NeuronSet(spec, "updates", f"top {n} updated by {what}", frozenset(ranked),
-                     model=d.model, note=d.label, ranked=ranked)  # fmt: skip
+    return NeuronSet(
+        spec,
+        "updates",
+        f"top {n} updated by {what}",
+        frozenset(ranked),
+        model=d.model,
+        note=d.label,
+        ranked=ranked,
+    )
 
 
 def adapter_set(space: NeuronSpace, name: str, n: int = DEFAULT_TOP) -> NeuronSet:
     refs = catalog.adapters(space)
     a = _pick(refs, name, "adapters", lambda r: (r.name, str(r.path)))
     ranked = _top(tables.adapter_neurons(a.path, a.model), "total", n)
-    return NeuronSet(f"adapter:{n}@{a.name}", "adapter", f"top {n} ΔW of {a.name}",
-                     frozenset(ranked), model=a.model, note=str(a.path), ranked=ranked)  # fmt: skip
+    return NeuronSet(
+        f"adapter:{n}@{a.name}",
+        "adapter",
+        f"top {n} ΔW of {a.name}",
+        frozenset(ranked),
+        model=a.model,
+        note=str(a.path),
+        ranked=ranked,
+    )
 
 
 def parse_neuron_list(text: str) -> frozenset[tuple[int, int]]:

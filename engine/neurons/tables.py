@@ -79,8 +79,9 @@ def adapter_neurons(path: Path, source: str) -> pd.DataFrame:
 
 def candidates(path: Path) -> pd.DataFrame:
     """A SparC3 run's candidates: rank (differential order), layer, neuron, scores, wanda_rank."""
-    return _read(pd.read_parquet, Path(path) / "candidates.parquet",
-                 Path(path) / "candidates.parquet")  # fmt: skip
+    return _read(
+        pd.read_parquet, Path(path) / "candidates.parquet", Path(path) / "candidates.parquet"
+    )
 
 
 def selected(path: Path) -> frozenset[tuple[int, int]]:

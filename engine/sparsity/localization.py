@@ -38,9 +38,17 @@ BASES = {
 # SparseLLM-RL configs: GEMMA_NAME_FILTER for Gemma-3 / 3n, GPT2_NAME_FILTER for every other model.
 GPT2_NAME_FILTER = ("attn", "mlp", "c_attn", "c_proj", "c_fc", "lm_head")
 GEMMA_NAME_FILTER = (
-    "self_attn", "mlp", "q_proj", "k_proj", "v_proj", "o_proj",
-    "gate_proj", "up_proj", "down_proj", "lm_head",
-)  # fmt: skip
+    "self_attn",
+    "mlp",
+    "q_proj",
+    "k_proj",
+    "v_proj",
+    "o_proj",
+    "gate_proj",
+    "up_proj",
+    "down_proj",
+    "lm_head",
+)
 
 
 def _values(values: Sequence[float] | np.ndarray) -> np.ndarray:

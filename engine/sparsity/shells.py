@@ -33,8 +33,17 @@ from engine.sparsity.config import parse_criterion
 from engine.sparsity.result import DiffResult, neuron_key
 
 SHELL_COLUMNS = [
-    "layer", "module", "role", "shell", "start", "stop", "neurons", "numel", "changed", "fraction",
-]  # fmt: skip
+    "layer",
+    "module",
+    "role",
+    "shell",
+    "start",
+    "stop",
+    "neurons",
+    "numel",
+    "changed",
+    "fraction",
+]
 
 
 def _text_config(config: dict[str, Any]) -> dict[str, Any]:

@@ -20,15 +20,35 @@ from engine.sparsity.stats import TensorStats
 PLACE_COLUMNS = ["tensor", "layer", "module", "role", "param"]
 LONG_COLUMNS = [
     *PLACE_COLUMNS,
-    "shape", "dtype", "numel", "tolerance", "changed", "fraction",
-    "exact_changed", "exact_fraction", "bf16_changed", "bf16_fraction",
-    "delta_norm", "base_norm", "rel_norm", "max_abs_delta",
-]  # fmt: skip
+    "shape",
+    "dtype",
+    "numel",
+    "tolerance",
+    "changed",
+    "fraction",
+    "exact_changed",
+    "exact_fraction",
+    "bf16_changed",
+    "bf16_fraction",
+    "delta_norm",
+    "base_norm",
+    "rel_norm",
+    "max_abs_delta",
+]
 RANK_COLUMNS = [
     *PLACE_COLUMNS,
-    "rows", "cols", "method", "rank", "max_rank", "rank_tol", "effective_rank",
-    "stable_rank", "sigma_max", "delta_norm", "reason",
-]  # fmt: skip
+    "rows",
+    "cols",
+    "method",
+    "rank",
+    "max_rank",
+    "rank_tol",
+    "effective_rank",
+    "stable_rank",
+    "sigma_max",
+    "delta_norm",
+    "reason",
+]
 
 
 def _fraction(changed: int, numel: int) -> float:

@@ -20,13 +20,27 @@ from engine.tflite.graph import ModelInfo, OpInfo, SubgraphInfo, TensorInfo
 
 STATUSES = ("added", "removed", "changed", "same")
 _TENSOR_COLUMNS = [
-    "subgraph_a", "subgraph_b", "index_a", "index_b", "name_a", "name_b", "status", "changes",
+    "subgraph_a",
+    "subgraph_b",
+    "index_a",
+    "index_b",
+    "name_a",
+    "name_b",
+    "status",
+    "changes",
     "detail",
-]  # fmt: skip
+]
 _OP_COLUMNS = [
-    "subgraph_a", "subgraph_b", "index_a", "index_b", "opcode_a", "opcode_b", "status", "changes",
+    "subgraph_a",
+    "subgraph_b",
+    "index_a",
+    "index_b",
+    "opcode_a",
+    "opcode_b",
+    "status",
+    "changes",
     "detail",
-]  # fmt: skip
+]
 
 
 @dataclass(frozen=True)

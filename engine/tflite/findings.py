@@ -175,11 +175,36 @@ _MLP_NAME = re.compile(
 # What may sit between an MLP's up/gate projections and its down projection: activations,
 # the gate product, activation-sparsity statistics (Gemma-3n's top-k), requantization.
 _MLP_THROUGH = PASS_THROUGH | {
-    "MUL", "ADD", "SUB", "DIV", "GELU", "LOGISTIC", "TANH", "RELU", "RELU6", "RELU_N1_TO_1",
-    "HARD_SWISH", "LEAKY_RELU", "PRELU", "POW", "SQUARE", "SQRT", "RSQRT", "MEAN", "SUM",
-    "SQUARED_DIFFERENCE", "MAXIMUM", "MINIMUM", "EXP", "NEG", "ABS", "SELECT", "SELECT_V2",
-    "GREATER", "GREATER_EQUAL",
-}  # fmt: skip
+    "MUL",
+    "ADD",
+    "SUB",
+    "DIV",
+    "GELU",
+    "LOGISTIC",
+    "TANH",
+    "RELU",
+    "RELU6",
+    "RELU_N1_TO_1",
+    "HARD_SWISH",
+    "LEAKY_RELU",
+    "PRELU",
+    "POW",
+    "SQUARE",
+    "SQRT",
+    "RSQRT",
+    "MEAN",
+    "SUM",
+    "SQUARED_DIFFERENCE",
+    "MAXIMUM",
+    "MINIMUM",
+    "EXP",
+    "NEG",
+    "ABS",
+    "SELECT",
+    "SELECT_V2",
+    "GREATER",
+    "GREATER_EQUAL",
+}
 
 
 @dataclass(frozen=True)
@@ -392,8 +417,17 @@ def _altup(model: ModelInfo, ctxs: list[_Ctx], digest: Digest | None) -> list[Fi
 _LAUREL_NAME = re.compile(r"laurel", re.IGNORECASE)
 # RMSNorm/LayerNorm arithmetic: what may sit between a branch and the ADD that merges it.
 _NORM_THROUGH = PASS_THROUGH | {
-    "MUL", "ADD", "SUB", "DIV", "RSQRT", "SQRT", "MEAN", "SQUARE", "SQUARED_DIFFERENCE", "POW",
-}  # fmt: skip
+    "MUL",
+    "ADD",
+    "SUB",
+    "DIV",
+    "RSQRT",
+    "SQRT",
+    "MEAN",
+    "SQUARE",
+    "SQUARED_DIFFERENCE",
+    "POW",
+}
 
 
 def _laurel(
@@ -709,12 +743,25 @@ _LOCAL_NAME = re.compile(r"local|sliding|(?<![a-z])swa(?![a-z])|window", re.IGNO
 _GLOBAL_NAME = re.compile(r"global|(?<![a-z])full(?![a-z])", re.IGNORECASE)
 # Between the attention scores and the SOFTMAX: masking, soft-capping, scaling.
 _SCORE_THROUGH = PASS_THROUGH | {
-    "ADD", "SUB", "MUL", "DIV", "TANH", "SELECT", "SELECT_V2", "MINIMUM", "MAXIMUM",
-}  # fmt: skip
+    "ADD",
+    "SUB",
+    "MUL",
+    "DIV",
+    "TANH",
+    "SELECT",
+    "SELECT_V2",
+    "MINIMUM",
+    "MAXIMUM",
+}
 _COMBINE = frozenset({"ADD", "SUB", "SELECT", "SELECT_V2", "MINIMUM"})
 _MASK_THROUGH = PASS_THROUGH | {
-    "SLICE", "STRIDED_SLICE", "BROADCAST_TO", "GATHER", "TILE", "TRANSPOSE",
-}  # fmt: skip
+    "SLICE",
+    "STRIDED_SLICE",
+    "BROADCAST_TO",
+    "GATHER",
+    "TILE",
+    "TRANSPOSE",
+}
 
 
 def _mask_root(ctx: _Ctx, softmax: int) -> int | None:

@@ -63,9 +63,15 @@ class SparsityCallback(JobProgress):
     """
 
     def __init__(
-        self, ctx: JobContext, base_dir: Path, every: int, tolerance: float, total_steps: int,
-        *, ranks: bool = False,
-    ) -> None:  # fmt: skip
+        self,
+        ctx: JobContext,
+        base_dir: Path,
+        every: int,
+        tolerance: float,
+        total_steps: int,
+        *,
+        ranks: bool = False,
+    ) -> None:
         super().__init__(ctx, total_steps)
         self.base_dir, self.every = base_dir, every
         self.config = DiffConfig(tolerances=(tolerance,), ranks=ranks)

@@ -11,8 +11,14 @@ import argparse
 import json
 from pathlib import Path
 
-MASK_FLAGS = ("mask_mode", "ica_templates", "ica_component_ids", "ica_space",
-              "anti_drift_row_param", "anti_drift_apply_to")  # fmt: skip
+MASK_FLAGS = (
+    "mask_mode",
+    "ica_templates",
+    "ica_component_ids",
+    "ica_space",
+    "anti_drift_row_param",
+    "anti_drift_apply_to",
+)
 
 
 def read_config(method: str, path: str | Path) -> dict:
@@ -102,14 +108,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="the neuron space the templates must be in (default: the file's own)",
     )
     masked.add_argument(
-        "--anti-drift-row-param", action="store_const", const=True,
+        "--anti-drift-row-param",
+        action="store_const",
+        const=True,
         help="hold masked neurons' weights exactly: W = frozen + row_mask * delta",
-    )  # fmt: skip
+    )
     masked.add_argument("--anti-drift-apply-to", choices=("auto", "lora", "base", "both"))
     masked.add_argument(
-        "--three-way", action="store_true",
+        "--three-way",
+        action="store_true",
         help="submit LoRA only, LoRA + ICA lesion and LoRA + ICA preserve as three runs",
-    )  # fmt: skip
+    )
     masked.add_argument("--group", help="label of the three-way comparison")
     train.add_argument("--backend", choices=("local", "slurm"), default="local")
     train.add_argument("--wait", action="store_true", help="show progress until the run ends")

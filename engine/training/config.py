@@ -291,9 +291,11 @@ class MaskedSFTConfig(TrainConfig):
     )
     mask_mode: str | None = field(
         default=None,
-        metadata={"help": "ICA masking: empty (none), lesion (zero the chosen components' "
-                  "key neurons) or preserve (zero every other neuron)"},
-    )  # fmt: skip
+        metadata={
+            "help": "ICA masking: empty (none), lesion (zero the chosen components' "
+            "key neurons) or preserve (zero every other neuron)"
+        },
+    )
     ica_templates: str = field(
         default="demo", metadata={"help": "templates .json, or 'demo' for the demo's templates"}
     )
@@ -302,14 +304,18 @@ class MaskedSFTConfig(TrainConfig):
     )
     ica_space: str | None = field(
         default=None,
-        metadata={"help": "neuron space the templates must be in: empty (the file's own), "
-                  "mlp_neurons (down projection input) or mlp_out (its output, seed 001)"},
-    )  # fmt: skip
+        metadata={
+            "help": "neuron space the templates must be in: empty (the file's own), "
+            "mlp_neurons (down projection input) or mlp_out (its output, seed 001)"
+        },
+    )
     anti_drift_row_param: bool = field(
         default=False,
-        metadata={"help": "W_eff = frozen + row_mask * delta: masked neurons' weights cannot "
-                  "drift under Adam"},
-    )  # fmt: skip
+        metadata={
+            "help": "W_eff = frozen + row_mask * delta: masked neurons' weights cannot "
+            "drift under Adam"
+        },
+    )
     anti_drift_apply_to: str = field(
         default="auto", metadata={"help": "where anti-drift applies: auto, lora, base, both"}
     )
@@ -419,11 +425,13 @@ class LowRankConfig(TrainConfig):
     )
     template: str = field(
         default="auto",
-        metadata={"help": "prompt template for instruction records: auto, chat, alpaca, chatml, "
-                  "basic"},
-    )  # fmt: skip
-    lora: bool = field(default=True, metadata={"help": "always on: these runs train low-rank "
-                                               "updates"})  # fmt: skip
+        metadata={
+            "help": "prompt template for instruction records: auto, chat, alpaca, chatml, basic"
+        },
+    )
+    lora: bool = field(
+        default=True, metadata={"help": "always on: these runs train low-rank updates"}
+    )
     target_modules: str = field(default=DEFAULT_TARGETS, metadata={"help": TARGETS_HELP})
     rank_every: int = field(
         default=5,
@@ -646,8 +654,11 @@ class Rank1Config(LowRankConfig):
             raise SubnetScopeError(f"a rank-1 run has lora_rank 1, not {self.lora_rank}")
         if int(self.merge_every) < 1:
             raise SubnetScopeError(f"merge_every must be ≥ 1, not {self.merge_every}")
-        for name, allowed in (("method", RANK1_METHODS), ("optimizer", RANK1_OPTIMIZERS),
-                              ("svd", RANK1_SVD)):  # fmt: skip
+        for name, allowed in (
+            ("method", RANK1_METHODS),
+            ("optimizer", RANK1_OPTIMIZERS),
+            ("svd", RANK1_SVD),
+        ):
             if getattr(self, name) not in allowed:
                 raise SubnetScopeError(
                     f"{name} must be one of {', '.join(allowed)}, not {getattr(self, name)!r}"

@@ -79,15 +79,30 @@ demo_part(
         title="SFT run on the demo model (bf16 weights)",
         job_kind="train.sft",
         # bf16 like the RL runs, so SFT against RL compares methods, not precisions.
-        params={"model": "demo", "dataset": "demo-general", "steps": 30, "batch_size": 4,
-                "lr": 1e-5, "checkpoint_every": 10, "max_length": 64, "precision": "bf16"},
+        params={
+            "model": "demo",
+            "dataset": "demo-general",
+            "steps": 30,
+            "batch_size": 4,
+            "lr": 1e-5,
+            "checkpoint_every": 10,
+            "max_length": 64,
+            "precision": "bf16",
+        },
         view="sparsity",
     )
-)  # fmt: skip
+)
 
-DEMO_GRPO = {"model": "demo", "reward": "brevity", "steps": 24, "batch_size": 4,
-             "num_generations": 4, "lr": 1e-5, "checkpoint_every": 8,
-             "max_completion_length": 24}  # fmt: skip
+DEMO_GRPO = {
+    "model": "demo",
+    "reward": "brevity",
+    "steps": 24,
+    "batch_size": 4,
+    "num_generations": 4,
+    "lr": 1e-5,
+    "checkpoint_every": 8,
+    "max_completion_length": 24,
+}
 
 demo_part(
     DemoPart(
@@ -98,7 +113,7 @@ demo_part(
         params={**DEMO_GRPO, "precision": "bf16"},
         view="sparsity",
     )
-)  # fmt: skip
+)
 
 demo_part(
     DemoPart(
@@ -117,13 +132,22 @@ demo_part(
         job_kind="train.ppo",
         # Seed 000's set-up scaled to the demo: a classifier-like logit-difference reward that
         # ships offline, the value head on the policy's trunk, bf16 weights, τ = 1e-6 + ranks.
-        params={"model": "demo", "reward": "non_toxicity", "steps": 12,
-                "batch_size": 4, "lr": 1e-5, "checkpoint_every": 4,
-                "max_completion_length": 24, "precision": "bf16", "value_head": "shared",
-                "tolerance": 1e-6, "ranks": True},
+        params={
+            "model": "demo",
+            "reward": "non_toxicity",
+            "steps": 12,
+            "batch_size": 4,
+            "lr": 1e-5,
+            "checkpoint_every": 4,
+            "max_completion_length": 24,
+            "precision": "bf16",
+            "value_head": "shared",
+            "tolerance": 1e-6,
+            "ranks": True,
+        },
         view="sparsity",
     )
-)  # fmt: skip
+)
 
 
 @job(
@@ -170,18 +194,34 @@ def train_rank1(params: dict[str, Any], ctx: JobContext) -> dict:
 
 # The LoRA blender's demo: three task adapters on contrasting local sources (prose, Python
 # source, arithmetic instructions), in this order. Adapter name -> (title, train.lora params).
-DEMO_LORA_COMMON = {"model": "demo", "steps": 30, "batch_size": 4, "max_length": 64,
-                    "lora_rank": 8, "lora_alpha": 16.0, "lr": 5e-4, "rank_every": 5,
-                    "eval_texts": 8, "seed": 0}  # fmt: skip
+DEMO_LORA_COMMON = {
+    "model": "demo",
+    "steps": 30,
+    "batch_size": 4,
+    "max_length": 64,
+    "lora_rank": 8,
+    "lora_alpha": 16.0,
+    "lr": 5e-4,
+    "rank_every": 5,
+    "eval_texts": 8,
+    "seed": 0,
+}
 DEMO_ADAPTERS: dict[str, tuple[str, dict[str, Any]]] = {
-    "demo-prose": ("LoRA adapter on prose (demo-general)",
-                   {**DEMO_LORA_COMMON, "dataset": "demo-general"}),
-    "demo-code": ("LoRA adapter on Python source (demo-code)",
-                  {**DEMO_LORA_COMMON, "dataset": "demo-code"}),
-    "demo-arithmetic": ("LoRA adapter on arithmetic instructions (demo-arithmetic)",
-                        {**DEMO_LORA_COMMON, "dataset": "demo-arithmetic"}),
-}  # fmt: skip
+    "demo-prose": (
+        "LoRA adapter on prose (demo-general)",
+        {**DEMO_LORA_COMMON, "dataset": "demo-general"},
+    ),
+    "demo-code": (
+        "LoRA adapter on Python source (demo-code)",
+        {**DEMO_LORA_COMMON, "dataset": "demo-code"},
+    ),
+    "demo-arithmetic": (
+        "LoRA adapter on arithmetic instructions (demo-arithmetic)",
+        {**DEMO_LORA_COMMON, "dataset": "demo-arithmetic"},
+    ),
+}
 
 for _name, (_title, _params) in DEMO_ADAPTERS.items():
-    demo_part(DemoPart(name=_name, title=_title, job_kind="train.lora", params=_params,
-                       view="lora"))  # fmt: skip
+    demo_part(
+        DemoPart(name=_name, title=_title, job_kind="train.lora", params=_params, view="lora")
+    )

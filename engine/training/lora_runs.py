@@ -48,16 +48,18 @@ def load_training_texts(config: LowRankConfig, tokenizer) -> tuple[list[str], li
         from engine.data.formats import format_example, load_records, to_examples
 
         try:
-            examples = to_examples(load_records(config.dataset, limit=config.limit,
-                                                seed=config.seed))  # fmt: skip
+            examples = to_examples(
+                load_records(config.dataset, limit=config.limit, seed=config.seed)
+            )
             texts = [format_example(e, config.template, tokenizer) for e in examples]
         except SubnetScopeError:
             if config.dataset.endswith(".json"):
                 raise
             texts = None  # a .jsonl / .parquet of plain texts: load_texts finds the field
     if texts is None:
-        texts = load_texts(config.dataset, text_field=config.text_field, limit=config.limit,
-                           seed=config.seed)  # fmt: skip
+        texts = load_texts(
+            config.dataset, text_field=config.text_field, limit=config.limit, seed=config.seed
+        )
     texts = [t for t in texts if t.strip()]
     if len(texts) <= config.eval_texts:
         raise SubnetScopeError(
@@ -107,10 +109,13 @@ def lora_config(config: LoRARunConfig):
     from peft import LoraConfig
 
     return LoraConfig(
-        r=config.lora_rank, lora_alpha=config.lora_alpha, lora_dropout=config.dropout,
-        target_modules=target_list(config.target_modules), use_rslora=config.use_rslora,
+        r=config.lora_rank,
+        lora_alpha=config.lora_alpha,
+        lora_dropout=config.dropout,
+        target_modules=target_list(config.target_modules),
+        use_rslora=config.use_rslora,
         task_type="CAUSAL_LM",
-    )  # fmt: skip
+    )
 
 
 class _LoRAProgress(JobProgress):
@@ -160,16 +165,22 @@ def run_lora(config: LoRARunConfig, ctx: JobContext) -> dict:
     run = setup(config, ctx)
     model, tokenizer, train_texts, heldout = run.model, run.tokenizer, run.train, run.heldout
     args = SFTConfig(
-        **_common_args(config, ctx.job_dir / "trainer"), max_length=config.max_length,
-        dataset_text_field="text", packing=False,
-    )  # fmt: skip
+        **_common_args(config, ctx.job_dir / "trainer"),
+        max_length=config.max_length,
+        dataset_text_field="text",
+        packing=False,
+    )
     tracker = RankTracker(ctx)
     progress = _LoRAProgress(ctx, config, tracker)
     try:
         trainer = SFTTrainer(
-            model=model, args=args, train_dataset=Dataset.from_dict({"text": train_texts}),
-            processing_class=tokenizer, callbacks=[progress], peft_config=lora_config(config),
-        )  # fmt: skip
+            model=model,
+            args=args,
+            train_dataset=Dataset.from_dict({"text": train_texts}),
+            processing_class=tokenizer,
+            callbacks=[progress],
+            peft_config=lora_config(config),
+        )
     except ValueError as exc:
         if "target modules" in str(exc).lower() or "not found" in str(exc).lower():
             raise SubnetScopeError(
@@ -193,8 +204,16 @@ def run_lora(config: LoRARunConfig, ctx: JobContext) -> dict:
         for e in trainer.state.log_history
         if "loss" in e
     ]
-    return write_run(ctx, config, run, kind="lora", out=("adapter", out), after=after,
-                     losses=losses, tracker=tracker)  # fmt: skip
+    return write_run(
+        ctx,
+        config,
+        run,
+        kind="lora",
+        out=("adapter", out),
+        after=after,
+        losses=losses,
+        tracker=tracker,
+    )
 
 
 def write_run(
@@ -232,5 +251,7 @@ def write_run(
     }
     ctx.write_json(RUN_JSON, summary)
     ctx.progress(1.0, f"held-out ppl {run.before:.3g} → {after:.3g}")
-    return {k: summary[k] for k in ("kind", key, "model", "dataset", "before", "after",
-                                    "final_loss", "seconds")}  # fmt: skip
+    return {
+        k: summary[k]
+        for k in ("kind", key, "model", "dataset", "before", "after", "final_loss", "seconds")
+    }

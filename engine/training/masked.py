@@ -91,32 +91,44 @@ def run_sft_masked(config: MaskedSFTConfig, ctx: JobContext) -> dict:
         ctx.metric(name, value, step=0)
 
     args = SFTConfig(
-        **_common_args(config, ctx.job_dir / "trainer"), max_length=config.max_length,
-        dataset_text_field="text", packing=False,
-    )  # fmt: skip
+        **_common_args(config, ctx.job_dir / "trainer"),
+        max_length=config.max_length,
+        dataset_text_field="text",
+        packing=False,
+    )
     trainer = SFTTrainer(
-        model=model, args=args, train_dataset=Dataset.from_dict({"text": train_texts}),
+        model=model,
+        args=args,
+        train_dataset=Dataset.from_dict({"text": train_texts}),
         processing_class=tokenizer,
         callbacks=[JobProgress(ctx, config.steps, start=0.15, span=0.7)],
         peft_config=_peft_config(config),
-    )  # fmt: skip
+    )
     trained = trainer.model  # a PeftModel with LoRA
     base = trained.get_base_model() if hasattr(trained, "get_base_model") else trained
     anti_drift = None
     if mask is not None and config.anti_drift_row_param:
         report = apply_anti_drift(
-            trained, architecture, active_neurons(mask, architecture),
-            config.anti_drift_apply_to, space=mask.space,
-        )  # fmt: skip
+            trained,
+            architecture,
+            active_neurons(mask, architecture),
+            config.anti_drift_apply_to,
+            space=mask.space,
+        )
         anti_drift = asdict(report)
         ctx.log(f"anti-drift on {len(report.parametrized)} tensors")
     # The hooks go on the modules at the down-projection paths of the model being trained (with
     # LoRA, the LoRA layer), so base and adapter paths both see the masked channels.
     view = LoadedModel(
-        source=config.model, display_name=config.model, model=base, tokenizer=tokenizer,
-        architecture=architecture, device=next(base.parameters()).device,
-        dtype=torch.float32, is_causal_lm=True,
-    )  # fmt: skip
+        source=config.model,
+        display_name=config.model,
+        model=base,
+        tokenizer=tokenizer,
+        architecture=architecture,
+        device=next(base.parameters()).device,
+        dtype=torch.float32,
+        is_causal_lm=True,
+    )
     ctx.progress(0.15, "training")
     with apply_space_mask(view, mask) if mask is not None else nullcontext():
         trainer.train()
@@ -153,5 +165,16 @@ def run_sft_masked(config: MaskedSFTConfig, ctx: JobContext) -> dict:
     }
     ctx.write_json(RUN_JSON, summary)
     ctx.progress(1.0, f"task ppl {before['task_ppl']:.3g} → {after['task_ppl']:.3g}")
-    return {k: summary[k] for k in ("group", "mask_mode", "before", "after", "task_gain",
-                                    "forgetting", "masked_neurons", "output")}  # fmt: skip
+    return {
+        k: summary[k]
+        for k in (
+            "group",
+            "mask_mode",
+            "before",
+            "after",
+            "task_gain",
+            "forgetting",
+            "masked_neurons",
+            "output",
+        )
+    }

@@ -10,10 +10,24 @@ from engine.jobs import list_jobs
 from engine.jobs.files import RESULT
 
 COLUMNS = [
-    "job", "group", "mask_mode", "space", "components", "anti_drift", "masked_neurons", "steps",
-    "task_ppl_before", "task_ppl_after", "general_ppl_before", "general_ppl_after",
-    "task_gain", "forgetting", "final_loss", "seconds", "adapter",
-]  # fmt: skip
+    "job",
+    "group",
+    "mask_mode",
+    "space",
+    "components",
+    "anti_drift",
+    "masked_neurons",
+    "steps",
+    "task_ppl_before",
+    "task_ppl_after",
+    "general_ppl_before",
+    "general_ppl_after",
+    "task_gain",
+    "forgetting",
+    "final_loss",
+    "seconds",
+    "adapter",
+]
 
 
 def masked_runs(limit: int = 200) -> pd.DataFrame:
@@ -56,6 +70,12 @@ def comparison_long(runs: pd.DataFrame) -> pd.DataFrame:
         label = f"{run['mask_mode']}{' +AD' if run['anti_drift'] else ''} · {run['job'][-6:]}"
         for metric in ("task", "general"):
             for when in ("before", "after"):
-                rows.append({"run": label, "metric": f"{metric} perplexity", "when": when,
-                             "value": run[f"{metric}_ppl_{when}"]})  # fmt: skip
+                rows.append(
+                    {
+                        "run": label,
+                        "metric": f"{metric} perplexity",
+                        "when": when,
+                        "value": run[f"{metric}_ppl_{when}"],
+                    }
+                )
     return pd.DataFrame(rows, columns=["run", "metric", "when", "value"])

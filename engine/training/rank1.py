@@ -191,8 +191,9 @@ def run_rank1(config: Rank1Config, ctx: JobContext) -> dict:
     run = setup(config, ctx)
     trainer = rank1_trainer(run.model, config, torch.Generator().manual_seed(config.seed))
     start = {name: w.detach().float().clone() for name, w in trainer.weights().items()}
-    batches = text_batches(run.train, run.tokenizer, config.batch_size, config.max_length,
-                           config.seed)  # fmt: skip
+    batches = text_batches(
+        run.train, run.tokenizer, config.batch_size, config.max_length, config.seed
+    )
     tracker = RankTracker(ctx)
     losses = []
     run.model.train()
@@ -206,8 +207,12 @@ def run_rank1(config: Rank1Config, ctx: JobContext) -> dict:
         if step % config.rank_every == 0 or step == config.steps:
             tracker.record_dense(step, trainer.deltas(start))
         ctx.progress(0.08 + 0.78 * step / config.steps, f"step {step}/{config.steps}")
-    extra = {"modules": len(start), "merges": trainer.merges, "method": config.method,
-             "optimizer": config.optimizer}  # fmt: skip
+    extra = {
+        "modules": len(start),
+        "merges": trainer.merges,
+        "method": config.method,
+        "optimizer": config.optimizer,
+    }
     if trainer.captured:
         extra["captured"] = [{"step": i + 1, "fraction": c} for i, c in enumerate(trainer.captured)]
     return finish(config, ctx, run, trainer.layers(), tracker, "rank1", extra, losses)

@@ -100,5 +100,7 @@ class RankTracker:
             max_effective_rank=("effective_rank", "max"),
             norm=("norm", lambda n: float(np.sqrt((n**2).sum()))),
         )
-        return [{"step": int(step), **{k: float(v) for k, v in row.items()}}
-                for step, row in grouped.iterrows()]  # fmt: skip
+        return [
+            {"step": int(step), **{k: float(v) for k, v in row.items()}}
+            for step, row in grouped.iterrows()
+        ]

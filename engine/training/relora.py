@@ -202,8 +202,12 @@ def prune_optimizer_state(
             orphan = (m != 0) & (v == 0)
             orphans += int(orphan.sum())
             m.masked_fill_(orphan, 0.0)
-    return {"kept": kept, "total": total, "kept_fraction": kept / total if total else 0.0,
-            "orphans": orphans}  # fmt: skip
+    return {
+        "kept": kept,
+        "total": total,
+        "kept_fraction": kept / total if total else 0.0,
+        "orphans": orphans,
+    }
 
 
 def merge_and_reset(
@@ -257,10 +261,13 @@ def relora_lr(step: int, config: ReLoRAConfig) -> tuple[float, str]:
         ramp = min(1.0, step / config.warmup_steps) if config.warmup_steps > 0 else 1.0
         return config.warm_lr() * ramp, "warm-start"
     factor = jagged_lr(
-        step - warm, steps=config.steps - warm, warmup=config.warmup_steps,
-        reset_every=config.reset_every, restart_warmup=config.restart_warmup_steps,
+        step - warm,
+        steps=config.steps - warm,
+        warmup=config.warmup_steps,
+        reset_every=config.reset_every,
+        restart_warmup=config.restart_warmup_steps,
         min_ratio=config.min_lr_ratio,
-    )  # fmt: skip
+    )
     return config.lr * factor, "relora"
 
 
@@ -275,11 +282,15 @@ def text_batches(
             chunk = [texts[i] for i in order[start : start + batch_size]]
             if len(chunk) < min(batch_size, len(texts)):
                 break  # a short tail would change the loss scale; start the next epoch
-            enc = tokenizer(chunk, padding=True, truncation=True, max_length=max_length,
-                            return_tensors="pt")  # fmt: skip
+            enc = tokenizer(
+                chunk, padding=True, truncation=True, max_length=max_length, return_tensors="pt"
+            )
             labels = enc["input_ids"].masked_fill(enc["attention_mask"] == 0, -100)
-            yield {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"],
-                   "labels": labels}  # fmt: skip
+            yield {
+                "input_ids": enc["input_ids"],
+                "attention_mask": enc["attention_mask"],
+                "labels": labels,
+            }
 
 
 def train_step(model: nn.Module, batch: Mapping[str, torch.Tensor]) -> float:
@@ -319,8 +330,17 @@ def finish(
         run.model.save_pretrained(str(tmp), safe_serialization=True)
         run.tokenizer.save_pretrained(str(tmp))
     extra = {"modules": len(layers), **extra}
-    return write_run(ctx, config, run, kind=kind, out=("output", out), after=after,
-                     losses=losses, tracker=tracker, extra=extra)  # fmt: skip
+    return write_run(
+        ctx,
+        config,
+        run,
+        kind=kind,
+        out=("output", out),
+        after=after,
+        losses=losses,
+        tracker=tracker,
+        extra=extra,
+    )
 
 
 def run_relora(config: ReLoRAConfig, ctx: JobContext) -> dict:
@@ -328,8 +348,9 @@ def run_relora(config: ReLoRAConfig, ctx: JobContext) -> dict:
     run = setup(config, ctx)
     generator = torch.Generator().manual_seed(config.seed)
     scale = config.lora_alpha / config.lora_rank
-    layers = attach_low_rank(run.model, target_list(config.target_modules), config.lora_rank,
-                             scale, generator)  # fmt: skip
+    layers = attach_low_rank(
+        run.model, target_list(config.target_modules), config.lora_rank, scale, generator
+    )
     start = {name: layer.base.weight.detach().float().clone() for name, layer in layers.items()}
     full_rank = full_rank_parameters(run.model, layers, config.full_rank)
     warm = config.warm_start()
@@ -338,8 +359,9 @@ def run_relora(config: ReLoRAConfig, ctx: JobContext) -> dict:
         return torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
 
     optimizer = optimizer_for(set_phase(layers, full_rank, warm=warm > 0))
-    batches = text_batches(run.train, run.tokenizer, config.batch_size, config.max_length,
-                           config.seed)  # fmt: skip
+    batches = text_batches(
+        run.train, run.tokenizer, config.batch_size, config.max_length, config.seed
+    )
     tracker = RankTracker(ctx)
     losses, lrs, resets = [], [], []
     run.model.train()
@@ -367,9 +389,12 @@ def run_relora(config: ReLoRAConfig, ctx: JobContext) -> dict:
         ctx.progress(0.08 + 0.78 * step / config.steps, f"step {step}/{config.steps} ({phase})")
     extra = {
         "warm_start": {"steps": warm, "lr": config.warm_lr()},
-        "full_rank": {"choice": config.full_rank, "parameters": sorted(full_rank),
-                      "numel": sum(p.numel() for p in full_rank.values())},
+        "full_rank": {
+            "choice": config.full_rank,
+            "parameters": sorted(full_rank),
+            "numel": sum(p.numel() for p in full_rank.values()),
+        },
         "resets": resets,
         "learning_rates": lrs,
-    }  # fmt: skip
+    }
     return finish(config, ctx, run, layers, tracker, "relora", extra, losses)

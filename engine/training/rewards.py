@@ -150,9 +150,13 @@ class ClassifierReward(ScorerReward):
     logit(positive) − logit(negative), truncated at 256 tokens)."""
 
     def __init__(
-        self, source: str, labels: str = "auto", *, trust_remote_code: bool = False,
+        self,
+        source: str,
+        labels: str = "auto",
+        *,
+        trust_remote_code: bool = False,
         max_length: int = 256,
-    ) -> None:  # fmt: skip
+    ) -> None:
         from transformers import AutoTokenizer
 
         what = "a named reward or a sequence-classification model"
@@ -172,9 +176,12 @@ class ClassifierReward(ScorerReward):
 
     def logits(self, texts: Sequence[str]) -> torch.Tensor:
         enc = self.tokenizer(
-            [str(t) for t in texts], return_tensors="pt", padding=True, truncation=True,
+            [str(t) for t in texts],
+            return_tensors="pt",
+            padding=True,
+            truncation=True,
             max_length=self.max_length,
-        )  # fmt: skip
+        )
         with torch.inference_mode():
             return self.model(**enc).logits.float()  # (batch, num_labels)
 

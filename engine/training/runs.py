@@ -114,9 +114,11 @@ def _peft_config(config: TrainConfig):
     from peft import LoraConfig
 
     return LoraConfig(
-        r=config.lora_rank, lora_alpha=2 * config.lora_rank, target_modules="all-linear",
+        r=config.lora_rank,
+        lora_alpha=2 * config.lora_rank,
+        target_modules="all-linear",
         task_type="CAUSAL_LM",
-    )  # fmt: skip
+    )
 
 
 def _load(config: TrainConfig, ctx: JobContext):
@@ -125,9 +127,11 @@ def _load(config: TrainConfig, ctx: JobContext):
     ctx.progress(0.0, f"loading {config.model}")
     torch.manual_seed(config.seed)
     loaded = load_model(
-        config.model, inference=False, dtype=DTYPES[getattr(config, "precision", "fp32")],
+        config.model,
+        inference=False,
+        dtype=DTYPES[getattr(config, "precision", "fp32")],
         trust_remote_code=config.trust_remote_code,
-    )  # fmt: skip
+    )
     if not loaded.is_causal_lm:
         raise SubnetScopeError(f"'{config.model}' is not a causal language model")
     model, tokenizer = loaded.model.train().requires_grad_(True), loaded.tokenizer
@@ -146,9 +150,13 @@ def _save_base(model: nn.Module, ctx: JobContext) -> Path:
 
 
 def _finish(
-    config: TrainConfig, kind: str, ctx: JobContext, cb: SparsityCallback, model,
+    config: TrainConfig,
+    kind: str,
+    ctx: JobContext,
+    cb: SparsityCallback,
+    model,
     reward: RewardFn | None = None,
-) -> dict:  # fmt: skip
+) -> dict:
     cb.model = model
     seconds = time.monotonic() - cb.started
     if not cb.checkpoints or cb.checkpoints[-1]["step"] < config.steps:
@@ -175,9 +183,13 @@ def _finish(
 
 def _callback(config: TrainConfig, ctx: JobContext, base: Path) -> SparsityCallback:
     return SparsityCallback(
-        ctx, base, config.checkpoint_every, config.tolerance, config.steps,
+        ctx,
+        base,
+        config.checkpoint_every,
+        config.tolerance,
+        config.steps,
         ranks=bool(getattr(config, "ranks", False)),
-    )  # fmt: skip
+    )
 
 
 def run_sft(config: SFTRunConfig, ctx: JobContext) -> dict:
@@ -187,13 +199,19 @@ def run_sft(config: SFTRunConfig, ctx: JobContext) -> dict:
     base = _save_base(model, ctx)
     cb = _callback(config, ctx, base)
     args = SFTConfig(
-        **_common_args(config, ctx.job_dir / "trainer"), max_length=config.max_length,
-        dataset_text_field="text", packing=False,
-    )  # fmt: skip
+        **_common_args(config, ctx.job_dir / "trainer"),
+        max_length=config.max_length,
+        dataset_text_field="text",
+        packing=False,
+    )
     trainer = SFTTrainer(
-        model=model, args=args, train_dataset=sft_dataset(config), processing_class=tokenizer,
-        callbacks=[cb], peft_config=_peft_config(config),
-    )  # fmt: skip
+        model=model,
+        args=args,
+        train_dataset=sft_dataset(config),
+        processing_class=tokenizer,
+        callbacks=[cb],
+        peft_config=_peft_config(config),
+    )
     cb.model = trainer.accelerator.unwrap_model(trainer.model)
     ctx.progress(0.05, "training")
     trainer.train()
@@ -222,10 +240,14 @@ def run_grpo(config: GRPORunConfig, ctx: JobContext) -> dict:
         beta=config.beta,
     )
     trainer = GRPOTrainer(
-        model=model, reward_funcs=grpo_reward(reward, config.reward), args=args,
-        train_dataset=prompt_dataset(config, tokenizer), processing_class=tokenizer,
-        callbacks=[cb], peft_config=_peft_config(config),
-    )  # fmt: skip
+        model=model,
+        reward_funcs=grpo_reward(reward, config.reward),
+        args=args,
+        train_dataset=prompt_dataset(config, tokenizer),
+        processing_class=tokenizer,
+        callbacks=[cb],
+        peft_config=_peft_config(config),
+    )
     cb.model = trainer.accelerator.unwrap_model(trainer.model)
     ctx.progress(0.05, "training")
     trainer.train()
@@ -236,9 +258,11 @@ def _value_classifier(source: str, trust_remote_code: bool) -> nn.Module:
     """A separate value model: a sequence-classification model with one output (its score head
     read at every token)."""
     model = sequence_classifier(
-        source, "a sequence-classification model (value_model)", num_labels=1,
+        source,
+        "a sequence-classification model (value_model)",
+        num_labels=1,
         trust_remote_code=trust_remote_code,
-    )  # fmt: skip
+    )
     hidden_size(model.config)
     return model
 
@@ -280,10 +304,16 @@ def run_ppo(config: PPORunConfig, ctx: JobContext) -> dict:
         num_sample_generations=0,
     )
     trainer = PPOTrainer(
-        args=args, processing_class=tokenizer, model=policy, ref_model=ref_model,
-        reward_model=reward_model, train_dataset=dataset, value_model=value_model,
-        callbacks=[cb], peft_config=_peft_config(config),
-    )  # fmt: skip
+        args=args,
+        processing_class=tokenizer,
+        model=policy,
+        ref_model=ref_model,
+        reward_model=reward_model,
+        train_dataset=dataset,
+        value_model=value_model,
+        callbacks=[cb],
+        peft_config=_peft_config(config),
+    )
     cb.model = trainer.accelerator.unwrap_model(trainer.model).policy
     ctx.progress(0.05, "training")
     trainer.train()
