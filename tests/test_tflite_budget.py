@@ -186,7 +186,7 @@ def test_upload_names_with_folders_or_other_suffixes_are_refused(
 
 # -- the dashboard's cache -------------------------------------------------------------------------
 def test_a_refused_file_is_parsed_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from dashboard import tflite_loaders
+    from dashboard.views.tflite import loaders as tflite_loaders
 
     path = tmp_path / "crafted.tflite"
     path.write_bytes(crafted.shared_subgraphs(500))

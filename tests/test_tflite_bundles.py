@@ -123,14 +123,15 @@ def test_litertlm_layout_follows_the_format(tmp_path: Path, parts: dict[str, byt
         assert s.details["data_type"] in bundles.LITERTLM_SECTION_TYPES
     assert file.sections[0].details["model_type"] == "tf_lite_prefill_decode"
     assert file.read_section("SP_Tokenizer") == parts["TOKENIZER_MODEL"]
-    litert = pytest.importorskip("ai_edge_litert.interpreter")
+    from ai_edge_litert.interpreter import Interpreter
+
     for s in file.models:
         assert raw[s.offset : s.offset + s.size] == parts[s.name]
         with file.open(s.name) as reader:
             assert (reader.path, reader.offset, reader.size) == (path, s.offset, s.size)
             reader.info()
         # The section's bytes are a model LiteRT runs.
-        litert.Interpreter(model_content=raw[s.offset : s.offset + s.size]).allocate_tensors()
+        Interpreter(model_content=raw[s.offset : s.offset + s.size]).allocate_tensors()
 
 
 def test_litertlm_damage_is_reported(tmp_path: Path) -> None:

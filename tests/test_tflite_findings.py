@@ -10,6 +10,7 @@ import pytest
 from engine.tflite.diff import diff_graphs
 from engine.tflite.findings import DETECTORS, Finding, find_all, findings_table, matmuls
 from tests.tflite_graphs import ModelBuilder, gemma3n_like, plain_transformer
+from tests.tflite_support import MEDIAPIPE, mediapipe_names, need_mediapipe
 
 KINDS = set(DETECTORS)
 
@@ -261,10 +262,6 @@ def test_findings_are_plain_frozen_data(found) -> None:
 
 # -- real files: the reader's synthetic Gemma-3n-shaped model and bundle, MediaPipe models --------
 
-MEDIAPIPE = sorted(
-    (Path(__file__).resolve().parents[1] / "cache/testdata/mediapipe").glob("*.tflite")
-)
-
 
 def _read(path: Path):
     from engine.tflite.reader import open_tflite
@@ -333,10 +330,10 @@ def test_tied_embedding_across_bundle_sections(tmp_path: Path) -> None:
     ]
 
 
-@pytest.mark.skipif(not MEDIAPIPE, reason="no MediaPipe models under cache/testdata/mediapipe")
-@pytest.mark.parametrize("path", MEDIAPIPE, ids=lambda p: p.stem)
-def test_no_language_model_findings_on_vision_models(path: Path) -> None:
-    model = _read(path)
+@pytest.mark.parametrize("name", mediapipe_names())
+def test_no_language_model_findings_on_vision_models(name: str) -> None:
+    need_mediapipe()
+    model = _read(MEDIAPIPE / name)
     found = find_all(model)
     assert not {f.kind for f in found} & {
         "altup",

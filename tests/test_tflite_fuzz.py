@@ -16,8 +16,8 @@ from engine.tflite import TFLiteError, open_file, open_tflite, synthetic
 from engine.tflite import builder as fb
 from engine.tflite.graph import ModelInfo
 from faults.tflite_inputs import alarm as time_limit
+from tests.tflite_support import MEDIAPIPE
 
-MEDIAPIPE = Path(__file__).resolve().parents[1] / "cache" / "testdata" / "mediapipe"
 REAL = MEDIAPIPE / "face_detection_short_range.tflite"
 
 

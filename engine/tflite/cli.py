@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from engine.console import print_json
 from engine.tflite.bundles import TFLiteFile, open_file
 from engine.tflite.graph import SubgraphInfo, TensorInfo, TFLiteError
 from engine.tflite.reader import TFLiteReader
@@ -72,7 +73,6 @@ def _section_entry(file: TFLiteFile, index: int) -> dict[str, Any]:
 
 
 def _inspect(args: argparse.Namespace) -> int:
-    from engine.cli import print_json
 
     file = open_file(args.file)
     data: dict[str, Any] = {"file": str(file.path), "format": file.format}
@@ -144,7 +144,6 @@ def _models(path: str, section: str | None) -> Iterator[list[tuple[str, TFLiteRe
 
 
 def _ops(args: argparse.Namespace) -> int:
-    from engine.cli import print_json
 
     rows = []
     with _models(args.file, args.section) as models:
@@ -200,7 +199,6 @@ def _quant_brief(t: TensorInfo) -> str:
 
 
 def _tensors(args: argparse.Namespace) -> int:
-    from engine.cli import print_json
 
     try:
         regex = re.compile(args.pattern) if args.pattern else None
@@ -264,7 +262,7 @@ def _dump(args: argparse.Namespace) -> int:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    tfl = subparsers.add_parser("tflite", help="read .tflite, .task and .litertlm files")
+    tfl = subparsers.add_parser("tflite")
     sub = tfl.add_subparsers(dest="command", metavar="COMMAND", required=True)
     file_help = "a .tflite model, a .task bundle (zip) or a .litertlm container"
     section_help = "the bundle section (name or index); default: every model"

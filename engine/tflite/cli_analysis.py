@@ -5,13 +5,12 @@ from __future__ import annotations
 import argparse
 from dataclasses import asdict
 
+from engine.console import print_json
 from engine.tflite.bundles import open_file
-from engine.tflite.diff import diff_graphs
-from engine.tflite.findings import digest_from_readers, find_across
 
 
 def _findings(args: argparse.Namespace) -> int:
-    from engine.cli import print_json
+    from engine.tflite.findings import digest_from_readers, find_across
 
     file = open_file(args.file)
     sections = [file.section(args.section)] if args.section else list(file.models)
@@ -35,7 +34,7 @@ def _findings(args: argparse.Namespace) -> int:
 
 
 def _diff(args: argparse.Namespace) -> int:
-    from engine.cli import print_json
+    from engine.tflite.diff import diff_graphs
 
     a, b = open_file(args.a), open_file(args.b)
     with a.open(args.section_a) as ra, b.open(args.section_b) as rb:
