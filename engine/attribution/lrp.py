@@ -13,7 +13,6 @@ absorb relevance): on SmolLM2-135M it keeps about 40 % (3 texts, 105 tokens).
 
 from __future__ import annotations
 
-import contextvars
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -21,10 +20,10 @@ import torch
 
 from engine.attribution.lxt_compat import guard_process, lxt_target, patch_for
 from engine.errors import SubnetScopeError
+from engine.models.hooks import Hook, scoped_hooks
 from engine.models.loading import LoadedModel
 
 _CLAMP = 1e6  # seed 002: NaN → 0, ±Inf → ±1e6 before accumulating
-_active: contextvars.ContextVar[object | None] = contextvars.ContextVar("lrp_owner", default=None)
 
 
 @dataclass
@@ -128,65 +127,57 @@ def lrp_relevance(
     weight_sums = {layer: torch.zeros_like(weights[layer]) for layer in layers if keep_weights}
     position = _position_embedding(model)
 
-    owner = object()
     captured: dict[int | str, tuple[torch.Tensor, torch.Tensor]] = {}
 
     def up_hook(layer: int):
         def hook(module, args, output):
-            if _active.get() is owner:
-                captured[layer] = (args[0], output)
+            captured[layer] = (args[0], output)
 
         return hook
 
     def position_hook(module, args, output):
-        if _active.get() is not owner:
-            return None
         # A leaf that requires grad, so its relevance can be read off like the token embeddings'.
         leaf = output.detach().requires_grad_()
         captured["position"] = (leaf, leaf)
         return leaf
 
+    hooks: list[Hook] = [(up_modules[layer], "forward", up_hook(layer)) for layer in layers]
+    if position is not None:
+        hooks.append((position, "forward", position_hook))
     samples = tokens = 0
     target_sum = input_sum = 0.0
-    token = _active.set(owner)
-    handles = []
     was_training = model.training
+    # Exclusive: an inner pass's forwards would fire this pass's hooks too and overwrite the
+    # tensors it reads, and LXT's process-wide patch holds one rule set at a time.
     try:
-        with loaded.hook_lock:
-            handles = [up_modules[layer].register_forward_hook(up_hook(layer)) for layer in layers]
-            if position is not None:
-                handles.append(position.register_forward_hook(position_hook))
-        model.eval()
-        for done, text in enumerate(texts, start=1):
-            encoded = loaded.tokenizer(
-                text, return_tensors="pt", truncation=True, max_length=max_length
-            )
-            ids = encoded.input_ids.to(loaded.device)
-            start = max(1, int(explain_from[done - 1])) if explain_from is not None else 1
-            if ids.shape[1] > start:
-                captured.clear()
-                target, inputs, grads = _backward(model, ids, captured, layers, start)
-                target_sum += float(_clean(target))
-                input_sum += float(_clean(sum((x * g).sum() for x, g in inputs)))
-                for layer, g in zip(layers, grads, strict=True):
-                    x = captured[layer][0].detach()[0].float()  # (tokens, hidden)
-                    z = captured[layer][1].detach()[0].float()  # (tokens, neurons)
-                    activation[layer] += _clean((z * g).sum(0))
-                    scores = _clean((weights[layer] * (g.t() @ x)).abs())  # (neurons, hidden)
-                    neuron[layer] += _clean(scores.sum(1))
-                    if keep_weights:
-                        weight_sums[layer] += scores
-                samples += 1
-                tokens += ids.shape[1]
-            if on_sample is not None:
-                on_sample(done, len(texts))
+        with scoped_hooks(loaded, hooks, name="LRP", exclusive=True):
+            model.eval()
+            for done, text in enumerate(texts, start=1):
+                encoded = loaded.tokenizer(
+                    text, return_tensors="pt", truncation=True, max_length=max_length
+                )
+                ids = encoded.input_ids.to(loaded.device)
+                start = max(1, int(explain_from[done - 1])) if explain_from is not None else 1
+                if ids.shape[1] > start:
+                    captured.clear()
+                    target, inputs, grads = _backward(model, ids, captured, layers, start)
+                    target_sum += float(_clean(target))
+                    input_sum += float(_clean(sum((x * g).sum() for x, g in inputs)))
+                    for layer, g in zip(layers, grads, strict=True):
+                        x = captured[layer][0].detach()[0].float()  # (tokens, hidden)
+                        z = captured[layer][1].detach()[0].float()  # (tokens, neurons)
+                        activation[layer] += _clean((z * g).sum(0))
+                        scores = _clean((weights[layer] * (g.t() @ x)).abs())  # (neurons, hidden)
+                        neuron[layer] += _clean(scores.sum(1))
+                        if keep_weights:
+                            weight_sums[layer] += scores
+                    samples += 1
+                    tokens += ids.shape[1]
+                if on_sample is not None:
+                    on_sample(done, len(texts))
     finally:
         captured.clear()
         model.train(was_training)
-        with loaded.hook_lock:
-            for handle in handles:
-                handle.remove()
-        _active.reset(token)
     if samples == 0:
         raise SubnetScopeError("LRP needs texts of at least two tokens; every text was shorter")
     return Relevance(

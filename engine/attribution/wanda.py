@@ -13,6 +13,7 @@ import torch
 from engine.attribution.scores import AttributionScores
 from engine.errors import SubnetScopeError
 from engine.models import LoadedModel
+from engine.models.hooks import Hook, scoped_hooks
 
 
 def input_norms(
@@ -30,7 +31,6 @@ def input_norms(
         layer: torch.zeros(arch.hidden_size, dtype=torch.float64)
         for layer in range(arch.num_layers)
     }
-    handles = []
 
     def make_hook(layer: int):
         def hook(module, args):
@@ -39,12 +39,12 @@ def input_norms(
 
         return hook
 
+    hooks: list[Hook] = [
+        (loaded.model.get_submodule(block.up), "pre", make_hook(layer))
+        for layer, block in enumerate(arch.blocks)
+    ]
     tokens = 0
-    with loaded.hook_lock:
-        for layer, block in enumerate(arch.blocks):
-            module = loaded.model.get_submodule(block.up)
-            handles.append(module.register_forward_pre_hook(make_hook(layer)))
-    try:
+    with scoped_hooks(loaded, hooks, name="Wanda"):
         for i, text in enumerate(texts):
             ids = loaded.tokenizer(
                 text, return_tensors="pt", truncation=True, max_length=max_length
@@ -54,10 +54,6 @@ def input_norms(
             tokens += int(ids["input_ids"].shape[1])
             if on_sample is not None:
                 on_sample(i + 1, len(texts))
-    finally:
-        with loaded.hook_lock:
-            for handle in handles:
-                handle.remove()
     return {layer: s.sqrt().float() for layer, s in squares.items()}, tokens
 
 

@@ -11,7 +11,6 @@ pass the memory budget.
 
 from __future__ import annotations
 
-import contextvars
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,13 +19,10 @@ import numpy as np
 import torch
 
 from engine.errors import SubnetScopeError
+from engine.ica.config import DEFAULT_MEMORY_BUDGET
 from engine.ica.templates import DEFAULT_SPACE, check_space, space_widths
 from engine.models import LoadedModel
-
-DEFAULT_MEMORY_BUDGET = 2 << 30  # bytes of activations held in RAM before spilling to disk
-_active_capture: contextvars.ContextVar[object | None] = contextvars.ContextVar(
-    "subnetscope_active_capture", default=None
-)
+from engine.models.hooks import Hook, scoped_hooks
 
 
 @dataclass
@@ -105,34 +101,29 @@ def forward_tokens(
     """Run the non-empty texts through the model in padded batches and call
     `on_rows(slot, first_row, rows)` with each chosen layer's down-projection input (`mlp_neurons`)
     or output (`mlp_out`) at the batch's real tokens (rows: tokens × channels, float32 on the CPU;
-    `first_row`: the global row of the batch's first token, counting tokens text by text). Hooks
-    check a ContextVar, so other threads and sessions sharing the model are never seen."""
+    `first_row`: the global row of the batch's first token, counting tokens text by text). The
+    hooks are scoped (engine.models.hooks): other threads and sessions sharing the model are never
+    seen, and a mask open around the call applies to what is captured."""
     arch = loaded.architecture
-    owner = object()
     state = {"row": 0, "keep": None}
     output = check_space(space) == "mlp_out"
 
     def make_hook(slot: int):
         def hook(module, args, out=None):
-            if _active_capture.get() is owner:
-                seen = out if output else args[0]
-                on_rows(slot, state["row"], seen[state["keep"]].float().cpu())
+            seen = out if output else args[0]
+            on_rows(slot, state["row"], seen[state["keep"]].float().cpu())
             return None
 
         return hook
 
+    kind = "forward" if output else "pre"
+    hooks: list[Hook] = [
+        (arch.down_module(loaded.model, layer), kind, make_hook(slot))
+        for slot, layer in enumerate(layers)
+    ]
     total = sum(1 for ids in encoded if ids)
     done = 0
-    token = _active_capture.set(owner)
-    handles = []
-    try:
-        with loaded.hook_lock:
-            for slot, layer in enumerate(layers):
-                module = arch.down_module(loaded.model, layer)
-                if output:
-                    handles.append(module.register_forward_hook(make_hook(slot)))
-                else:
-                    handles.append(module.register_forward_pre_hook(make_hook(slot)))
+    with scoped_hooks(loaded, hooks, name="capture"):
         for batch, ids, attention in padded_batches(loaded, encoded, batch_size):
             state["keep"] = attention.bool().to(loaded.device)
             with torch.inference_mode():
@@ -143,11 +134,6 @@ def forward_tokens(
             done += len(batch)
             if on_batch is not None:
                 on_batch(done, total)
-    finally:
-        with loaded.hook_lock:
-            for handle in handles:
-                handle.remove()
-        _active_capture.reset(token)
 
 
 def _allocate(

@@ -2,12 +2,12 @@
 
 `mlp_neurons` masks multiply the down projection's input (the shared per-call `apply_mask`);
 `mlp_out` masks multiply its output, as seed 001's reference `apply_component_masks` multiplies the
-MLP output. Either way the hooks hold only for the calling context: the shared model is untouched.
+MLP output. Either way the hooks hold only for the calling context (engine.models.hooks) and
+combine with any other mask or adapter open around them: the shared model is untouched.
 """
 
 from __future__ import annotations
 
-import contextvars
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -23,10 +23,6 @@ from engine.models.masks import scaled_down_projection
 
 MaskMode = Literal["lesion", "preserve"]
 MASK_MODES: tuple[str, ...] = ("lesion", "preserve")
-
-_active_out_mask: contextvars.ContextVar[object | None] = contextvars.ContextVar(
-    "subnetscope_active_ica_out_mask", default=None
-)
 
 
 @dataclass(frozen=True)
@@ -123,7 +119,7 @@ def apply_space_mask(loaded: LoadedModel, mask: SpaceMask | None) -> Iterator[No
         yield
         return
     vectors = mask.multipliers(loaded.architecture, loaded.device, loaded.dtype)
-    with scaled_down_projection(loaded, vectors, "output", _active_out_mask):
+    with scaled_down_projection(loaded, vectors, "output", name="ICA mask"):
         yield
 
 

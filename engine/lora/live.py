@@ -1,15 +1,15 @@
 """Live LoRA: add scale·B@A updates to a shared model for the duration of one call.
 
 `apply_lora` installs forward hooks on the named linear modules that add scale·(x @ Aᵀ) @ Bᵀ to
-their output, and removes them when the block ends. Like `engine.models.masks.apply_mask`, each
-hook is bound through a ContextVar to the context (thread) that installed it, so a concurrent call
-on the same shared model never sees it, and the base weights are never written: a slider move is
-just a new factors dict, with no reload.
+their output, and removes them when the block ends. Like `engine.models.masks.apply_mask`, it goes
+through `engine.models.hooks.scoped_hooks`: the hooks fire only for calls from the context
+(thread) that installed them, so a concurrent call on the same shared model never sees them, nested
+adapters add up, and the base weights are never written: a slider move is just a new factors dict,
+with no reload.
 """
 
 from __future__ import annotations
 
-import contextvars
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 
@@ -18,12 +18,8 @@ from torch import nn
 
 from engine.errors import SubnetScopeError
 from engine.lora.lowrank import Factors
+from engine.models.hooks import Hook, scoped_hooks
 from engine.models.loading import LoadedModel
-
-# The owners whose hooks should fire in this context: a tuple, so apply_lora calls can nest.
-_active_lora: contextvars.ContextVar[tuple[object, ...]] = contextvars.ContextVar(
-    "subnetscope_active_lora", default=()
-)
 
 
 def linear_shape(module: nn.Module) -> tuple[int, int] | None:
@@ -75,9 +71,6 @@ def apply_lora(loaded: LoadedModel, factors: Mapping[str, Factors] | None) -> It
         yield
         return
     modules = check_factors(loaded.model, factors)
-    owner = object()
-    token = _active_lora.set((*_active_lora.get(), owner))
-    handles = []
 
     def make_hook(f: Factors, weight: torch.Tensor):
         # Scale folded into B, both cast once to the module's device and dtype.
@@ -85,24 +78,17 @@ def apply_lora(loaded: LoadedModel, factors: Mapping[str, Factors] | None) -> It
         a = f.a.to(weight.device, weight.dtype)  # (r, d_in)
 
         def hook(module, args, output):
-            if owner not in _active_lora.get():
-                return None
             x = args[0]  # (..., d_in), after any pre-hook (a mask) has run
             return output + (x.to(a.dtype) @ a.T @ b.T).to(output.dtype)  # (..., d_out)
 
         return hook
 
-    try:
-        with loaded.hook_lock:
-            for path, module in modules.items():
-                hook = make_hook(factors[path], module.weight)
-                handles.append(module.register_forward_hook(hook))
+    hooks: list[Hook] = [
+        (module, "forward", make_hook(factors[path], module.weight))
+        for path, module in modules.items()
+    ]
+    with scoped_hooks(loaded, hooks, name="LoRA"):
         yield
-    finally:
-        with loaded.hook_lock:
-            for handle in handles:
-                handle.remove()
-        _active_lora.reset(token)
 
 
 def merged_weight(module: nn.Module, f: Factors) -> torch.Tensor:

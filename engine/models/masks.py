@@ -1,14 +1,14 @@
 """Reversible neuron masks: zero, keep-only or scale MLP neurons for the duration of one call.
 
 A neuron is (layer, index) on the input of the layer's MLP down projection. A mask never touches
-weights: `apply_mask` installs forward pre-hooks on the down projections and removes them when the
-call ends. Each hook is bound to the context (thread) that installed it through a ContextVar, so a
-concurrent call on the same shared model from another browser session never sees it.
+weights: `apply_mask` installs forward pre-hooks on the down projections through
+`engine.models.hooks.scoped_hooks` and removes them when the call ends. The hooks fire only for
+calls from the context (thread) that installed them, so a concurrent call on the same shared model
+from another browser session never sees them; nested masks combine (their multipliers multiply).
 """
 
 from __future__ import annotations
 
-import contextvars
 import json
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -20,14 +20,11 @@ import torch
 
 from engine.errors import SubnetScopeError
 from engine.models.architectures import Architecture
+from engine.models.hooks import Hook, scoped_hooks
 from engine.models.loading import LoadedModel
 
 MaskMode = Literal["zero", "keep", "scale"]
 MODES: tuple[str, ...] = ("zero", "keep", "scale")
-
-_active_mask: contextvars.ContextVar[object | None] = contextvars.ContextVar(
-    "subnetscope_active_mask", default=None
-)
 
 
 @dataclass(frozen=True)
@@ -159,28 +156,20 @@ def apply_mask(loaded: LoadedModel, mask: NeuronMask | None) -> Iterator[None]:
         yield
         return
     vectors = mask.multipliers(loaded.architecture, loaded.device, loaded.dtype)
-    with scaled_down_projection(loaded, vectors, "input", _active_mask):
+    with scaled_down_projection(loaded, vectors, "input"):
         yield
 
 
 @contextmanager
 def scaled_down_projection(
-    loaded: LoadedModel,
-    vectors: dict[int, torch.Tensor],
-    side: str,
-    active: contextvars.ContextVar[object | None],
+    loaded: LoadedModel, vectors: dict[int, torch.Tensor], side: str, *, name: str = "mask"
 ) -> Iterator[None]:
     """Multiply each layer's down projection input (`side="input"`, its neurons) or output
     (`"output"`, hidden-size channels) by `vectors[layer]`, for calls made from this context only.
-    `active` marks the context; each kind of mask keeps its own, so they can nest."""
-    owner = object()
-    token = active.set(owner)
-    handles = []
+    Nested calls combine: their vectors multiply."""
 
     def input_hook(vec: torch.Tensor):
         def hook(module, args):
-            if active.get() is not owner:
-                return None
             hidden = args[0]  # (..., neurons)
             return (hidden * vec.to(hidden.device, hidden.dtype), *args[1:])
 
@@ -188,26 +177,19 @@ def scaled_down_projection(
 
     def output_hook(vec: torch.Tensor):
         def hook(module, args, output):
-            if active.get() is not owner:
-                return None
             return output * vec.to(output.device, output.dtype)  # (..., hidden)
 
         return hook
 
-    try:
-        with loaded.hook_lock:
-            for layer, vec in vectors.items():
-                module = loaded.architecture.down_module(loaded.model, layer)
-                if side == "input":
-                    handles.append(module.register_forward_pre_hook(input_hook(vec)))
-                else:
-                    handles.append(module.register_forward_hook(output_hook(vec)))
+    hooks: list[Hook] = []
+    for layer, vec in vectors.items():
+        module = loaded.architecture.down_module(loaded.model, layer)
+        if side == "input":
+            hooks.append((module, "pre", input_hook(vec)))
+        else:
+            hooks.append((module, "forward", output_hook(vec)))
+    with scoped_hooks(loaded, hooks, name=name):
         yield
-    finally:
-        with loaded.hook_lock:
-            for handle in handles:
-                handle.remove()
-        active.reset(token)
 
 
 # A typed spec names at most this many neurons when the model's count is not given: ranges are
