@@ -31,6 +31,7 @@ MODULES = (
     "benchmarks.lora_live",
     "benchmarks.neuron_overlap",
     "benchmarks.rank1_svd",
+    "benchmarks.cli_startup",
 )
 BENCH_THREADS = 1  # torch threads in this process: one core gives the least noisy ratios
 

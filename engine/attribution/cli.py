@@ -4,15 +4,8 @@ select|evaluate|causal|apply`."""
 from __future__ import annotations
 
 import argparse
-import sys
 
-
-def _progress(args: argparse.Namespace):
-    def report(fraction: float, message: str) -> None:
-        if not getattr(args, "quiet", False):
-            print(f"[{100 * fraction:5.1f}%] {message}", file=sys.stderr, flush=True)
-
-    return report
+from engine.console import print_json, progress_printer
 
 
 def _compute(args: argparse.Namespace) -> int:
@@ -33,7 +26,7 @@ def _compute(args: argparse.Namespace) -> int:
         from engine.errors import SubnetScopeError
 
         raise SubnetScopeError(f"the scores file must end in .safetensors, not '{args.out}'")
-    scores = compute_scores(config, progress=_progress(args))
+    scores = compute_scores(config, progress=progress_printer(args.quiet))
     path = scores.save(args.out)
     meta = scores.metadata
     print(
@@ -91,7 +84,6 @@ def _select(args: argparse.Namespace) -> int:
 def _evaluate(args: argparse.Namespace) -> int:
     from engine.attribution.evaluate import EvalConfig, evaluate_pruning
     from engine.attribution.pruning import load_neuron_list
-    from engine.cli import print_json
     from engine.models import load_model
 
     neurons, _ = load_neuron_list(args.neurons)
@@ -103,7 +95,9 @@ def _evaluate(args: argparse.Namespace) -> int:
         scorer=args.scorer,
         max_new_tokens=args.max_new_tokens,
     )
-    table = evaluate_pruning(load_model(args.model), neurons, config, progress=_progress(args))
+    table = evaluate_pruning(
+        load_model(args.model), neurons, config, progress=progress_printer(args.quiet)
+    )
     if args.json:
         print_json(table.to_dict("records"))
         return 0
@@ -137,7 +131,12 @@ def _causal(args: argparse.Namespace) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     summary = run_causal(
-        load_model(args.model), selections, truth, out, config, progress=_progress(args)
+        load_model(args.model),
+        selections,
+        truth,
+        out,
+        config,
+        progress=progress_printer(args.quiet),
     )
     print(
         f"baseline toxicity {summary['baseline']['toxicity']:.3f}; "
@@ -161,7 +160,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     from engine.attribution.compute import ComputeConfig
     from engine.attribution.evaluate import EvalConfig
 
-    attribution = subparsers.add_parser("attribution", help="LRP / Wanda neuron scores (SparC3)")
+    attribution = subparsers.add_parser("attribution")
     sub = attribution.add_subparsers(dest="attribution_command", required=True)
     compute = sub.add_parser("compute", help="score every up_proj neuron over a text source")
     d = ComputeConfig()
@@ -188,7 +187,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     compute.add_argument("--quiet", action="store_true")
     compute.set_defaults(handler=_compute)
 
-    prune = subparsers.add_parser("prune", help="select, evaluate and apply neuron pruning")
+    prune = subparsers.add_parser("prune")
     sub = prune.add_subparsers(dest="prune_command", required=True)
     select = sub.add_parser("select", help="differential scores → the most target-specific")
     select.add_argument("--general", nargs="+", required=True, help="general score files (seeds)")

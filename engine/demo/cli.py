@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from engine.console import print_json
+
 
 def _prepare(args: argparse.Namespace) -> int:
     from engine.models.demo import ensure_demo_model
@@ -20,8 +22,7 @@ def _path(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
-    from engine.cli import print_json
-    from engine.demo import demo_status
+    from engine.demo.parts import demo_status
 
     states = [s.summary() for s in demo_status()]
     if args.json:
@@ -35,7 +36,7 @@ def _status(args: argparse.Namespace) -> int:
 
 
 def _build(args: argparse.Namespace) -> int:
-    from engine.demo import build_demo
+    from engine.demo.parts import build_demo
     from engine.jobs import wait_job
 
     submitted = build_demo(args.only, backend=args.backend)
@@ -53,7 +54,7 @@ def _build(args: argparse.Namespace) -> int:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    demo = subparsers.add_parser("demo", help="the offline demo workspace")
+    demo = subparsers.add_parser("demo")
     sub = demo.add_subparsers(dest="command", metavar="COMMAND", required=True)
     prepare = sub.add_parser("prepare", help="convert the demo model (SmolLM2) once, in process")
     prepare.set_defaults(handler=_prepare)

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import sys
+
+from engine.console import print_json, progress_printer
 
 
 def _build(args: argparse.Namespace) -> int:
-    from engine.ica.build import BuildConfig, build_templates
+    from engine.ica.build import build_templates
+    from engine.ica.config import BuildConfig
 
     config = BuildConfig(
         model=args.model,
@@ -24,12 +26,7 @@ def _build(args: argparse.Namespace) -> int:
         standardize=args.standardize,
         space=args.space,
     )
-
-    def progress(fraction: float, message: str) -> None:
-        if not args.quiet:
-            print(f"[{100 * fraction:5.1f}%] {message}", file=sys.stderr, flush=True)
-
-    templates = build_templates(config, args.out, progress=progress)
+    templates = build_templates(config, args.out, progress=progress_printer(args.quiet))
     _print_summary(templates)
     return 0
 
@@ -37,8 +34,8 @@ def _build(args: argparse.Namespace) -> int:
 def _print_summary(templates) -> None:
     from engine.ica.build import key_neuron_share
     from engine.ica.explore import late_layer_share
-    from engine.ica.layers import format_layers
     from engine.ica.templates import SPACE_LABELS
+    from engine.models.layers import format_layers
 
     meta = templates.metadata
     print(f"templates: {templates.path}")
@@ -78,7 +75,6 @@ def _print_summary(templates) -> None:
 
 
 def _show(args: argparse.Namespace) -> int:
-    from engine.cli import print_json
     from engine.ica.templates import load_templates
 
     templates = load_templates(args.file, space=args.space)
@@ -112,10 +108,10 @@ def _show(args: argparse.Namespace) -> int:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from engine.ica.build import BuildConfig
+    from engine.ica.config import BuildConfig
     from engine.ica.templates import SPACES
 
-    ica = subparsers.add_parser("ica", help="functional networks of MLP neurons (seed 001)")
+    ica = subparsers.add_parser("ica")
     sub = ica.add_subparsers(dest="ica_command", required=True)
     build = sub.add_parser("build-templates", help="capture, PCA + FastICA, key-neuron templates")
     build.add_argument("model", help=BuildConfig.__dataclass_fields__["model"].metadata["help"])

@@ -8,6 +8,8 @@ import sys
 import time
 from pathlib import Path
 
+from engine.console import print_json
+
 EXIT_CODES = {"succeeded": 0, "failed": 1, "cancelled": 3}
 
 
@@ -50,7 +52,8 @@ class _ProgressPrinter:
 
 
 def _submit(args: argparse.Namespace) -> int:
-    from engine.jobs import Resources, submit, wait_job
+    from engine.jobs.api import submit, wait_job
+    from engine.jobs.model import Resources
 
     resources = Resources(
         cpus=args.cpus,
@@ -71,8 +74,7 @@ def _submit(args: argparse.Namespace) -> int:
 
 
 def _list(args: argparse.Namespace) -> int:
-    from engine.cli import print_json
-    from engine.jobs import list_jobs
+    from engine.jobs.api import list_jobs
 
     states = tuple(args.state) if args.state else None
     views = list_jobs(kind=args.kind, states=states, limit=args.limit)
@@ -90,8 +92,7 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _show(args: argparse.Namespace) -> int:
-    from engine.cli import print_json
-    from engine.jobs import get_job, job_result
+    from engine.jobs.api import get_job, job_result
 
     view = get_job(args.id)
     summary = {**view.summary(), "result": job_result(view)}
@@ -106,7 +107,7 @@ def _show(args: argparse.Namespace) -> int:
 
 
 def _logs(args: argparse.Namespace) -> int:
-    from engine.jobs import get_job
+    from engine.jobs.api import get_job
     from engine.jobs.files import LOG
 
     view = get_job(args.id)
@@ -127,7 +128,7 @@ def _logs(args: argparse.Namespace) -> int:
 
 
 def _cancel(args: argparse.Namespace) -> int:
-    from engine.jobs import cancel_job
+    from engine.jobs.api import cancel_job
 
     view = cancel_job(args.id, wait=not args.no_wait)
     print(f"{view.id} {view.status.state}")
@@ -141,14 +142,14 @@ def _exec(args: argparse.Namespace) -> int:
 
 
 def _reindex(args: argparse.Namespace) -> int:
-    from engine.jobs import JobStore
+    from engine.jobs.store import JobStore
 
     print(f"{JobStore().rebuild()} jobs indexed")
     return 0
 
 
 def _kinds(args: argparse.Namespace) -> int:
-    from engine.jobs import load_kinds
+    from engine.jobs.registry import load_kinds
 
     for name, kind in sorted(load_kinds().items()):
         print(f"{name:<24} {kind.title}  defaults={json.dumps(kind.defaults)}")
@@ -156,7 +157,7 @@ def _kinds(args: argparse.Namespace) -> int:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    jobs = subparsers.add_parser("jobs", help="long work out of process (local or SLURM)")
+    jobs = subparsers.add_parser("jobs")
     sub = jobs.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     submit = sub.add_parser("submit", help="start a job; prints its id")

@@ -8,19 +8,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from engine.areas import kind_modules
 from engine.errors import SubnetScopeError
 
-# Modules that define job kinds; each area adds its own here when it lands.
-KIND_MODULES = (
-    "engine.jobs.diagnostics",
-    "engine.models.jobs",
-    "engine.evaluation.jobs",
-    "engine.sparsity.jobs",
-    "engine.training.jobs",
-    "engine.ica.jobs",
-    "engine.attribution.jobs",
-    "engine.neurons.jobs",
-)
+# Modules that define job kinds: each area's `kinds` row in engine/areas.py. They sit above this
+# layer, so they are imported by name when the kinds are first needed, never at import time.
+KIND_MODULES = kind_modules()
 
 
 def _extra_modules() -> list[str]:

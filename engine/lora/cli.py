@@ -8,7 +8,7 @@ import argparse
 def register(subparsers: argparse._SubParsersAction) -> None:
     from engine.lora import cli_blend, cli_deltas
 
-    lora = subparsers.add_parser("lora", help="blend PEFT adapters, their geometry and deltas")
+    lora = subparsers.add_parser("lora")
     commands = lora.add_subparsers(dest="lora_command", metavar="COMMAND")
     commands.required = True
     cli_blend.register(commands)

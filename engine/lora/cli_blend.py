@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from engine.console import print_json
+
 ADAPTERS_HELP = "PEFT adapter folders, listed adapters' names, or 'demo' (the demo's three)"
 
 
@@ -24,7 +26,6 @@ def _load_set(adapters: list[str], base: str | None):
 
 
 def _blend(args: argparse.Namespace) -> int:
-    from engine.cli import print_json
     from engine.errors import SubnetScopeError
     from engine.lora.blend import BlendSpec, blend, save_blend
 
@@ -75,7 +76,6 @@ def _blend(args: argparse.Namespace) -> int:
 
 
 def _inspect(args: argparse.Namespace) -> int:
-    from engine.cli import print_json
     from engine.lora.geometry import inspect_adapters
 
     adapters = _load_set(args.adapters, args.base)

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import argparse
 
+from engine.console import print_json
 from engine.lora.cli_blend import ADAPTERS_HELP
 
 
 def _deltas(args: argparse.Namespace) -> int:
-    from engine.cli import print_json
     from engine.lora.adapters import load_adapter_set, module_shapes
     from engine.lora.catalog import resolve_adapters
     from engine.lora.deltas import delta_activations, delta_distances, delta_map

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import argparse
 
+from engine.console import print_json
+
 
 def _inspect(args: argparse.Namespace) -> int:
-    from engine.cli import print_json
-    from engine.models import architecture_facts, load_model
+    from engine.models.loading import load_model
+    from engine.models.summary import architecture_facts
 
     loaded = load_model(args.source, trust_remote_code=args.trust_remote_code)
     facts = architecture_facts(loaded)
@@ -29,7 +31,9 @@ def _inspect(args: argparse.Namespace) -> int:
 
 
 def _generate(args: argparse.Namespace) -> int:
-    from engine.models import generate_text, load_mask, load_model
+    from engine.models.generation import generate_text
+    from engine.models.loading import load_model
+    from engine.models.masks import load_mask
 
     mask = load_mask(args.mask) if args.mask else None
     loaded = load_model(args.source, trust_remote_code=args.trust_remote_code)
@@ -48,7 +52,7 @@ def _generate(args: argparse.Namespace) -> int:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    models = subparsers.add_parser("models", help="load, inspect and run language models")
+    models = subparsers.add_parser("models")
     sub = models.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     source_help = "'demo', a model folder, a .gguf file or a hub id (online only)"

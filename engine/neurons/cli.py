@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from engine.console import print_json
 from engine.neurons.sets import DEFAULT_TOP
 
 _SETS_HELP = (
@@ -13,7 +14,7 @@ _SETS_HELP = (
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    neuron = subparsers.add_parser("neuron", help="neuron passports and neuron-set overlaps")
+    neuron = subparsers.add_parser("neuron")
     commands = neuron.add_subparsers(dest="neuron_command", metavar="COMMAND")
     commands.required = True
 
@@ -45,7 +46,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _show(args: argparse.Namespace) -> int:
-    from engine.cli import print_json
     from engine.neurons.passport import passport
 
     p = passport(args.model, args.layer, args.neuron)
@@ -87,7 +87,6 @@ def _resolve(args: argparse.Namespace):
 
 
 def _sets(args: argparse.Namespace) -> int:
-    from engine.cli import print_json
 
     _, sets = _resolve(args)
     rows = [
@@ -110,7 +109,6 @@ def _sets(args: argparse.Namespace) -> int:
 
 
 def _overlap(args: argparse.Namespace) -> int:
-    from engine.cli import print_json
     from engine.errors import SubnetScopeError
     from engine.neurons.overlap import overlap_table, overlaps
 

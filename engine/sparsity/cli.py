@@ -6,9 +6,8 @@ import argparse
 import math
 
 from engine.atomic import write_parquet_atomic
-from engine.sparsity.config import DEFAULT_TOLERANCES, DiffConfig
-from engine.sparsity.localization import BASES, BLOCK_CHANGED, TENSOR_FRO
-from engine.sparsity.reference import DTYPES, script_report
+from engine.console import print_json
+from engine.sparsity.config import DEFAULT_TOLERANCES, REFERENCE_DTYPES, DiffConfig
 
 
 def _config(args: argparse.Namespace) -> DiffConfig:
@@ -28,8 +27,9 @@ def _pct(x: float | None) -> str:
 
 
 def _diff(args: argparse.Namespace) -> int:
-    from engine.cli import print_json
     from engine.sparsity import diff
+    from engine.sparsity.localization import BASES, BLOCK_CHANGED, TENSOR_FRO
+    from engine.sparsity.reference import script_report
 
     result = diff(args.base, args.tuned, _config(args), cache=not args.no_cache)
     if args.out:
@@ -88,7 +88,6 @@ def _diff(args: argparse.Namespace) -> int:
 
 
 def _series(args: argparse.Namespace) -> int:
-    from engine.cli import print_json
     from engine.sparsity import series
 
     result = series(args.base, args.run_dir, _config(args), cache=not args.no_cache)
@@ -117,8 +116,8 @@ def _series(args: argparse.Namespace) -> int:
 
 
 def _compare(args: argparse.Namespace) -> int:
-    from engine.cli import print_json
-    from engine.sparsity import compare_runs
+    from engine.sparsity.compare import compare_runs
+    from engine.sparsity.localization import BASES, BLOCK_CHANGED, TENSOR_FRO
 
     result = compare_runs(
         args.runs, _config(args), criterion=args.criterion, basis=args.basis, k=args.top_k
@@ -144,7 +143,6 @@ def _compare(args: argparse.Namespace) -> int:
 
 
 def _shells(args: argparse.Namespace) -> int:
-    from engine.cli import print_json
     from engine.sparsity import boundaries_from_config, diff, shell_summary, shell_table
 
     result = diff(args.base, args.tuned, _config(args), cache=not args.no_cache)
@@ -186,14 +184,14 @@ def _common(p: argparse.ArgumentParser, *, ranks: bool = False) -> None:
         p.add_argument("--reference", action="store_true", help=help_("reference"))
         p.add_argument(
             "--reference-dtype",
-            choices=list(DTYPES),
+            choices=list(REFERENCE_DTYPES),
             default=DiffConfig.reference_dtype,
             help=help_("reference_dtype"),
         )
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    area = subparsers.add_parser("sparsity", help="which weights fine-tuning moved (diffs, masks)")
+    area = subparsers.add_parser("sparsity")
     sub = area.add_subparsers(dest="command", metavar="COMMAND", required=True)
     model_help = (
         "'demo', a model folder, a .safetensors file, a PEFT adapter folder (merged onto "

@@ -93,9 +93,7 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    train = subparsers.add_parser(
-        "train", help="fine-tuning runs that track sparse updates, LoRA, ReLoRA and rank-1 runs"
-    )
+    train = subparsers.add_parser("train")
     train.add_argument("method", choices=("sft", "grpo", "ppo", "lora", "relora", "rank1"))
     train.add_argument("--config", help="YAML file of options (see `jobs kinds` for defaults)")
     masked = train.add_argument_group("ICA-masked SFT (seed 001; sft only)")
