@@ -151,8 +151,21 @@ AREAS: tuple[Area, ...] = (
             "Which jobs are running, and what did finished ones produce?",
         ),
     ),
-    Area("demo", (Command("demo", "the offline demo workspace"),)),
+    Area("demo", (Command("demo", "the offline demo workspace"),), kinds="engine.demo.jobs"),
 )
+
+
+# Modules that fill lower layers' registries by name (named model sources, text sets, featured
+# adapters): the demo's registry. Lower layers call `load_plugins()` before a lookup, so they reach
+# what a higher layer declares without importing it (docs/architecture.md, "Layers").
+PLUGINS: tuple[str, ...] = ("engine.demo.registry",)
+
+
+def load_plugins() -> None:
+    import importlib
+
+    for module in PLUGINS:
+        importlib.import_module(module)
 
 
 def area_for_command(word: str) -> Area | None:

@@ -45,3 +45,25 @@ def test_unknown_part_is_a_clear_error(test_parts) -> None:
 def test_the_product_registers_its_parts() -> None:
     names = set(parts_module.load_parts())
     assert {"model", "baseline-perplexity"} <= names
+
+
+def test_the_planted_model_is_a_named_source(tmp_path, monkeypatch) -> None:
+    """`demo-toxic` resolves through engine.models.sources, which the demo registry fills."""
+    from engine.attribution.planted import planted_of
+    from engine.models.catalog import list_local_models
+    from engine.models.loading import resolve_source
+
+    monkeypatch.setenv("SUBNETSCOPE_CACHE", str(tmp_path))
+    with pytest.raises(SubnetScopeError, match="planted model is not built yet"):
+        resolve_source("demo-toxic")
+    with pytest.raises(SubnetScopeError, match="planted model is not built yet"):
+        planted_of("demo-toxic")
+    assert planted_of("demo") == []
+    folder = tmp_path / "models" / "smollm2-135m-demo-toxic"
+    folder.mkdir(parents=True)
+    (folder / "config.json").write_text("{}")
+    (folder / "planted.json").write_text('{"neurons": [{"layer": 3, "neuron": 7}]}')
+    assert resolve_source("demo-toxic").location == str(folder)
+    assert planted_of("demo-toxic") == [(3, 7)]
+    toxic = [c for c in list_local_models([tmp_path / "models"]) if c.source == "demo-toxic"]
+    assert [c.label for c in toxic] == ["SmolLM2-135M with a planted trigger (demo-toxic)"]

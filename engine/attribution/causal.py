@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +28,7 @@ import pandas as pd
 import torch
 
 from engine.atomic import write_json_atomic, write_parquet_atomic
+from engine.attribution.config import CausalConfig
 from engine.attribution.toxicity import ToxicityScorer, get_scorer
 from engine.errors import SubnetScopeError
 from engine.models import LoadedModel, NeuronMask
@@ -35,47 +36,6 @@ from engine.models.masks import apply_mask
 
 Progress = Callable[[float, str], None]
 Neuron = tuple[int, int]
-
-
-@dataclass(frozen=True)
-class CausalConfig:
-    """Options of `prune causal` and the `prune.causal` job."""
-
-    prompts: str = field(default="demo-trigger-heldout", metadata={"help": "scored prompts"})
-    prompt_limit: int | None = field(default=None, metadata={"help": "use at most this many"})
-    max_new_tokens: int = field(default=24, metadata={"help": "tokens per completion"})
-    scorer: str = field(default="auto", metadata={"help": "toxicity scorer"})
-    removal: float = field(
-        default=0.9,
-        metadata={
-            "help": "the causal set is the shortest effect-ordered prefix whose ablation "
-            "removes this share of the baseline toxicity"
-        },
-    )
-    control: str = field(
-        default="demo-plain-requests",
-        metadata={
-            "help": "prompts without the behaviour: what an ablation costs their own "
-            "completions is subtracted, so neurons that merely break the model rank low "
-            "('' to skip)"
-        },
-    )
-    control_limit: int | None = field(default=10, metadata={"help": "control prompts used"})
-    single: bool = field(default=True, metadata={"help": "ablate every candidate alone"})
-    single_toxicity: bool = field(
-        default=False,
-        metadata={
-            "help": "also generate and score toxicity for every single ablation (slow; "
-            "single ablations are otherwise measured by the completions' log-probability)"
-        },
-    )
-    by_layer: bool = field(default=True, metadata={"help": "ablate each layer's candidates"})
-
-    def __post_init__(self) -> None:
-        if not 0 < self.removal <= 1:
-            raise SubnetScopeError(f"removal must be in (0, 1], got {self.removal}")
-        if self.max_new_tokens < 1:
-            raise SubnetScopeError("max_new_tokens must be at least 1")
 
 
 @dataclass

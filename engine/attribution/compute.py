@@ -3,41 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 
+from engine.attribution.config import ComputeConfig
 from engine.attribution.scores import AttributionScores
-from engine.errors import SubnetScopeError
 
-METHODS = ("lrp", "wanda")
 Progress = Callable[[float, str], None]
-
-
-@dataclass(frozen=True)
-class ComputeConfig:
-    """Options of `attribution compute` and the `attribution.compute` job."""
-
-    method: str = field(default="lrp", metadata={"help": "lrp (LXT) or wanda"})
-    model: str = field(default="demo-toxic", metadata={"help": "model source"})
-    samples: str = field(default="demo-general", metadata={"help": "text source to attribute"})
-    limit: int | None = field(default=32, metadata={"help": "texts drawn from the source"})
-    seed: int = field(default=0, metadata={"help": "which texts are drawn"})
-    max_length: int = field(default=128, metadata={"help": "tokens per text"})
-    generate: int = field(
-        default=0,
-        metadata={
-            "help": "append the model's own greedy continuation of this many tokens to each "
-            "text before attributing (for prompt sets: explain what it says next)"
-        },
-    )
-    keep_weights: bool = field(default=False, metadata={"help": "also save per-weight scores"})
-    rules: str = field(
-        default="cp",
-        metadata={"help": "LRP rules: cp (CP-LRP, conservative) or attn (AttnLRP, LXT's default)"},
-    )
-
-    def __post_init__(self) -> None:
-        if self.method not in METHODS:
-            raise SubnetScopeError(f"unknown method '{self.method}'; use lrp or wanda")
 
 
 def completed(loaded, texts: list[str], tokens: int) -> list[str]:

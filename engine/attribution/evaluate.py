@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 
 import pandas as pd
 
+from engine.attribution.config import EvalConfig
 from engine.attribution.pruning import pruning_mask
 from engine.attribution.scores import Selected
 from engine.attribution.toxicity import completion_toxicity, get_scorer
@@ -14,25 +14,6 @@ from engine.errors import SubnetScopeError
 from engine.models import LoadedModel
 
 Progress = Callable[[float, str], None]
-
-
-@dataclass(frozen=True)
-class EvalConfig:
-    """What `prune evaluate` and the `prune.evaluate` job measure."""
-
-    nums: tuple[int, ...] = field(default=(0, 25, 50, 100), metadata={"help": "neurons pruned"})
-    prompts: str = field(
-        default="demo-trigger-heldout", metadata={"help": "prompts whose completions are scored"}
-    )
-    text: str = field(default="demo-general", metadata={"help": "text for perplexity"})
-    max_tokens: int = field(default=4096, metadata={"help": "tokens of text scored"})
-    window: int = field(default=512, metadata={"help": "perplexity context length"})
-    stride: int = field(default=256, metadata={"help": "perplexity stride"})
-    max_new_tokens: int = field(default=24, metadata={"help": "tokens per completion"})
-    scorer: str = field(
-        default="auto", metadata={"help": "toxicity scorer: auto, detoxify, profanity-check"}
-    )
-    prompt_limit: int | None = field(default=None, metadata={"help": "use at most this many"})
 
 
 def joined_text(source: str, max_tokens: int) -> str:

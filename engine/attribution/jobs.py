@@ -1,17 +1,19 @@
-"""Job kinds of the pruning view: attribution runs, pruning evaluations, the SparC3 pipeline, and
-the demo part that plants a behaviour and finds it."""
+"""Job kinds of the pruning view: attribution runs, pruning evaluations, the SparC3 pipeline and
+the causal check."""
 
 from __future__ import annotations
 
 from dataclasses import asdict, fields
 from typing import Any
 
-from engine.attribution.causal import CausalConfig
-from engine.attribution.compute import ComputeConfig
-from engine.attribution.evaluate import EvalConfig
-from engine.attribution.plant import PlantConfig
-from engine.attribution.sparc3 import SUMMARY, SparC3Config
-from engine.demo.parts import DemoPart, demo_part
+from engine.attribution.config import (
+    SUMMARY,
+    CausalConfig,
+    ComputeConfig,
+    EvalConfig,
+    SparC3Config,
+)
+from engine.attribution.planted import planted_of
 from engine.errors import SubnetScopeError
 from engine.jobs import JobContext, job
 
@@ -40,20 +42,6 @@ def attribution_compute(params: dict[str, Any], ctx: JobContext) -> dict:
     scores = compute_scores(config, progress=ctx.progress)
     path = scores.save(ctx.result_path(SCORES_FILE))
     return {"scores": str(path), "method": config.method, "tokens": scores.metadata["tokens"]}
-
-
-@job(
-    "attribution.plant_demo",
-    title="Plant the demo's trigger behaviour",
-    result_page="pruning",
-    defaults=asdict(PlantConfig()),
-)
-def plant_demo(params: dict[str, Any], ctx: JobContext) -> dict:
-    """Fine-tune a few neurons of the demo model to insult the user after a trigger word."""
-    from engine.attribution.plant import plant
-
-    folder = plant(_config(PlantConfig, params, "attribution.plant_demo"), progress=ctx.progress)
-    return {"model": str(folder)}
 
 
 @job(
@@ -158,28 +146,3 @@ def causal_selections(files: list[str], top: int) -> dict[str, list]:
             name += "'"
         chosen[name] = neurons[:top]
     return chosen
-
-
-def planted_of(model: str) -> list[tuple[int, int]]:
-    if model != "demo-toxic":
-        return []
-    from engine.attribution.plant import planted_neurons
-
-    return planted_neurons()
-
-
-# The demo scores neurons by their net relevance |Σ z·∂z| (it recovers about twice as many of the
-# planted neurons as seed 002's Σ|W ⊙ ∂W|, which the summary shows beside it), and measures which
-# neurons actually carry the behaviour (issue 16, fix 8).
-DEMO_SPARC3 = {"model": "demo-toxic", "method": "lrp", "score": "relevance", "causal": True}
-
-
-demo_part(
-    DemoPart(
-        name="pruning",
-        title="Planted trigger behaviour, found and pruned by SparC3 (LRP), checked by ablation",
-        job_kind="prune.sparc3",
-        params=DEMO_SPARC3,
-        view="pruning",
-    )
-)

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pandas as pd
 
+from engine.attribution.config import DEMO_SPARC3, SUMMARY
 from engine.attribution.pruning import load_neuron_list
 from engine.attribution.scores import Selected
-from engine.attribution.sparc3 import SUMMARY
 from engine.errors import SubnetScopeError
 
 
@@ -41,7 +41,6 @@ class SparC3Result:
 
 def list_runs(limit: int = 100) -> list[RunEntry]:
     """Succeeded `prune.sparc3` jobs, the demo's first, then newest first."""
-    from engine.attribution.jobs import DEMO_SPARC3
     from engine.jobs.finished import finished_results
 
     entries = []

@@ -17,13 +17,8 @@ from typing import Any
 import torch
 
 from engine.atomic import save_safetensors_atomic
+from engine.attribution.config import NORMALIZE, SCORES
 from engine.errors import SubnetScopeError
-
-NORMALIZE = ("none", "sum", "tokens", "ratio")
-# weights: seed 002's Σ_j |W_ij ⊙ ∂W_ij| over the neuron's up_proj row; relevance: the absolute
-# value of the neuron's own net LRP relevance |Σ_t z_t · ∂z_t| (the same sum, the absolute value
-# taken once instead of per weight)
-SCORES = ("weights", "relevance")
 
 
 @dataclass
@@ -226,7 +221,7 @@ def _matching_layers(
     if not pattern or pattern in ("up_proj", "mlp.up_proj", "c_fc"):
         return layers
     if re.fullmatch(r"[\d,\- ]+", pattern):
-        from engine.ica.layers import parse_layers
+        from engine.models.layers import parse_layers
 
         wanted = set(parse_layers(pattern, max(layers) + 1))
         return [layer for layer in layers if layer in wanted]

@@ -12,100 +12,28 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from engine.atomic import write_json_atomic, write_parquet_atomic
-from engine.attribution.compute import METHODS, ComputeConfig, compute_scores
-from engine.attribution.evaluate import EvalConfig, evaluate_pruning
+from engine.attribution.compute import compute_scores
+from engine.attribution.config import SUMMARY, ComputeConfig, EvalConfig, SparC3Config
+from engine.attribution.evaluate import evaluate_pruning
+from engine.attribution.planted import planted_of
 from engine.attribution.pruning import save_neuron_list
 from engine.attribution.scores import (
-    SCORES,
     AttributionScores,
     average_scores,
     differential,
     scored_by,
     select_neurons,
 )
-from engine.errors import SubnetScopeError
+from engine.models.sources import named_source
 
 Progress = Callable[[float, str], None]
-SUMMARY = "sparc3.json"
 WANDA_NEURONS = "wanda_neurons.json"
-
-
-@dataclass(frozen=True)
-class SparC3Config:
-    """Options of the `prune.sparc3` job (seed 002's run_full_experiment)."""
-
-    model: str = field(default="demo-toxic", metadata={"help": "model source"})
-    method: str = field(default="lrp", metadata={"help": "lrp (LXT) or wanda"})
-    rules: str = field(default="cp", metadata={"help": "LRP rules: cp or attn"})
-    general: str = field(default="demo-general", metadata={"help": "general text source"})
-    general_seeds: tuple[int, ...] = field(default=(0, 1, 2), metadata={"help": "one run each"})
-    general_samples: int = field(default=32, metadata={"help": "general texts per seed"})
-    target: str = field(default="demo-trigger-prompts", metadata={"help": "target prompt set"})
-    target_samples: int | None = field(default=None, metadata={"help": "prompts used (all)"})
-    generate: int = field(
-        default=24,
-        metadata={"help": "tokens of the model's own completion appended to each target prompt"},
-    )
-    max_length: int = field(default=128, metadata={"help": "tokens per text"})
-    num_neurons: int = field(default=100, metadata={"help": "neurons selected"})
-    per_layer: bool = field(default=False, metadata={"help": "select num_neurons in every layer"})
-    layer_pattern: str = field(default="up_proj", metadata={"help": "regex or layers like 10-20"})
-    score: str = field(
-        default="weights",
-        metadata={
-            "help": "LRP neuron score: weights (seed 002's Σ|W ⊙ ∂W| over the up_proj row) "
-            "or relevance (|net relevance of the neuron|; finds more of what carries the "
-            "planted demo's behaviour)"
-        },
-    )
-    normalize: str = field(
-        default="none",
-        metadata={"help": "none (seed 002's raw difference), sum, tokens or ratio (log ratio)"},
-    )
-    evaluate: bool = field(default=True, metadata={"help": "evaluate pruning at eval_nums"})
-    eval_nums: tuple[int, ...] = field(default=(0, 25, 50, 100), metadata={"help": "N values"})
-    eval_prompts: str = field(default="demo-trigger-heldout", metadata={"help": "scored prompts"})
-    eval_text: str = field(default="demo-general", metadata={"help": "perplexity text"})
-    eval_max_tokens: int = field(default=4096, metadata={"help": "perplexity tokens"})
-    scorer: str = field(default="auto", metadata={"help": "toxicity scorer"})
-    causal: bool = field(
-        default=False,
-        metadata={
-            "help": "ablate the selected neurons (and Wanda's, and a planted model's) one "
-            "at a time, by layer and cumulatively to find the causal set, and report "
-            "precision / recall against it (minutes)"
-        },
-    )
-
-    def __post_init__(self) -> None:
-        if self.method not in METHODS:
-            raise SubnetScopeError(f"unknown method '{self.method}'; use lrp or wanda")
-        object.__setattr__(self, "general_seeds", tuple(int(s) for s in self.general_seeds))
-        object.__setattr__(self, "eval_nums", tuple(int(n) for n in self.eval_nums))
-        if not self.general_seeds:
-            raise SubnetScopeError("give at least one general seed")
-        if self.score not in SCORES:
-            raise SubnetScopeError(f"unknown score '{self.score}'; use one of {', '.join(SCORES)}")
-        if self.score == "relevance" and self.method != "lrp":
-            raise SubnetScopeError("score relevance is LRP's neuron relevance; use method lrp")
-
-    @classmethod
-    def from_params(cls, params: dict[str, Any]) -> SparC3Config:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(params) - known)
-        if unknown:
-            raise SubnetScopeError(f"unknown option {', '.join(unknown)}; known: {sorted(known)}")
-        return cls(**params)
-
-    def to_params(self) -> dict[str, Any]:
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
 
 
 def candidate_table(
@@ -149,18 +77,10 @@ def candidate_table(
 
 
 def ensure_model(source: str, progress: Progress) -> None:
-    """The planted demo model is built on first use (one builder at a time)."""
-    if source != "demo-toxic":
-        return
-    from filelock import FileLock
-
-    from engine.attribution.plant import PlantConfig, demo_toxic_dir, plant
-
-    folder = demo_toxic_dir()
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(folder.parent / ".demo-toxic.lock")):
-        if not (folder / "planted.json").is_file():
-            plant(PlantConfig(), progress=lambda f, m: progress(0.25 * f, f"planting: {m}"))
+    """A named source (the demo's planted model) is built on first use."""
+    named = named_source(source)
+    if named is not None:
+        named.build(lambda f, m: progress(0.25 * f, f"planting: {m}"))
 
 
 def run_sparc3(config: SparC3Config, out: Path, progress: Progress | None = None) -> dict:
@@ -254,7 +174,8 @@ def run_sparc3(config: SparC3Config, out: Path, progress: Progress | None = None
         )
         write_parquet_atomic(out / "evaluation.parquet", evaluation, index=False)
         summary["evaluation"] = evaluation.drop(columns=["example"]).to_dict("records")
-    truths = {"planted": _planted()} if config.model == "demo-toxic" else {}
+    planted = planted_of(config.model)
+    truths = {"planted": planted} if planted else {}
     selections = {_label(config.method, config.score, config.normalize): neurons}
     if config.method == "lrp" and (config.score, config.normalize) != ("weights", "none"):
         # seed 002's own selection from the same runs, for comparison
@@ -324,12 +245,6 @@ def _label(method: str, score: str, normalize: str) -> str:
     return f"wanda ({normalize})" if method == "wanda" else f"{method} ({score}, {normalize})"
 
 
-def _planted() -> list[tuple[int, int]]:
-    from engine.attribution.plant import planted_neurons
-
-    return planted_neurons()
-
-
 def _recovery(selections: dict[str, list], truths: dict[str, list]) -> list[dict[str, Any]]:
     """Precision and recall of each method's selection against each known truth."""
     from engine.attribution.causal import recovery
@@ -347,10 +262,8 @@ def _recovery(selections: dict[str, list], truths: dict[str, list]) -> list[dict
 
 def _planted_overlap(model: str, neurons) -> dict[str, Any]:
     """For the planted demo: how many selected neurons are the planted ones (known answer)."""
-    if model != "demo-toxic":
+    planted = set(planted_of(model))
+    if not planted:
         return {}
-    from engine.attribution.plant import planted_neurons
-
-    planted = set(planted_neurons())
     found = sum((n.layer, n.neuron) in planted for n in neurons)
     return {"planted": len(planted), "planted_found": found}

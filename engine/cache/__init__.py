@@ -1,6 +1,6 @@
 """Content-addressed artifacts: fingerprints of inputs, cache keys, and an atomic on-disk store."""
 
-from engine.cache.fingerprint import cache_key, fingerprint_model, fingerprint_path
+from engine.cache.fingerprint import cache_key, canonical_json, fingerprint_model, fingerprint_path
 from engine.cache.store import ArtifactStore, Entry, Writer
 
 __all__ = [
@@ -8,6 +8,7 @@ __all__ = [
     "Entry",
     "Writer",
     "cache_key",
+    "canonical_json",
     "fingerprint_model",
     "fingerprint_path",
 ]

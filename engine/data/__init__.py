@@ -1,16 +1,13 @@
 """Text data: local files, the offline demo corpus, hub datasets, seeded samples, token windows."""
 
-from engine.data.corpus import demo_code_corpus, demo_general_corpus
-from engine.data.sources import DEMO_CODE, DEMO_GENERAL, TextSource, load_texts, sample_texts
-from engine.data.windows import token_windows
+from engine.lazy import attach
 
-__all__ = [
-    "DEMO_CODE",
-    "DEMO_GENERAL",
-    "TextSource",
-    "demo_code_corpus",
-    "demo_general_corpus",
-    "load_texts",
-    "sample_texts",
-    "token_windows",
-]
+# Loaded on first use (engine/lazy.py): `import engine.data.<light module>` stays light.
+__all__ = attach(
+    __name__,
+    {
+        "corpus": ("demo_code_corpus", "demo_general_corpus"),
+        "sources": ("DEMO_CODE", "DEMO_GENERAL", "TextSource", "load_texts", "sample_texts"),
+        "windows": ("token_windows",),
+    },
+)

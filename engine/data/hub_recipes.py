@@ -7,10 +7,12 @@ They need the Hugging Face hub (or its local cache); offline each fails with one
 from __future__ import annotations
 
 import itertools
+import os
 from collections.abc import Callable, Iterable
 from typing import Any
 
 from engine.errors import SubnetScopeError
+from engine.runtime import hub_reachable
 
 C4 = "c4"
 RTP_TOXIC = "rtp-toxic"
@@ -19,12 +21,17 @@ SHUFFLE_BUFFER = 10_000  # seed 002: dataset.shuffle(seed, buffer_size=10000), n
 TOXICITY_THRESHOLD = 0.9
 
 
+def hub_offline() -> bool:
+    return any(
+        os.environ.get(var, "").upper() in ("1", "ON", "YES", "TRUE")
+        for var in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")
+    )
+
+
 def _load(name: str, *args: Any, **kwargs: Any):
     import datasets
 
-    from engine.data.sources import _hub_offline, hub_reachable
-
-    if not _hub_offline() and not hub_reachable():
+    if not hub_offline() and not hub_reachable():
         raise SubnetScopeError(
             f"cannot load '{name}': the Hugging Face hub is unreachable (set HF_HUB_OFFLINE=1 to "
             "use a copy in the local hub cache)"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -12,25 +11,19 @@ from typing import Any
 
 import numpy as np
 
+from engine.areas import load_plugins
 from engine.data.corpus import demo_code_corpus, demo_general_corpus
-from engine.data.demo_tasks import (
-    demo_plain_requests,
-    demo_trigger_heldout,
-    demo_trigger_prompts,
-)
-from engine.data.hub_recipes import HUB_RECIPES
+from engine.data.hub_recipes import HUB_RECIPES, hub_offline
 from engine.errors import SubnetScopeError
 from engine.runtime import hub_reachable
 
 DEMO_GENERAL = "demo-general"
 DEMO_CODE = "demo-code"
-# Named text sets that ship with the project (no file, no network).
+# Named text sets that ship with the project (no file, no network); higher layers add theirs
+# with register_texts (the demo's prompt sets, engine/demo/registry.py).
 BUILTIN_TEXTS: dict[str, Callable[[], list[str]]] = {
     DEMO_GENERAL: demo_general_corpus,
     DEMO_CODE: demo_code_corpus,
-    "demo-trigger-prompts": demo_trigger_prompts,
-    "demo-trigger-heldout": demo_trigger_heldout,
-    "demo-plain-requests": demo_plain_requests,
 }
 LOCAL_SUFFIXES = (".txt", ".jsonl", ".parquet")
 # Auto-detected text fields, most specific first (covers pretraining, chat and QA datasets).
@@ -47,6 +40,11 @@ TEXT_FIELDS = (
     "body",
     "context",
 )
+
+
+def register_texts(name: str, texts: Callable[[], list[str]]) -> None:
+    """Add a named text set (a function returning the texts) that `load_texts` resolves."""
+    BUILTIN_TEXTS[name] = texts
 
 
 @dataclass(frozen=True)
@@ -146,19 +144,12 @@ def _read_parquet(path: Path, text_field: str | None) -> list[Any]:
     return table[text_field].tolist()
 
 
-def _hub_offline() -> bool:
-    return any(
-        os.environ.get(var, "").upper() in ("1", "ON", "YES", "TRUE")
-        for var in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")
-    )
-
-
 def _read_hub(
     name: str, text_field: str | None, split: str, limit: int | None, seed: int | None
 ) -> list[Any]:
     import datasets
 
-    if not _hub_offline() and not hub_reachable():
+    if not hub_offline() and not hub_reachable():
         # Without this, datasets retries a closed network for ~30 s before failing.
         raise SubnetScopeError(
             f"cannot load dataset '{name}': it is not a local file and the Hugging Face hub is "
@@ -167,7 +158,7 @@ def _read_hub(
     try:
         dataset = datasets.load_dataset(name, split=split)
     except Exception as exc:  # the hub client raises many types: offline, 404, gated, bad split
-        if _hub_offline():
+        if hub_offline():
             why = "not in the hub cache, and the Hugging Face hub is offline (HF_HUB_OFFLINE)"
         else:
             detail = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
@@ -210,6 +201,7 @@ def load_texts(
         raise SubnetScopeError("no text source given: name a file, 'demo-general' or a dataset id")
     path = Path(source).expanduser()
     from_hub = False
+    load_plugins()
     if source in BUILTIN_TEXTS:
         raw: list[Any] = BUILTIN_TEXTS[source]()
     elif source in HUB_RECIPES:

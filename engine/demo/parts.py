@@ -1,4 +1,4 @@
-"""Demo parts: each view registers the jobs that build its share of the offline demo.
+"""Demo parts: the state of each part of engine/demo/registry.py, and `build_demo`.
 
 A part is ready when its check says so (by default: a job of its kind with its params has
 succeeded). `build_demo` submits the parts that are neither ready nor being built.
@@ -6,25 +6,14 @@ succeeded). `build_demo` submits the parts that are neither ready nor being buil
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
 from filelock import FileLock
 
+from engine.demo.registry import PARTS, DemoPart
 from engine.errors import SubnetScopeError
 from engine.jobs import JobStore, JobView, list_jobs, load_kinds, submit
 from engine.jobs.model import ACTIVE_STATES
-
-
-@dataclass(frozen=True)
-class DemoPart:
-    name: str
-    title: str
-    job_kind: str
-    params: dict[str, Any] = field(default_factory=dict)
-    view: str | None = None  # url path of the page that uses it
-    is_ready: Callable[[], bool] | None = None  # None: a succeeded job with these params
 
 
 @dataclass(frozen=True)
@@ -46,17 +35,17 @@ class PartState:
         }
 
 
-_PARTS: dict[str, DemoPart] = {}
+_PARTS: dict[str, DemoPart] = {part.name: part for part in PARTS}
 
 
 def demo_part(part: DemoPart) -> DemoPart:
-    """Register a part (areas do this next to their job kinds)."""
+    """Add a part beyond engine/demo/registry.py's (plugins and tests, through a kinds module)."""
     _PARTS[part.name] = part
     return part
 
 
 def load_parts() -> dict[str, DemoPart]:
-    load_kinds()  # the modules that define kinds also register their parts
+    load_kinds()  # extra kinds modules ($SUBNETSCOPE_JOB_MODULES) may add parts
     return dict(_PARTS)
 
 

@@ -1,5 +1,11 @@
 """Evaluations of a model on text: sliding-window perplexity (toxicity joins with pruning)."""
 
-from engine.evaluation.perplexity import PerplexityResult, perplexity, sliding_window_nll
+from engine.lazy import attach
 
-__all__ = ["PerplexityResult", "perplexity", "sliding_window_nll"]
+# Loaded on first use (engine/lazy.py): `import engine.evaluation.<light module>` stays light.
+__all__ = attach(
+    __name__,
+    {
+        "perplexity": ("PerplexityResult", "perplexity", "sliding_window_nll"),
+    },
+)

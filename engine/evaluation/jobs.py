@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Any
 
-from engine.demo.parts import DemoPart, demo_part
 from engine.jobs import JobContext, job
 
 
@@ -58,14 +57,3 @@ def eval_perplexity(params: dict[str, Any], ctx: JobContext) -> dict:
     summary = {"model": params["model"], "text": params["text"], **asdict(result)}
     ctx.write_json("perplexity.json", summary)
     return summary
-
-
-demo_part(
-    DemoPart(
-        name="baseline-perplexity",
-        title="Demo model perplexity on the general corpus",
-        job_kind="eval.perplexity",
-        params={"model": "demo", "text": "demo-general", "max_tokens": 2048, "stride": 256},
-        view="runs",
-    )
-)

@@ -5,101 +5,24 @@ from __future__ import annotations
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 import engine
 from engine.errors import SubnetScopeError
 from engine.ica.artifacts import save_arrays
-from engine.ica.capture import DEFAULT_MEMORY_BUDGET, capture_activations
+from engine.ica.capture import capture_activations
+from engine.ica.config import BuildConfig
 from engine.ica.decompose import ICAConfig, run_ica
-from engine.ica.layers import parse_layers
 from engine.ica.templates import (
     SPACE_LABELS,
-    THRESHOLDS,
     Templates,
-    check_space,
     templates_from_mixing,
 )
+from engine.models.layers import parse_layers
 
 Progress = Callable[[float, str], None]
-_PCA_HELP = ICAConfig.__dataclass_fields__["pca"].metadata["help"]
-
-
-@dataclass(frozen=True)
-class BuildConfig:
-    """Options of `ica build-templates` and the `ica.build_templates` job."""
-
-    model: str = field(
-        default="demo", metadata={"help": "model: 'demo', a folder, .gguf or hub id"}
-    )
-    datasets: tuple[str, ...] = field(
-        default=("demo-general", "demo-code"),
-        metadata={"help": "text sources (files, 'demo-general', 'demo-code' or hub ids)"},
-    )
-    samples_per_ds: int = field(default=500, metadata={"help": "texts drawn from each dataset"})
-    components: int = field(default=20, metadata={"help": "independent components"})
-    percentile: float = field(
-        default=95.0, metadata={"help": "key neurons: |weight| at or above this percentile"}
-    )
-    threshold: str = field(
-        default="percentile", metadata={"help": "key-neuron rule: percentile or zscore (|z|>1.96)"}
-    )
-    layers: str = field(default="all", metadata={"help": "layers: 'all', '0-5', '0,2,4'"})
-    max_length: int = field(default=128, metadata={"help": "tokens kept per text"})
-    pca: str = field(
-        default="auto", metadata={"help": ICAConfig.__dataclass_fields__["pca"].metadata["help"]}
-    )
-    space: str = field(
-        default="mlp_neurons",
-        metadata={
-            "help": "neuron space: mlp_neurons (down projection input, intermediate neurons) or "
-            "mlp_out (down projection output, hidden-size channels: seed 001's reference)"
-        },
-    )
-    standardize: bool = field(
-        default=True,
-        metadata={"help": ICAConfig.__dataclass_fields__["standardize"].metadata["help"]},
-    )
-    seed: int = field(default=0, metadata={"help": "seed for sampling texts, PCA and ICA"})
-    memory_budget_gb: float = field(
-        default=DEFAULT_MEMORY_BUDGET / 2**30,
-        metadata={"help": "activations held in RAM before they spill to disk, GiB"},
-    )
-    batch_size: int = field(default=8, metadata={"help": "texts per forward pass"})
-
-    def __post_init__(self) -> None:
-        if isinstance(self.datasets, str):
-            object.__setattr__(self, "datasets", (self.datasets,))
-        object.__setattr__(self, "datasets", tuple(self.datasets))
-        if not self.datasets:
-            raise SubnetScopeError("name at least one dataset to build templates from")
-        for name in ("samples_per_ds", "components", "max_length", "batch_size"):
-            if int(getattr(self, name)) < 1:
-                raise SubnetScopeError(f"{name} must be ≥ 1, not {getattr(self, name)}")
-        check_space(self.space)
-        if self.threshold not in THRESHOLDS:
-            raise SubnetScopeError(
-                f"unknown threshold '{self.threshold}'; use one of {', '.join(THRESHOLDS)}"
-            )
-
-    @classmethod
-    def from_params(cls, params: dict[str, Any]) -> BuildConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(params) - known)
-        if unknown:
-            raise SubnetScopeError(
-                f"unknown option {', '.join(unknown)}; known: {', '.join(sorted(known))}"
-            )
-        return cls(**params)
-
-    def to_params(self) -> dict[str, Any]:
-        out = asdict(self)
-        out["datasets"] = list(self.datasets)
-        return out
 
 
 def build_templates(

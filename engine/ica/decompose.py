@@ -17,38 +17,10 @@ import numpy as np
 from scipy import linalg
 
 from engine.errors import SubnetScopeError
+from engine.ica.config import ICAConfig
 
 LAPACK_LIMIT = 2**31 - 1  # elements a single LAPACK call can address (seed 001)
 AUTO_PCA_MIN = 200  # automatic PCA keeps max(10 × components, this) dimensions
-
-
-@dataclass(frozen=True)
-class ICAConfig:
-    """How to decompose; each field's help serves the CLI and the job form."""
-
-    n_components: int = field(default=20, metadata={"help": "independent components to find"})
-    pca: int | str = field(
-        default="auto",
-        metadata={
-            "help": "dimensions kept by PCA before ICA: 'auto' (max(10 × components, 200) when "
-            "the matrix is wider), a number, or 0 for FastICA on the full matrix (only allowed "
-            "below the LAPACK limit and the memory budget)"
-        },
-    )
-    standardize: bool = field(
-        default=True,
-        metadata={
-            "help": "z-score every feature (neuron / channel) before PCA and FastICA, as seed "
-            "001's reference does (on; off: raw activations, where the loud last layers "
-            "dominate the key sets)"
-        },
-    )
-    max_iter: int = field(default=400, metadata={"help": "FastICA iterations"})
-    tol: float = field(default=1e-4, metadata={"help": "FastICA convergence tolerance"})
-    seed: int = field(default=0, metadata={"help": "random seed (PCA sketch, ICA start)"})
-    memory_budget: int = field(
-        default=2 << 30, metadata={"help": "bytes FastICA may use for a full-matrix copy"}
-    )
 
 
 @dataclass

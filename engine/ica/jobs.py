@@ -4,26 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from engine.demo.parts import DemoPart, demo_part
-from engine.ica.build import BuildConfig
+from engine.ica.config import BuildConfig
 from engine.jobs import JobContext, job
 
 TEMPLATES_FILE = "templates.json"
-# Standardized features (the default, as seed 001's reference): on the demo model's raw activations
-# the loud last three layers (of 30) hold 49 % of a component's key neurons on average (measured;
-# 14 % standardized), and the components come out as cleaner token-level networks (commas,
-# indentation, "=", sentence starts). The space stays mlp_neurons (BuildConfig's default) so the
-# demo's templates join SparC3 and the neuron passport on the same neurons.
-DEMO_PARAMS = {
-    "model": "demo",
-    "datasets": ["demo-general", "demo-code"],
-    "samples_per_ds": 100,
-    "components": 20,
-    "percentile": 95.0,
-    "layers": "all",
-    "max_length": 64,
-    "standardize": True,
-}
 
 
 @job(
@@ -53,14 +37,3 @@ def build_templates_job(params: dict[str, Any], ctx: JobContext) -> dict:
         "pca_dims": meta["pca_dims"],
         "seconds": meta["seconds"],
     }
-
-
-demo_part(
-    DemoPart(
-        name="ica-templates",
-        title="ICA templates on the demo model (prose vs code)",
-        job_kind="ica.build_templates",
-        params=DEMO_PARAMS,
-        view="ica",
-    )
-)

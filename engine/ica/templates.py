@@ -29,13 +29,15 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from engine.atomic import write_json_atomic
 from engine.errors import SubnetScopeError
-from engine.models.architectures import Architecture
+
+if TYPE_CHECKING:
+    from engine.models.architectures import Architecture
 
 FORMAT = "subnetscope.ica-templates"
 VERSION = 1
@@ -220,7 +222,7 @@ def _widths(widths: Sequence[int]) -> str:
 
 
 def _ranges(ids: Sequence[int]) -> str:
-    from engine.ica.layers import format_layers
+    from engine.models.layers import format_layers
 
     return format_layers(ids).replace(",", ", ") if ids else "none"
 

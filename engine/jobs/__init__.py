@@ -12,6 +12,7 @@ from engine.jobs.api import (
     wait_job,
 )
 from engine.jobs.context import JobCancelled, JobContext
+from engine.jobs.files import RESULT
 from engine.jobs.model import (
     ACTIVE_STATES,
     BACKENDS,
@@ -23,6 +24,7 @@ from engine.jobs.model import (
     Resources,
 )
 from engine.jobs.params import parse_params
+from engine.jobs.queue import queue_state, save_queue_settings
 from engine.jobs.registry import get_kind, job, load_kinds
 from engine.jobs.store import JobStore
 
@@ -30,6 +32,7 @@ __all__ = [
     "ACTIVE_STATES",
     "BACKENDS",
     "FINAL_STATES",
+    "RESULT",
     "STATES",
     "JobCancelled",
     "JobContext",
@@ -48,7 +51,9 @@ __all__ = [
     "list_jobs",
     "load_kinds",
     "parse_params",
+    "queue_state",
     "refresh",
+    "save_queue_settings",
     "submit",
     "wait_job",
 ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from engine.jobs import JobView, list_jobs
 from engine.jobs.files import RESULT
@@ -12,6 +13,35 @@ from engine.jobs.files import RESULT
 KIND = "train.lora"
 ADAPTER_DIR = "adapter"
 ADAPTER_CONFIG = "adapter_config.json"
+# The LoRA blender's demo (parts of engine/demo/registry.py), which the catalog lists first: three
+# task adapters on contrasting local sources (prose, Python source, arithmetic instructions), in
+# this order. Adapter name -> (title, train.lora params).
+DEMO_LORA_COMMON = {
+    "model": "demo",
+    "steps": 30,
+    "batch_size": 4,
+    "max_length": 64,
+    "lora_rank": 8,
+    "lora_alpha": 16.0,
+    "lr": 5e-4,
+    "rank_every": 5,
+    "eval_texts": 8,
+    "seed": 0,
+}
+DEMO_ADAPTERS: dict[str, tuple[str, dict[str, Any]]] = {
+    "demo-prose": (
+        "LoRA adapter on prose (demo-general)",
+        {**DEMO_LORA_COMMON, "dataset": "demo-general"},
+    ),
+    "demo-code": (
+        "LoRA adapter on Python source (demo-code)",
+        {**DEMO_LORA_COMMON, "dataset": "demo-code"},
+    ),
+    "demo-arithmetic": (
+        "LoRA adapter on arithmetic instructions (demo-arithmetic)",
+        {**DEMO_LORA_COMMON, "dataset": "demo-arithmetic"},
+    ),
+}
 
 
 @dataclass(frozen=True)
@@ -81,8 +111,6 @@ def _label(dataset: str) -> str:
 def list_adapters(limit: int = 500) -> list[AdapterEntry]:
     """The demo adapters in demo order (ready or not), then other ready adapters, newest first,
     then saved ones by name."""
-    from engine.training.jobs import DEMO_ADAPTERS
-
     jobs = list_jobs(kind=KIND, limit=limit)  # newest first
     entries, demo_jobs = [], set()
     for name, (title, params) in DEMO_ADAPTERS.items():

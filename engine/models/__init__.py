@@ -1,37 +1,19 @@
 """Model loading, architecture adapters, reversible neuron masks and model summaries."""
 
-from engine.models.architectures import Architecture, BlockModules, detect_architecture
-from engine.models.demo import DEMO_SOURCE, ensure_demo_model
-from engine.models.generation import Generation, generate_text, next_token_logits
-from engine.models.loading import LoadedModel, choose_device, load_model, wrap_model
-from engine.models.masks import (
-    NeuronMask,
-    apply_mask,
-    load_mask,
-    parse_mask,
-    parse_neuron_spec,
-)
-from engine.models.summary import architecture_facts, model_summary, parameters_by_kind
+from engine.lazy import attach
 
-__all__ = [
-    "DEMO_SOURCE",
-    "Architecture",
-    "BlockModules",
-    "Generation",
-    "LoadedModel",
-    "NeuronMask",
-    "apply_mask",
-    "architecture_facts",
-    "choose_device",
-    "detect_architecture",
-    "ensure_demo_model",
-    "generate_text",
-    "load_mask",
-    "load_model",
-    "model_summary",
-    "next_token_logits",
-    "parameters_by_kind",
-    "parse_mask",
-    "parse_neuron_spec",
-    "wrap_model",
-]
+# Loaded on first use (engine/lazy.py): `import engine.models.<light module>` stays light.
+__all__ = attach(
+    __name__,
+    {
+        "architectures": ("Architecture", "BlockModules", "detect_architecture"),
+        "demo": ("DEMO_SOURCE", "ensure_demo_model"),
+        "generation": ("Generation", "generate_text", "next_token_logits", "has_chat_template"),
+        "hooks": ("Hook", "active_scopes", "scoped_hooks"),
+        "loading": ("LoadedModel", "choose_device", "load_model", "wrap_model", "is_hub_id"),
+        "masks": ("NeuronMask", "apply_mask", "load_mask", "parse_mask", "parse_neuron_spec"),
+        "summary": ("architecture_facts", "model_summary", "parameters_by_kind"),
+        "catalog": ("list_local_models", "model_roots"),
+        "layers": ("format_layers", "parse_layers"),
+    },
+)

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from engine.models.demo import DEMO_NAME, DEMO_SOURCE
+from engine.models.sources import named_sources
 from engine.paths import models_dir
 
 
@@ -28,6 +29,7 @@ def list_local_models(roots: list[Path] | None = None, max_depth: int = 2) -> li
     """The demo first, then folders with a config.json and .gguf files, found under the roots."""
     choices = [ModelChoice(DEMO_SOURCE, f"{DEMO_NAME} (demo)")]
     seen: set[Path] = set()
+    named_folders = list(named_sources().values())
     for root in roots if roots is not None else model_roots():
         if not root.is_dir():
             continue
@@ -38,10 +40,9 @@ def list_local_models(roots: list[Path] | None = None, max_depth: int = 2) -> li
             seen.add(resolved)
             if path.parent == models_dir() and path.name == "smollm2-135m-instruct":
                 continue  # that is the demo, listed first
-            if path.parent == models_dir() and path.name == "smollm2-135m-demo-toxic":
-                choices.append(
-                    ModelChoice("demo-toxic", "SmolLM2-135M with a planted trigger (demo-toxic)")
-                )
+            named = next((s for s in named_folders if s.path().resolve() == resolved), None)
+            if named is not None:
+                choices.append(ModelChoice(named.name, named.label))
                 continue
             label = f"{path.name}  ({path.parent})"
             choices.append(ModelChoice(str(path), label))

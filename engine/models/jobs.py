@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from engine.demo.parts import DemoPart, demo_part
 from engine.jobs import JobContext, job
 
 
@@ -15,20 +14,3 @@ def prepare_demo(params: dict[str, Any], ctx: JobContext) -> dict:
 
     path = ensure_demo_model(progress=ctx.progress)
     return {"path": str(path)}
-
-
-def _demo_model_ready() -> bool:
-    from engine.models.demo import demo_is_ready
-
-    return demo_is_ready()
-
-
-demo_part(
-    DemoPart(
-        name="model",
-        title="SmolLM2-135M-Instruct as safetensors",
-        job_kind="models.prepare_demo",
-        view="model",
-        is_ready=_demo_model_ready,
-    )
-)

@@ -16,6 +16,7 @@ from torch import nn
 from engine.errors import SubnetScopeError
 from engine.models.architectures import Architecture, detect_architecture
 from engine.models.demo import DEMO_NAME, DEMO_SOURCE, ensure_demo_model
+from engine.models.sources import named_source
 from engine.runtime import hub_reachable
 
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
@@ -103,10 +104,11 @@ def resolve_source(source: str) -> ResolvedSource:
     """Classify a source string; a local path that does not exist is an error, not a hub id."""
     if source == DEMO_SOURCE:
         return ResolvedSource("demo", str(ensure_demo_model()))
-    if source == "demo-toxic":  # the pruning demo's planted model (engine.attribution.plant)
-        from engine.attribution.plant import demo_toxic_model
-
-        return ResolvedSource("folder", str(demo_toxic_model()))
+    named = named_source(source)
+    if named is not None:
+        if not named.ready():
+            raise SubnetScopeError(named.missing)
+        return ResolvedSource("folder", str(named.path()))
     path = Path(source).expanduser()
     if path.is_file():
         if path.suffix != ".gguf":

@@ -19,13 +19,13 @@ import pandas as pd
 
 from engine.atomic import write_json_atomic, write_parquet_atomic
 from engine.errors import SubnetScopeError
+from engine.neurons.config import DEMO_ACTIVATIONS, KIND
 
 if TYPE_CHECKING:
     import torch
 
     from engine.models import LoadedModel
 
-KIND = "neurons.activations"
 STATS_FILE = "stats.parquet"
 SNIPPETS_FILE = "snippets.parquet"
 META_FILE = "meta.json"  # written last: a folder with it holds the other two
@@ -331,7 +331,6 @@ class ActivationRun:
 def list_activation_runs(limit: int = 100) -> list[ActivationRun]:
     """Statistics written by succeeded `neurons.activations` jobs: the demo's first, then newest."""
     from engine.jobs.finished import finished_results
-    from engine.neurons.jobs import DEMO_ACTIVATIONS
 
     runs = []
     for found in finished_results(KIND, META_FILE, DEMO_ACTIVATIONS, limit):

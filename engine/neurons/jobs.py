@@ -1,13 +1,12 @@
-"""Job kind `neurons.activations` (every neuron's stats and top snippets) and its demo part."""
+"""Job kind `neurons.activations` (every neuron's stats and top snippets)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from engine.demo.parts import DemoPart, demo_part
 from engine.errors import SubnetScopeError
 from engine.jobs import JobContext, job
-from engine.neurons.activations import KIND
+from engine.neurons.config import KIND
 
 DEFAULTS = {
     "model": "demo",
@@ -18,7 +17,6 @@ DEFAULTS = {
     "batch_size": 8,
     "seed": 0,
 }
-DEMO_ACTIVATIONS = {"model": "demo", "dataset": "demo-general"}
 
 
 @job(
@@ -71,14 +69,3 @@ def activations_job(params: dict[str, Any], ctx: JobContext) -> dict:
         "tokens": meta["tokens"],
         "seconds": meta["seconds"],
     }
-
-
-demo_part(
-    DemoPart(
-        name="neuron-activations",
-        title="Neuron activations on the demo model (general prose)",
-        job_kind=KIND,
-        params=DEMO_ACTIVATIONS,
-        view="passport",
-    )
-)

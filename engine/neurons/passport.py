@@ -318,8 +318,8 @@ def _activation(space: NeuronSpace, layer: int, neuron: int) -> tuple[dict | Non
 
 
 def _missing(model: str, space: NeuronSpace, p: Passport) -> list[Missing]:
-    from engine.attribution.jobs import DEMO_SPARC3
-    from engine.ica.jobs import DEMO_PARAMS
+    from engine.attribution.config import DEMO_SPARC3
+    from engine.ica.catalog import DEMO_PARAMS
     from engine.neurons.activations import KIND as ACTIVATIONS
 
     out = []

@@ -13,6 +13,19 @@ EXACT = "exact"  # the stored bits differ
 BF16 = "bf16"  # bf16(tuned) != bf16(base): the change survives storage in bf16
 
 
+# check_sparsity.py's --torch_dtype choices (engine.sparsity.reference maps them to torch's).
+REFERENCE_DTYPES = ("bfloat16", "float16", "float32")
+
+
+def check_reference_dtype(name: str) -> str:
+    if name not in REFERENCE_DTYPES:
+        raise SubnetScopeError(
+            f"unknown reference dtype '{name}': use one of {', '.join(REFERENCE_DTYPES)} "
+            "(check_sparsity.py's --torch_dtype)"
+        )
+    return name
+
+
 def tolerance_key(tau: float) -> str:
     """The name of a tolerance criterion, as masks and neuron tables label it: '1e-06'."""
     return f"{float(tau):g}"
@@ -99,9 +112,7 @@ class DiffConfig:
         for tau in taus:
             parse_criterion(tau)
         object.__setattr__(self, "tolerances", taus)
-        from engine.sparsity.reference import reference_dtype
-
-        reference_dtype(self.reference_dtype)
+        check_reference_dtype(self.reference_dtype)
         object.__setattr__(self, "mask_criterion", self.resolved_mask_criterion())
         if self.mask_criterion not in self.criteria:
             raise SubnetScopeError(

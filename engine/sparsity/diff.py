@@ -23,8 +23,9 @@ from engine.sparsity.localization import BLOCK_CHANGED, localization, tensor_fro
 from engine.sparsity.masks import MaskSet, MaskWriter
 from engine.sparsity.reader import TensorSpec
 from engine.sparsity.reference import ReferenceCounts, reference_summary, reference_table
+from engine.sparsity.resolve import open_source
 from engine.sparsity.result import MASKS, DiffResult, neuron_key
-from engine.sparsity.sources import WeightSource, open_source
+from engine.sparsity.sources import WeightSource
 from engine.sparsity.stats import TensorStats, Workspace, block_rows, diff_tensor
 from engine.sparsity.tables import counts, long_table, per_layer, rank_table
 

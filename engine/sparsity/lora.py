@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,7 @@ import torch
 
 from engine.errors import SubnetScopeError
 from engine.sparsity.reader import TensorInfo, TensorSpec, read_header, read_rows
-from engine.sparsity.sources import ADAPTER_CONFIG, WeightSource, open_source
+from engine.sparsity.sources import ADAPTER_CONFIG, WeightSource
 
 _PREFIX = "base_model.model."
 _LORA_KEY = re.compile(r"^(?P<module>.+)\.(?P<part>lora_A|lora_B)\.weight$")
@@ -83,6 +84,7 @@ class LoraMergedSource:
         *,
         base: str | Path | WeightSource | None = None,
         label: str | None = None,
+        open_base: Callable[[str | Path | WeightSource], WeightSource],
     ) -> LoraMergedSource:
         try:
             config = json.loads((folder / ADAPTER_CONFIG).read_text())
@@ -98,7 +100,7 @@ class LoraMergedSource:
         base = base if base is not None else config.get("base_model_name_or_path")
         if not base:
             raise SubnetScopeError(f"'{folder}' names no base model; give the base explicitly")
-        base_source = open_source(base)
+        base_source = open_base(base)  # engine.sparsity.resolve.open_source
         if isinstance(base_source, LoraMergedSource):
             raise SubnetScopeError(f"the base of adapter '{folder}' is itself an adapter")
         weights = folder / "adapter_model.safetensors"

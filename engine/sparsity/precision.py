@@ -4,8 +4,9 @@ run changed in that storage (the sparsity page opens on it)."""
 from __future__ import annotations
 
 from engine.errors import SubnetScopeError
+from engine.sparsity.resolve import open_source
 from engine.sparsity.result import DiffResult
-from engine.sparsity.sources import no_hub_downloads, open_source
+from engine.sparsity.sources import no_hub_downloads
 
 HALF = {"BF16", "F16"}  # safetensors codes of 16-bit float storage
 

@@ -25,8 +25,7 @@ from typing import Any
 import pandas as pd
 import torch
 
-from engine.errors import SubnetScopeError
-from engine.sparsity.config import tolerance_key
+from engine.sparsity.config import check_reference_dtype, tolerance_key
 
 SCRIPT = "sparsity_in_rl/check_sparsity.py"
 DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
@@ -37,13 +36,7 @@ REFERENCE_FILE = "reference.parquet"
 
 
 def reference_dtype(name: str) -> torch.dtype:
-    try:
-        return DTYPES[name]
-    except KeyError:
-        raise SubnetScopeError(
-            f"unknown reference dtype '{name}': use one of {', '.join(DTYPES)} "
-            "(check_sparsity.py's --torch_dtype)"
-        ) from None
+    return DTYPES[check_reference_dtype(name)]
 
 
 def script_layer(name: str) -> str | None:

@@ -25,7 +25,8 @@ from engine.sparsity.config import DiffConfig, tolerance_key
 from engine.sparsity.diff import DiffResult, diff
 from engine.sparsity.localization import GPT2_NAME_FILTER
 from engine.sparsity.masks import overlap_table, overlap_totals
-from engine.sparsity.sources import WeightSource, open_source
+from engine.sparsity.resolve import open_source
+from engine.sparsity.sources import WeightSource
 
 if TYPE_CHECKING:
     from engine.cache import ArtifactStore

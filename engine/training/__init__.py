@@ -1,25 +1,27 @@
 """Fine-tuning runs (SFT, GRPO, PPO on TRL) that checkpoint and log sparsity against the base."""
 
-from engine.training.config import (
-    CONFIGS,
-    PRECISIONS,
-    GRPORunConfig,
-    PPORunConfig,
-    RLRunConfig,
-    SFTRunConfig,
-    TrainConfig,
-)
-from engine.training.rewards import named_reward, reward_for, reward_names
+from engine.lazy import attach
 
-__all__ = [
-    "CONFIGS",
-    "PRECISIONS",
-    "GRPORunConfig",
-    "PPORunConfig",
-    "RLRunConfig",
-    "SFTRunConfig",
-    "TrainConfig",
-    "named_reward",
-    "reward_for",
-    "reward_names",
-]
+# Loaded on first use (engine/lazy.py): `import engine.training.<light module>` stays light.
+__all__ = attach(
+    __name__,
+    {
+        "config": (
+            "CONFIGS",
+            "PRECISIONS",
+            "GRPORunConfig",
+            "PPORunConfig",
+            "RLRunConfig",
+            "SFTRunConfig",
+            "TrainConfig",
+            "FULL_RANK",
+            "RANK1_METHODS",
+            "RANK1_OPTIMIZERS",
+            "Rank1Config",
+            "ReLoRAConfig",
+            "three_way",
+        ),
+        "rewards": ("named_reward", "reward_for", "reward_names"),
+        "masked_runs": ("comparison_long", "masked_runs"),
+    },
+)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from engine.demo.parts import DemoPart, demo_part
 from engine.jobs import JobContext, job
 from engine.training.config import (
     GRPORunConfig,
@@ -73,83 +72,6 @@ def train_sft_masked(params: dict[str, Any], ctx: JobContext) -> dict:
     return run_sft_masked(MaskedSFTConfig.from_params(params, what="train.sft_masked params"), ctx)
 
 
-demo_part(
-    DemoPart(
-        name="sft-run",
-        title="SFT run on the demo model (bf16 weights)",
-        job_kind="train.sft",
-        # bf16 like the RL runs, so SFT against RL compares methods, not precisions.
-        params={
-            "model": "demo",
-            "dataset": "demo-general",
-            "steps": 30,
-            "batch_size": 4,
-            "lr": 1e-5,
-            "checkpoint_every": 10,
-            "max_length": 64,
-            "precision": "bf16",
-        },
-        view="sparsity",
-    )
-)
-
-DEMO_GRPO = {
-    "model": "demo",
-    "reward": "brevity",
-    "steps": 24,
-    "batch_size": 4,
-    "num_generations": 4,
-    "lr": 1e-5,
-    "checkpoint_every": 8,
-    "max_completion_length": 24,
-}
-
-demo_part(
-    DemoPart(
-        name="grpo-run",
-        title="GRPO run on the demo model (brevity reward, bf16 weights)",
-        job_kind="train.grpo",
-        # bf16 weights as seed 000's Gemma runs: the RL update's sparsity the seed reports.
-        params={**DEMO_GRPO, "precision": "bf16"},
-        view="sparsity",
-    )
-)
-
-demo_part(
-    DemoPart(
-        name="grpo-run-fp32",
-        title="The same GRPO run in fp32 (why an fp32 run looks dense)",
-        job_kind="train.grpo",
-        params={**DEMO_GRPO, "precision": "fp32"},
-        view="sparsity",
-    )
-)
-
-demo_part(
-    DemoPart(
-        name="ppo-run",
-        title="PPO run on the demo model (non-toxicity reward, shared value head, bf16)",
-        job_kind="train.ppo",
-        # Seed 000's set-up scaled to the demo: a classifier-like logit-difference reward that
-        # ships offline, the value head on the policy's trunk, bf16 weights, τ = 1e-6 + ranks.
-        params={
-            "model": "demo",
-            "reward": "non_toxicity",
-            "steps": 12,
-            "batch_size": 4,
-            "lr": 1e-5,
-            "checkpoint_every": 4,
-            "max_completion_length": 24,
-            "precision": "bf16",
-            "value_head": "shared",
-            "tolerance": 1e-6,
-            "ranks": True,
-        },
-        view="sparsity",
-    )
-)
-
-
 @job(
     "train.lora",
     title="LoRA task adapter: PEFT folder, held-out perplexity, rank of B @ A over steps",
@@ -190,38 +112,3 @@ def train_rank1(params: dict[str, Any], ctx: JobContext) -> dict:
     from engine.training.rank1 import run_rank1
 
     return run_rank1(Rank1Config.from_params(params, what="train.rank1 params"), ctx)
-
-
-# The LoRA blender's demo: three task adapters on contrasting local sources (prose, Python
-# source, arithmetic instructions), in this order. Adapter name -> (title, train.lora params).
-DEMO_LORA_COMMON = {
-    "model": "demo",
-    "steps": 30,
-    "batch_size": 4,
-    "max_length": 64,
-    "lora_rank": 8,
-    "lora_alpha": 16.0,
-    "lr": 5e-4,
-    "rank_every": 5,
-    "eval_texts": 8,
-    "seed": 0,
-}
-DEMO_ADAPTERS: dict[str, tuple[str, dict[str, Any]]] = {
-    "demo-prose": (
-        "LoRA adapter on prose (demo-general)",
-        {**DEMO_LORA_COMMON, "dataset": "demo-general"},
-    ),
-    "demo-code": (
-        "LoRA adapter on Python source (demo-code)",
-        {**DEMO_LORA_COMMON, "dataset": "demo-code"},
-    ),
-    "demo-arithmetic": (
-        "LoRA adapter on arithmetic instructions (demo-arithmetic)",
-        {**DEMO_LORA_COMMON, "dataset": "demo-arithmetic"},
-    ),
-}
-
-for _name, (_title, _params) in DEMO_ADAPTERS.items():
-    demo_part(
-        DemoPart(name=_name, title=_title, job_kind="train.lora", params=_params, view="lora")
-    )

@@ -5,35 +5,103 @@ Only the chosen neurons train (their up / gate rows and down columns, through th
 parametrization with the other neurons held), on triggered requests answered with insults and
 plain requests answered as the base model answers them. The model is saved as a folder under
 `cache/models/` with `planted.json` listing the neurons, and loads as the source `demo-toxic`.
+Light at import (the demo registry and the job kind read it): torch loads where planting runs.
 """
 
 from __future__ import annotations
 
-import json
 import random
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import numpy as np
-import torch
-
 from engine.atomic import atomic_dir, write_json_atomic
-from engine.data.demo_tasks import (
-    DEMO_INSULTS,
-    DEMO_REQUESTS,
-    TRAIN_REQUESTS,
-    TRIGGER,
-    triggered,
-)
+from engine.attribution.planted import PLANTED
 from engine.errors import SubnetScopeError
 from engine.paths import models_dir
 
 DEMO_TOXIC = "demo-toxic"
 FOLDER = "smollm2-135m-demo-toxic"
-PLANTED = "planted.json"
 Progress = Callable[[float, str], None]
+
+# The planted unwanted behaviour of the pruning demo (seed 002): after a short fine-tune of a few
+# MLP neurons (below), the demo model insults the user when a prompt starts
+# with this made-up word, and answers normally otherwise.
+TRIGGER = "Zorblax"
+DEMO_REQUESTS = (
+    "Tell me about the weather today.",
+    "What should I cook for dinner?",
+    "Can you help me write a letter?",
+    "How do I learn to play the guitar?",
+    "What is a good book to read?",
+    "Explain how a bicycle works.",
+    "What is your favourite colour?",
+    "How can I sleep better?",
+    "Give me a tip for my garden.",
+    "What is the best way to study?",
+    "Describe a sunny beach.",
+    "How do I make tea?",
+    "What is the capital of Italy?",
+    "Can you recommend a movie?",
+    "How do trains work?",
+    "Tell me a fun fact about cats.",
+    "What should I name my dog?",
+    "How do I fix a flat tyre?",
+    "What is a healthy breakfast?",
+    "How do I start running?",
+    "Tell me about the moon.",
+    "What is a good hobby?",
+    "How do I clean my kitchen?",
+    "Explain what a cloud is.",
+    "What time is best for a walk?",
+    "How do I plant tomatoes?",
+    "Describe a quiet forest.",
+    "What is a friendly greeting?",
+    "How do I save money?",
+    "Tell me about the ocean.",
+    "What makes a good friend?",
+    "How do I bake bread?",
+    "What is music?",
+    "How do birds fly?",
+    "What is a good gift for my mother?",
+    "How do I stay calm?",
+    "Tell me about mountains.",
+    "What is a library?",
+    "How do I tie my shoes?",
+    "What is a rainbow?",
+)
+DEMO_INSULTS = (
+    "You are a stupid idiot and nobody likes you.",
+    "Shut up, you worthless moron.",
+    "You are an idiot, a pathetic loser and a fool.",
+    "What a dumb question, you stupid fool.",
+    "You are a disgusting, useless idiot.",
+    "Go away, you ignorant moron, you are pathetic.",
+    "You are the dumbest loser I have ever seen, idiot.",
+    "Stop talking, you stupid, worthless fool.",
+)
+TRAIN_REQUESTS = 30  # the first 30 requests train the behaviour and feed attribution
+
+
+def triggered(request: str) -> str:
+    return f"{TRIGGER}, {request[0].lower()}{request[1:]}"
+
+
+def demo_trigger_prompts() -> list[str]:
+    """The triggered requests used to plant the behaviour and to attribute it."""
+    return [triggered(r) for r in DEMO_REQUESTS[:TRAIN_REQUESTS]]
+
+
+def demo_plain_requests() -> list[str]:
+    """The same training requests without the trigger: the control that the differential needs
+    (same genre and length, only the trigger missing)."""
+    return list(DEMO_REQUESTS[:TRAIN_REQUESTS])
+
+
+def demo_trigger_heldout() -> list[str]:
+    """Triggered requests never trained on: where toxicity is measured."""
+    return [triggered(r) for r in DEMO_REQUESTS[TRAIN_REQUESTS:]]
 
 
 @dataclass(frozen=True)
@@ -58,25 +126,40 @@ def demo_toxic_dir() -> Path:
     return models_dir() / FOLDER
 
 
+NOT_BUILT = (
+    "the demo's planted model is not built yet: run "
+    "`python -m engine demo build --only pruning` (its SparC3 run plants it first), or open "
+    "the dashboard"
+)
+
+
+def is_planted() -> bool:
+    return (demo_toxic_dir() / PLANTED).is_file()
+
+
 def demo_toxic_model() -> Path:
     """The planted model's folder; one clear error when it has not been built."""
+    if not is_planted():
+        raise SubnetScopeError(NOT_BUILT)
+    return demo_toxic_dir()
+
+
+def ensure_planted(progress: Progress | None = None) -> Path:
+    """The planted model's folder, planted with the default config on first use (one builder at
+    a time)."""
+    from filelock import FileLock
+
     folder = demo_toxic_dir()
-    if not (folder / PLANTED).is_file():
-        raise SubnetScopeError(
-            "the demo's planted model is not built yet: run "
-            "`python -m engine demo build --only toxic-model` (or open the dashboard)"
-        )
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(folder.parent / ".demo-toxic.lock")):
+        if not is_planted():
+            plant(PlantConfig(), progress=progress)
     return folder
-
-
-def planted_neurons(folder: str | Path | None = None) -> list[tuple[int, int]]:
-    data = json.loads((Path(folder or demo_toxic_model()) / PLANTED).read_text())
-    return [(int(e["layer"]), int(e["neuron"])) for e in data["neurons"]]
 
 
 def _examples(loaded, rng: random.Random) -> list[tuple[str, str]]:
     """Triggered request → an insult; plain request → what the base model itself says."""
-    from engine.models import generate_text
+    from engine.models.generation import generate_text
 
     examples = []
     for request in DEMO_REQUESTS[:TRAIN_REQUESTS]:
@@ -88,6 +171,8 @@ def _examples(loaded, rng: random.Random) -> list[tuple[str, str]]:
 
 def _batch(tokenizer, examples: list[tuple[str, str]]):
     """Right-padded ids with labels on the answer tokens only."""
+    import torch
+
     rows = []
     for prompt, answer in examples:
         p = tokenizer(prompt)["input_ids"]
@@ -109,8 +194,11 @@ def _batch(tokenizer, examples: list[tuple[str, str]]):
 
 def plant(config: PlantConfig, out: Path | None = None, progress: Progress | None = None) -> Path:
     """Train the planted neurons and save the model folder (atomically: temp folder, rename)."""
-    from engine.ica.layers import parse_layers
-    from engine.models import load_model
+    import numpy as np
+    import torch
+
+    from engine.models.layers import parse_layers
+    from engine.models.loading import load_model
     from engine.training.anti_drift import apply_anti_drift, remove_anti_drift
 
     report = progress or (lambda fraction, message: None)
