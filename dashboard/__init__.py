@@ -1,1 +1,1 @@
-"""What the pages share: source pickers, cached loaders, chart builders."""
+"""The dashboard: the app shell and what views share here, one package per view in views/."""

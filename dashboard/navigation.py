@@ -1,9 +1,11 @@
-"""The dashboard's pages by section: the app routes with this list, the browser test walks it."""
+"""The dashboard's pages by section, from engine/areas.py: the app routes with it, tests walk it."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+
+from engine.areas import AREAS
 
 PAGES_DIR = Path(__file__).resolve().parent.parent / "pages"
 
@@ -27,74 +29,21 @@ class PageSpec:
         return "" if self.default else self.url_path
 
 
-# A view enters the navigation when its issue lands.
-SECTIONS: dict[str, list[PageSpec]] = {
-    "Start": [
-        PageSpec("home.py", "Home", ":material/home:", "home", default=True),
-    ],
-    "Explore": [
-        PageSpec(
-            "model.py",
-            "Model",
-            ":material/memory:",
-            "model",
-            question="What is this model made of, and what does it answer?",
-        ),
-        PageSpec(
-            "tflite.py",
-            "TFLite explorer",
-            ":material/account_tree:",
-            "tflite",
-            question="What did the edge compiler make of a model: ops, tensors, quantization?",
-        ),
-    ],
-    "Analyse": [
-        PageSpec(
-            "sparsity.py",
-            "Sparsity heatmaps",
-            ":material/grid_on:",
-            "sparsity",
-            question="Which weights did SFT or RL change, at what rank, and how localized?",
-        ),
-        PageSpec(
-            "ica.py",
-            "ICA components",
-            ":material/hub:",
-            "ica",
-            question="Which MLP neurons fire together as functional networks?",
-        ),
-        PageSpec(
-            "pruning.py",
-            "Neuron pruning",
-            ":material/content_cut:",
-            "pruning",
-            question="Which neurons carry an unwanted behaviour, and what does pruning cost?",
-        ),
-        PageSpec(
-            "lora.py",
-            "LoRA blender",
-            ":material/tune:",
-            "lora",
-            question="What does each adapter add, and what does a blend of them do?",
-        ),
-        PageSpec(
-            "passport.py",
-            "Neuron passport",
-            ":material/badge:",
-            "passport",
-            question="What does every view say about one neuron, and do their sets overlap?",
-        ),
-    ],
-    "Runs": [
-        PageSpec(
-            "runs.py",
-            "Runs",
-            ":material/play_circle:",
-            "runs",
-            question="Which jobs are running, and what did finished ones produce?",
-        ),
-    ],
-}
+HOME = PageSpec("home.py", "Home", ":material/home:", "home", default=True)
+
+
+def _sections() -> dict[str, list[PageSpec]]:
+    """Home, then every area's page (engine/areas.py) under its section, in the table's order."""
+    sections: dict[str, list[PageSpec]] = {"Start": [HOME]}
+    for area in AREAS:
+        if area.page is not None:
+            p = area.page
+            spec = PageSpec(p.file, p.title, p.icon, p.url_path, question=p.question)
+            sections.setdefault(p.section, []).append(spec)
+    return sections
+
+
+SECTIONS: dict[str, list[PageSpec]] = _sections()
 
 
 def all_pages() -> list[PageSpec]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from dashboard.stamps import models_stamp
-from engine.models.catalog import list_local_models, model_roots
+from engine.models import list_local_models, model_roots
 from engine.runtime import hub_reachable
 
 _HUB = "Hub id…"
@@ -33,7 +33,7 @@ def ignored_link(name: str, value: str, why: str) -> None:
 def hub_picker(container) -> str | None:
     """A hub id typed in, used only once the button below it is pressed (loading it may download
     gigabytes; nothing else, a URL parameter least of all, starts that)."""
-    from engine.models.loading import is_hub_id
+    from engine.models import is_hub_id
 
     hub_id = container.text_input(
         "Hub id", placeholder="HuggingFaceTB/SmolLM2-135M-Instruct", key="model_hub_id"

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from engine.cache.fingerprint import canonical_json, fingerprint_path
+from engine.cache import canonical_json, fingerprint_path
 from engine.paths import cache_root
 
 FOLLOW_S = 3.0  # how often a page that lists finished results looks for new ones
@@ -22,7 +22,7 @@ FOLLOW_S = 3.0  # how often a page that lists finished results looks for new one
 @st.cache_data(ttl=2.0, max_entries=4, show_spinner=False)
 def _workspace(root: str) -> str:
     from engine.jobs import list_jobs
-    from engine.lora.catalog import saved_dir
+    from engine.lora import saved_dir
     from engine.paths import artifacts_dir
 
     parts = [root, *(f"{v.id}:{v.status.state}" for v in list_jobs(limit=1000))]
@@ -57,7 +57,7 @@ def path_stamp(spec: str | None) -> str:
 def models_stamp() -> tuple:
     """Changes when a model folder appears under a model root (or inside one of its folders: a
     saved model's config.json is written after its folder)."""
-    from engine.models.catalog import model_roots
+    from engine.models import model_roots
 
     parts: list[tuple[str, int | None]] = []
     for root in model_roots():

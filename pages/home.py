@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import streamlit as st
 
-from dashboard import home_view as view
 from dashboard.demo_panel import part_states
+from dashboard.views import home as view
 
 
 def main() -> None:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import streamlit as st
 
-from dashboard import ica_view as view
 from dashboard.sources import model_picker
 from dashboard.stamps import follow_workspace
+from dashboard.views import ica as view
 from engine.errors import SubnetScopeError
 
 VIEWS = ["Components", "Overlap", "Live toggles", "Masked SFT", "Build"]

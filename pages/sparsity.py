@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import streamlit as st
 
-from dashboard import sparsity_view as view
 from dashboard.sources import model_picker
-from dashboard.stamps import follow_workspace, path_stamp
+from dashboard.stamps import follow_workspace
+from dashboard.views import sparsity as view
 from engine.errors import SubnetScopeError
 
 VIEWS = ["Heatmap", "Ranks", "Localization", "Neurons", "Coverage", "Compare", "Shells", "Train"]
@@ -43,8 +43,7 @@ def main() -> None:
     if shown == "Heatmap" and view.run_is_active(tuned.run_dir):
         view.live_heatmap(base, tuned.run_dir, config, criterion)
         return
-    stamps = (path_stamp(base), path_stamp(tuned.tuned))
-    result = view.diffed(base, tuned.tuned, stamps, config)
+    result = view.diff_of(base, tuned.tuned, config)
     view.headline(result, criterion)
     if shown == "Heatmap":
         view.heatmap_panel(result, criterion)

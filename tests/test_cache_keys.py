@@ -14,7 +14,7 @@ KEYS = ("stamp", "mtime", "version", "key", "path", "root", "source", "spec")
 def cached_functions() -> list[tuple[Path, ast.FunctionDef]]:
     found = []
     for folder in ("dashboard", "pages"):
-        for path in sorted((PROJECT_ROOT / folder).glob("*.py")):
+        for path in sorted((PROJECT_ROOT / folder).rglob("*.py")):
             for node in ast.walk(ast.parse(path.read_text())):
                 if isinstance(node, ast.FunctionDef) and any(
                     "cache_data" in ast.unparse(d) or "cache_resource" in ast.unparse(d)

@@ -5,11 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 from engine.ica import BuildConfig, build_templates
-from tests.page_support import APP, show_view
+from tests.page_support import open_page, show_view
 from tests.tiny import save_tiny_folder
 
 
@@ -37,17 +36,15 @@ def workspace(tmp_path_factory) -> dict[str, Path]:
 
 @pytest.fixture
 def page(workspace, tmp_path, monkeypatch) -> AppTest:
-    monkeypatch.setenv("SUBNETSCOPE_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setenv("SUBNETSCOPE_MODEL_ROOTS", str(workspace["models"]))
-    st.cache_data.clear()
-    at = AppTest.from_file(APP, default_timeout=180)
-    # a templates file of one's own is typed in (a link may only name templates jobs built)
-    at.session_state["templates"] = "A templates file…"
-    at.session_state["templates_typed"] = str(workspace["templates"])
-    at.session_state["model_source"] = str(workspace["model"])  # never load the demo model
-    at.run()
-    at.switch_page("../pages/ica.py").run()
-    assert not at.exception, at.exception
+    state = {
+        # a templates file of one's own is typed in (a link may only name templates jobs built)
+        "templates": "A templates file…",
+        "templates_typed": str(workspace["templates"]),
+        "model_source": str(workspace["model"]),  # never load the demo model
+    }
+    at = open_page(
+        monkeypatch, "ica", cache=tmp_path / "cache", models=workspace["models"], state=state
+    )
     [model] = [s for s in at.selectbox if s.label == "Model"]
     assert model.value == str(workspace["model"])
     return at

@@ -5,11 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 from tests.lora_support import save_tiny_adapter
-from tests.page_support import APP, show_view
+from tests.page_support import open_page, show_view
 from tests.tiny import save_tiny_folder
 
 NAMES = ("prose", "code", "math")
@@ -29,15 +28,14 @@ def workspace(tmp_path_factory) -> dict:
 
 @pytest.fixture
 def page(workspace, tmp_path, monkeypatch) -> AppTest:
-    monkeypatch.setenv("SUBNETSCOPE_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setenv("SUBNETSCOPE_MODEL_ROOTS", str(workspace["models"]))
-    st.cache_data.clear()
-    st.cache_resource.clear()
-    at = AppTest.from_file(APP, default_timeout=180)
-    at.session_state["model_source"] = str(workspace["model"])
-    at.run()
-    at.switch_page("../pages/lora.py").run()
-    assert not at.exception, at.exception
+    at = open_page(
+        monkeypatch,
+        "lora",
+        cache=tmp_path / "cache",
+        models=workspace["models"],
+        state={"model_source": str(workspace["model"])},
+        clear_resources=True,
+    )
     assert any("No adapters yet" in i.value for i in at.info)
     typed = "\n".join(str(p) for p in workspace["adapters"])
     at.text_area(key="adapters_typed").set_value(typed).run()

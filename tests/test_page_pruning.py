@@ -5,11 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 from engine.attribution.sparc3 import SparC3Config, run_sparc3
-from tests.page_support import APP, show_view
+from tests.page_support import open_page, show_view
 from tests.tiny import save_tiny_folder
 
 
@@ -37,14 +36,13 @@ def workspace(tmp_path_factory) -> dict[str, Path]:
 
 @pytest.fixture
 def page(workspace, tmp_path, monkeypatch) -> AppTest:
-    monkeypatch.setenv("SUBNETSCOPE_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setenv("SUBNETSCOPE_MODEL_ROOTS", str(workspace["models"]))
-    st.cache_data.clear()
-    at = AppTest.from_file(APP, default_timeout=180)
-    at.session_state["model_source"] = str(workspace["model"])
-    at.run()
-    at.switch_page("../pages/pruning.py").run()
-    assert not at.exception, at.exception
+    at = open_page(
+        monkeypatch,
+        "pruning",
+        cache=tmp_path / "cache",
+        models=workspace["models"],
+        state={"model_source": str(workspace["model"])},
+    )
     assert any("No scores yet" in i.value for i in at.info)
     at.text_input(key="scores_typed").set_value(str(workspace["result"])).run()
     assert not at.exception, at.exception

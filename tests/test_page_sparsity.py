@@ -6,11 +6,10 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-import streamlit as st
 import torch
 from streamlit.testing.v1 import AppTest
 
-from tests.page_support import APP
+from tests.page_support import open_page
 from tests.tiny import tiny_model
 
 UP = "model.layers.0.mlp.up_proj.weight"  # 48×32: 4 weights moved by 0.5 at each of 3 steps
@@ -48,14 +47,14 @@ def planted(tmp_path_factory) -> dict[str, Path]:
 
 @pytest.fixture
 def page(planted, tmp_path, monkeypatch) -> AppTest:
-    monkeypatch.setenv("SUBNETSCOPE_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setenv("SUBNETSCOPE_MODEL_ROOTS", str(planted["models"]))
-    monkeypatch.setenv("SUBNETSCOPE_AUTO_DEMO", "0")
-    st.cache_data.clear()  # the model lists are cached per process, across AppTests
-    at = AppTest.from_file(APP, default_timeout=120)
-    at.run()
-    at.switch_page("../pages/sparsity.py").run()
-    assert not at.exception, at.exception
+    at = open_page(
+        monkeypatch,
+        "sparsity",
+        cache=tmp_path / "cache",
+        models=planted["models"],
+        env={"SUBNETSCOPE_AUTO_DEMO": "0"},
+        timeout=120,
+    )
     [base] = [s for s in at.selectbox if s.label == "Model"]
     base.set_value(str(planted["base"])).run()
     assert not at.exception, at.exception

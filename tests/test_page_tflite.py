@@ -7,23 +7,18 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from dashboard.tflite_loaders import available_files
+from dashboard.views.tflite.loaders import available_files
 from engine.tflite.samples import ensure_samples
-from tests.page_support import APP
-
-MEDIAPIPE = Path(__file__).resolve().parent.parent / "cache" / "testdata" / "mediapipe"
+from tests.page_support import open_page
+from tests.tflite_support import MEDIAPIPE, need_mediapipe
 
 
 @pytest.fixture
 def page(tmp_path, monkeypatch) -> AppTest:
     monkeypatch.setenv("SUBNETSCOPE_CACHE", str(tmp_path))
-    monkeypatch.setenv("SUBNETSCOPE_TFLITE_ROOTS", str(MEDIAPIPE))
     ensure_samples()
-    at = AppTest.from_file(APP, default_timeout=120)
-    at.run()
-    at.switch_page("../pages/tflite.py").run()
-    assert not at.exception, at.exception
-    return at
+    env = {"SUBNETSCOPE_TFLITE_ROOTS": MEDIAPIPE}
+    return open_page(monkeypatch, "tflite", cache=tmp_path, env=env, timeout=120)
 
 
 def _select(at: AppTest, label: str, value) -> AppTest:
@@ -90,8 +85,8 @@ def test_diff_mode_compares_two_files(page, tmp_path) -> None:
     assert any("added" in str(j.value) or "changed" in str(j.value) for j in at.json)
 
 
-@pytest.mark.skipif(not MEDIAPIPE.is_dir(), reason="scripts/fetch_tflite_samples.sh not run")
 def test_real_mediapipe_model_opens(page) -> None:
+    need_mediapipe()
     at = _select(page, "File", str(MEDIAPIPE / "face_landmark.tflite"))
     assert not at.exception and not at.error
     metrics = {m.label: m.value for m in at.metric}

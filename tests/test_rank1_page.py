@@ -4,10 +4,9 @@ rank-1 run's update rule and optimizer, reach the submitted job's params."""
 from __future__ import annotations
 
 import pytest
-import streamlit as st
 from streamlit.testing.v1 import AppTest
 
-from tests.page_support import APP, show_view
+from tests.page_support import open_page, show_view
 from tests.tiny import save_tiny_folder
 
 
@@ -15,15 +14,14 @@ from tests.tiny import save_tiny_folder
 def page(tmp_path, monkeypatch) -> AppTest:
     folder = tmp_path / "models" / "tiny-llama"
     save_tiny_folder(folder)
-    monkeypatch.setenv("SUBNETSCOPE_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setenv("SUBNETSCOPE_MODEL_ROOTS", str(tmp_path / "models"))
-    st.cache_data.clear()
-    st.cache_resource.clear()
-    at = AppTest.from_file(APP, default_timeout=180)
-    at.session_state["model_source"] = str(folder)
-    at.run()
-    at.switch_page("../pages/lora.py").run()
-    assert not at.exception, at.exception
+    at = open_page(
+        monkeypatch,
+        "lora",
+        cache=tmp_path / "cache",
+        models=tmp_path / "models",
+        state={"model_source": str(folder)},
+        clear_resources=True,
+    )
     show_view(at, "Train")
     return at
 

@@ -11,10 +11,20 @@ from typing import TypeVar
 import pandas as pd
 import streamlit as st
 
-from engine.tflite import TFLiteError, TFLiteFile, TFLiteReader, open_file
-from engine.tflite.analysis import layer_table, op_histogram, parameter_bytes
-from engine.tflite.findings import Finding, digest_from_readers, find_across
-from engine.tflite.samples import ensure_samples, list_tflite_files
+from engine.tflite import (
+    Finding,
+    TFLiteError,
+    TFLiteFile,
+    TFLiteReader,
+    digest_from_readers,
+    ensure_samples,
+    find_across,
+    layer_table,
+    list_tflite_files,
+    op_histogram,
+    open_file,
+    parameter_bytes,
+)
 
 
 def file_key(path: str) -> tuple[str, int, int]:

@@ -3,22 +3,28 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
-from pathlib import Path
 
 import pandas as pd
 import streamlit as st
 
-from dashboard import lora_charts as charts
 from dashboard.downloads import downloads
 from dashboard.jobs_panel import event_tables, job_watcher, submit_job
 from dashboard.loaders import shared_model
 from dashboard.neuron_links import neuron_table
 from dashboard.sources import ignored_link
 from dashboard.stamps import workspace_changed, workspace_stamp
+from dashboard.views.lora import charts
+from dashboard.views.lora.loaders import (
+    Picked,
+    adapter_choices,
+    blended,
+    delta_table,
+    generation_column,
+    geometry_tables,
+    neuron_norms_table,
+)
 from engine.errors import SubnetScopeError
-from engine.lora.adapters import AdapterSet, load_adapter_set
-from engine.lora.blend import DENSITY_METHODS, METHODS, SVD_METHODS, BlendResult, BlendSpec, blend
+from engine.lora import DENSITY_METHODS, METHODS, SVD_METHODS, AdapterSet, BlendResult, BlendSpec
 
 HERE = "lora"
 WEIGHT_HELP = "wᵢ in Σ wᵢ·sᵢ·BᵢAᵢ (negative subtracts the adapter)"
@@ -30,41 +36,6 @@ DEFAULT_PROMPTS = (
     "def read_config(path):",
     "What is 17 + 25?",
 )
-
-
-@dataclass(frozen=True)
-class Picked:
-    """The chosen adapter folders, as a hashable cache key (paths, names, modification times)."""
-
-    paths: tuple[str, ...]
-    names: tuple[str, ...] | None  # None: named after their folders
-    mtimes: tuple[int, ...]
-
-    @classmethod
-    def of(cls, paths: list[str], names: list[str] | None = None) -> Picked:
-        resolved = [Path(p).expanduser() for p in paths]
-        for path in resolved:
-            if not (path / "adapter_config.json").is_file():
-                raise SubnetScopeError(
-                    f"'{path}' is not a PEFT adapter folder (no adapter_config.json)"
-                )
-        mtimes = tuple(
-            max(f.stat().st_mtime_ns for f in path.iterdir() if f.is_file()) for path in resolved
-        )
-        return cls(tuple(str(p) for p in resolved), tuple(names) if names else None, mtimes)
-
-
-# adapters ---------------------------------------------------------------------------------
-@st.cache_data(max_entries=4, show_spinner=False)
-def adapter_choices(stamp: str) -> list[tuple[str, str, bool]]:
-    """(path, name, preselect) of every ready adapter: the demo's first, then runs, then saved.
-    `stamp` (the workspace stamp) brings in a run as it finishes and a blend as it is saved."""
-    from engine.lora.catalog import list_adapters
-
-    ready = [e for e in list_adapters() if e.ready and e.path is not None]
-    # Preselect the demo's task adapters, else every trained one; saved blends wait to be picked.
-    first = [e for e in ready if e.is_demo] or [e for e in ready if e.job_id]
-    return [(str(e.path), e.name, e in first) for e in ready]
 
 
 def pick_adapters(bar=st.sidebar) -> tuple[list[str], list[str] | None]:
@@ -103,16 +74,6 @@ def pick_adapters(bar=st.sidebar) -> tuple[list[str], list[str] | None]:
     )
     extra = [line.strip() for line in typed.splitlines() if line.strip()]
     return list(picked) + extra, None if extra else [labels[p] for p in picked]
-
-
-@st.cache_resource(max_entries=4, show_spinner="Reading the adapters…")
-def _adapter_set(picked: Picked) -> AdapterSet:
-    return load_adapter_set(list(picked.paths), names=picked.names)
-
-
-def opened(paths: list[str], names: list[str] | None) -> tuple[Picked, AdapterSet]:
-    picked = Picked.of(paths, names)
-    return picked, _adapter_set(picked)
 
 
 def base_source(adapters: AdapterSet, fallback: str | None) -> str:
@@ -192,11 +153,6 @@ def blend_controls(adapters: AdapterSet) -> BlendSpec:
     return BlendSpec(weights=weights, method=method, rank=rank, density=density, engine=engine)
 
 
-@st.cache_resource(max_entries=16, show_spinner=False)
-def blended(picked: Picked, spec: BlendSpec) -> BlendResult:
-    return blend(_adapter_set(picked), spec)
-
-
 def blend_now(picked: Picked, adapters: AdapterSet, spec: BlendSpec) -> BlendResult:
     """The blend (cached per spec), saying why when PEFT's dense path makes it slow."""
     message = "Blending from the factors…"
@@ -248,31 +204,6 @@ def blend_headline(result: BlendResult) -> None:
         )
 
 
-# generations ------------------------------------------------------------------------------
-@st.cache_data(max_entries=64, show_spinner=False)
-def _column(
-    source: str,
-    picked: Picked,
-    variant: str,
-    spec: BlendSpec | None,
-    prompts: tuple[str, ...],
-    max_new_tokens: int,
-) -> list[str]:
-    """One variant's completions: 'base', an adapter's name (alone, at weight 1), or 'blend'."""
-    from engine.lora.compare import side_by_side
-
-    adapters = _adapter_set(picked)
-    factors = None
-    if variant == "blend":
-        factors = blended(picked, spec).factors
-    elif variant != "base":
-        factors = adapters.adapters[adapters.names.index(variant)].factors
-    table = side_by_side(
-        shared_model(source), prompts, {variant: factors}, max_new_tokens=max_new_tokens
-    )
-    return table[variant].tolist()
-
-
 def generations_panel(source: str, picked: Picked, adapters: AdapterSet, spec: BlendSpec) -> None:
     st.subheader("Generations side by side")
     st.caption(
@@ -289,7 +220,7 @@ def generations_panel(source: str, picked: Picked, adapters: AdapterSet, spec: B
     started = time.perf_counter()
     with st.spinner("Generating…"):
         for variant in ("base", *adapters.names, "blend"):
-            table[variant] = _column(
+            table[variant] = generation_column(
                 source, picked, variant, spec if variant == "blend" else None, prompts, max_new
             )
     frame = pd.DataFrame(table)
@@ -301,25 +232,15 @@ def generations_panel(source: str, picked: Picked, adapters: AdapterSet, spec: B
     downloads(frame, "lora-generations", key="lora_gen_dl")
 
 
-# geometry ---------------------------------------------------------------------------------
-@st.cache_data(max_entries=16, show_spinner="Measuring the updates…")
-def _geometry(picked: Picked, spec: BlendSpec) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    from engine.lora.geometry import cosine_matrix, cosine_table, geometry_table
-
-    adapters = _adapter_set(picked)
-    geometry = geometry_table(adapters, blended(picked, spec))
-    return geometry, cosine_matrix(adapters), cosine_table(adapters)
-
-
 def geometry_panel(picked: Picked, adapters: AdapterSet, spec: BlendSpec, source: str) -> None:
-    from engine.lora.tables import norms_by_layer, ranks_by_kind
+    from engine.lora import norms_by_layer, ranks_by_kind
 
     st.subheader("Geometry of the updates")
     st.caption(
         "Computed exactly from the factors (no d×d matrix): ‖ΔW‖_F per layer, effective rank "
         "(exp of the entropy of the singular values) and stable rank (Σs² / s²_max), cosines."
     )
-    geometry, matrix, pairs = _geometry(picked, spec)
+    geometry, matrix, pairs = geometry_tables(picked, spec)
     st.markdown("**‖ΔW‖ per layer** (the blend dashed)")
     st.altair_chart(charts.norm_per_layer(norms_by_layer(geometry)), width="stretch")
     st.markdown("**Ranks per module kind**")
@@ -344,19 +265,6 @@ def geometry_panel(picked: Picked, adapters: AdapterSet, spec: BlendSpec, source
     neurons_section(picked, adapters, spec, source)
 
 
-@st.cache_data(max_entries=32, show_spinner="Measuring each neuron's update…")
-def _neuron_norms(picked: Picked, spec: BlendSpec, name: str, source: str) -> pd.DataFrame:
-    from engine.lora.neuron_norms import factor_neuron_norms
-    from engine.neurons.space import architecture_of  # from the config alone: no weights
-
-    adapters = _adapter_set(picked)
-    if name in adapters.names:
-        factors = adapters.adapters[adapters.names.index(name)].factors
-    else:
-        factors = blended(picked, spec).factors
-    return factor_neuron_norms(factors, architecture_of(source), name)
-
-
 def neurons_section(picked: Picked, adapters: AdapterSet, spec: BlendSpec, source: str) -> None:
     """The neurons each update moves most, linked to their passports on the base model."""
     st.markdown(
@@ -367,7 +275,7 @@ def neurons_section(picked: Picked, adapters: AdapterSet, spec: BlendSpec, sourc
     name = left.selectbox("Update", [*adapters.names, "blend"], key="lora_neurons_of")
     top = right.number_input("Show top", 1, 100_000, 50, step=10, key="lora_neurons_top")
     try:
-        norms = _neuron_norms(picked, spec, name, source)
+        norms = neuron_norms_table(picked, spec, name, source)
     except SubnetScopeError as exc:
         st.error(str(exc))
         return
@@ -383,22 +291,8 @@ def neurons_section(picked: Picked, adapters: AdapterSet, spec: BlendSpec, sourc
     downloads(ranked, f"lora-neurons-{name.replace('/', '-')}", key="lora_neurons_dl")
 
 
-# delta activations ------------------------------------------------------------------------
-@st.cache_resource(max_entries=16, show_spinner="Running the probes…")
-def _deltas(source: str, picked: Picked, spec: BlendSpec, probes: str):
-    from engine.lora.deltas import delta_activations
-
-    return delta_activations(
-        shared_model(source),
-        _adapter_set(picked),
-        probes,
-        blends={"blend": blended(picked, spec).factors},
-    )
-
-
 def deltas_panel(source: str, picked: Picked, spec: BlendSpec) -> None:
-    from engine.lora.deltas import delta_distances, delta_map
-    from engine.lora.probes import PROBE_SETS
+    from engine.lora import PROBE_SETS, delta_distances, delta_map
 
     st.subheader("Delta activations")
     st.caption(
@@ -412,7 +306,7 @@ def deltas_panel(source: str, picked: Picked, spec: BlendSpec) -> None:
         help="generic, math, code, commonsense, mixed: the seed's probes (Delta Activations / "
         "LLGBM), verbatim; wide*, prose, instructions: SubnetScope's own larger sets",
     )
-    table = _deltas(source, picked, spec, probes)
+    table = delta_table(source, picked, spec, probes)
     if table.truncated:
         st.warning(
             f"{table.truncated} probe text(s) are longer than {table.max_length} tokens and were "
@@ -429,8 +323,7 @@ def deltas_panel(source: str, picked: Picked, spec: BlendSpec) -> None:
 
 # save -------------------------------------------------------------------------------------
 def save_panel(adapters: AdapterSet, result: BlendResult, source: str) -> None:
-    from engine.lora.blend import save_blend
-    from engine.lora.catalog import saved_dir
+    from engine.lora import save_blend, saved_dir
     from engine.names import NAME_RULE, named_folder
 
     st.subheader("Save the blend")
@@ -467,7 +360,7 @@ def save_panel(adapters: AdapterSet, result: BlendResult, source: str) -> None:
 # training ---------------------------------------------------------------------------------
 def train_panel(source: str) -> None:
     from engine.jobs import get_kind
-    from engine.training.config import CONFIGS
+    from engine.training import CONFIGS
 
     st.subheader("Train")
     st.caption(
@@ -528,7 +421,7 @@ def train_panel(source: str) -> None:
 
 def relora_options(params: dict, defaults: dict) -> None:
     """ReLoRA's warm start and the parameters that train at full rank."""
-    from engine.training.config import FULL_RANK, ReLoRAConfig
+    from engine.training import FULL_RANK, ReLoRAConfig
 
     cols = st.columns(2)
     warm = cols[0].number_input(
@@ -552,7 +445,7 @@ def relora_options(params: dict, defaults: dict) -> None:
 
 def rank1_options(params: dict, defaults: dict) -> None:
     """Rank-1 merging's update rule and optimizer."""
-    from engine.training.config import RANK1_METHODS, RANK1_OPTIMIZERS, Rank1Config
+    from engine.training import RANK1_METHODS, RANK1_OPTIMIZERS, Rank1Config
 
     cols = st.columns(2)
     params["method"] = cols[0].selectbox(

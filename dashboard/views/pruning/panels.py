@@ -3,20 +3,19 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pandas as pd
 import streamlit as st
 
-from dashboard import pruning_charts as charts
 from dashboard.downloads import downloads
 from dashboard.jobs_panel import job_launcher, job_watcher
 from dashboard.loaders import shared_model
 from dashboard.neuron_links import neuron_table
 from dashboard.sources import artifact_picker
 from dashboard.stamps import workspace_stamp
-from engine.attribution.results import SparC3Result, layer_distribution, list_runs, load_result
-from engine.attribution.scores import Selected
+from dashboard.views.pruning import charts
+from dashboard.views.pruning.loaders import run_choices
+from engine.attribution import Selected, SparC3Result, layer_distribution
 from engine.errors import SubnetScopeError
 
 HERE = "pruning"
@@ -30,25 +29,6 @@ def _score_name(config: dict) -> str:
 
 
 PICK_KEY = "scores"
-
-
-@st.cache_data(max_entries=4, show_spinner=False)
-def run_choices(stamp: str) -> list[tuple[str, str]]:
-    """Finished SparC3 runs; `stamp` (the workspace stamp) brings in a run as it finishes."""
-    return [(str(e.path), e.label) for e in list_runs()]
-
-
-@st.cache_resource(max_entries=4, show_spinner="Reading the run…")
-def _result(path: str, mtime_ns: int) -> SparC3Result:
-    return load_result(path)
-
-
-def opened(path: str) -> SparC3Result:
-    folder = Path(path).expanduser()
-    summary = folder / "sparc3.json"
-    if not summary.is_file():
-        raise SubnetScopeError(f"no SparC3 result in '{folder}' (no sparc3.json)")
-    return _result(str(folder), summary.stat().st_mtime_ns)
 
 
 def pick_run(bar=st.sidebar) -> str | None:
@@ -175,10 +155,9 @@ def chosen_neurons(result: SparC3Result) -> list[Selected]:
 
 
 def live_panel(result: SparC3Result, source: str) -> None:
-    from engine.attribution.live import live_pruning
-    from engine.attribution.pruning import pruning_mask
+    from engine.attribution import live_pruning, pruning_mask
     from engine.data import load_texts
-    from engine.ica.explore import held_out_texts
+    from engine.ica import held_out_texts
 
     st.subheader("Prune live")
     st.caption(
@@ -273,8 +252,7 @@ def evaluation_panel(result: SparC3Result, source: str) -> None:
 
 
 def evaluation_result(job_id: str) -> None:
-    from engine.jobs import get_job
-    from engine.jobs.files import RESULT
+    from engine.jobs import RESULT, get_job
 
     view = get_job(job_id)
     table = view.path / RESULT / "evaluation.parquet"
@@ -284,7 +262,7 @@ def evaluation_result(job_id: str) -> None:
 
 # compute and export -----------------------------------------------------------------------
 def compute_panel(source: str) -> None:
-    from engine.attribution.sparc3 import SparC3Config
+    from engine.attribution import SparC3Config
 
     st.subheader("Compute scores")
     st.caption(
@@ -321,7 +299,7 @@ def compute_panel(source: str) -> None:
 
 
 def export_panel(result: SparC3Result, source: str) -> None:
-    from engine.attribution.pruning import save_pruned_model
+    from engine.attribution import save_pruned_model
     from engine.names import named_folder
     from engine.paths import models_dir
 

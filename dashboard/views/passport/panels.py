@@ -5,16 +5,19 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from dashboard import passport_charts as charts
 from dashboard.downloads import downloads
 from dashboard.jobs_panel import job_watcher, kind_title, submit_job
 from dashboard.sources import MODEL_KEY, ignored_link, local_choices
-from dashboard.stamps import path_stamp, workspace_stamp
+from dashboard.stamps import workspace_stamp
+from dashboard.views.passport import charts
+from dashboard.views.passport.loaders import (
+    cached_matrix,
+    cached_passport,
+    cached_sets,
+    set_contents,
+)
 from engine.errors import SubnetScopeError
-from engine.neurons.overlap import NeuronSet, overlap, overlap_matrix
-from engine.neurons.passport import Passport, passport
-from engine.neurons.sets import DEFAULT_TOP, known_sets, list_set
-from engine.neurons.space import NeuronSpace, space_of
+from engine.neurons import DEFAULT_TOP, NeuronSet, NeuronSpace, Passport, list_set, overlap
 
 LAYER_KEY, NEURON_KEY = "passport_layer", "passport_neuron"
 P_COLUMNS = {
@@ -43,22 +46,6 @@ def preselect_from_url() -> None:
             except ValueError:
                 ignored_link(name, params[name], f"it is not a {name} number")
             st.session_state[done] = True
-
-
-@st.cache_data(max_entries=8, show_spinner="Reading the model's config…")
-def cached_space(source: str, weights: str) -> NeuronSpace:
-    """`weights`: the folder's stamp (a model saved again under the same path is read again)."""
-    return space_of(source)
-
-
-@st.cache_data(max_entries=64, show_spinner="Gathering what every view has computed…")
-def cached_passport(source: str, layer: int, neuron: int, stamp: str) -> Passport:
-    """`stamp`: the workspace stamp, so a finished job's artifacts join the passport at once."""
-    return passport(source, layer, neuron)
-
-
-def neuron_space(source: str) -> NeuronSpace:
-    return cached_space(source, path_stamp(source))
 
 
 def pick_neuron(space: NeuronSpace) -> tuple[int, int]:
@@ -208,24 +195,6 @@ def _json(p: Passport) -> str:
     import json
 
     return json.dumps(p.as_dict(), indent=2, default=str)
-
-
-# --- overlaps -------------------------------------------------------------------------------------
-@st.cache_data(max_entries=8, show_spinner="Collecting the neuron sets of every view…")
-def cached_sets(source: str, top: int, stamp: str) -> list[NeuronSet]:
-    return known_sets(neuron_space(source), top)
-
-
-def set_contents(sets: list[NeuronSet]) -> tuple:
-    """What the matrix reads of each set, as a hashable key: name, neurons and layers."""
-    return tuple((s.spec, tuple(sorted(s.neurons)), s.layers) for s in sets)
-
-
-@st.cache_data(max_entries=16, show_spinner="Testing every pair of sets…")
-def cached_matrix(contents: tuple, _sets: list[NeuronSet], widths: tuple[int, ...]):
-    """`contents` (set_contents of `_sets`) is the key: an edited list of your own, or a set a
-    finished job changed, is a new matrix."""
-    return overlap_matrix(_sets, widths)
 
 
 def user_set() -> NeuronSet | None:

@@ -3,22 +3,33 @@
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 import streamlit as st
 
-from dashboard import ica_charts as charts
 from dashboard.downloads import downloads
 from dashboard.jobs_panel import job_launcher, job_watcher, submit_job
 from dashboard.loaders import shared_model
 from dashboard.neuron_links import neuron_table
 from dashboard.sources import artifact_picker
 from dashboard.stamps import workspace_stamp
+from dashboard.views.ica import charts
+from dashboard.views.ica.loaders import template_choices, time_course_of
 from engine.errors import SubnetScopeError
-from engine.ica import ComponentArrays, Templates, explore, ica_mask, load_arrays, load_templates
-from engine.ica.catalog import list_templates
-from engine.ica.layers import format_layers
-from engine.ica.templates import SPACE_LABELS, SPACES
+from engine.ica import (
+    SPACE_LABELS,
+    SPACES,
+    ComponentArrays,
+    Templates,
+    component_neurons,
+    dataset_means,
+    held_out_texts,
+    ica_mask,
+    jaccard_overlaps,
+    key_neuron_counts,
+    live_comparison,
+    top_tokens,
+)
+from engine.models import format_layers
 
 HERE = "ica"
 PICK_KEY = "templates"
@@ -27,28 +38,6 @@ TIME_COURSE_TEXT = (
     "The function returns a list of names.\n"
     "def names(items):\n    return [item.name for item in items if item.visible]"
 )
-
-
-# loading ----------------------------------------------------------------------------------
-@st.cache_data(max_entries=4, show_spinner=False)
-def template_choices(stamp: str) -> list[tuple[str, str]]:
-    """Built templates; `stamp` (the workspace stamp) brings in a build as it finishes."""
-    return [(str(e.path), e.label) for e in list_templates()]
-
-
-@st.cache_resource(max_entries=4, show_spinner="Reading templates…")
-def _templates(path: str, mtime_ns: int) -> tuple[Templates, ComponentArrays | None]:
-    templates = load_templates(path)
-    return templates, load_arrays(templates.path)
-
-
-def opened(path: str) -> tuple[Templates, ComponentArrays | None]:
-    """Templates and their arrays, re-read when the file changes."""
-    file = Path(path).expanduser()
-    file = file / "templates.json" if file.is_dir() else file
-    if not file.is_file():
-        raise SubnetScopeError(f"no ICA templates at '{file}'")
-    return _templates(str(file), file.stat().st_mtime_ns)
 
 
 def pick_templates(bar=st.sidebar) -> str | None:
@@ -110,7 +99,7 @@ def _unit(templates: Templates) -> str:
 def _component_label(templates: Templates, arrays: ComponentArrays | None):
     preferred = {}
     if arrays is not None and len(arrays.datasets) > 1:
-        means = explore.dataset_means(arrays)
+        means = dataset_means(arrays)
         for c, group in means.groupby("component"):
             preferred[c] = group.loc[group["mean"].idxmax(), "dataset"]
 
@@ -124,14 +113,12 @@ def _component_label(templates: Templates, arrays: ComponentArrays | None):
 def components_panel(templates: Templates, arrays: ComponentArrays | None, source: str) -> None:
     st.subheader(f"Key {_unit(templates)} per component and layer")
     st.altair_chart(
-        charts.key_neuron_heatmap(explore.key_neuron_counts(templates), _unit(templates)),
+        charts.key_neuron_heatmap(key_neuron_counts(templates), _unit(templates)),
         width="stretch",
     )
     if arrays is not None and len(arrays.datasets) > 1:
         st.caption("Mean source value per dataset: which text each component prefers.")
-        st.altair_chart(
-            charts.dataset_preference_chart(explore.dataset_means(arrays)), width="stretch"
-        )
+        st.altair_chart(charts.dataset_preference_chart(dataset_means(arrays)), width="stretch")
     component = st.selectbox(
         "Component",
         templates.component_ids,
@@ -144,10 +131,10 @@ def components_panel(templates: Templates, arrays: ComponentArrays | None, sourc
         if arrays is None:
             st.info("This templates file has no captured data beside it (a seed-001 file).")
         else:
-            top = explore.top_tokens(arrays, shared_model(source).tokenizer, component, n=25)
+            top = top_tokens(arrays, shared_model(source).tokenizer, component, n=25)
             st.dataframe(top, hide_index=True, height=360, width="stretch")
     with neurons_col:
-        neurons = explore.component_neurons(templates, arrays, component)
+        neurons = component_neurons(templates, arrays, component)
         if templates.space == "mlp_out":
             # Hidden-size output channels: not neurons a passport (intermediate space) describes.
             st.markdown("**Key channels** (layer, channel of the down projection's output)")
@@ -162,13 +149,6 @@ def components_panel(templates: Templates, arrays: ComponentArrays | None, sourc
         time_course_section(templates, arrays, source, component)
 
 
-@st.cache_data(max_entries=32, show_spinner=False)
-def _time_course(source: str, path: str, mtime_ns: int, text: str):
-    """One forward pass per (model, templates, text), not one per rerun of the page."""
-    templates, arrays = _templates(path, mtime_ns)
-    return explore.time_course(shared_model(source), templates, arrays, text)
-
-
 def time_course_section(
     templates: Templates, arrays: ComponentArrays, source: str, component: int
 ) -> None:
@@ -177,7 +157,9 @@ def time_course_section(
     others = [c for c in templates.component_ids if c != component]
     also = st.multiselect("Also show", others, key="ica_time_also")
     try:
-        course = _time_course(source, str(templates.path), templates.path.stat().st_mtime_ns, text)
+        course = time_course_of(
+            source, str(templates.path), templates.path.stat().st_mtime_ns, text
+        )
     except SubnetScopeError as exc:
         st.error(str(exc))
         return
@@ -187,7 +169,7 @@ def time_course_section(
 def overlap_panel(templates: Templates) -> None:
     st.subheader("Overlap between components")
     st.caption("Jaccard index |A ∩ B| / |A ∪ B| of the components' key-neuron sets.")
-    overlaps = explore.jaccard_overlaps(templates)
+    overlaps = jaccard_overlaps(templates)
     st.altair_chart(charts.overlap_heatmap(overlaps), width="stretch")
     pairs = overlaps[overlaps["a"] < overlaps["b"]].sort_values("jaccard", ascending=False)
     st.dataframe(pairs.head(50), hide_index=True, width="stretch")
@@ -221,9 +203,9 @@ def toggles_panel(templates: Templates, arrays: ComponentArrays | None, source: 
     if not go:
         return
     mask = ica_mask(templates, chosen, mode)
-    texts = explore.held_out_texts(arrays)
+    texts = held_out_texts(arrays)
     with st.spinner("Generating and scoring with and without the mask…"):
-        result = explore.live_comparison(loaded, mask, prompt, texts, max_new_tokens=max_new)
+        result = live_comparison(loaded, mask, prompt, texts, max_new_tokens=max_new)
     left, right = st.columns(2)
     left.markdown("**Unmasked**")
     left.code(result.base_text or "(no text)", language=None, wrap_lines=True)
@@ -245,7 +227,7 @@ def toggles_panel(templates: Templates, arrays: ComponentArrays | None, source: 
 # masked fine-tuning -----------------------------------------------------------------------
 def sft_panel(templates: Templates, source: str) -> None:
     from engine.jobs import get_kind
-    from engine.training.config import three_way
+    from engine.training import three_way
 
     st.subheader("Masked fine-tuning")
     st.caption(
@@ -312,7 +294,7 @@ def sft_panel(templates: Templates, source: str) -> None:
 
 
 def comparison_section() -> None:
-    from engine.training.masked_runs import comparison_long, masked_runs
+    from engine.training import comparison_long, masked_runs
 
     runs = masked_runs()
     st.subheader("Finished runs")
@@ -337,7 +319,7 @@ def comparison_section() -> None:
 
 # building ---------------------------------------------------------------------------------
 def build_panel(source: str) -> None:
-    from engine.ica.build import BuildConfig
+    from engine.ica import BuildConfig
 
     st.subheader("Build templates")
     st.caption(

@@ -1,4 +1,4 @@
-"""The sparsity page's cached loaders and panels: heatmap, ranks, localization, coverage, compare,
+"""The sparsity view's pickers and panels: heatmap, ranks, localization, coverage, compare,
 shells and training runs. The numerics live in engine.sparsity; this module draws them."""
 
 from __future__ import annotations
@@ -10,7 +10,12 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from dashboard.charts import (
+from dashboard.downloads import downloads
+from dashboard.jobs_panel import event_tables, job_launcher, job_watcher, live_interval
+from dashboard.neuron_links import neuron_table
+from dashboard.sources import ignored_link, local_choices
+from dashboard.stamps import path_stamp
+from dashboard.views.sparsity.charts import (
     coverage_chart,
     depth_profile_chart,
     layer_distribution_chart,
@@ -19,37 +24,36 @@ from dashboard.charts import (
     shell_bars_chart,
     update_heatmap_chart,
 )
-from dashboard.downloads import downloads
-from dashboard.jobs_panel import event_tables, job_launcher, job_watcher, live_interval
-from dashboard.neuron_links import neuron_table
-from dashboard.sources import ignored_link, local_choices
-from dashboard.stamps import path_stamp
+from dashboard.views.sparsity.loaders import (
+    compared,
+    config_shells,
+    diffed,
+    series_of,
+    stored_precision,
+)
 from engine.errors import SubnetScopeError
-from engine.jobs import JobView, get_job, list_jobs, load_kinds, parse_params
-from engine.jobs.files import RESULT
+from engine.jobs import RESULT, JobView, get_job, list_jobs, load_kinds, parse_params
 from engine.sparsity import (
+    BASES,
     BF16,
+    BLOCK_CHANGED,
     EXACT,
-    CompareResult,
+    SCRIPT,
+    SEED_NAME_TOKENS,
+    TENSOR_FRO,
     DiffConfig,
     DiffResult,
-    SeriesResult,
-    boundaries_from_config,
-    compare_runs,
-    diff,
+    download_hub_weights,
+    hub_cached,
     list_checkpoints,
-    open_source,
-    series,
+    opening_criterion,
+    result_precision,
+    script_report,
     shell_boundaries,
     shell_summary,
     shell_table,
+    tolerance_key,
 )
-from engine.sparsity.config import tolerance_key
-from engine.sparsity.localization import BASES, BLOCK_CHANGED, TENSOR_FRO
-from engine.sparsity.precision import opening_criterion, pair_precision, result_precision
-from engine.sparsity.reference import SCRIPT, script_report
-from engine.sparsity.series import SEED_NAME_TOKENS
-from engine.sparsity.sources import download_hub_weights, hub_cached, no_hub_downloads
 
 HERE = "sparsity"
 TRAIN_KINDS = {"train.sft": "SFT", "train.grpo": "GRPO", "train.ppo": "PPO"}
@@ -63,47 +67,6 @@ CRITERION_KEY = "sparsity_criterion"
 PICKED_KEY = "sparsity_picked"  # (base, tuned) the sidebar picked, for the opening criterion
 OPENED_FOR = "sparsity_criterion_opened_for"  # the precision the criterion last opened on
 COMPARE_BASES = {"count": BASES[BLOCK_CHANGED], "fraction": "changed share per block"}
-
-
-# cache keys -------------------------------------------------------------------------------
-# The diffs read weights by the stamps (path_stamp) of every input, and never download a hub id:
-# that takes the sidebar's button (download_button).
-@st.cache_data(max_entries=16, show_spinner="Diffing base against tuned…")
-def diffed(base: str, tuned: str, stamps: tuple, config: DiffConfig) -> DiffResult:
-    with no_hub_downloads():
-        return diff(base, tuned, config)
-
-
-@st.cache_data(max_entries=8, show_spinner="Diffing every checkpoint of the run…")
-def series_of(base: str, run_dir: str, stamps: tuple, config: DiffConfig) -> SeriesResult:
-    with no_hub_downloads():
-        return series(base, run_dir, config)
-
-
-@st.cache_data(max_entries=8, show_spinner="Diffing both runs…")
-def compared(
-    runs: tuple[str, ...], stamps: tuple, config: DiffConfig, criterion: str, basis: str
-) -> CompareResult:
-    with no_hub_downloads():
-        return compare_runs(list(runs), config, criterion=criterion, basis=basis)
-
-
-@st.cache_data(max_entries=16, show_spinner=False)
-def config_shells(base: str, stamp: str) -> list[int]:
-    """Shell boundaries from the base's config when it lists nested FFN widths (Gemma-3n)."""
-    try:
-        with no_hub_downloads():
-            folder = open_source(base).config_dir
-        points = boundaries_from_config(folder) if folder else []
-    except SubnetScopeError:
-        return []
-    return points if len(points) > 2 else []  # one width: a single shell, nothing to compare
-
-
-@st.cache_data(max_entries=32, show_spinner=False)
-def stored_precision(base: str, tuned: str, stamps: tuple) -> str | None:
-    """`pair_precision`, cached per pair and their files' stamps."""
-    return pair_precision(base, tuned)
 
 
 # picking ----------------------------------------------------------------------------------
@@ -186,7 +149,7 @@ def preselect_from_url() -> None:
 def download_button(spec: str | None, bar=st.sidebar) -> None:
     """For a hub id that is not in the local hub cache: a button that downloads its weights
     (bounded by SUBNETSCOPE_HUB_MAX_GB). Diffs never download on their own."""
-    from engine.models.loading import is_hub_id
+    from engine.models import is_hub_id
     from engine.runtime import hub_reachable
 
     if not spec or Path(spec).expanduser().exists() or not is_hub_id(spec):

@@ -5,22 +5,91 @@ from __future__ import annotations
 
 import io
 import re
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import streamlit as st
 
-from dashboard.charts import heatmap_chart, op_histogram_chart, value_histogram_chart
 from dashboard.downloads import downloads
-from dashboard.tflite_loaders import findings, histogram, layers, params_by
-from engine.tflite import ModelInfo, SubgraphInfo, TFLiteReader
-from engine.tflite.diff import diff_graphs
-from engine.tflite.findings import findings_table
-from engine.tflite.neighbourhood import layer_graph, neighbourhood, to_dot
-from engine.tflite.tensor_view import pooled_2d, tensor_stats, value_sample
+from dashboard.views.tflite.charts import heatmap_chart, op_histogram_chart, value_histogram_chart
+from dashboard.views.tflite.loaders import (
+    available_files,
+    file_key,
+    findings,
+    histogram,
+    layers,
+    opened_file,
+    params_by,
+)
+from engine.errors import SubnetScopeError
+from engine.tflite import (
+    ModelInfo,
+    SubgraphInfo,
+    TFLiteReader,
+    diff_graphs,
+    findings_table,
+    layer_graph,
+    neighbourhood,
+    pooled_2d,
+    save_upload,
+    tensor_stats,
+    tflite_roots,
+    to_dot,
+    value_sample,
+)
 
 GRAPH_OP = "tflite_graph_op"  # session keys: the op / tensor the graph view centres on
 GRAPH_TENSOR = "tflite_graph_tensor"
+
+
+def _label(path: str) -> str:
+    p = Path(path)
+    return f"{p.name}  ({p.parent.name})"
+
+
+def pick_file(label: str, key: str) -> str | None:
+    files = available_files(tuple(str(r) for r in tflite_roots()))
+    upload = st.sidebar.file_uploader(
+        f"…or upload ({label})", type=["tflite", "task", "litertlm"], key=f"{key}_upload"
+    )
+    if upload is not None:
+        return str(save_upload(upload.name, upload.getvalue()))
+    if not files:
+        st.info("No TFLite files found under: " + ", ".join(map(str, tflite_roots())))
+        return None
+    return st.sidebar.selectbox(
+        label,
+        files,
+        format_func=_label,
+        key=key,
+        help="Files under: " + ", ".join(map(str, tflite_roots())),
+    )
+
+
+def pick_section(path: str, key: str) -> str | None:
+    """For bundles, the TFLite section to open; None for a plain model."""
+    handle = opened_file(file_key(path))
+    if handle.format == "tflite":
+        return None
+    with st.sidebar.expander(f"{len(handle.sections)} sections in this {handle.format} file"):
+        st.dataframe(
+            [
+                {
+                    "section": s.name,
+                    "kind": s.kind,
+                    "offset": s.offset,
+                    "bytes": s.size,
+                    "stored": not s.compressed,
+                }
+                for s in handle.sections
+            ],
+            hide_index=True,
+        )
+    names = [s.name for s in handle.models]
+    if not names:
+        raise SubnetScopeError(f"{Path(path).name} holds no TFLite model")
+    return st.sidebar.selectbox("Section", names, key=f"{key}_section")
 
 
 def summary(info: ModelInfo, key: tuple, section: str | None) -> None:

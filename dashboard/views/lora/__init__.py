@@ -1,0 +1,33 @@
+"""The LoRA blender view: adapters, blends, generations, geometry, deltas, training."""
+
+from __future__ import annotations
+
+from dashboard.views.lora.loaders import opened
+from dashboard.views.lora.panels import (
+    adapters_table,
+    base_source,
+    blend_controls,
+    blend_headline,
+    blend_now,
+    deltas_panel,
+    generations_panel,
+    geometry_panel,
+    pick_adapters,
+    save_panel,
+    train_panel,
+)
+
+__all__ = [
+    "adapters_table",
+    "base_source",
+    "blend_controls",
+    "blend_headline",
+    "blend_now",
+    "deltas_panel",
+    "generations_panel",
+    "geometry_panel",
+    "opened",
+    "pick_adapters",
+    "save_panel",
+    "train_panel",
+]
