@@ -13,12 +13,17 @@ if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then
   DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq chromium chromium-driver >/dev/null
 fi
 
-# The SLURM backend's tests run on a real single-node cluster (docs/slurm.md).
+# Optional tools this script provides, so their tests fail here instead of skipping
+# (tests/optional.py): setup.sh fetched the MediaPipe samples and installed alt-profanity-check
+# (pinned), Linux has /proc, and the SLURM backend's tests run on a real single-node cluster
+# (docs/slurm.md) unless SUBNETSCOPE_SKIP_SLURM=1.
+required="mediapipe-samples,alt-profanity-check,proc"
 if [ "${SUBNETSCOPE_SKIP_SLURM:-0}" != "1" ]; then
   echo "==> starting the single-node SLURM cluster"
   ./scripts/slurm.sh start
-  export SUBNETSCOPE_REQUIRE_SLURM=1
+  required="$required,slurm"
 fi
+export SUBNETSCOPE_REQUIRE_OPTIONAL="$required"
 
 # On two shared cores torch's default thread pool collapses under load.
 export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 TOKENIZERS_PARALLELISM=false
@@ -29,4 +34,5 @@ echo "==> ruff"
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
 echo "==> pytest"
-exec .venv/bin/python -m pytest "$@"
+# The ten slowest tests, then the summary line with the total time.
+exec .venv/bin/python -m pytest --durations=10 "$@"

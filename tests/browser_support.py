@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 
 import pytest
@@ -21,6 +22,8 @@ FLAGS = [
 ]
 # The script's first run loads the demo model; later pages come from the cache.
 CONTENT_TIMEOUT_MS = 180_000
+# What a page shows for a traceback, and for `st.error` (Streamlit names the box by its kind).
+ERROR_BOXES = '[data-testid="stException"], [data-testid="stAlertContentError"]'
 
 
 def require_chromium() -> None:
@@ -66,3 +69,16 @@ def wait_for_app(page) -> None:
     )
     page.wait_for_selector('[data-testid="stSkeleton"]', state="detached", timeout=30_000)
     assert page.get_by_text("Page not found").count() == 0
+
+
+def error_boxes(page) -> list[str]:
+    """The text of every exception and error box the page shows now."""
+    return [text.strip() for text in page.locator(ERROR_BOXES).all_inner_texts()]
+
+
+def assert_no_unexpected_errors(page, expected: Iterable[str] = ()) -> None:
+    """Fail on an exception or error box that contains none of the `expected` texts: a page that
+    shows nothing but an error has not rendered."""
+    allowed = tuple(expected)
+    unexpected = [text for text in error_boxes(page) if not any(e in text for e in allowed)]
+    assert not unexpected, f"error boxes on {page.url}: {unexpected}"

@@ -41,6 +41,21 @@ def tiny_folder(tmp_path_factory):
 
 
 @pytest.fixture
+def job_cache(tmp_path, monkeypatch):
+    """A job cache of the test's own (tmp_path), free of the user's queue limits."""
+    monkeypatch.setenv("SUBNETSCOPE_CACHE", str(tmp_path))
+    monkeypatch.delenv("SUBNETSCOPE_MAX_JOBS", raising=False)
+    monkeypatch.delenv("SUBNETSCOPE_JOB_MEMORY_GB", raising=False)
+    return tmp_path
+
+
+@pytest.fixture(scope="session")
+def llama(tiny_models):
+    """The session's tiny Llama (read-only, like every entry of `tiny_models`)."""
+    return tiny_models["llama"]
+
+
+@pytest.fixture
 def ctx(tmp_path, monkeypatch):
     monkeypatch.setenv("SUBNETSCOPE_CACHE", str(tmp_path / "cache"))
     monkeypatch.setenv("OMP_NUM_THREADS", "1")

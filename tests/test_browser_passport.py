@@ -1,7 +1,7 @@
 """The issue's walk in a real browser: from the pruning page's top candidate to its passport —
 ICA membership, whether RL moved it, whether an adapter writes into it — and the overlap matrix.
 
-The workspace is a tiny model with an artifact of every view (tests/test_neuron_passport.py), its
+The workspace is a tiny model with an artifact of every view (tests/passport_support.py), its
 checkpoint owned by a GRPO job, served by a real Streamlit server with the cache pointed at it.
 """
 
@@ -13,7 +13,7 @@ import pytest
 
 from dashboard.serve import streamlit_server
 from tests.browser_support import CONTENT_TIMEOUT_MS, SHOTS, launch_browser, wait_for_app
-from tests.test_neuron_passport import built_workspace
+from tests.passport_support import built_workspace
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 

@@ -60,10 +60,10 @@ def test_wikitext2_test_is_one_document(hub):
 
 
 def test_offline_is_one_sentence(monkeypatch):
-    import engine.data.sources as sources
+    import engine.data.hub_recipes as hub_recipes
 
     for var in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"):  # test.sh sets both
         monkeypatch.delenv(var, raising=False)
-    monkeypatch.setattr(sources, "hub_reachable", lambda: False)
+    monkeypatch.setattr(hub_recipes, "hub_reachable", lambda: False)
     with pytest.raises(SubnetScopeError, match="cannot load 'allenai/c4': the Hugging Face hub"):
         load_texts("c4")

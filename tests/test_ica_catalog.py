@@ -6,8 +6,8 @@ import pytest
 
 from engine.errors import SubnetScopeError
 from engine.ica import Templates
-from engine.ica.catalog import list_templates, resolve_templates
-from engine.ica.jobs import DEMO_PARAMS, TEMPLATES_FILE
+from engine.ica.catalog import DEMO_PARAMS, list_templates, resolve_templates
+from engine.ica.jobs import TEMPLATES_FILE
 from engine.jobs import api, files
 from engine.jobs.status_file import update_status
 from tests.job_support import hold_local_jobs

@@ -19,11 +19,8 @@ from engine.jobs.runners import check_slurm_value, slurm_env
 from engine.jobs.status_file import update_status_or_show
 from engine.jobs.store import read_view
 
-
-@pytest.fixture(autouse=True)
-def job_cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("SUBNETSCOPE_CACHE", str(tmp_path))
-    return tmp_path
+# Every test runs in a job cache of its own (tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("job_cache")
 
 
 def plant(root: Path, job_id: str, spec: object, status: bytes | None, age_s: float = 60):

@@ -27,11 +27,8 @@ from engine.jobs import (
 from engine.jobs import files as job_files
 from engine.paths import PROJECT_ROOT
 
-
-@pytest.fixture(autouse=True)
-def job_cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("SUBNETSCOPE_CACHE", str(tmp_path))
-    return tmp_path
+# Every test runs in a job cache of its own (tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("job_cache")
 
 
 def wait_until(predicate, timeout: float = 30.0, poll: float = 0.05):

@@ -32,12 +32,8 @@ from engine.paths import PROJECT_ROOT
 NAP = {"seconds": 0.3, "steps": 3, "tag": "test-nap"}  # the part of tests/demo_parts_plugin.py
 
 
-@pytest.fixture(autouse=True)
-def job_cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("SUBNETSCOPE_CACHE", str(tmp_path))
-    monkeypatch.delenv("SUBNETSCOPE_MAX_JOBS", raising=False)
-    monkeypatch.delenv("SUBNETSCOPE_JOB_MEMORY_GB", raising=False)
-    return tmp_path
+# Every test runs in a job cache of its own (tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("job_cache")
 
 
 def statuses(views):

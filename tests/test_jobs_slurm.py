@@ -11,8 +11,9 @@ import pytest
 
 from engine.jobs import Resources, cancel_job, get_job, job_log, job_result, submit, wait_job
 from engine.paths import PROJECT_ROOT
+from tests.optional import need
 
-pytestmark = [pytest.mark.slow, pytest.mark.slurm]
+pytestmark = [pytest.mark.slow, pytest.mark.slurm, pytest.mark.usefixtures("job_cache")]
 
 SMALL = Resources(cpus=1, mem_gb=1, time_min=5)
 
@@ -26,16 +27,7 @@ def _cluster_up() -> bool:
 
 @pytest.fixture(scope="module", autouse=True)
 def slurm_cluster():
-    if not _cluster_up():
-        if os.environ.get("SUBNETSCOPE_REQUIRE_SLURM") == "1":
-            pytest.fail("no SLURM cluster: scripts/slurm.sh start should have started one")
-        pytest.skip("no SLURM cluster here (scripts/slurm.sh start runs one)")
-
-
-@pytest.fixture(autouse=True)
-def job_cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("SUBNETSCOPE_CACHE", str(tmp_path))
-    return tmp_path
+    need("slurm", _cluster_up(), "no SLURM cluster here (scripts/slurm.sh start runs one)")
 
 
 def test_job_succeeds_on_slurm_with_its_result() -> None:

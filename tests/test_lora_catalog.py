@@ -8,8 +8,7 @@ import pytest
 
 from engine.jobs import api, files
 from engine.jobs.status_file import update_status
-from engine.lora.catalog import demo_adapter_paths, list_adapters
-from engine.training.jobs import DEMO_ADAPTERS
+from engine.lora.catalog import DEMO_ADAPTERS, demo_adapter_paths, list_adapters
 from tests.job_support import hold_local_jobs
 
 

@@ -29,11 +29,6 @@ TEXTS = ["a", "Hello there, world!", "x = 1 + 2", "A much longer probe text than
 
 
 @pytest.fixture(scope="module")
-def llama(tiny_models):
-    return tiny_models["llama"]
-
-
-@pytest.fixture(scope="module")
 def adapter_set(llama, tmp_path_factory):
     root = tmp_path_factory.mktemp("adapters")
     folders = [

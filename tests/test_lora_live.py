@@ -42,11 +42,6 @@ def merged_copy(loaded, *factor_sets):
 
 
 @pytest.fixture(scope="module")
-def llama(tiny_models):
-    return tiny_models["llama"]
-
-
-@pytest.fixture(scope="module")
 def adapter(llama, tmp_path_factory):
     folder = tmp_path_factory.mktemp("adapter")
     return load_adapter(save_tiny_adapter(llama.model, folder, seed=1, base="tiny-llama"))

@@ -12,13 +12,14 @@ from engine.ica import capture_activations
 from engine.jobs import api, files, load_kinds
 from engine.jobs.status_file import update_status
 from engine.neurons.activations import (
+    DEMO_ACTIVATIONS,
     ActivationStats,
     compute_activation_stats,
     list_activation_runs,
     load_activation_stats,
     save_activation_stats,
 )
-from engine.neurons.jobs import DEFAULTS, DEMO_ACTIVATIONS, activations_job
+from engine.neurons.jobs import DEFAULTS, activations_job
 from tests.job_support import hold_local_jobs
 
 # Distinct first characters: a causal model gives equal prefixes equal activations (ties).

@@ -1,5 +1,5 @@
 """`python -m engine neuron show|overlap|sets` in-process on the tiny-model workspace of
-tests/test_neuron_passport.py (ICA templates, a SparC3 run, a diff, an adapter, activations)."""
+tests/passport_support.py (ICA templates, a SparC3 run, a diff, an adapter, activations)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import json
 import pytest
 
 from engine.cli import main
-from tests.test_neuron_passport import LAYER, NEURON, built_workspace
+from tests.passport_support import LAYER, NEURON, built_workspace
 
 
 @pytest.fixture(scope="module")

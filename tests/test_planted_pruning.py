@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from dashboard.serve import streamlit_server
-from engine.attribution.jobs import DEMO_SPARC3
+from engine.attribution.config import DEMO_SPARC3
 from engine.jobs import submit, wait_job
 from engine.jobs.files import RESULT
 from tests.browser_support import (

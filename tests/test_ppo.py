@@ -93,9 +93,9 @@ def test_reward_labels_with_dashes_in_names_and_many_labels() -> None:
 def test_non_toxicity_is_the_scorers_logit_difference() -> None:
     from engine.attribution.toxicity import available_scorers, get_scorer
     from engine.training.rewards import named_reward
+    from tests.optional import need
 
-    if "profanity-check" not in available_scorers():
-        pytest.skip("alt-profanity-check is not installed")
+    need("alt-profanity-check", "profanity-check" in available_scorers(), "not installed")
     texts = ["What a lovely day.", "you are a stupid idiot", ""]
     p = get_scorer("profanity-check").score(texts)
     expected = [

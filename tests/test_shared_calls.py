@@ -8,7 +8,6 @@ import sys
 import threading
 from collections.abc import Callable
 
-import pytest
 import torch
 
 from engine.models import generate_text
@@ -66,14 +65,59 @@ def test_a_shared_tokenizer_truncates_only_the_calls_that_ask() -> None:
     assert problems == []
 
 
+class _SwitchInEncode:
+    """A fast tokenizer's backend whose first encode lets `other` run in another thread (waiting
+    up to `wait` s for it) after the caller has set its truncation: the worst moment for a
+    thread switch, made to happen instead of hoped for."""
+
+    def __init__(self, backend: object, other: Callable[[], None], wait: float = 1.0) -> None:
+        vars(self).update(backend=backend, other=other, wait=wait, thread=None)
+
+    def __getattr__(self, name: str) -> object:
+        value = getattr(self.backend, name)
+        if not name.startswith("encode") or self.thread is not None:
+            return value
+
+        def encode(*args, **kwargs):
+            vars(self)["thread"] = threading.Thread(target=self.other)
+            self.thread.start()
+            self.thread.join(self.wait)  # with the lock, `other` waits for this call to end
+            return value(*args, **kwargs)
+
+        return encode
+
+    def __setattr__(self, name: str, value: object) -> None:
+        setattr(self.backend, name, value)
+
+
+def _switched(tokenizer) -> dict[str, int]:
+    """Token counts of a call truncated to 8 and of an untruncated one run in the middle of it."""
+    counts = {}
+
+    def whole() -> None:
+        counts["whole"] = len(tokenizer(LONG)["input_ids"])
+
+    backend = tokenizer._tokenizer
+    tokenizer._tokenizer = switch = _SwitchInEncode(backend, whole)
+    try:
+        counts["truncated"] = len(tokenizer(LONG, truncation=True, max_length=8)["input_ids"])
+        switch.thread.join()
+    finally:
+        tokenizer._tokenizer = backend
+    return counts
+
+
 def test_the_race_is_real_without_the_lock() -> None:
-    """The same threads on an unguarded copy cross-talk (so the test above measures something)."""
+    """An unguarded copy cross-talks when a thread switches at the worst moment (so the threads
+    above could catch it): the untruncated call clears the truncation the other call set."""
     tokenizer = copy.deepcopy(char_tokenizer())
     tokenizer.__dict__.pop("_encode_plus", None)
-    for _ in range(5):
-        if _together(_truncating(tokenizer), _whole(tokenizer), repeat=300):
-            return
-    pytest.skip("no cross-talk in 5 tries on this machine (the race depends on scheduling)")
+    assert _switched(tokenizer) == {"whole": len(LONG), "truncated": len(LONG)}
+
+
+def test_the_lock_holds_at_the_worst_moment() -> None:
+    tokenizer = share_tokenizer(copy.deepcopy(char_tokenizer()))
+    assert _switched(tokenizer) == {"whole": len(LONG), "truncated": 8}
 
 
 def test_a_shared_tokenizer_still_copies_and_pickles() -> None:

@@ -167,7 +167,7 @@ def test_targets_and_configs():
 def test_job_kinds_and_demo_parts():
     from engine.demo.parts import load_parts
     from engine.jobs import load_kinds
-    from engine.training.jobs import DEMO_ADAPTERS
+    from engine.lora.catalog import DEMO_ADAPTERS
 
     kinds = load_kinds()
     for kind in ("train.lora", "train.relora", "train.rank1"):
