@@ -17,7 +17,7 @@ DASHBOARD = ROOT / "dashboard"
 VIEWS = DASHBOARD / "views"
 ENGINE = ROOT / "engine"
 PAGE_LINES = 70  # a page is the view's table of contents: defaults, then its panels in order
-ROLES = {"__init__", "panels", "charts", "loaders"}  # one file name per role, in every view
+ROLES = {"__init__", "pickers", "panels", "charts", "loaders"}  # one file name per role
 CORE = {"errors", "paths", "names", "atomic", "runtime", "areas"}  # engine's leaf modules
 
 

@@ -5,17 +5,15 @@ from __future__ import annotations
 from dashboard.views.lora.loaders import opened
 from dashboard.views.lora.panels import (
     adapters_table,
-    base_source,
-    blend_controls,
     blend_headline,
     blend_now,
     deltas_panel,
     generations_panel,
     geometry_panel,
-    pick_adapters,
     save_panel,
     train_panel,
 )
+from dashboard.views.lora.pickers import base_source, blend_controls, pick_adapters
 
 __all__ = [
     "adapters_table",
