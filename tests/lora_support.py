@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import torch
 
+from engine.lora.live import merged_weight
+from engine.models import wrap_model
 from tests.tiny import tiny_model
 
 
@@ -116,3 +119,14 @@ def save_tiny_adapter(
     written["base_model_name_or_path"] = base
     config_file.write_text(json.dumps(written, indent=2))
     return folder
+
+
+def merged_copy(loaded, *factor_sets):
+    """A separate model with every update merged into its weights by hand."""
+    model = copy.deepcopy(loaded.model)
+    with torch.no_grad():
+        for factors in factor_sets:
+            for path, f in factors.items():
+                module = model.get_submodule(path)
+                module.weight.copy_(merged_weight(module, f))
+    return wrap_model(model, loaded.tokenizer, source="merged")

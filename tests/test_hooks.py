@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import threading
 
 import pytest
@@ -11,10 +10,11 @@ import torch
 from engine.errors import SubnetScopeError
 from engine.ica import capture_activations
 from engine.ica.masks import SpaceMask, apply_space_mask
-from engine.lora.live import apply_lora, merged_weight
+from engine.lora.live import apply_lora
 from engine.lora.lowrank import Factors
-from engine.models import NeuronMask, apply_mask, wrap_model
+from engine.models import NeuronMask, apply_mask
 from engine.models.hooks import active_scopes, scoped_hooks
+from tests.lora_support import merged_copy
 
 TEXT = "The cat sat on the mat."
 A = [(0, 3), (0, 7), (1, 10)]  # the outer mask's neurons
@@ -46,17 +46,6 @@ def random_factors(loaded, paths: list[str], seed: int) -> dict[str, Factors]:
         a = torch.randn(2, d_in, generator=gen) / d_in**0.5  # (r, d_in)
         factors[path] = Factors(b, a, 2.0)
     return factors
-
-
-def merged_copy(loaded, *factor_sets):
-    """A separate model with every update merged into its weights."""
-    model = copy.deepcopy(loaded.model)
-    with torch.no_grad():
-        for factors in factor_sets:
-            for path, f in factors.items():
-                module = model.get_submodule(path)
-                module.weight.copy_(merged_weight(module, f))
-    return wrap_model(model, loaded.tokenizer, source="merged")
 
 
 @pytest.fixture(scope="module")

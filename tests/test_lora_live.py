@@ -10,10 +10,10 @@ import torch
 
 from engine.errors import SubnetScopeError
 from engine.lora.adapters import load_adapter
-from engine.lora.live import apply_lora, merged_weight
+from engine.lora.live import apply_lora
 from engine.lora.lowrank import Factors
 from engine.models import NeuronMask, apply_mask, generate_text, wrap_model
-from tests.lora_support import save_tiny_adapter
+from tests.lora_support import merged_copy, save_tiny_adapter
 
 TEXT = "The cat sat on the mat."
 
@@ -28,17 +28,6 @@ def hook_counts(loaded) -> dict[str, int]:
     """Forward hooks per module. Not simply "none": transformers 5 installs persistent capturing
     hooks on decoder layers the first time anyone asks for output_hidden_states."""
     return {name: len(m._forward_hooks) for name, m in loaded.model.named_modules()}
-
-
-def merged_copy(loaded, *factor_sets):
-    """A separate model with every update merged into its weights by hand."""
-    model = copy.deepcopy(loaded.model)
-    with torch.no_grad():
-        for factors in factor_sets:
-            for path, f in factors.items():
-                module = model.get_submodule(path)
-                module.weight.copy_(merged_weight(module, f))
-    return wrap_model(model, loaded.tokenizer, source="merged")
 
 
 @pytest.fixture(scope="module")
