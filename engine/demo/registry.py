@@ -16,7 +16,8 @@ from typing import Any
 
 import engine.demo.planted as planted
 from engine.attribution.config import DEMO_SPARC3
-from engine.data.sources import register_texts
+from engine.data.corpus import demo_code_corpus, demo_general_corpus
+from engine.data.sources import DEMO_CODE, DEMO_GENERAL, register_texts
 from engine.ica.catalog import DEMO_PARAMS
 from engine.lora.catalog import DEMO_ADAPTERS
 from engine.models.sources import NamedSource, register_source
@@ -158,6 +159,13 @@ PLANTED_MODELS: tuple[NamedSource, ...] = (
         missing=planted.NOT_BUILT,
     ),
 )
+
+# The demo's two corpora: built-in text sources (engine/data/corpus.py) that every area's configs
+# default to, so they live in data/ and are listed here, not registered again.
+CORPORA = {
+    DEMO_GENERAL: demo_general_corpus,  # prose: the interpreter's own documentation topics
+    DEMO_CODE: demo_code_corpus,  # Python: functions and classes of the standard library
+}
 
 # The pruning demo's prompt sets (engine/demo/planted.py), by the names its configs use.
 TEXTS = {
