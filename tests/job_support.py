@@ -11,3 +11,10 @@ def hold_local_jobs(monkeypatch: pytest.MonkeyPatch) -> None:
     from engine.jobs import queue
 
     monkeypatch.setattr(queue, "_start", lambda view: view)
+
+
+def events_of(ctx) -> list[dict]:
+    """The events a job run in-process reported through its JobContext (events.jsonl)."""
+    from engine.jobs.files import EVENTS, read_events
+
+    return read_events(ctx.job_dir / EVENTS)

@@ -14,6 +14,7 @@ from dashboard.serve import streamlit_server
 from tests.browser_support import (
     CONTENT_TIMEOUT_MS,
     SHOTS,
+    assert_no_unexpected_errors,
     isolated_cache,
     launch_browser,
     wait_for_app,
@@ -95,6 +96,6 @@ def test_open_pages_show_a_run_as_its_job_finishes(tmp_path, monkeypatch) -> Non
             re.compile(r"Pruning candidate #\d+ of 96"), timeout=CONTENT_TIMEOUT_MS
         )
         for page in (passport, pruning, fresh):
-            assert page.locator('[data-testid="stException"]').count() == 0
+            assert_no_unexpected_errors(page)
         browser.close()
     assert job

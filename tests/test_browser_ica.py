@@ -10,6 +10,7 @@ from engine.jobs import list_jobs, submit, wait_job
 from tests.browser_support import (
     CONTENT_TIMEOUT_MS,
     SHOTS,
+    assert_no_unexpected_errors,
     isolated_cache,
     launch_browser,
     wait_for_app,
@@ -66,5 +67,5 @@ def test_browse_lesion_and_train(tmp_path) -> None:
             page.wait_for_selector("text=Finished runs", timeout=CONTENT_TIMEOUT_MS)
             wait_for_app(page)
             page.screenshot(path=str(SHOTS / "ica-sft.png"), full_page=True)
-            assert page.locator('[data-testid="stException"]').count() == 0
+            assert_no_unexpected_errors(page)
         browser.close()

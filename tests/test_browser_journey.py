@@ -12,6 +12,7 @@ from engine.jobs import get_job, list_jobs, submit, wait_job
 from tests.browser_support import (
     CONTENT_TIMEOUT_MS,
     SHOTS,
+    assert_no_unexpected_errors,
     isolated_cache,
     launch_browser,
     wait_for_app,
@@ -57,5 +58,5 @@ def test_runs_survive_a_dashboard_restart(tmp_path) -> None:
                 page.goto(f"{url}/runs?job={job_id}")
                 wait_for_app(page)
                 expect(page.get_by_text(state, exact=True).first).to_be_visible()
-                assert page.locator('[data-testid="stException"]').count() == 0
+                assert_no_unexpected_errors(page)
         browser.close()

@@ -10,6 +10,7 @@ from engine.jobs import list_jobs, submit, wait_job
 from tests.browser_support import (
     CONTENT_TIMEOUT_MS,
     SHOTS,
+    assert_no_unexpected_errors,
     isolated_cache,
     launch_browser,
     wait_for_app,
@@ -113,5 +114,5 @@ def test_blend_live_save_and_relora(tmp_path) -> None:
             show(page, "Train")
             page.wait_for_selector("text=Rank evolution", timeout=CONTENT_TIMEOUT_MS)
             page.screenshot(path=str(SHOTS / "lora-train.png"), full_page=True)
-            assert page.locator('[data-testid="stException"]').count() == 0
+            assert_no_unexpected_errors(page)
         browser.close()

@@ -12,7 +12,13 @@ import re
 import pytest
 
 from dashboard.serve import streamlit_server
-from tests.browser_support import CONTENT_TIMEOUT_MS, SHOTS, launch_browser, wait_for_app
+from tests.browser_support import (
+    CONTENT_TIMEOUT_MS,
+    SHOTS,
+    assert_no_unexpected_errors,
+    launch_browser,
+    wait_for_app,
+)
 from tests.passport_support import built_workspace
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
@@ -51,6 +57,6 @@ def test_from_the_top_candidate_to_its_passport_and_the_overlaps(tmp_path) -> No
             expect(main).to_contain_text("pruning:100", timeout=CONTENT_TIMEOUT_MS)
             wait_for_app(page)
             page.screenshot(path=str(SHOTS / "passport-overlaps.png"), full_page=True)
-            assert page.locator('[data-testid="stException"]').count() == 0
+            assert_no_unexpected_errors(page)
         browser.close()
         assert ws["model"]

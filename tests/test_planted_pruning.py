@@ -18,6 +18,7 @@ from engine.jobs.files import RESULT
 from tests.browser_support import (
     CONTENT_TIMEOUT_MS,
     SHOTS,
+    assert_no_unexpected_errors,
     isolated_cache,
     launch_browser,
     wait_for_app,
@@ -77,5 +78,5 @@ def test_a_new_user_prunes_the_demo_in_the_browser(demo_run):
         page.get_by_text("Evaluation", exact=True).click()
         wait_for_app(page)
         page.wait_for_selector('[data-testid="stVegaLiteChart"]', timeout=CONTENT_TIMEOUT_MS)
-        assert page.locator('[data-testid="stException"]').count() == 0
+        assert_no_unexpected_errors(page)
         browser.close()

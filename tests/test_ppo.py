@@ -11,6 +11,7 @@ import torch
 from safetensors import safe_open
 
 from engine.errors import SubnetScopeError
+from tests.job_support import events_of
 from tests.tiny import char_tokenizer, tiny_config, tiny_model
 
 LABELS = {0: "NEGATIVE", 1: "POSITIVE"}
@@ -39,11 +40,6 @@ def classifier_folder(tmp_path_factory) -> str:
     model.save_pretrained(folder)
     char_tokenizer().save_pretrained(folder)
     return str(folder)
-
-
-def _events(ctx) -> list[dict]:
-    lines = (ctx.job_dir / "events.jsonl").read_text().splitlines()
-    return [json.loads(line) for line in lines if line.strip()]
 
 
 def _dtypes(folder) -> set[torch.dtype]:
@@ -166,7 +162,7 @@ def test_ppo_bf16_shared_head_classifier_reward(ctx, tiny_folder, classifier_fol
     run = json.loads((result / "run.json").read_text())
     assert run["precision"] == "bf16" and run["config"]["tolerance"] == 1e-6
     assert run["reward"] == f"{classifier_folder}: logit[POSITIVE − NEGATIVE]"
-    events = _events(ctx)
+    events = events_of(ctx)
     changed = [e for e in events if e.get("name") == "changed_fraction"]
     assert [float(e["tolerance"]) for e in changed] == [1e-6, 1e-6]
     # The logged fraction is the diff at τ = 1e-6 of the saved bf16 checkpoint.

@@ -25,6 +25,7 @@ from engine.training.relora import (
     text_batches,
     train_step,
 )
+from tests.job_support import events_of
 from tests.tiny import char_tokenizer, tiny_model
 
 TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
@@ -37,11 +38,6 @@ SMALL = {
     "lr": 1e-2,
     "rank_every": 1,
 }
-
-
-def _events(ctx) -> list[dict]:
-    lines = (ctx.job_dir / "events.jsonl").read_text().splitlines()
-    return [json.loads(line) for line in lines if line.strip()]
 
 
 def _model():
@@ -201,7 +197,7 @@ def test_relora_run_merges_continuously_and_writes_the_model(ctx, tiny_folder, m
     assert all(r["kept_fraction"] == pytest.approx(0.01, abs=0.01) for r in run["resets"])
     assert len(run["losses"]) == 6 and summary["after"]["heldout_ppl"] > 0
     assert (ctx.result_dir / "model" / "model.safetensors").is_file()
-    _check_rank_events(ctx, steps=[1, 2, 3, 4, 5, 6])
+    _check_rankevents_of(ctx, steps=[1, 2, 3, 4, 5, 6])
     # The saved model is a plain causal LM (no low-rank wrappers); three rank-4 stages sum to an
     # update of rank above 4: ReLoRA's high-rank training through low-rank updates.
     from transformers import AutoModelForCausalLM
@@ -325,8 +321,8 @@ def test_relora_warm_start_is_dense_then_low_rank(
     assert run["full_rank"]["parameters"] == sorted(expected)
 
 
-def _check_rank_events(ctx, steps: list[int]) -> pd.DataFrame:
-    events = _events(ctx)
+def _check_rankevents_of(ctx, steps: list[int]) -> pd.DataFrame:
+    events = events_of(ctx)
     for name in ("rank/effective", "rank/stable"):
         assert [e["step"] for e in events if e.get("name") == name] == steps
     table = pd.read_parquet(ctx.result_dir / RANK_TABLE)
@@ -357,7 +353,7 @@ def test_rank1_accumulated_rank_grows(ctx, tiny_folder):
     from engine.training.rank1 import run_rank1
 
     run_rank1(Rank1Config.from_params({"model": tiny_folder(), **SMALL}), ctx)
-    table = _check_rank_events(ctx, steps=[1, 2, 3, 4, 5, 6])
+    table = _check_rankevents_of(ctx, steps=[1, 2, 3, 4, 5, 6])
     # Step k's accumulated update is a sum of k rank-1 updates: effective rank ≤ k, growing.
     means = table.groupby("step")["effective_rank"].mean()
     assert means.loc[1] == pytest.approx(1.0, abs=1e-3)

@@ -7,11 +7,7 @@ import json
 
 import pytest
 
-
-def _events(ctx) -> list[dict]:
-    lines = (ctx.job_dir / "events.jsonl").read_text().splitlines()
-    return [json.loads(line) for line in lines if line.strip()]
-
+from tests.job_support import events_of
 
 SMALL = {"steps": 2, "batch_size": 2, "checkpoint_every": 1, "max_length": 16, "lr": 1e-3}
 RL = {**SMALL, "max_completion_length": 6, "limit": 4}
@@ -24,7 +20,7 @@ def _check_run(ctx, summary) -> None:
     for step in (1, 2):
         assert (ctx.result_dir / f"checkpoint-{step}" / "model.safetensors").is_file()
         assert (ctx.result_dir / f"checkpoint-{step}" / "config.json").is_file()
-    events = _events(ctx)
+    events = events_of(ctx)
     fractions = [e for e in events if e.get("name") == "changed_fraction"]
     assert [e["step"] for e in fractions] == [1, 2]
     # GRPO may not move at step 1 (a group of equal rewards has no advantage); the end must.

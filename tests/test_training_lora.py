@@ -12,6 +12,7 @@ import torch
 from engine.errors import SubnetScopeError
 from engine.training.config import CONFIGS, LoRARunConfig, target_list
 from engine.training.rank_tracking import COLUMNS, RANK_TABLE, RankTracker
+from tests.job_support import events_of
 
 SMALL = {
     "steps": 4,
@@ -23,11 +24,6 @@ SMALL = {
     "rank_every": 2,
     "lora_rank": 4,
 }
-
-
-def _events(ctx) -> list[dict]:
-    lines = (ctx.job_dir / "events.jsonl").read_text().splitlines()
-    return [json.loads(line) for line in lines if line.strip()]
 
 
 def test_lora_run_writes_a_loadable_adapter(ctx, tiny_folder):
@@ -63,7 +59,7 @@ def test_lora_run_writes_a_loadable_adapter(ctx, tiny_folder):
     assert run["after"]["heldout_ppl"] < run["before"]["heldout_ppl"]
     assert run["heldout_texts"] == 2 and run["config"]["lora_rank"] == 4
     assert summary["adapter"] == str(adapter)
-    events = _events(ctx)
+    events = events_of(ctx)
     assert [e["step"] for e in events if e.get("name") == "rank/effective"] == [2, 4]
     assert [e["step"] for e in events if e.get("name") == "rank/stable"] == [2, 4]
     assert {"train/loss", "heldout_ppl"} <= {e.get("name") for e in events}
