@@ -1,5 +1,5 @@
-"""The CLI imports only what a command needs: help, jobs, tflite and demo status never load torch
-or transformers (each command runs in a fresh interpreter that records what it imported)."""
+"""The CLI imports only what a command needs: every `--help`, jobs, tflite and demo status never
+load torch or transformers (each command runs in a fresh interpreter that records its imports)."""
 
 from __future__ import annotations
 
@@ -143,6 +143,15 @@ def test_demo_status_loads_no_model_library(cli) -> None:
     states = json.loads(cli("demo", "status", "--json").stdout)
     assert states and {s["state"] for s in states} == {"missing"}
     assert cli("demo", "status").returncode == 0
+
+
+def test_every_command_help_loads_no_model_library(cli) -> None:
+    """`<word> --help` builds the area's whole parser (choices and defaults from its configs)."""
+    for area in AREAS:
+        for command in area.commands:
+            done = cli(command.word, "--help")
+            assert done.returncode == 0, done.stderr
+            assert f"python -m engine {command.word}" in done.stdout
 
 
 @pytest.mark.parametrize("area", [a for a in AREAS if a.commands], ids=lambda a: a.name)

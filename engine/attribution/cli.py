@@ -157,8 +157,7 @@ def _apply(args: argparse.Namespace) -> int:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from engine.attribution.compute import ComputeConfig
-    from engine.attribution.evaluate import EvalConfig
+    from engine.attribution.config import ComputeConfig, EvalConfig
 
     attribution = subparsers.add_parser("attribution")
     sub = attribution.add_subparsers(dest="attribution_command", required=True)

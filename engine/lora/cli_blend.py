@@ -108,7 +108,7 @@ def _inspect(args: argparse.Namespace) -> int:
 
 
 def register(commands: argparse._SubParsersAction) -> None:
-    from engine.lora.blend import METHODS
+    from engine.lora.methods import METHODS
 
     blend = commands.add_parser(
         "blend", help="blend PEFT LoRA adapters into one PEFT folder and print the blend error"
