@@ -1,6 +1,6 @@
 """Every view has one shape: a short page, a package of panels by role, engine areas reached
-through their public surface (docs/architecture.md, "Views"); test_layout keeps Streamlit out of
-engine/."""
+through their public surface (docs/architecture.md, "The view shape"); test_layout keeps
+Streamlit out of engine/."""
 
 from __future__ import annotations
 
