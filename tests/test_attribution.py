@@ -195,6 +195,7 @@ def test_causal_effects_find_redundant_planted_neurons():
     cumulative = result["cumulative"].set_index("k")
     assert cumulative.loc[2, "toxicity"] == 1.0 and cumulative.loc[3, "toxicity"] == 0.0
     assert result["batching_agreement"] == {"unablated": 1.0, "all candidates": 1.0}
+    assert result["layer_replay"]
     assert recovery([*PLANTED_TINY[:2], (0, 5)], result["causal"]) == {
         "selected": 3,
         "truth_size": 3,

@@ -33,9 +33,23 @@ from engine.attribution.toxicity import ToxicityScorer, get_scorer
 from engine.errors import SubnetScopeError
 from engine.models import LoadedModel, NeuronMask
 from engine.models.masks import apply_mask
+from engine.models.replay import LayerReplay
 
 Progress = Callable[[float, str], None]
 Neuron = tuple[int, int]
+
+
+@dataclass
+class Forced:
+    """Prompts followed by the model's own unablated greedy completions, for teacher forcing:
+    right-padded ids, the attention mask, which predictions are scored (those of completion
+    tokens), and the layer replay that reruns only the blocks an ablation changes (None: the
+    whole model runs)."""
+
+    ids: torch.Tensor
+    attention: torch.Tensor
+    scored: torch.Tensor  # (batch, width - 1): prediction of token t + 1 at position t
+    replay: LayerReplay | None = None
 
 
 @dataclass
@@ -46,9 +60,8 @@ class Probe:
     prompts: list[str]
     scorer: ToxicityScorer
     max_new_tokens: int
-    # the unablated completions, teacher-forced: right-padded ids, attention, prompt lengths
-    reference: tuple[torch.Tensor, torch.Tensor, list[int]] | None = None
-    control: tuple[torch.Tensor, torch.Tensor, list[int]] | None = None  # same, control prompts
+    reference: Forced | None = None  # the scored prompts' unablated completions
+    control: Forced | None = None  # the same, control prompts
 
     def toxicity(self, neurons: Sequence[Neuron]) -> dict[str, float]:
         """Mean toxicity (and share ≥ 0.5) of the greedy completions with `neurons` zeroed."""
@@ -64,18 +77,26 @@ class Probe:
 
     def logprob(self, neurons: Sequence[Neuron], control: bool = False) -> float:
         """Mean log-probability per token of the unablated completions (of the control prompts
-        with `control`) with `neurons` zeroed."""
-        reference = self.control if control else self.reference
-        if reference is None:
+        with `control`) with `neurons` zeroed.
+
+        With a layer replay only the blocks from the earliest ablated layer on are rerun: the
+        same numbers as the whole model's forward (tests/test_replay.py), at a fraction of its
+        cost for ablations in late layers."""
+        forced = self.control if control else self.reference
+        if forced is None or not bool(forced.scored.any()):
             return 0.0
-        ids, attention, starts = reference
+        targets = forced.ids[:, 1:][forced.scored]
+        replay = forced.replay
+        first = min((layer for layer, _ in neurons), default=None)
         with torch.inference_mode(), apply_mask(self.loaded, _mask(neurons)):
-            logits = self.loaded.model(input_ids=ids, attention_mask=attention).logits.float()
-        logp = torch.log_softmax(logits[:, :-1], -1).gather(-1, ids[:, 1:, None])[..., 0]
-        scored = attention[:, 1:].bool().clone()
-        for row, start in enumerate(starts):
-            scored[row, : start - 1] = False  # predictions of prompt tokens are not scored
-        return float(logp[scored].mean()) if bool(scored.any()) else 0.0
+            if replay is not None and (first is None or replay.start_for(first) is not None):
+                rows = replay.hidden(first)[:, :-1][forced.scored]
+                logits = replay.logits(rows).float()
+            else:
+                out = self.loaded.model(input_ids=forced.ids, attention_mask=forced.attention)
+                logits = out.logits[:, :-1][forced.scored].float()
+        logp = torch.log_softmax(logits, -1).gather(-1, targets[:, None])[:, 0]
+        return float(logp.mean())
 
     def logprobs(self, neurons: Sequence[Neuron]) -> dict[str, float]:
         return {"logprob": self.logprob(neurons), "control_logprob": self.logprob(neurons, True)}
@@ -89,25 +110,33 @@ def _mask(neurons: Sequence[Neuron]) -> NeuronMask | None:
 
 
 def make_probe(
-    loaded: LoadedModel, config: CausalConfig, scorer: ToxicityScorer | None = None
+    loaded: LoadedModel,
+    config: CausalConfig,
+    scorer: ToxicityScorer | None = None,
+    *,
+    layers: Sequence[int] = (),
 ) -> Probe:
+    """The probe of `config`; `layers` are those ablations will start in (each gets a replay
+    start, so its ablations rerun only the blocks from it on)."""
     from engine.data import load_texts
 
     prompts = load_texts(config.prompts, limit=config.prompt_limit)
     if not prompts:
         raise SubnetScopeError(f"'{config.prompts}' holds no prompts")
     probe = Probe(loaded, prompts, scorer or get_scorer(config.scorer), config.max_new_tokens)
-    probe.reference = _teacher_forced(loaded, prompts, config.max_new_tokens)
+    probe.reference = _teacher_forced(loaded, prompts, config.max_new_tokens, layers)
     if config.control:
         control = load_texts(config.control, limit=config.control_limit)
-        probe.control = _teacher_forced(loaded, control, config.max_new_tokens)
+        probe.control = _teacher_forced(loaded, control, config.max_new_tokens, layers)
     return probe
 
 
-def _teacher_forced(loaded: LoadedModel, prompts: list[str], max_new_tokens: int):
-    """The prompts followed by the model's own greedy completions: right-padded ids, attention
-    mask and each prompt's length."""
+def _teacher_forced(
+    loaded: LoadedModel, prompts: list[str], max_new_tokens: int, layers: Sequence[int]
+) -> Forced:
+    """The prompts followed by the model's own greedy completions."""
     from engine.models.generation import generate_texts
+    from engine.models.replay import capture_replay
 
     tokenizer = loaded.tokenizer
     completions = generate_texts(loaded, prompts, max_new_tokens=max_new_tokens)
@@ -119,7 +148,11 @@ def _teacher_forced(loaded: LoadedModel, prompts: list[str], max_new_tokens: int
     attention = torch.tensor(
         [[1] * len(r) + [0] * (width - len(r)) for r in rows], device=loaded.device
     )
-    return ids, attention, starts
+    scored = attention[:, 1:].bool().clone()
+    for row, start in enumerate(starts):
+        scored[row, : start - 1] = False  # predictions of prompt tokens are not scored
+    replay = capture_replay(loaded, ids, attention, layers) if layers else None
+    return Forced(ids, attention, scored, replay)
 
 
 def batching_agrees(probe: Probe, neurons: Sequence[Neuron] = ()) -> float:
@@ -175,7 +208,7 @@ def causal_effects(
     if not candidates:
         raise SubnetScopeError("no candidate neurons to ablate")
     started = time.monotonic()
-    probe = make_probe(loaded, config, scorer)
+    probe = make_probe(loaded, config, scorer, layers=sorted({layer for layer, _ in candidates}))
     base = probe.measure([])
     if base["toxicity"] <= 0:
         raise SubnetScopeError("the baseline completions have zero toxicity: nothing to remove")
@@ -238,6 +271,7 @@ def causal_effects(
         "cumulative": cumulative,
         "causal": causal,
         "config": asdict(config),
+        "layer_replay": probe.reference is not None and probe.reference.replay is not None,
         "seconds": round(time.monotonic() - started, 1),
     }
 
@@ -342,6 +376,7 @@ def run_causal(
         "removal": config.removal,
         "batching_agreement": result["batching_agreement"],
         "config": result["config"],
+        "layer_replay": result["layer_replay"],
         "seconds": result["seconds"],
     }
     write_json_atomic(out / CAUSAL, summary)

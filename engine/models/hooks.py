@@ -28,11 +28,12 @@ from torch import nn
 from engine.errors import SubnetScopeError
 from engine.models.loading import LoadedModel
 
-HookKind = Literal["pre", "forward"]
-# (module, "pre", fn(module, args) -> new args | None) or
+HookKind = Literal["pre", "pre-kwargs", "forward"]
+# (module, "pre", fn(module, args) -> new args | None),
+# (module, "pre-kwargs", fn(module, args, kwargs) -> (new args, new kwargs) | None) or
 # (module, "forward", fn(module, args, output) -> new output | None), as torch calls them.
 Hook = tuple[nn.Module, HookKind, Callable[..., Any]]
-HOOK_KINDS: tuple[str, ...] = ("pre", "forward")
+HOOK_KINDS: tuple[str, ...] = ("pre", "pre-kwargs", "forward")
 
 
 class _Scope:
@@ -66,6 +67,15 @@ def _gated(scope: _Scope, kind: HookKind, fn: Callable[..., Any]) -> Callable[..
 
         return pre_hook
 
+    if kind == "pre-kwargs":
+
+        def pre_kwargs_hook(module: nn.Module, args: tuple, kwargs: dict) -> Any:
+            if scope in _active.get():
+                return fn(module, args, kwargs)
+            return None
+
+        return pre_kwargs_hook
+
     def forward_hook(module: nn.Module, args: tuple, output: Any) -> Any:
         if scope in _active.get():
             return fn(module, args, output)
@@ -85,7 +95,9 @@ def scoped_hooks(
     hooks = list(hooks)
     for _, kind, _ in hooks:
         if kind not in HOOK_KINDS:
-            raise SubnetScopeError(f"unknown hook kind '{kind}'; use 'pre' or 'forward'")
+            raise SubnetScopeError(
+                f"unknown hook kind '{kind}'; use one of {', '.join(HOOK_KINDS)}"
+            )
     opened = _active.get()
     for scope in opened:
         if scope.name == name and (exclusive or scope.exclusive):
@@ -102,6 +114,8 @@ def scoped_hooks(
                 gated = _gated(scope, kind, fn)
                 if kind == "pre":
                     handles.append(module.register_forward_pre_hook(gated))
+                elif kind == "pre-kwargs":
+                    handles.append(module.register_forward_pre_hook(gated, with_kwargs=True))
                 else:
                     handles.append(module.register_forward_hook(gated))
         yield
