@@ -59,6 +59,7 @@ AREAS: tuple[Area, ...] = (
     Area(
         "tflite",
         (Command("tflite", "read .tflite, .task and .litertlm files"),),
+        kinds="engine.tflite.jobs",
         page=Page(
             "tflite.py",
             "TFLite explorer",

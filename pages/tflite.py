@@ -12,6 +12,7 @@ VIEWS = ["Summary", "Ops", "Tensors", "Graph", "Findings"]
 
 def main() -> None:
     st.title("TFLite explorer")
+    view.converter_samples()
     path = view.pick_file("File", "tflite_file")
     if path is None:
         return

@@ -13,11 +13,16 @@ if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then
   DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq chromium chromium-driver >/dev/null
 fi
 
+# The TFLite samples Google's converter makes (engine/tflite/converted): restored from a store
+# outside this clone, keyed by the converter's version, or converted here once (about 5 minutes).
+export SUBNETSCOPE_CONVERTED_CACHE="${SUBNETSCOPE_CONVERTED_CACHE:-$HOME/.cache/subnetscope/converted}"
+./scripts/build_converted_samples.sh
+
 # Optional tools this script provides, so their tests fail here instead of skipping
 # (tests/optional.py): setup.sh fetched the MediaPipe samples and installed alt-profanity-check
-# (pinned), Linux has /proc, and the SLURM backend's tests run on a real single-node cluster
-# (docs/slurm.md) unless SUBNETSCOPE_SKIP_SLURM=1.
-required="mediapipe-samples,alt-profanity-check,proc"
+# (pinned), the converter-made samples are built, Linux has /proc, and the SLURM backend's tests
+# run on a real single-node cluster (docs/slurm.md) unless SUBNETSCOPE_SKIP_SLURM=1.
+required="mediapipe-samples,alt-profanity-check,proc,converted-samples"
 if [ "${SUBNETSCOPE_SKIP_SLURM:-0}" != "1" ]; then
   echo "==> starting the single-node SLURM cluster"
   ./scripts/slurm.sh start

@@ -1,7 +1,8 @@
 """The one way a test skips for a missing optional tool, and how CI turns that skip into a failure.
 
 An optional tool is something outside the pinned Python requirements that a test needs: the
-MediaPipe sample models (scripts/fetch_tflite_samples.sh), a SLURM cluster (scripts/slurm.sh).
+MediaPipe sample models (scripts/fetch_tflite_samples.sh), a SLURM cluster (scripts/slurm.sh), the
+converter-made TFLite samples (scripts/build_converted_samples.sh).
 Anything else a test needs is required: import it plainly, so a broken install fails.
 
 `SUBNETSCOPE_REQUIRE_OPTIONAL` names the tools that must be present, comma-separated, or `1` for
@@ -16,7 +17,7 @@ import os
 import pytest
 
 # Tool names accepted by `need`; scripts/test.sh lists the ones CI provides.
-TOOLS = ("mediapipe-samples", "slurm", "alt-profanity-check", "proc")
+TOOLS = ("mediapipe-samples", "slurm", "alt-profanity-check", "proc", "converted-samples")
 
 
 def required(tool: str) -> bool:

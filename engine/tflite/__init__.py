@@ -15,6 +15,8 @@ __all__ = attach(
             "repeated_blocks",
         ),
         "bundles": ("Section", "TFLiteFile", "open_file"),
+        "converted.build": ("ConvertedSample", "built_samples", "converted_root"),
+        "converted.specs": ("SAMPLES", "SampleSpec"),
         "diff": ("GraphDiff", "diff_graphs"),
         "dump": ("dump_tensors",),
         "findings": ("Finding", "digest_from_readers", "find_across", "find_all", "findings_table"),

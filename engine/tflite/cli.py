@@ -303,5 +303,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     dump.set_defaults(handler=_dump)
 
     from engine.tflite.cli_analysis import register_analysis
+    from engine.tflite.cli_samples import register_samples
 
     register_analysis(sub, file_help)
+    register_samples(sub)

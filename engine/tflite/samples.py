@@ -40,9 +40,13 @@ def ensure_samples() -> Path:
 
 
 def tflite_roots() -> list[Path]:
-    """The synthetic set, mediapipe's models (cache/testdata/mediapipe), `$SUBNETSCOPE_TFLITE_ROOTS`
-    (path-separated) and `~/models`."""
-    roots = [samples_dir(), cache_root() / "testdata" / "mediapipe", cache_root() / "uploads"]
+    """The converter-made samples (engine/tflite/converted), the synthetic set, mediapipe's models
+    (cache/testdata/mediapipe), uploads, `$SUBNETSCOPE_TFLITE_ROOTS` (path-separated) and
+    `~/models`."""
+    from engine.tflite.converted.build import converted_root
+
+    roots = [converted_root(), samples_dir(), cache_root() / "testdata" / "mediapipe"]
+    roots.append(cache_root() / "uploads")
     env = os.environ.get("SUBNETSCOPE_TFLITE_ROOTS")
     if env:
         roots += [Path(p).expanduser() for p in env.split(os.pathsep) if p]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dashboard.views.tflite.loaders import file_key, opened_reader
 from dashboard.views.tflite.panels import (
+    converter_samples,
     diff_panel,
     findings_panel,
     graph_panel,
@@ -15,6 +16,7 @@ from dashboard.views.tflite.panels import (
 )
 
 __all__ = [
+    "converter_samples",
     "diff_panel",
     "file_key",
     "findings_panel",

@@ -16,6 +16,7 @@ from engine.tflite import (
     TFLiteError,
     TFLiteFile,
     TFLiteReader,
+    built_samples,
     digest_from_readers,
     ensure_samples,
     find_across,
@@ -27,6 +28,11 @@ from engine.tflite import (
 )
 
 
+def built_converted() -> tuple[str, ...]:
+    """Names of the converter-made samples that are built (reads their manifests' presence)."""
+    return tuple(sample.spec.name for sample in built_samples())
+
+
 def file_key(path: str) -> tuple[str, int, int]:
     try:
         stat = Path(path).stat()
@@ -36,8 +42,9 @@ def file_key(path: str) -> tuple[str, int, int]:
 
 
 @st.cache_data(ttl=30, show_spinner=False)
-def available_files(roots: tuple[str, ...]) -> list[str]:
-    """TFLite files under the roots (the synthetic demo set is written on first use)."""
+def available_files(roots: tuple[str, ...], built: tuple[str, ...] = ()) -> list[str]:
+    """TFLite files under the roots (the synthetic demo set is written on first use); `built`
+    (the converter samples built) is part of the key, so a finished conversion lists at once."""
     ensure_samples()
     return [str(p) for p in list_tflite_files([Path(r) for r in roots])]
 

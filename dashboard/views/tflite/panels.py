@@ -12,9 +12,11 @@ import pandas as pd
 import streamlit as st
 
 from dashboard.downloads import downloads
+from dashboard.jobs_panel import job_launcher, job_watcher
 from dashboard.views.tflite.charts import heatmap_chart, op_histogram_chart, value_histogram_chart
 from dashboard.views.tflite.loaders import (
     available_files,
+    built_converted,
     file_key,
     findings,
     histogram,
@@ -24,9 +26,11 @@ from dashboard.views.tflite.loaders import (
 )
 from engine.errors import SubnetScopeError
 from engine.tflite import (
+    SAMPLES,
     ModelInfo,
     SubgraphInfo,
     TFLiteReader,
+    converted_root,
     diff_graphs,
     findings_table,
     layer_graph,
@@ -45,11 +49,35 @@ GRAPH_TENSOR = "tflite_graph_tensor"
 
 def _label(path: str) -> str:
     p = Path(path)
+    if p.parent.parent == converted_root():  # <sample>-<key>/model.tflite
+        return f"{p.name}  (converted: {p.parent.name.rsplit('-', 1)[0]})"
     return f"{p.name}  ({p.parent.name})"
 
 
+def converter_samples() -> None:
+    """Offer the converter-made samples' build (a job) while any is missing."""
+    built = built_converted()
+    if len(built) == len(SAMPLES):
+        return
+    with st.sidebar.expander("Samples from Google's converter", expanded=not built):
+        st.caption(
+            f"{len(built)} of {len(SAMPLES)} built. litert-torch converts the demo model "
+            "(fp32 and int8) and tiny Gemma 3, Gemma 3n and Qwen2 configs: about 5 minutes, "
+            "plus 70 s to install the converter's own environment the first time."
+        )
+        job_id = job_launcher(
+            "tflite.convert_samples",
+            {},
+            label="Convert the samples",
+            key="tflite_convert_job",
+            backend_choice=False,
+        )
+        if job_id:
+            job_watcher(job_id, key="tflite_convert_watch", here="tflite")
+
+
 def pick_file(label: str, key: str) -> str | None:
-    files = available_files(tuple(str(r) for r in tflite_roots()))
+    files = available_files(tuple(str(r) for r in tflite_roots()), built_converted())
     upload = st.sidebar.file_uploader(
         f"…or upload ({label})", type=["tflite", "task", "litertlm"], key=f"{key}_upload"
     )
