@@ -16,6 +16,7 @@ from engine.tflite.findings.base import (
     sorted_ids,
 )
 from engine.tflite.findings.ffn_widths import find_mlps
+from engine.tflite.findings.kv_attention import dead_tail
 from engine.tflite.graph import ModelInfo
 
 KIND = "altup"
@@ -95,6 +96,9 @@ def detect(model: ModelInfo, ctxs: list[Ctx], digest: Digest | None) -> list[Fin
             )
         if named:
             parts.append(f"{len(named)} tensor names mention AltUp")
+        dead = dead_tail(model, ctx, len(correct), "AltUp correction") if correct else None
+        if dead:
+            parts.append(dead.short + ". " + dead.detail.rstrip("."))
         findings.append(
             Finding(
                 kind="altup",

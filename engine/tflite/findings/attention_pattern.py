@@ -13,6 +13,7 @@ from engine.tflite.findings.base import (
     Finding,
     sorted_ids,
 )
+from engine.tflite.findings.kv_attention import kv_attention, mask_input, signature_of
 from engine.tflite.graph import ModelInfo
 
 KIND = "attention_pattern"
@@ -199,9 +200,61 @@ def _attention_by_names(ctx: Ctx) -> Finding | None:
     )
 
 
+def _attention_by_cache(model: ModelInfo, ctx: Ctx) -> Finding | None:
+    """Layers numbered by their KV-cache inputs (a converter's signature): local where the scores
+    get the mask input cut to a band of positions, global where they get it unchanged."""
+    sig = signature_of(model, ctx.sg.index)
+    mask = mask_input(sig) if sig else None
+    blocks = [a for a in kv_attention(model, ctx) if a.mask_root is not None]
+    if mask is None or len(blocks) < 2:
+        return None
+    labels = {a.layer: "L" if a.band_ops else "G" if a.mask_root == mask else "?" for a in blocks}
+    if "?" in labels.values() or len(set(labels.values())) < 2:
+        return None
+    seq = [labels[x] for x in sorted(labels)]
+    period = _pattern_period(seq)
+    counts = Counter(seq)
+    title = f"Local and global attention: {counts['L']} local : {counts['G']} global"
+    if period < len(seq):
+        title += f", repeating every {period} layers"
+    band = sorted({op for a in blocks for op in a.band_ops})
+    local = [a.layer for a in blocks if a.band_ops]
+    windows = sorted({a.window_const for a in blocks if a.window_const is not None})
+    detail = (
+        f"Pattern by KV cache ({sig.key}): {''.join(seq)}. Layers {local} add the mask input cut "
+        f"to a band of positions (comparison ops {band}) to their scores: a sliding window; the "
+        f"others add the mask input unchanged."
+        + (f" The window is the constant tensor {windows[0]}." if len(windows) == 1 else "")
+    )
+    return Finding(
+        kind="attention_pattern",
+        title=title,
+        detail=detail,
+        evidence_ops=sorted_ids(
+            [*band, *(a.mask_add for a in blocks), *(a.softmax for a in blocks)]
+        ),
+        evidence_tensors=sorted_ids([mask, *(a.mask_root for a in blocks), *windows]),
+        confidence="medium",
+        subgraph=ctx.sg.index,
+        data={
+            "pattern": "".join(seq),
+            "layers": labels,
+            "period": period,
+            "masks": {"L": next(a.mask_root for a in blocks if a.band_ops), "G": mask},
+            "numbered_by": "KV cache",
+            "window_tensor": windows[0] if len(windows) == 1 else None,
+        },
+    )
+
+
 def detect(model: ModelInfo, ctxs: list[Ctx], digest: Digest | None) -> list[Finding]:
     """One finding per subgraph whose layers use two kinds of attention."""
-    return [f for ctx in ctxs if (f := _attention_in(ctx)) is not None]
+    found = []
+    for ctx in ctxs:
+        f = _attention_by_cache(model, ctx) or _attention_in(ctx)
+        if f is not None:
+            found.append(f)
+    return found
 
 
 def _layer_names(ctx: Ctx, layer: int) -> str:

@@ -15,6 +15,7 @@ from engine.tflite.findings.base import (
     confidence_of,
     sorted_ids,
 )
+from engine.tflite.findings.kv_attention import dead_tail, kv_attention, layer_after
 from engine.tflite.graph import ModelInfo
 
 KIND = "ffn_widths"
@@ -96,16 +97,29 @@ def detect(model: ModelInfo, ctxs: list[Ctx], digest: Digest | None) -> list[Fin
         mlps = find_mlps(ctx)
         structure = len(mlps) >= 2
         if structure:
-            numbered = all(ctx.layer(m.down.op) is not None for m in mlps)
+            # Layers by KV cache when the signature has them (the converter's op names repeat
+            # one layer's name), else by names, else by the order the MLPs run in.
+            blocks = kv_attention(model, ctx)
+            by_cache = bool(blocks) and all(
+                layer_after(blocks, m.down.op) is not None for m in mlps
+            )
+            numbered = by_cache or all(ctx.layer(m.down.op) is not None for m in mlps)
             per_layer: dict[int, list[Mlp]] = defaultdict(list)
             for i, m in enumerate(mlps):
-                per_layer[ctx.layer(m.down.op) if numbered else i].append(m)
+                layer = layer_after(blocks, m.down.op) if by_cache else ctx.layer(m.down.op)
+                per_layer[layer if numbered else i].append(m)
             widths = {layer: max(m.width for m in ms) for layer, ms in sorted(per_layer.items())}
             ops = [op for m in mlps for op in m.ops]
             weights = [mm.weight for m in mlps for mm in (*m.ups, m.down)]
             names = all(_MLP_NAME.search(ctx.names(op)) for op in ops)
             d = Counter(m.down.d_out for m in mlps).most_common(1)[0][0]
-            how = "layer names" if numbered else "the order the MLPs run in (no layer names)"
+            how = (
+                "layers by the KV cache their attention reads"
+                if by_cache
+                else "layer names"
+                if numbered
+                else "the order the MLPs run in (no layer names)"
+            )
         else:
             # Names alone: matmuls named like an MLP, grouped by layer, width = larger dimension.
             named = [m for m in ctx.mms if _MLP_NAME.search(ctx.names(m.op))]
@@ -122,6 +136,7 @@ def detect(model: ModelInfo, ctxs: list[Ctx], digest: Digest | None) -> list[Fin
             ops = [m.op for ms in per_named.values() for m in ms]
             weights = [m.weight for ms in per_named.values() for m in ms]
             names, d, how = True, None, "layer names"
+        dead = dead_tail(model, ctx, len(widths), "MLP")
         confidence = confidence_of(names, structure)
         if confidence is None:
             continue
@@ -137,6 +152,8 @@ def detect(model: ModelInfo, ctxs: list[Ctx], digest: Digest | None) -> list[Fin
             )
         else:
             title = f"FFN width {distinct[0]} in all {len(widths)} layers"
+            if dead:
+                title = f"FFN width {distinct[0]} in all {dead.short}"
             why = (
                 "Equal widths neither show nor rule out MatFormer nesting: nested sub-models live "
                 "in the weights, not in the graph."
@@ -154,12 +171,18 @@ def detect(model: ModelInfo, ctxs: list[Ctx], digest: Digest | None) -> list[Fin
                     f"MLP hidden width per layer ({how}; {found}): {listing}"
                     + (f"; model width {d}" if d else "")
                     + f". {why}"
+                    + (f" {dead.detail}" if dead else "")
                 ),
                 evidence_ops=sorted_ids(ops),
                 evidence_tensors=sorted_ids(weights),
                 confidence=confidence,
                 subgraph=ctx.sg.index,
-                data={"widths": widths, "d_model": d, "differ": len(distinct) > 1},
+                data={
+                    "widths": widths,
+                    "d_model": d,
+                    "differ": len(distinct) > 1,
+                    "dead_layers": dead.layers - dead.found if dead else 0,
+                },
             )
         )
     return findings

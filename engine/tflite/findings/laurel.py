@@ -14,6 +14,7 @@ from engine.tflite.findings.base import (
     confidence_of,
     sorted_ids,
 )
+from engine.tflite.findings.kv_attention import dead_tail
 from engine.tflite.graph import ModelInfo
 
 KIND = "laurel"
@@ -71,10 +72,12 @@ def detect(
         layers = sorted({ctx.layer(b[0].op) for b in blocks if ctx.layer(b[0].op) is not None})
         ranks = sorted({b[0].d_out for b in blocks})
         dims = sorted({b[0].d_in for b in blocks})
+        dead = dead_tail(model, ctx, len(blocks), "LAuReL block") if structure else None
         if structure:
+            places = dead.short if dead else f"{len(blocks)} places"
             title = (
                 f"LAuReL-style low-rank residual branches: rank {'/'.join(map(str, ranks))} "
-                f"in {len(blocks)} places"
+                f"in {places}"
             )
             detail = (
                 f"{len(blocks)} pairs of matmuls d→r→d (d={'/'.join(map(str, dims))}, "
@@ -83,6 +86,7 @@ def detect(
                 + (f"; layers {', '.join(map(str, layers))}" if layers else "")
                 + ("; names say laurel" if names else "")
                 + "."
+                + (f" {dead.detail}" if dead else "")
             )
         else:
             title = "LAuReL named in the graph (no low-rank residual branch found)"
