@@ -1,5 +1,7 @@
 """Open a .tflite and list every op and tensor: our mmap reader against a naive whole-file walk
-with the `tflite` package and Model Explorer's own TFLite adapters (issue 4, item 7)."""
+with the `tflite` package and Model Explorer's own TFLite adapters (issue 4, item 7), on the
+largest real vision model, the converter-made demo model (.tflite and .litertlm, issue 18) where
+it is built, and a > 2 GB synthetic file."""
 
 from __future__ import annotations
 
@@ -17,9 +19,12 @@ import tflite
 
 from benchmarks.runner import ROOT, Result, benchmark, compare, spread
 from engine.tflite import open_file
+from engine.tflite.converted.build import built_samples
 from engine.tflite.synthetic import write_large_offset
 
 REAL_MODELS = ROOT / "cache" / "testdata" / "mediapipe"
+# SmolLM2-135M-Instruct's own weights through Google's converter: prefill + decode, 122 subgraphs.
+CONVERTED_DEMO = "smollm2-135m-fp32"
 # The naive walk and Model Explorer each hold the whole > 2 GB file in memory (2.1 GiB added).
 MIN_AVAILABLE_FOR_FULL_READ = 6 * 2**30
 CHILD_TIMEOUT = 120.0
@@ -239,6 +244,11 @@ def _results(
         "listing": asdict(listing),
         "naive_listing_matches": naive == listing if isinstance(naive, Listing) else None,
         "explorer_nodes": {m: outputs[m] for m in outputs if m.startswith("explorer_")},
+        "baseline_failures": {
+            m: out
+            for m, out in outputs.items()
+            if isinstance(out, str) and out.startswith("failed")
+        },
     } | extra
     metric = "seconds to open the file and list every op and tensor, ours (median)"
     results = [
@@ -314,9 +324,10 @@ def _memory_results(peaks: dict[str, dict[str, float | str]]) -> list[Result]:
 
 @benchmark("tflite_open", repeats=5)
 def tflite_open(repeats: int) -> list[Result]:
-    """Seconds to open and list every op and tensor of the largest real model and of a > 2 GB
-    file, against the `tflite` package's naive walk and Model Explorer's converters; for the
-    > 2 GB file also the RSS each adds."""
+    """Seconds to open and list every op and tensor of the largest real model, of the converted
+    demo model (.tflite and .litertlm; skipped where not built) and of a > 2 GB file, against the
+    `tflite` package's naive walk and Model Explorer's converters; for the > 2 GB file also the
+    RSS each adds."""
     methods = ["ours", *BASELINES]
     skipped: dict[str, str] = {}
     results: list[Result] = []
@@ -327,6 +338,21 @@ def tflite_open(repeats: int) -> list[Result]:
         results += _results("largest_real", real[-1], samples, outputs, {})
     else:
         skipped["largest_real"] = f"no *.tflite under {REAL_MODELS}"
+
+    demo = built_samples([CONVERTED_DEMO])
+    if demo:
+        for label, path in (
+            ("converted_demo_tflite", demo[0].tflite),
+            # The baselines read only a bare flatbuffer: a refusal of the bundle is recorded.
+            ("converted_demo_litertlm", demo[0].litertlm),
+        ):
+            samples, outputs = _measure(path, methods, repeats)
+            results += _results(label, path, samples, outputs, {})
+    else:
+        skipped["converted_demo"] = (
+            f"the converter sample {CONVERTED_DEMO} is not built "
+            "(scripts/build_converted_samples.sh)"
+        )
 
     with tempfile.TemporaryDirectory(prefix="tflite_open-") as tmp:
         big = write_large_offset(Path(tmp) / "large_offset.tflite")

@@ -1,4 +1,12 @@
-"""Write TFLite flatbuffers from plain specs with the `tflite` package's generated builders."""
+"""Write TFLite flatbuffers from plain specs with the `tflite` package's generated builders.
+
+Only for what the real converter (litert-torch, engine/tflite/converted) cannot produce: the
+synthetic set in engine/tflite/synthetic.py (files past 2 GB, int4 / float16 weights, the
+Gemma-3n-shaped demo and the bases that the fuzz and budget tests damage), and hand-made specs in
+tests: per-channel quantization along a middle axis and a 64 MiB inline buffer (metadata-only reads)
+in test_tflite_reader.py, malformed tensors (negative or absurd shapes, short buffers) in
+test_tflite_fuzz.py. Graphs a finding or diff is judged on come from the converter, not from here.
+"""
 
 from __future__ import annotations
 

@@ -2,6 +2,27 @@
 
 Every writer is deterministic (fixed seeds, fixed zip timestamps) and returns the path written.
 The models are valid: `ai_edge_litert`'s Interpreter loads and runs each of them.
+
+Its role since issue 18: a finding, a recovered config or a diff is evidence only on what Google's
+converter writes, and those are checked on the converter-made samples (engine/tflite/converted,
+tests/test_tflite_converted.py, test_tflite_recovered.py, test_tflite_diff_converted.py). This
+module stays for what the converter cannot produce, or not in a test's time:
+- files past 2 GB (`write_large_offset`: buffers behind Buffer.offset): test_tflite_reader.py and
+  the `tflite_open` benchmark;
+- types and layouts the converter's recipes here do not write (per-channel int4 packed, float16,
+  per-tensor int8 in `write_quantized`), checked value by value against LiteRT's interpreter:
+  test_tflite_reader.py;
+- bundle and container layouts with known sections (`write_task_bundle`, `write_litertlm`,
+  `gemma3n_sections`): test_tflite_bundles.py;
+- malformed, mutated and crafted files (a valid base to damage): test_tflite_fuzz.py,
+  test_tflite_budget.py, faults/tflite_inputs.py;
+- a tiny, fast model for the CLI and its start-up budget (`write_mlp`, `write_demo_set`):
+  test_tflite_cli.py, test_cli_startup.py, benchmarks/cli_startup.py;
+- the Gemma-3n-shaped demo decoder (`write_gemma3n_like`, `GEMMA3N_LIKE`): planted ground truth for
+  the findings' unit tests (test_tflite_findings.py) and for "no KV cache → attention unknown"
+  (test_tflite_recovered.py), and the demo set (`write_demo_set` via samples.ensure_samples) the
+  explorer lists when no converter sample is built.
+It is not evidence that a detector works on real files: only the converter samples are.
 """
 
 from __future__ import annotations
