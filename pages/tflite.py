@@ -7,7 +7,7 @@ import streamlit as st
 from dashboard.views import tflite as view
 from engine.errors import SubnetScopeError
 
-VIEWS = ["Summary", "Ops", "Tensors", "Graph", "Findings"]
+VIEWS = ["Summary", "Ops", "Tensors", "Graph", "Findings", "Weights"]
 
 
 def main() -> None:
@@ -37,6 +37,8 @@ def main() -> None:
         view.tensors_panel(info, reader)
     elif shown == "Graph":
         view.graph_panel(info, key, section)
+    elif shown == "Weights":
+        view.weights_panel(key, section)
     else:
         view.findings_panel(info, key, section)
 

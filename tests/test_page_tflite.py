@@ -64,6 +64,35 @@ def test_findings_see_a_head_tied_to_another_sections_embedding(page, tmp_path) 
     assert any("TF_LITE_EMBEDDER" in str(row) for row in tied.astype(str).values.tolist()), tied
 
 
+def test_findings_show_the_config_read_from_a_converted_model(page) -> None:
+    """Issue 18: the Findings view reads the config back off the converter's graph, with its
+    evidence, and checks it against the config the sample was converted from."""
+    from tests.converted_support import converted
+
+    at = _view(_select(page, "File", str(converted("gemma3-tiny").tflite)), "Findings")
+    assert not at.exception, at.exception
+    [table] = [d.value for d in at.dataframe if "evidence" in d.value.columns]
+    rows = table.set_index("field")
+    assert rows.loc["sliding_window", "value"] == "32"
+    assert rows.loc["num_hidden_layers", "evidence"].startswith("ops ")
+    assert rows["equal"].all(), table
+
+
+def test_weights_view_matches_a_converted_model_to_its_source(page, tmp_path) -> None:
+    """Issue 18, item 3: a converter sample's weights, traced to its own HF folder (found by
+    itself); any other file asks for the folder."""
+    from tests.converted_support import converted
+
+    at = _view(_select(page, "File", str(converted("qwen2-tiny").tflite)), "Weights")
+    assert not at.exception, at.exception
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Tensors matched"] == "42 / 106", metrics
+    assert metrics["Max |Δ|"] == "0" and metrics["All within step"] == "yes"
+    assert any("q_proj.weight" in " ".join(d.value.get("hf", [])) for d in at.dataframe)
+    at = _select(at, "File", _file(tmp_path, "gemma3n_like.task"))
+    assert not at.exception and at.text_input(key="tflite_weights_hf") is not None
+
+
 def test_tensor_inspector_reads_dequantized_values(page, tmp_path) -> None:
     at = _view(_select(page, "File", _file(tmp_path, "quantized.tflite")), "Tensors")
     [inspect] = [s for s in at.selectbox if s.label == "Inspect tensor"]

@@ -144,7 +144,7 @@ def test_findings_and_diff_commands(tmp_path) -> None:
         )
 
     found = json.loads(cli("findings", str(files["task"]), "--json").stdout)
-    decoder = next(v for k, v in found.items() if k.endswith("TF_LITE_PREFILL_DECODE"))
+    decoder = next(v["findings"] for k, v in found.items() if k.endswith("TF_LITE_PREFILL_DECODE"))
     assert {"ffn_widths", "altup", "laurel", "tied_embedding"} <= {f["kind"] for f in decoder}
     assert all(
         f["evidence_ops"] or f["evidence_tensors"] or f["confidence"] == "low" for f in decoder
@@ -156,3 +156,28 @@ def test_findings_and_diff_commands(tmp_path) -> None:
     missing = cli("diff", str(tmp_path / "nope.tflite"), str(files["mlp"]))
     assert missing.returncode == 1 and missing.stderr.count("\n") == 1
     assert "Traceback" not in missing.stderr
+
+
+def test_numbered_names_fold_into_one_entry():
+    from engine.tflite.cli import numbered_runs
+
+    kv = [(f"kv_cache_k_{i}", "[1, 3, 128, 64]") for i in range(30)]
+    assert numbered_runs([("tokens", "[1, 1]"), *kv, ("kv_cache_k_31", "[1, 3, 128, 64]")]) == [
+        "tokens [1, 1]",
+        "kv_cache_k_{0..29,31} [1, 3, 128, 64]",
+    ]
+    assert numbered_runs([("a_1_out", ""), ("a_2_out", ""), ("b", "")]) == ["a_{1..2}_out", "b"]
+    # same name pattern, different shapes: kept apart
+    assert numbered_runs([("x_0", "[1]"), ("x_1", "[2]")]) == ["x_0 [1]", "x_1 [2]"]
+
+
+def test_inspect_folds_kv_caches_and_composites_of_a_converted_model(capsys):
+    from engine.cli import main
+    from tests.converted_support import converted
+
+    sample = converted("qwen2-tiny")
+    assert main(["tflite", "inspect", str(sample.tflite)]) == 0
+    out = capsys.readouterr().out
+    assert "decode_kv_cache_k_{0..2} [1, 2, 128, 16]" in out
+    assert "subgraphs 'odml.rms_norm.impl*' (composite decompositions" in out
+    assert "kv_cache_k_{0..2}, kv_cache_v_{0..2}" in out

@@ -24,7 +24,7 @@ TINY = replace(
 def fake_converter(tmp_path, body: str):
     """A stand-in for the converter's Python: called as `python convert_hf.py SOURCE OUT OPTS`."""
     script = tmp_path / "fake-python"
-    script.write_text("#!/bin/sh\nout=\"$3\"\n" + body)
+    script.write_text('#!/bin/sh\nout="$3"\n' + body)
     script.chmod(script.stat().st_mode | stat.S_IEXEC)
     return script
 

@@ -18,6 +18,7 @@ __all__ = attach(
         "converted.build": ("ConvertedSample", "built_samples", "converted_root"),
         "converted.specs": ("SAMPLES", "SampleSpec"),
         "diff": ("GraphDiff", "diff_graphs"),
+        "diff_summary": ("DiffSummary", "summarize"),
         "dump": ("dump_tensors",),
         "findings": ("Finding", "digest_from_readers", "find_across", "find_all", "findings_table"),
         "graph": (
@@ -31,7 +32,9 @@ __all__ = attach(
         ),
         "neighbourhood": ("layer_graph", "neighbourhood", "to_dot"),
         "reader": ("TFLiteReader", "open_tflite"),
+        "recovered": ("RecoveredConfig", "load_hf_config", "recover_config"),
         "samples": ("ensure_samples", "list_tflite_files", "save_upload", "tflite_roots"),
         "tensor_view": ("pooled_2d", "tensor_stats", "value_sample"),
+        "weights": ("WeightMatch", "converted_source", "match_weights"),
     },
 )

@@ -104,23 +104,75 @@ def _inspect(args: argparse.Namespace) -> int:
     return 0
 
 
+_NUMBERED = re.compile(r"^(.*?)(\d+)(\D*)$")
+
+
+def numbered_runs(items: list[tuple[str, str]]) -> list[str]:
+    """`(name, detail)` pairs as text, names that differ only by one number folded into one
+    entry: 60 KV-cache inputs read `kv_cache_k_{0..29} [1, 3, 128, 64]` instead of 30 names."""
+    groups: dict[tuple[str, str, str], list[int]] = {}
+    order: list[tuple[str, str, str] | str] = []
+    for name, detail in items:
+        match = _NUMBERED.match(name)
+        if match is None:
+            order.append(f"{name} {detail}".rstrip())
+            continue
+        key = (match.group(1), match.group(3), detail)
+        if key not in groups:
+            groups[key] = []
+            order.append(key)  # type: ignore[arg-type]
+        groups[key].append(int(match.group(2)))
+    out = []
+    for entry in order:
+        if isinstance(entry, str):
+            out.append(entry)
+            continue
+        prefix, suffix, detail = entry
+        numbers = sorted(groups[entry])
+        if len(numbers) == 1:
+            out.append(f"{prefix}{numbers[0]}{suffix} {detail}".rstrip())
+        else:
+            out.append(f"{prefix}{{{_runs(numbers)}}}{suffix} {detail}".rstrip())
+    return out
+
+
+def _runs(numbers: list[int]) -> str:
+    """0, 1, 2, 5 → "0..2,5"."""
+    parts, start = [], numbers[0]
+    for previous, number in zip(numbers, [*numbers[1:], None], strict=True):
+        if number != previous + 1:
+            parts.append(f"{start}..{previous}" if previous > start else str(start))
+            start = number
+    return ",".join(parts)
+
+
 def _print_model(m: dict[str, Any], indent: str) -> None:
     print(f"{indent}{m['name']}  (schema v{m['version']}, {m['bytes']:,} bytes)")
     if m["description"]:
         print(f"{indent}  description: {m['description']}")
+    called: dict[str, list[dict[str, Any]]] = {}  # composite decompositions, by name stem
     for sg in m["subgraphs"]:
-        ins = ", ".join(f"{t['name']} {t.get('shape')}" for t in sg["inputs"])
-        outs = ", ".join(f"{t['name']} {t.get('shape')}" for t in sg["outputs"])
+        stem = _NUMBERED.sub(r"\1", sg["name"]).rstrip("_") if sg["name"] else ""
+        if sg["index"] > 0 and stem.startswith("odml."):
+            called.setdefault(stem, []).append(sg)
+            continue
+        ins = ", ".join(numbered_runs([(t["name"], str(t.get("shape"))) for t in sg["inputs"]]))
+        outs = ", ".join(numbered_runs([(t["name"], str(t.get("shape"))) for t in sg["outputs"]]))
         print(
             f"{indent}  subgraph {sg['index']} '{sg['name']}': {sg['num_ops']} ops, "
             f"{sg['num_tensors']} tensors, {sg['constant_bytes']:,} constant bytes"
         )
         print(f"{indent}    in: {ins or '-'}  out: {outs or '-'}")
-    for s in m["signatures"]:
+    for stem, subgraphs in called.items():
+        ops = sorted({sg["num_ops"] for sg in subgraphs})
         print(
-            f"{indent}  signature '{s['key']}' (subgraph {s['subgraph']}): "
-            f"{', '.join(s['inputs'])} → {', '.join(s['outputs'])}"
+            f"{indent}  {len(subgraphs)} subgraphs '{stem}*' (composite decompositions, "
+            f"{ops[0]}–{ops[-1]} ops each; `--json` lists them)"
         )
+    for s in m["signatures"]:
+        ins = ", ".join(numbered_runs([(name, "") for name in s["inputs"]]))
+        outs = ", ".join(numbered_runs([(name, "") for name in s["outputs"]]))
+        print(f"{indent}  signature '{s['key']}' (subgraph {s['subgraph']}): {ins} → {outs}")
     if m["metadata"]:
         entries = ", ".join(f"{k} ({v} bytes)" for k, v in m["metadata"].items())
         print(f"{indent}  metadata: {entries}")
@@ -304,6 +356,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     from engine.tflite.cli_analysis import register_analysis
     from engine.tflite.cli_samples import register_samples
+    from engine.tflite.cli_weights import register_weights
 
     register_analysis(sub, file_help)
     register_samples(sub)
+    register_weights(sub, file_help)

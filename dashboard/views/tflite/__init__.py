@@ -1,4 +1,4 @@
-"""The TFLite explorer view: file pickers, summary, ops, tensors, graph, findings, diff."""
+"""The TFLite explorer view: file pickers, summary, ops, tensors, graph, findings, weights, diff."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from dashboard.views.tflite.panels import (
     pick_section,
     summary,
     tensors_panel,
+    weights_panel,
 )
 
 __all__ = [
@@ -27,4 +28,5 @@ __all__ = [
     "pick_section",
     "summary",
     "tensors_panel",
+    "weights_panel",
 ]

@@ -1,4 +1,4 @@
-"""The TFLite explorer's Altair charts: op histogram, tensor values and their heatmap."""
+"""The TFLite explorer's Altair charts: op histogram, tensor values, heatmap, weight errors."""
 
 from __future__ import annotations
 
@@ -47,3 +47,30 @@ def heatmap_chart(cells: pd.DataFrame) -> alt.Chart:
         )
         .properties(height=320)
     )
+
+
+def weight_error_chart(table: pd.DataFrame) -> alt.Chart:
+    """Bars: per matched tensor (one per buffer), max |Δ| / quantization step; the rule at 0.5 is
+    half a step, the most rounding to the nearest level can cost. Float tensors have no step: 0
+    when exact."""
+    data = table.drop_duplicates("buffer").copy()
+    data["ratio"] = data["|Δ| / step"].fillna(0.0)
+    data["tensor"] = data["subgraph"] + ":" + data["tensor"].astype(str)
+    bars = (
+        alt.Chart(data)
+        .mark_bar()
+        .encode(
+            x=alt.X("tensor:N", sort=None, title="tensor", axis=alt.Axis(labels=False)),
+            y=alt.Y("ratio:Q", title="max |Δ| / step"),
+            color=alt.Color("quantization:N"),
+            tooltip=[
+                "tensor",
+                "hf",
+                "quantization",
+                "max |Δ|",
+                alt.Tooltip("ratio:Q", format=".4f"),
+            ],
+        )
+    )
+    half = alt.Chart(pd.DataFrame({"y": [0.5]})).mark_rule(strokeDash=[4, 4]).encode(y="y:Q")
+    return (bars + half).properties(height=240)

@@ -13,18 +13,23 @@ import streamlit as st
 
 from engine.tflite import (
     Finding,
+    RecoveredConfig,
     TFLiteError,
     TFLiteFile,
     TFLiteReader,
+    WeightMatch,
     built_samples,
+    converted_source,
     digest_from_readers,
     ensure_samples,
     find_across,
     layer_table,
     list_tflite_files,
+    match_weights,
     op_histogram,
     open_file,
     parameter_bytes,
+    recover_config,
 )
 
 
@@ -114,6 +119,28 @@ def findings(key: tuple[str, int, int], section: str | None) -> list[Finding]:
     return found[chosen.info().name]
 
 
+@st.cache_data(max_entries=16, show_spinner="Reading the config off the graph…")
+def recovered(key: tuple[str, int, int], section: str | None) -> RecoveredConfig:
+    """The section's config read back from its graph (window and RoPE constants read too)."""
+    reader = opened_reader(key, section)
+    info = reader.info()
+    digest = digest_from_readers({info.name: reader})
+    return recover_config(info, digest=digest, values=reader.tensor_array)
+
+
 @st.cache_data(max_entries=16, show_spinner=False)
 def layers(key: tuple[str, int, int], section: str | None, subgraph: int) -> pd.DataFrame:
     return layer_table(opened_reader(key, section).info().subgraphs[subgraph])
+
+
+@st.cache_data(max_entries=8, show_spinner=False)
+def converted_hf_folder(path: str) -> str | None:
+    """The source HF folder of a converter sample's file (None for any other file)."""
+    folder = converted_source(path)
+    return None if folder is None else str(folder)
+
+
+@st.cache_data(max_entries=8, show_spinner="Matching the weights to their source…")
+def weight_match(key: tuple[str, int, int], section: str | None, hf_folder: str) -> WeightMatch:
+    """Every weight of the section matched to its HF parameter (engine.tflite.weights)."""
+    return match_weights(opened_reader(key, section), hf_folder)

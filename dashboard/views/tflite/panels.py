@@ -13,16 +13,24 @@ import streamlit as st
 
 from dashboard.downloads import downloads
 from dashboard.jobs_panel import job_launcher, job_watcher
-from dashboard.views.tflite.charts import heatmap_chart, op_histogram_chart, value_histogram_chart
+from dashboard.views.tflite.charts import (
+    heatmap_chart,
+    op_histogram_chart,
+    value_histogram_chart,
+    weight_error_chart,
+)
 from dashboard.views.tflite.loaders import (
     available_files,
     built_converted,
+    converted_hf_folder,
     file_key,
     findings,
     histogram,
     layers,
     opened_file,
     params_by,
+    recovered,
+    weight_match,
 )
 from engine.errors import SubnetScopeError
 from engine.tflite import (
@@ -34,9 +42,11 @@ from engine.tflite import (
     diff_graphs,
     findings_table,
     layer_graph,
+    load_hf_config,
     neighbourhood,
     pooled_2d,
     save_upload,
+    summarize,
     tensor_stats,
     tflite_roots,
     to_dot,
@@ -346,7 +356,27 @@ def graph_panel(info: ModelInfo, key: tuple, section: str | None) -> None:
     st.graphviz_chart(to_dot(graph), width="stretch")
 
 
+def recovered_panel(info: ModelInfo, key: tuple, section: str | None) -> None:
+    """The config read off the graph, one row per field with its evidence; compared with the
+    source config when the file is a converter sample."""
+    rc = recovered(key, section)
+    if not rc.any_found:
+        return
+    st.markdown(f"**Config read from the graph** · signature `{rc.signature}`")
+    table = rc.to_table(info.subgraphs[rc.subgraph])
+    source = converted_hf_folder(key[0])
+    if source is not None and (Path(source) / "config.json").is_file():
+        compared = rc.compare_with(load_hf_config(source))
+        table.insert(2, "source", compared["source"])
+        table.insert(3, "equal", compared["equal"])
+        st.caption(f"Compared with the config it was converted from ({source}).")
+    st.caption("Unknown: the graph does not show it (the how column says why); none: absent.")
+    st.dataframe(table, hide_index=True, width="stretch", key="recovered_table")
+    downloads(table, "recovered_config", "recovered_config")
+
+
 def findings_panel(info: ModelInfo, key: tuple, section: str | None) -> None:
+    recovered_panel(info, key, section)
     found = findings(key, section)
     if not found:
         st.info(
@@ -386,7 +416,12 @@ def diff_panel(info_a: ModelInfo, info_b: ModelInfo) -> None:
     if result.identical:
         st.success(f"{info_a.name} and {info_b.name} have the same graph.")
         return
-    st.json(result.summary, expanded=True)
+    told = summarize(info_a, info_b, result)
+    st.markdown(f"**{told.headline}**")
+    if told.lines:
+        st.markdown("\n".join(f"- {line}" for line in told.lines))
+    with st.expander("Rows by status"):
+        st.json(result.summary, expanded=True)
     left, right = st.columns(2)
     with left:
         st.markdown("**Ops added, removed or changed**")
@@ -398,3 +433,46 @@ def diff_panel(info_a: ModelInfo, info_b: ModelInfo) -> None:
         tensors = result.changed_tensors()
         st.dataframe(tensors, hide_index=True, width="stretch")
         downloads(tensors, "diff-tensors", "diff_tensors")
+
+
+def weights_panel(key: tuple, section: str | None) -> None:
+    """Each weight matched to the HF parameter it came from, with |Δ| after dequantizing: the
+    source folder of a converter sample is known; for any other file the user names one."""
+    folder = converted_hf_folder(key[0])
+    if folder is None:
+        folder = st.text_input(
+            "Source Hugging Face folder", key="tflite_weights_hf", placeholder="/path/to/model"
+        ).strip()
+        if not folder:
+            st.info("Name the HF model folder (config.json + *.safetensors) it was converted from.")
+            return
+    else:
+        st.caption(f"Converter sample: compared with the folder it was converted from ({folder}).")
+    match = weight_match(key, section, folder)
+    table = match.table()
+    quantized = match.quantized_rows
+    cols = st.columns(4)
+    cols[0].metric("Tensors matched", f"{len(match.rows)} / {match.constants}")
+    cols[1].metric("HF parameters matched", f"{len(match.hf_placements)} / {match.hf_total}")
+    cols[2].metric("Max |Δ|", f"{match.max_abs:.3g}")
+    cols[3].metric("All within step", "yes" if match.all_within_step else "no")
+    st.caption(
+        f"{match.summary()} · {match.seconds:.1f} s. Float weights must match exactly; "
+        f"{len(quantized)} quantized ones within half a step (per channel)."
+    )
+    shared = match.shared()
+    if shared:
+        places = "; ".join(sorted({", ".join(s) for s in shared.values()}))
+        st.caption(
+            f"{len(shared)} HF parameters appear in several subgraphs, one buffer each ({places})."
+        )
+    if not table.empty:
+        st.altair_chart(weight_error_chart(table), width="stretch")
+        st.dataframe(table, hide_index=True, width="stretch", key="weights_table")
+        downloads(table, "weights", "weights")
+    tflite_rest, hf_rest = match.unmatched_tables()
+    left, right = st.columns(2)
+    left.markdown(f"**TFLite constants with no HF parameter** ({len(tflite_rest)})")
+    left.dataframe(tflite_rest, hide_index=True, key="weights_tflite_unmatched")
+    right.markdown(f"**HF parameters with no TFLite constant** ({len(hf_rest)})")
+    right.dataframe(hf_rest, hide_index=True, key="weights_hf_unmatched")
