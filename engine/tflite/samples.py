@@ -40,12 +40,13 @@ def ensure_samples() -> Path:
 
 
 def tflite_roots() -> list[Path]:
-    """The converter-made samples (engine/tflite/converted), the synthetic set, mediapipe's models
+    """The synthetic set (first: the explorer opens its Gemma-3n-shaped bundle by default), the
+    converter-made samples (engine/tflite/converted), mediapipe's models
     (cache/testdata/mediapipe), uploads, `$SUBNETSCOPE_TFLITE_ROOTS` (path-separated) and
     `~/models`."""
     from engine.tflite.converted.build import converted_root
 
-    roots = [converted_root(), samples_dir(), cache_root() / "testdata" / "mediapipe"]
+    roots = [samples_dir(), converted_root(), cache_root() / "testdata" / "mediapipe"]
     roots.append(cache_root() / "uploads")
     env = os.environ.get("SUBNETSCOPE_TFLITE_ROOTS")
     if env:
