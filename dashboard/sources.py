@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
+from dashboard.loaders import memory_caption
 from dashboard.stamps import models_stamp
 from engine.models import list_local_models, model_roots
 from engine.runtime import hub_reachable
@@ -73,6 +74,9 @@ def model_picker(container=st.sidebar) -> str | None:
     elif not online:
         container.caption("Offline: models from local folders only.")
     st.session_state[MODEL_KEY] = picked
+    caption = memory_caption(picked, models_stamp())
+    if caption:
+        container.caption(caption)
     return picked
 
 

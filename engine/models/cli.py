@@ -11,7 +11,7 @@ def _inspect(args: argparse.Namespace) -> int:
     from engine.models.loading import load_model
     from engine.models.summary import architecture_facts
 
-    loaded = load_model(args.source, trust_remote_code=args.trust_remote_code)
+    loaded = load_model(args.source, trust_remote_code=args.trust_remote_code, dtype=args.dtype)
     facts = architecture_facts(loaded)
     if args.json:
         print_json(facts)
@@ -36,7 +36,7 @@ def _generate(args: argparse.Namespace) -> int:
     from engine.models.masks import load_mask
 
     mask = load_mask(args.mask) if args.mask else None
-    loaded = load_model(args.source, trust_remote_code=args.trust_remote_code)
+    loaded = load_model(args.source, trust_remote_code=args.trust_remote_code, dtype=args.dtype)
     chat = {"auto": None, "on": True, "off": False}[args.chat]
     result = generate_text(
         loaded,
@@ -51,6 +51,36 @@ def _generate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _plan(args: argparse.Namespace) -> int:
+    from engine.models.loading import plan_load
+    from engine.models.memory import GB, free_bytes
+
+    plan = plan_load(args.source, dtype=args.dtype, trust_remote_code=args.trust_remote_code)
+    free = free_bytes(plan.device)
+    fits = plan.total_bytes <= 0.9 * free
+    if args.json:
+        print_json({**plan.to_json(), "free_bytes": free, "fits": fits})
+        return 0
+    print(f"{plan.source}  ({plan.model_type}, on {plan.device})")
+    print(f"  {plan.describe()}")
+    print(
+        f"  needs {plan.total_bytes / GB:.2f} GB; {free / GB:.1f} GB free: "
+        + ("fits" if fits else "would NOT fit")
+    )
+    return 0
+
+
+def _dtype_argument(parser: argparse.ArgumentParser) -> None:
+    from engine.models.precision import DTYPE_CHOICES
+
+    parser.add_argument(
+        "--dtype",
+        choices=DTYPE_CHOICES,
+        default="auto",
+        help="auto: the checkpoint's own dtype where the device computes in it, else fp32",
+    )
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     models = subparsers.add_parser("models")
     sub = models.add_subparsers(dest="command", metavar="COMMAND", required=True)
@@ -60,7 +90,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     inspect.add_argument("source", help=source_help)
     inspect.add_argument("--json", action="store_true", help="print the facts as JSON")
     inspect.add_argument("--trust-remote-code", action="store_true", help="run the repo's code")
+    _dtype_argument(inspect)
     inspect.set_defaults(handler=_inspect)
+
+    plan = sub.add_parser(
+        "plan", help="the memory a load will need, from the config alone (reads no weights)"
+    )
+    plan.add_argument("source", help=source_help)
+    plan.add_argument("--json", action="store_true", help="print the plan as JSON")
+    plan.add_argument("--trust-remote-code", action="store_true", help="run the repo's code")
+    _dtype_argument(plan)
+    plan.set_defaults(handler=_plan)
 
     generate = sub.add_parser("generate", help="generate text, optionally with a neuron mask")
     generate.add_argument("source", help=source_help)
@@ -76,4 +116,5 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     generate.add_argument("--temperature", type=float, default=0.0, help="0 = greedy")
     generate.add_argument("--seed", type=int, default=0)
     generate.add_argument("--trust-remote-code", action="store_true", help="run the repo's code")
+    _dtype_argument(generate)
     generate.set_defaults(handler=_generate)

@@ -16,6 +16,8 @@ from torch import nn
 from engine.errors import SubnetScopeError
 from engine.models.architectures import Architecture, detect_architecture
 from engine.models.demo import DEMO_NAME, DEMO_SOURCE, ensure_demo_model
+from engine.models.memory import MemoryPlan, check_fits, plan_for_config
+from engine.models.precision import checkpoint_dtype, resolve_dtype
 from engine.models.sources import named_source
 from engine.runtime import hub_reachable
 
@@ -153,36 +155,89 @@ def _load_kwargs(resolved: ResolvedSource, dtype: torch.dtype, trust_remote_code
     return kwargs
 
 
+def _config(resolved: ResolvedSource, source: str, hub_kwargs: dict):
+    from transformers import AutoConfig
+
+    try:
+        return AutoConfig.from_pretrained(resolved.location, **hub_kwargs)
+    except OSError as exc:
+        if resolved.kind == "hub":
+            raise _hub_error(source, exc) from exc
+        raise SubnetScopeError(f"cannot load '{source}': {str(exc).splitlines()[0]}") from exc
+    except ValueError as exc:
+        raise _value_error(source, exc) from exc
+
+
+def _value_error(source: str, exc: ValueError) -> SubnetScopeError:
+    if "trust_remote_code" in str(exc):
+        return SubnetScopeError(
+            f"'{source}' needs custom code from its repository; load it with "
+            "trust_remote_code=True only if you trust that code"
+        )
+    return SubnetScopeError(f"cannot load '{source}': {str(exc).splitlines()[0]}")
+
+
+def _hub_kwargs(resolved: ResolvedSource, trust_remote_code: bool) -> dict:
+    kwargs = {"trust_remote_code": trust_remote_code, "gguf_file": resolved.gguf_file}
+    if resolved.kind == "hub" and not hub_reachable():
+        kwargs["local_files_only"] = True
+    return kwargs
+
+
+def _placement(
+    device: torch.device | str | None, dtype: str | torch.dtype | None, config: object
+) -> tuple[torch.device, torch.dtype]:
+    auto_device, _ = choose_device()
+    device = torch.device(device) if device is not None else auto_device
+    return device, resolve_dtype(dtype, device, checkpoint_dtype(config))
+
+
+def plan_load(
+    source: str = DEMO_SOURCE,
+    *,
+    dtype: str | torch.dtype | None = None,
+    device: torch.device | str | None = None,
+    trust_remote_code: bool = False,
+) -> MemoryPlan:
+    """What loading `source` in `dtype` will need (engine/models/memory.py), from its config
+    alone: no weight is read, and the demo model is not prepared for it."""
+    from engine.models.demo import demo_is_ready
+
+    if source == DEMO_SOURCE and not demo_is_ready():
+        raise SubnetScopeError("the demo model is not prepared yet")
+    resolved = resolve_source(source)
+    config = _config(resolved, source, _hub_kwargs(resolved, trust_remote_code))
+    device, torch_dtype = _placement(device, dtype, config)
+    return plan_for_config(config, torch_dtype, device, source)
+
+
 def load_model(
     source: str = DEMO_SOURCE,
     *,
     trust_remote_code: bool = False,
     device: torch.device | str | None = None,
-    dtype: torch.dtype | None = None,
+    dtype: str | torch.dtype | None = None,
     inference: bool = True,
+    check_memory: bool = True,
 ) -> LoadedModel:
     """Load a causal LM (or BERT-style encoder) with its tokenizer, on the best device available.
 
+    `dtype`: auto | bf16 | fp16 | fp32 or a torch dtype (engine/models/precision.py; None is
+    auto). Before any weight is read, the memory the load needs is planned from the config and a
+    load that would not fit is refused in one sentence (`check_memory`).
     `inference=True` puts the model in eval mode with gradients off: it is meant to be shared
     read-only (masks and adapters apply per call). Jobs that train or attribute pass False.
     """
-    from transformers import (
-        AutoConfig,
-        AutoModelForCausalLM,
-        AutoModelForMaskedLM,
-        AutoTokenizer,
-    )
+    from transformers import AutoModelForCausalLM, AutoModelForMaskedLM, AutoTokenizer
 
     resolved = resolve_source(source)
-    auto_device, auto_dtype = choose_device()
-    device = torch.device(device) if device is not None else auto_device
-    dtype = dtype or (auto_dtype if device.type == auto_device.type else torch.float32)
+    hub_kwargs = _hub_kwargs(resolved, trust_remote_code)
+    config = _config(resolved, source, hub_kwargs)
+    device, dtype = _placement(device, dtype, config)
+    if check_memory:
+        check_fits(plan_for_config(config, dtype, device, source))
     kwargs = _load_kwargs(resolved, dtype, trust_remote_code)
-    hub_kwargs = {"trust_remote_code": trust_remote_code, "gguf_file": resolved.gguf_file}
-    if "local_files_only" in kwargs:
-        hub_kwargs["local_files_only"] = True
     try:
-        config = AutoConfig.from_pretrained(resolved.location, **hub_kwargs)
         is_causal = config.model_type not in _ENCODER_TYPES
         model_cls = AutoModelForCausalLM if is_causal else AutoModelForMaskedLM
         tokenizer = AutoTokenizer.from_pretrained(resolved.location, **hub_kwargs)
@@ -192,12 +247,7 @@ def load_model(
             raise _hub_error(source, exc) from exc
         raise SubnetScopeError(f"cannot load '{source}': {str(exc).splitlines()[0]}") from exc
     except ValueError as exc:
-        if "trust_remote_code" in str(exc):
-            raise SubnetScopeError(
-                f"'{source}' needs custom code from its repository; load it with "
-                "trust_remote_code=True only if you trust that code"
-            ) from exc
-        raise SubnetScopeError(f"cannot load '{source}': {str(exc).splitlines()[0]}") from exc
+        raise _value_error(source, exc) from exc
     if resolved.gguf_file:
         # Weights come out dequantized; the GGUF quantizer marker would only confuse save/merge.
         model.hf_quantizer = None
