@@ -7,6 +7,8 @@ import os
 import re
 import threading
 import weakref
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -155,17 +157,24 @@ def _load_kwargs(resolved: ResolvedSource, dtype: torch.dtype, trust_remote_code
     return kwargs
 
 
-def _config(resolved: ResolvedSource, source: str, hub_kwargs: dict):
-    from transformers import AutoConfig
-
+@contextmanager
+def _load_errors(resolved: ResolvedSource, source: str) -> Iterator[None]:
+    """What transformers raises while reading a source, as one SubnetScopeError."""
     try:
-        return AutoConfig.from_pretrained(resolved.location, **hub_kwargs)
+        yield
     except OSError as exc:
         if resolved.kind == "hub":
             raise _hub_error(source, exc) from exc
         raise SubnetScopeError(f"cannot load '{source}': {str(exc).splitlines()[0]}") from exc
     except ValueError as exc:
         raise _value_error(source, exc) from exc
+
+
+def _config(resolved: ResolvedSource, source: str, hub_kwargs: dict):
+    from transformers import AutoConfig
+
+    with _load_errors(resolved, source):
+        return AutoConfig.from_pretrained(resolved.location, **hub_kwargs)
 
 
 def _value_error(source: str, exc: ValueError) -> SubnetScopeError:
@@ -237,17 +246,11 @@ def load_model(
     if check_memory:
         check_fits(plan_for_config(config, dtype, device, source))
     kwargs = _load_kwargs(resolved, dtype, trust_remote_code)
-    try:
-        is_causal = config.model_type not in _ENCODER_TYPES
-        model_cls = AutoModelForCausalLM if is_causal else AutoModelForMaskedLM
+    is_causal = config.model_type not in _ENCODER_TYPES
+    model_cls = AutoModelForCausalLM if is_causal else AutoModelForMaskedLM
+    with _load_errors(resolved, source):
         tokenizer = AutoTokenizer.from_pretrained(resolved.location, **hub_kwargs)
         model = model_cls.from_pretrained(resolved.location, **kwargs)
-    except OSError as exc:
-        if resolved.kind == "hub":
-            raise _hub_error(source, exc) from exc
-        raise SubnetScopeError(f"cannot load '{source}': {str(exc).splitlines()[0]}") from exc
-    except ValueError as exc:
-        raise _value_error(source, exc) from exc
     if resolved.gguf_file:
         # Weights come out dequantized; the GGUF quantizer marker would only confuse save/merge.
         model.hf_quantizer = None
