@@ -5,7 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from engine.errors import SubnetScopeError
-from engine.models import GB, LoadedModel, free_bytes, load_model, plan_load
+from engine.models import GB, LoadedModel, MemoryPlan, free_bytes, load_model, plan_load
 
 
 @st.cache_resource(max_entries=2, show_spinner="Loading model…")
@@ -15,11 +15,11 @@ def shared_model(source: str) -> LoadedModel:
 
 
 @st.cache_data(max_entries=16, show_spinner=False)
-def memory_plan(source: str, stamp: tuple) -> dict | str:
+def memory_plan(source: str, stamp: tuple) -> MemoryPlan | str:
     """What loading `source` will need, from its config alone (no weight read), or why it cannot
     be planned; `stamp` (the model folders' listing) is part of the key."""
     try:
-        return plan_load(source).to_json()
+        return plan_load(source)
     except SubnetScopeError as exc:
         return str(exc)
 
@@ -29,10 +29,10 @@ def memory_caption(source: str, stamp: tuple) -> str | None:
     plan = memory_plan(source, stamp)
     if isinstance(plan, str):
         return None
-    free = free_bytes(plan["device"])
-    verdict = "fits" if plan["total_bytes"] <= 0.9 * free else "would not fit"
+    free = free_bytes(plan.device)
+    verdict = "fits" if plan.fits(free) else "would not fit"
     return (
-        f"Loading needs ≈ {plan['total_bytes'] / GB:.2f} GB ({plan['parameters'] / 1e6:,.0f}M "
-        f"parameters in {plan['dtype']} + a 512-token forward); {free / GB:.1f} GB free on "
-        f"{plan['device'].upper()}: {verdict}."
+        f"Loading needs ≈ {plan.total_bytes / GB:.2f} GB ({plan.parameters / 1e6:,.0f}M "
+        f"parameters in {plan.dtype} + a 512-token forward); {free / GB:.1f} GB free on "
+        f"{plan.device.upper()}: {verdict}."
     )

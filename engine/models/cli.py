@@ -57,7 +57,7 @@ def _plan(args: argparse.Namespace) -> int:
 
     plan = plan_load(args.source, dtype=args.dtype, trust_remote_code=args.trust_remote_code)
     free = free_bytes(plan.device)
-    fits = plan.total_bytes <= 0.9 * free
+    fits = plan.fits(free)
     if args.json:
         print_json({**plan.to_json(), "free_bytes": free, "fits": fits})
         return 0

@@ -46,6 +46,10 @@ class MemoryPlan:
             f"for a {FORWARD_TOKENS}-token forward"
         )
 
+    def fits(self, free: int) -> bool:
+        """Whether the plan takes at most _MARGIN of `free` bytes."""
+        return self.total_bytes <= _MARGIN * free
+
     def to_json(self) -> dict:
         return {**asdict(self), "total_bytes": self.total_bytes}
 
@@ -105,7 +109,7 @@ def free_bytes(device: torch.device | str) -> int:
 def check_fits(plan: MemoryPlan, free: int | None = None) -> None:
     """One sentence of refusal when `plan` needs more than the device has free."""
     free = free_bytes(plan.device) if free is None else free
-    if plan.total_bytes > _MARGIN * free:
+    if not plan.fits(free):
         raise SubnetScopeError(
             f"'{plan.source}' would not fit: {plan.describe()} = {plan.total_bytes / GB:.1f} GB, "
             f"and {plan.device.upper()} has {free / GB:.1f} GB free; choose a smaller dtype "
