@@ -157,9 +157,9 @@ AREAS: tuple[Area, ...] = (
 
 
 # Modules that fill lower layers' registries by name (named model sources, text sets, featured
-# adapters): the demo's registry. Lower layers call `load_plugins()` before a lookup, so they reach
+# adapters): the model zoo's sources and the demo's registry. Lower layers call `load_plugins()` before a lookup, so they reach
 # what a higher layer declares without importing it (docs/architecture.md, "Layers").
-PLUGINS: tuple[str, ...] = ("engine.demo.registry",)
+PLUGINS: tuple[str, ...] = ("engine.models.zoo", "engine.demo.registry")
 
 
 def load_plugins() -> None:

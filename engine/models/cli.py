@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from engine.console import print_json
+from engine.console import print_json, progress_printer
 
 
 def _inspect(args: argparse.Namespace) -> int:
@@ -70,7 +70,45 @@ def _plan(args: argparse.Namespace) -> int:
     return 0
 
 
-def _dtype_argument(parser: argparse.ArgumentParser) -> None:
+def _zoo(args: argparse.Namespace) -> int:
+    from engine.models.memory import GB
+    from engine.models.zoo import ZOO, build_zoo_model, zoo_dir, zoo_plan, zoo_ready
+
+    if args.build:
+        for name in args.build:
+            path = build_zoo_model(name, device=args.device, progress=progress_printer(False))
+            print(f"{name}: {path}")
+        return 0
+    rows = []
+    for name, spec in ZOO.items():
+        plan = zoo_plan(name, "bf16", args.device)
+        rows.append(
+            {
+                "name": name,
+                "source": f"zoo/{name}",
+                "mirrors": spec.mirrors,
+                "parameters": plan.parameters,
+                "bf16_gb": round(plan.weight_bytes / GB, 2),
+                "load_gb": round(plan.total_bytes / GB, 2),
+                "built": zoo_ready(name),
+                "folder": str(zoo_dir(name)),
+                "note": spec.note,
+            }
+        )
+    if args.json:
+        print_json(rows)
+        return 0
+    for row in rows:
+        state = "built" if row["built"] else "not built"
+        print(
+            f"{row['source']:<24} {row['parameters'] / 1e9:5.2f}B  bf16 {row['bf16_gb']:6.2f} GB"
+            f"  load {row['load_gb']:6.2f} GB  {state:<9}  {row['mirrors']}"
+        )
+    return 0
+
+
+def dtype_argument(parser: argparse.ArgumentParser) -> None:
+    """`--dtype {auto,bf16,fp16,fp32}` (default auto) on a command that loads a model."""
     from engine.models.precision import DTYPE_CHOICES
 
     parser.add_argument(
@@ -90,7 +128,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     inspect.add_argument("source", help=source_help)
     inspect.add_argument("--json", action="store_true", help="print the facts as JSON")
     inspect.add_argument("--trust-remote-code", action="store_true", help="run the repo's code")
-    _dtype_argument(inspect)
+    dtype_argument(inspect)
     inspect.set_defaults(handler=_inspect)
 
     plan = sub.add_parser(
@@ -99,7 +137,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     plan.add_argument("source", help=source_help)
     plan.add_argument("--json", action="store_true", help="print the plan as JSON")
     plan.add_argument("--trust-remote-code", action="store_true", help="run the repo's code")
-    _dtype_argument(plan)
+    dtype_argument(plan)
     plan.set_defaults(handler=_plan)
 
     generate = sub.add_parser("generate", help="generate text, optionally with a neuron mask")
@@ -116,5 +154,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     generate.add_argument("--temperature", type=float, default=0.0, help="0 = greedy")
     generate.add_argument("--seed", type=int, default=0)
     generate.add_argument("--trust-remote-code", action="store_true", help="run the repo's code")
-    _dtype_argument(generate)
+    dtype_argument(generate)
     generate.set_defaults(handler=_generate)
+
+    zoo = sub.add_parser(
+        "zoo", help="real model shapes (Llama-3.2-1B, Gemma-3-1B, …) with random bf16 weights"
+    )
+    zoo.add_argument("--build", nargs="+", metavar="NAME", help="build these into cache/models/zoo")
+    zoo.add_argument("--device", default="cpu", help="where to draw the weights (cpu, cuda)")
+    zoo.add_argument("--json", action="store_true", help="print the list as JSON")
+    zoo.set_defaults(handler=_zoo)
