@@ -32,6 +32,7 @@ from engine.attribution.config import CausalConfig
 from engine.attribution.toxicity import ToxicityScorer, get_scorer
 from engine.errors import SubnetScopeError
 from engine.models import LoadedModel, NeuronMask
+from engine.models.devices import input_device
 from engine.models.masks import apply_mask
 from engine.models.replay import LayerReplay
 
@@ -86,16 +87,18 @@ class Probe:
         if forced is None or not bool(forced.scored.any()):
             return 0.0
         targets = forced.ids[:, 1:][forced.scored]
-        replay = forced.replay
+        replay, scored = forced.replay, forced.scored
+        # With device_map="auto" hidden states and logits come out on the last layers' device.
         first = min((layer for layer, _ in neurons), default=None)
         with torch.inference_mode(), apply_mask(self.loaded, _mask(neurons)):
             if replay is not None and (first is None or replay.start_for(first) is not None):
-                rows = replay.hidden(first)[:, :-1][forced.scored]
+                hidden = replay.hidden(first)
+                rows = hidden[:, :-1][scored.to(hidden.device)]
                 logits = replay.logits(rows).float()
             else:
                 out = self.loaded.model(input_ids=forced.ids, attention_mask=forced.attention)
-                logits = out.logits[:, :-1][forced.scored].float()
-        logp = torch.log_softmax(logits, -1).gather(-1, targets[:, None])[:, 0]
+                logits = out.logits[:, :-1][scored.to(out.logits.device)].float()
+        logp = torch.log_softmax(logits, -1).gather(-1, targets[:, None].to(logits.device))[:, 0]
         return float(logp.mean())
 
     def logprobs(self, neurons: Sequence[Neuron]) -> dict[str, float]:
@@ -144,10 +147,9 @@ def _teacher_forced(
     starts = [len(tokenizer(p)["input_ids"]) for p in prompts]
     width = max(map(len, rows))
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    ids = torch.tensor([r + [pad] * (width - len(r)) for r in rows], device=loaded.device)
-    attention = torch.tensor(
-        [[1] * len(r) + [0] * (width - len(r)) for r in rows], device=loaded.device
-    )
+    device = input_device(loaded.model)
+    ids = torch.tensor([r + [pad] * (width - len(r)) for r in rows], device=device)
+    attention = torch.tensor([[1] * len(r) + [0] * (width - len(r)) for r in rows], device=device)
     scored = attention[:, 1:].bool().clone()
     for row, start in enumerate(starts):
         scored[row, : start - 1] = False  # predictions of prompt tokens are not scored

@@ -30,11 +30,11 @@ def compute_scores(
         if config.method == "lrp":
             from engine.attribution.lxt_compat import load_for_lrp
 
-            loaded = load_for_lrp(config.model, rules=config.rules)
+            loaded = load_for_lrp(config.model, rules=config.rules, dtype=config.dtype)
         else:
             from engine.models import load_model
 
-            loaded = load_model(config.model)
+            loaded = load_model(config.model, dtype=config.dtype)
     texts = load_texts(config.samples, limit=config.limit, seed=config.seed)
     explain_from = None
     if config.generate:
@@ -68,6 +68,12 @@ def compute_scores(
                 "tokens": rel.tokens,
                 "target_sum": rel.target_sum,
                 "input_sum": rel.input_sum,
+                "target_abs": rel.target_abs,
+                # the precision the pass ran in, and the conservation gap rounding explains in it
+                "precision": rel.precision,
+                "conservation_gap": rel.conservation_gap,
+                "conservation_tolerance": rel.tolerance,
+                "conserved": rel.conserved,
             },
             extra,
         )

@@ -47,10 +47,22 @@ class ComputeConfig:
         default="cp",
         metadata={"help": "LRP rules: cp (CP-LRP, conservative) or attn (AttnLRP, LXT's default)"},
     )
+    dtype: str = field(
+        default="auto",
+        metadata={
+            "help": "precision the model loads and computes in: auto | bf16 | fp16 | fp32. "
+            "LRP: auto is fp32; bf16 / fp16 run the LRP pass in that dtype, with a looser "
+            "conservation tolerance. Wanda: auto is the checkpoint's dtype where the device "
+            "runs it (its norms are summed in float64 either way)"
+        },
+    )
 
     def __post_init__(self) -> None:
+        from engine.models.precision import dtype_choice
+
         if self.method not in METHODS:
             raise SubnetScopeError(f"unknown method '{self.method}'; use lrp or wanda")
+        object.__setattr__(self, "dtype", dtype_choice(self.dtype))
 
 
 @dataclass(frozen=True)

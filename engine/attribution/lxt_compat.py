@@ -160,11 +160,28 @@ def patch_for(model: torch.nn.Module, rules: str = "cp") -> None:
         _patched[target.modeling] = rules
 
 
-def load_for_lrp(source: str, *, rules: str = "cp", trust_remote_code: bool = False) -> LoadedModel:
-    """A job's load for LRP: float32, gradients possible, LXT patched for the model's type."""
+def load_for_lrp(
+    source: str,
+    *,
+    rules: str = "cp",
+    trust_remote_code: bool = False,
+    dtype: str | torch.dtype | None = None,
+) -> LoadedModel:
+    """A job's load for LRP: gradients possible, LXT patched for the model's type.
+
+    `dtype` None or "auto" is float32: LRP's relevance then conserves to fp32 rounding whatever
+    the checkpoint stores. bf16 / fp16 run the whole pass in that dtype (half the memory), and the
+    result records it with the looser conservation tolerance it allows (engine/attribution/lrp.py).
+    """
     guard_process()
+    from engine.models.precision import dtype_choice
+
+    choice = dtype_choice(dtype)
     loaded = load_model(
-        source, trust_remote_code=trust_remote_code, inference=False, dtype=torch.float32
+        source,
+        trust_remote_code=trust_remote_code,
+        inference=False,
+        dtype=torch.float32 if choice == "auto" else choice,
     )
     loaded.model.eval()
     patch_for(loaded.model, rules)

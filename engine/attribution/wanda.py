@@ -2,6 +2,10 @@
 
 ‖X‖₂ is the norm of the up projection's input feature over ALL tokens concatenated — not a mean
 of per-sample norms (seed 002's bug fix: with N copies of one text the norm grows by √N).
+
+Precision: the forward runs in the model's own dtype (bf16 / fp16 included: that is the model whose
+neurons are scored); each layer's sum of squares accumulates in float64 on that layer's own device
+(float32 on Apple MPS, which has no float64), and |W| · ‖X‖₂ is computed in float32.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import torch
 from engine.attribution.scores import AttributionScores
 from engine.errors import SubnetScopeError
 from engine.models import LoadedModel
+from engine.models.devices import accumulation_dtype, input_device
 from engine.models.hooks import Hook, scoped_hooks
 
 
@@ -27,15 +32,14 @@ def input_norms(
     arch = loaded.architecture
     if any(block.up is None for block in arch.blocks):
         raise SubnetScopeError(f"Wanda needs the up projections, which {arch.family} lacks here")
-    squares = {
-        layer: torch.zeros(arch.hidden_size, dtype=torch.float64)
-        for layer in range(arch.num_layers)
-    }
+    squares: dict[int, torch.Tensor] = {}
 
     def make_hook(layer: int):
         def hook(module, args):
-            x = args[0].detach().double()  # (batch, seq, hidden)
-            squares[layer] += x.pow(2).reshape(-1, x.shape[-1]).sum(0).cpu()
+            x = args[0].detach()  # (batch, seq, hidden)
+            x = x.to(accumulation_dtype(x.device)).reshape(-1, x.shape[-1])  # (tokens, hidden)
+            total = x.pow(2).sum(0)  # (hidden,) on the layer's device: no sync per layer
+            squares[layer] = squares[layer] + total if layer in squares else total
 
         return hook
 
@@ -44,17 +48,22 @@ def input_norms(
         for layer, block in enumerate(arch.blocks)
     ]
     tokens = 0
+    device = input_device(loaded.model)
     with scoped_hooks(loaded, hooks, name="Wanda"):
         for i, text in enumerate(texts):
             ids = loaded.tokenizer(
                 text, return_tensors="pt", truncation=True, max_length=max_length
             )
             with torch.inference_mode():
-                loaded.model(input_ids=ids["input_ids"].to(loaded.device))
+                loaded.model(input_ids=ids["input_ids"].to(device))
             tokens += int(ids["input_ids"].shape[1])
             if on_sample is not None:
                 on_sample(i + 1, len(texts))
-    return {layer: s.sqrt().float() for layer, s in squares.items()}, tokens
+    empty = torch.zeros(arch.hidden_size, dtype=torch.float64)  # no text reached a layer
+    return {
+        layer: squares.get(layer, empty).cpu().double().sqrt().float()
+        for layer in range(arch.num_layers)
+    }, tokens
 
 
 def up_weight(loaded: LoadedModel, layer: int) -> torch.Tensor:

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from engine.errors import SubnetScopeError
-from engine.models import LoadedModel, NeuronMask, apply_mask
+from engine.models import LoadedModel, NeuronMask, apply_mask, input_device
 
 
 @dataclass(frozen=True)
@@ -96,7 +96,7 @@ def texts_perplexity(
     the held-out task examples and general paragraphs of a fine-tuning run."""
     if not texts:
         raise SubnetScopeError("no texts to score")
-    device = next(model.parameters()).device
+    device = input_device(model)
     limit = getattr(getattr(model, "config", None), "max_position_embeddings", None)
     max_length = min(max_length, limit) if isinstance(limit, int) else max_length
     total_nll, total_tokens = 0.0, 0

@@ -22,6 +22,7 @@ from engine.errors import SubnetScopeError
 from engine.ica.config import DEFAULT_MEMORY_BUDGET
 from engine.ica.templates import DEFAULT_SPACE, check_space, space_widths
 from engine.models import LoadedModel
+from engine.models.devices import input_device
 from engine.models.hooks import Hook, scoped_hooks
 
 
@@ -110,8 +111,9 @@ def forward_tokens(
 
     def make_hook(slot: int):
         def hook(module, args, out=None):
-            seen = out if output else args[0]
-            on_rows(slot, state["row"], seen[state["keep"]].float().cpu())
+            seen = out if output else args[0]  # (batch, seq, channels), the layer's device
+            rows = seen[state["keep"].to(seen.device)]  # (tokens, channels)
+            on_rows(slot, state["row"], rows.float().cpu())  # float32 whatever the model's dtype
             return None
 
         return hook
@@ -123,13 +125,12 @@ def forward_tokens(
     ]
     total = sum(1 for ids in encoded if ids)
     done = 0
+    device = input_device(loaded.model)
     with scoped_hooks(loaded, hooks, name="capture"):
         for batch, ids, attention in padded_batches(loaded, encoded, batch_size):
-            state["keep"] = attention.bool().to(loaded.device)
+            state["keep"] = attention.bool().to(device)
             with torch.inference_mode():
-                loaded.model(
-                    input_ids=ids.to(loaded.device), attention_mask=attention.to(loaded.device)
-                )
+                loaded.model(input_ids=ids.to(device), attention_mask=attention.to(device))
             state["row"] += int(attention.sum())
             done += len(batch)
             if on_batch is not None:

@@ -117,7 +117,10 @@ def exact_factors(adapters: AdapterSet, weights: tuple[float, ...]) -> dict[str,
 def _skeleton(adapters: AdapterSet) -> nn.Module:
     """An nn.Module tree with only the target layers, at their paths, with zero weights."""
     root = nn.Module()
-    dtype = adapters.adapters[0].factors[adapters.modules[0]].b.dtype
+    # PEFT combines in the skeleton's dtype: float32 at least, as our own low-rank blends.
+    dtype = torch.promote_types(
+        adapters.adapters[0].factors[adapters.modules[0]].b.dtype, torch.float32
+    )
     for path in adapters.modules:
         parent = root
         *parents, leaf = path.split(".")

@@ -22,6 +22,7 @@ from engine.errors import SubnetScopeError
 from engine.lora.live import apply_lora
 from engine.lora.lowrank import Factors
 from engine.lora.probes import PROBE_SETS, probe_texts
+from engine.models.devices import accumulation_dtype, input_device
 from engine.models.loading import LoadedModel
 
 if TYPE_CHECKING:
@@ -31,6 +32,7 @@ CACHE_KIND = "lora-state"
 # Elements of each parameter sampled (evenly spaced over the whole tensor) for the model
 # fingerprint; whole-tensor sums beside them catch a change the sample misses (a row-sparse edit).
 _FINGERPRINT_ELEMENTS = 4096
+_MOMENT_CHUNK = 1 << 24  # elements per float64 chunk of the fingerprint sums (128 MiB)
 # LLGBM's `get_average_activation` reads up to 256 tokens per probe.
 MAX_LENGTH = 256
 
@@ -68,15 +70,16 @@ def mean_last_state(
             for row, tokens in enumerate(ids):
                 input_ids[row, : len(tokens)] = torch.tensor(tokens)
                 attention[row, : len(tokens)] = 1
+            device = input_device(loaded.model)
             out = loaded.model(
-                input_ids=input_ids.to(loaded.device),
-                attention_mask=attention.to(loaded.device),
+                input_ids=input_ids.to(device),
+                attention_mask=attention.to(device),
                 output_hidden_states=True,
             )
             hidden = out.hidden_states[-1]  # (b, seq, hidden)
             last = torch.tensor(lengths, device=hidden.device) - 1  # (b,)
             states = hidden[torch.arange(len(ids), device=hidden.device), last]  # (b, hidden)
-            summed = states.double().sum(dim=0).cpu()  # (hidden,)
+            summed = states.cpu().double().sum(dim=0)  # (hidden,); MPS has no float64
             total = summed if total is None else total + summed
     return (total / len(texts)).float()
 
@@ -117,6 +120,17 @@ def _sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def _moments(flat: torch.Tensor) -> torch.Tensor:
+    """[Σx, Σx²] as float64 on the CPU, summed on the tensor's device in chunks: no float64 copy
+    of a whole embedding (2.4 GB for Gemma-3-1B's), and float32 on MPS, which has no float64."""
+    dtype = accumulation_dtype(flat.device)
+    total = torch.zeros(2, dtype=dtype, device=flat.device)
+    for chunk in flat.split(_MOMENT_CHUNK):
+        part = chunk.to(dtype)
+        total += torch.stack([part.sum(), (part * part).sum()])
+    return total.cpu().double()
+
+
 def model_fingerprint(loaded: LoadedModel) -> dict:
     """Cheap identity of the model's weights: class, dtype and, per parameter, an evenly spaced
     sample plus the float64 sum and sum of squares of the whole tensor."""
@@ -126,8 +140,7 @@ def model_fingerprint(loaded: LoadedModel) -> dict:
             flat = param.detach().flatten()
             step = max(1, flat.numel() // _FINGERPRINT_ELEMENTS)
             sample = flat[::step][:_FINGERPRINT_ELEMENTS].float().cpu()
-            whole = flat.double()
-            sums = torch.stack([whole.sum(), (whole * whole).sum()]).cpu()
+            sums = _moments(flat)
             digest.update(f"{name}:{tuple(param.shape)}".encode())
             digest.update(sample.numpy().tobytes())
             digest.update(sums.numpy().tobytes())

@@ -101,7 +101,8 @@ def _check_blend_inputs(factors: Sequence[Factors], weights: Sequence[float]) ->
 
 
 def _dtype(factors: Sequence[Factors]) -> torch.dtype:
-    dtype = factors[0].b.dtype
+    """The inputs' widest dtype, at least float32: bf16 / fp16 adapters blend in float32."""
+    dtype = torch.promote_types(factors[0].b.dtype, torch.float32)
     for f in factors:
         dtype = torch.promote_types(torch.promote_types(dtype, f.b.dtype), f.a.dtype)
     return dtype

@@ -8,6 +8,7 @@ __all__ = attach(
     {
         "architectures": ("Architecture", "BlockModules", "detect_architecture"),
         "demo": ("DEMO_SOURCE", "ensure_demo_model"),
+        "devices": ("accumulation_dtype", "input_device", "module_device"),
         "generation": ("Generation", "generate_text", "next_token_logits", "has_chat_template"),
         "hooks": ("Hook", "active_scopes", "scoped_hooks"),
         "loading": (

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import torch
 
 from engine.errors import SubnetScopeError
+from engine.models.devices import input_device
 from engine.models.loading import LoadedModel
 from engine.models.masks import NeuronMask, apply_mask
 
@@ -56,7 +57,8 @@ def encode_prompt(loaded: LoadedModel, prompt: str, chat: bool | None = None) ->
         )
     else:
         encoded = tokenizer(prompt, return_tensors="pt")
-    return {k: v.to(loaded.device) for k, v in encoded.items()}, use_chat
+    device = input_device(loaded.model)
+    return {k: v.to(device) for k, v in encoded.items()}, use_chat
 
 
 def generate_text(
@@ -124,10 +126,11 @@ def generate_texts(
     width = max(len(ids) for ids in encoded)
     input_ids = torch.tensor([[pad] * (width - len(ids)) + ids for ids in encoded])  # (b, seq)
     attention = torch.tensor([[0] * (width - len(ids)) + [1] * len(ids) for ids in encoded])
+    device = input_device(loaded.model)
     with torch.inference_mode(), apply_mask(loaded, mask):
         output = loaded.model.generate(
-            input_ids=input_ids.to(loaded.device),
-            attention_mask=attention.to(loaded.device),
+            input_ids=input_ids.to(device),
+            attention_mask=attention.to(device),
             max_new_tokens=max_new_tokens,
             do_sample=False,
             pad_token_id=pad,
@@ -139,7 +142,7 @@ def next_token_logits(
     loaded: LoadedModel, text: str, *, mask: NeuronMask | None = None
 ) -> torch.Tensor:
     """Logits (vocab,) for the token after `text` (no chat template)."""
-    inputs = loaded.tokenizer(text, return_tensors="pt").to(loaded.device)
+    inputs = loaded.tokenizer(text, return_tensors="pt").to(input_device(loaded.model))
     with torch.inference_mode(), apply_mask(loaded, mask):
         logits = loaded.model(**inputs).logits  # (1, seq, vocab)
     return logits[0, -1].float().cpu()

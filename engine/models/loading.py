@@ -18,6 +18,7 @@ from torch import nn
 from engine.errors import SubnetScopeError
 from engine.models.architectures import Architecture, detect_architecture
 from engine.models.demo import DEMO_NAME, DEMO_SOURCE, ensure_demo_model
+from engine.models.devices import input_device
 from engine.models.memory import MemoryPlan, check_fits, plan_for_config
 from engine.models.precision import checkpoint_dtype, resolve_dtype
 from engine.models.sources import named_source
@@ -271,7 +272,7 @@ def load_model(
         model=model,
         tokenizer=tokenizer,
         architecture=detect_architecture(model),
-        device=next(model.parameters()).device,
+        device=input_device(model),
         dtype=next(model.parameters()).dtype,
         is_causal_lm=is_causal,
     )
@@ -287,7 +288,7 @@ def wrap_model(model: nn.Module, tokenizer: object, source: str = "in-memory") -
         model=model,
         tokenizer=share_tokenizer(tokenizer),
         architecture=detect_architecture(model),
-        device=param.device,
+        device=input_device(model),
         dtype=param.dtype,
         is_causal_lm=model_type not in _ENCODER_TYPES,
     )

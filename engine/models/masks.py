@@ -20,6 +20,7 @@ import torch
 
 from engine.errors import SubnetScopeError
 from engine.models.architectures import Architecture
+from engine.models.devices import module_device
 from engine.models.hooks import Hook, scoped_hooks
 from engine.models.loading import LoadedModel
 
@@ -184,6 +185,8 @@ def scaled_down_projection(
     hooks: list[Hook] = []
     for layer, vec in vectors.items():
         module = loaded.architecture.down_module(loaded.model, layer)
+        # Moved once to the layer's own device (device_map="auto" spreads layers over GPUs).
+        vec = vec.to(module_device(module))
         if side == "input":
             hooks.append((module, "pre", input_hook(vec)))
         else:

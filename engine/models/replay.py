@@ -29,7 +29,13 @@ from engine.models.hooks import scoped_hooks
 from engine.models.loading import LoadedModel
 
 _FINAL_NORMS = ("norm", "ln_f", "final_layernorm", "norm_f")
-_TOLERANCE = 1e-4  # of the largest |logit|: agreement the capture check demands
+_TOLERANCE = 1e-4  # of the largest |logit|: agreement the capture check demands in float32
+
+
+def _tolerance(dtype: torch.dtype) -> float:
+    """The check's bound in the logits' dtype: 1e-4, or two units in the last place of a 16-bit
+    float (bf16: 2⁻⁶ of the largest |logit|), where a head on picked rows rounds differently."""
+    return max(_TOLERANCE, 2 * torch.finfo(dtype).eps) if dtype.is_floating_point else _TOLERANCE
 
 
 @dataclass
@@ -143,7 +149,8 @@ def capture_replay(
     except (RuntimeError, TypeError, ValueError, KeyError, IndexError):
         return None  # a forward this replay does not model
     scale = float(full.abs().max()) or 1.0
+    bound = _tolerance(full.dtype) * scale
     for logits in checks:
-        if logits.shape != full.shape or float((logits - full).abs().max()) > _TOLERANCE * scale:
+        if logits.shape != full.shape or float((logits - full).abs().max()) > bound:
             return None
     return replay

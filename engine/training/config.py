@@ -8,7 +8,10 @@ from typing import Any
 from engine.errors import SubnetScopeError
 
 DEMO_PROMPTS = "demo-prompts"  # the built-in prompt set (engine/training/data.py)
-PRECISIONS = ("fp32", "bf16")
+# fp32 and bf16: the weights' own dtype, no autocast. bf16-mixed: TRL's bf16=True (fp32 weights and
+# optimizer, bf16 autocast). auto: bf16-mixed on a CUDA card that supports bf16, else fp32 — a CPU
+# never trains in mixed precision unless asked (engine/training/runs.py, training_precision).
+PRECISIONS = ("fp32", "bf16", "bf16-mixed", "auto")
 VALUE_HEADS = ("shared", "separate")
 
 
@@ -98,11 +101,12 @@ class TrainConfig:
 def _precision_field():
     # On the SFT / GRPO / PPO runs only: the low-rank and masked runs train in fp32.
     return field(
-        default="fp32",
+        default="auto",
         metadata={
             "help": "dtype the trained weights are stored, updated and checkpointed in: fp32, or "
             "bf16 as seed 000's Gemma runs (updates smaller than half a bf16 step round away, "
-            "so bf16 runs change far fewer weights)"
+            "so bf16 runs change far fewer weights); bf16-mixed: fp32 weights with TRL's bf16 "
+            "autocast; auto: bf16-mixed on a CUDA GPU with bf16, fp32 elsewhere (CPU, MPS)"
         },
     )
 

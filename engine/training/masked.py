@@ -21,6 +21,7 @@ import torch
 from engine.atomic import atomic_dir
 from engine.errors import SubnetScopeError
 from engine.jobs import JobContext
+from engine.models.devices import input_device
 from engine.training.callback import JobProgress
 from engine.training.config import MaskedSFTConfig
 
@@ -125,7 +126,7 @@ def run_sft_masked(config: MaskedSFTConfig, ctx: JobContext) -> dict:
         model=base,
         tokenizer=tokenizer,
         architecture=architecture,
-        device=next(base.parameters()).device,
+        device=input_device(base),
         dtype=torch.float32,
         is_causal_lm=True,
     )

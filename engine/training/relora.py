@@ -27,6 +27,7 @@ from torch import nn
 from engine.atomic import atomic_dir
 from engine.errors import SubnetScopeError
 from engine.jobs import JobContext
+from engine.models.devices import input_device
 from engine.training.config import LowRankConfig, ReLoRAConfig, target_list
 from engine.training.lora_runs import Setup, perplexity, setup, write_run
 from engine.training.rank_tracking import RankTracker
@@ -295,7 +296,7 @@ def text_batches(
 
 def train_step(model: nn.Module, batch: Mapping[str, torch.Tensor]) -> float:
     """Forward and backward on one batch; returns the loss."""
-    device = next(model.parameters()).device
+    device = input_device(model)
     loss = model(**{k: v.to(device) for k, v in batch.items()}).loss
     loss.backward()
     return float(loss.detach())

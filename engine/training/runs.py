@@ -3,8 +3,9 @@
 Every run writes into its job's result folder: `base/` (the weights before training, saved the
 same way as the checkpoints so their tensor names match), `checkpoint-<step>/` every k steps,
 and `run.json`. `engine.sparsity.series(result/base, result)` reads that layout. Weights are
-stored, updated and saved in the run's `precision` (fp32, or bf16 as seed 000's Gemma runs);
-each checkpoint's safetensors and config.json record that dtype.
+stored, updated and saved in the run's `precision` (fp32, or bf16 as seed 000's Gemma runs; fp32
+under bf16 autocast for bf16-mixed, which `auto` picks on a CUDA card with bf16); each
+checkpoint's safetensors and config.json record that dtype.
 """
 
 from __future__ import annotations
@@ -54,7 +55,21 @@ def hidden_size(config) -> int:
     return int(config.hidden_size)
 
 
-DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
+# The weights' dtype per resolved precision (bf16-mixed keeps fp32 weights under bf16 autocast).
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "bf16-mixed": torch.float32}
+
+
+def training_precision(config: TrainConfig) -> str:
+    """fp32 | bf16 | bf16-mixed: what a run's `precision` means on this machine. `auto` is
+    bf16-mixed (TRL's bf16=True) on a CUDA card that supports bf16, else fp32: mixed precision on
+    a CPU is slower than fp32 there and is never chosen unless asked. Runs without a precision
+    (low-rank, masked) train in fp32."""
+    precision = getattr(config, "precision", "fp32")
+    if precision != "auto":
+        return precision
+    if torch.cuda.is_available() and torch.cuda.is_bf16_supported():
+        return "bf16-mixed"
+    return "fp32"
 
 
 class ValueHead(nn.Module):
@@ -100,8 +115,9 @@ def _common_args(config: TrainConfig, output_dir: Path) -> dict[str, Any]:
         "report_to": [] if config.report_to == "none" else [config.report_to],
         "logging_steps": 1,
         "save_strategy": "no",  # the callback saves, in the layout the sparsity series reads
-        # No autocast: the weights train in the dtype they were loaded in (config.precision).
-        "bf16": False,
+        # Autocast only for bf16-mixed; otherwise the weights train in the dtype they were loaded
+        # in (fp32 or bf16).
+        "bf16": training_precision(config) == "bf16-mixed",
         "use_cpu": not torch.cuda.is_available(),
         "disable_tqdm": True,
         "dataloader_num_workers": 0,
@@ -129,7 +145,7 @@ def _load(config: TrainConfig, ctx: JobContext):
     loaded = load_model(
         config.model,
         inference=False,
-        dtype=DTYPES[getattr(config, "precision", "fp32")],
+        dtype=DTYPES[training_precision(config)],
         trust_remote_code=config.trust_remote_code,
     )
     if not loaded.is_causal_lm:
@@ -166,7 +182,7 @@ def _finish(
         "base": str(ctx.result_dir / BASE),
         "run_dir": str(ctx.result_dir),
         "steps": config.steps,
-        "precision": getattr(config, "precision", "fp32"),
+        "precision": training_precision(config),  # as resolved: never "auto"
         "seconds": round(seconds, 2),
         "steps_per_s": round(config.steps / seconds, 4) if seconds else None,
         "checkpoints": cb.checkpoints,
@@ -176,7 +192,8 @@ def _finish(
         summary["reward"] = getattr(reward, "name", getattr(config, "reward", None))
     ctx.write_json(RUN_JSON, summary)
     ctx.progress(1.0, f"{config.steps} steps, {len(cb.checkpoints)} checkpoints")
-    return {k: summary[k] for k in ("kind", "base", "run_dir", "steps", "steps_per_s")} | {
+    keep = ("kind", "base", "run_dir", "steps", "steps_per_s", "precision")
+    return {k: summary[k] for k in keep} | {
         "changed_fraction": cb.checkpoints[-1]["changed_fraction"]
     }
 
