@@ -177,7 +177,57 @@ LLAMA_3_1_8B = ZooSpec(
     },
 )
 
+GEMMA_3_27B_TEXT = ZooSpec(
+    name="gemma-3-27b-text",
+    mirrors="google/gemma-3-27b-pt (text_config)",
+    parameters=None,
+    note=(
+        "config only: the text decoder (Google's 27B counts the vision tower too); for plans "
+        "and docs/scale.md"
+    ),
+    buildable_here=False,
+    config={
+        **GEMMA_3_1B.config,
+        "hidden_size": 5376,
+        "intermediate_size": 21504,
+        "num_hidden_layers": 62,
+        "num_attention_heads": 32,
+        "num_key_value_heads": 16,
+        "head_dim": 128,
+        "query_pre_attn_scalar": 168,
+        "sliding_window": 1024,
+        "vocab_size": 262208,
+        "max_position_embeddings": 131072,
+        "rope_scaling": {"rope_type": "linear", "factor": 8.0},
+    },
+)
+
+LLAMA_3_1_70B = ZooSpec(
+    name="llama-3.1-70b",
+    mirrors="meta-llama/Llama-3.1-70B",
+    parameters=70_553_706_496,
+    note="config only: for plans and docs/scale.md",
+    buildable_here=False,
+    config={
+        **LLAMA_3_1_8B.config,
+        "hidden_size": 8192,
+        "intermediate_size": 28672,
+        "num_hidden_layers": 80,
+        "num_attention_heads": 64,
+        "num_key_value_heads": 8,
+        "head_dim": 128,
+    },
+)
+
 ZOO: dict[str, ZooSpec] = {
     spec.name: spec
-    for spec in (QWEN_2_5_0_5B, LLAMA_3_2_1B, GEMMA_3_1B, GEMMA_3N_E2B_TEXT, LLAMA_3_1_8B)
+    for spec in (
+        QWEN_2_5_0_5B,
+        LLAMA_3_2_1B,
+        GEMMA_3_1B,
+        GEMMA_3N_E2B_TEXT,
+        LLAMA_3_1_8B,
+        GEMMA_3_27B_TEXT,
+        LLAMA_3_1_70B,
+    )
 }
