@@ -91,6 +91,7 @@ def _zoo(args: argparse.Namespace) -> int:
                 "bf16_gb": round(plan.weight_bytes / GB, 2),
                 "load_gb": round(plan.total_bytes / GB, 2),
                 "built": zoo_ready(name),
+                "tested_here": spec.buildable_here,
                 "folder": str(zoo_dir(name)),
                 "note": spec.note,
             }
@@ -99,7 +100,7 @@ def _zoo(args: argparse.Namespace) -> int:
         print_json(rows)
         return 0
     for row in rows:
-        state = "built" if row["built"] else "not built"
+        state = "built" if row["built"] else "not built" if row["tested_here"] else "plan only"
         print(
             f"{row['source']:<24} {row['parameters'] / 1e9:5.2f}B  bf16 {row['bf16_gb']:6.2f} GB"
             f"  load {row['load_gb']:6.2f} GB  {state:<9}  {row['mirrors']}"
