@@ -58,8 +58,10 @@ def _plan(args: argparse.Namespace) -> int:
     plan = plan_load(args.source, dtype=args.dtype, trust_remote_code=args.trust_remote_code)
     free = free_bytes(plan.device)
     fits = plan.fits(free)
+    costs = _costs(args, plan) if args.analyses else []
     if args.json:
-        print_json({**plan.to_json(), "free_bytes": free, "fits": fits})
+        extra = {"analyses": [c.to_json() for c in costs]} if args.analyses else {}
+        print_json({**plan.to_json(), "free_bytes": free, "fits": fits, **extra})
         return 0
     print(f"{plan.source}  ({plan.model_type}, on {plan.device})")
     print(f"  {plan.describe()}")
@@ -67,7 +69,22 @@ def _plan(args: argparse.Namespace) -> int:
         f"  needs {plan.total_bytes / GB:.2f} GB; {free / GB:.1f} GB free: "
         + ("fits" if fits else "would NOT fit")
     )
+    for cost in costs:
+        print(
+            f"  {cost.analysis:<27} {cost.flops / 1e12:8.1f} TFLOP  "
+            f"reads {cost.bytes_read / GB:7.1f} GB  "
+            f"peak {cost.memory_bytes / GB:7.1f} GB  {cost.note}"
+        )
     return 0
+
+
+def _costs(args: argparse.Namespace, plan) -> list:
+    from engine.models.costs import Shape, analysis_costs
+    from engine.models.loading import source_config
+
+    config = source_config(args.source, trust_remote_code=args.trust_remote_code)
+    bytes_per_weight = plan.weight_bytes // plan.parameters
+    return analysis_costs(Shape.of(config, plan.parameters), b=bytes_per_weight)
 
 
 def _zoo(args: argparse.Namespace) -> int:
@@ -137,6 +154,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     plan.add_argument("source", help=source_help)
     plan.add_argument("--json", action="store_true", help="print the plan as JSON")
+    plan.add_argument(
+        "--analyses",
+        action="store_true",
+        help="also what each analysis needs (FLOPs, bytes, peak memory; docs/scale.md)",
+    )
     plan.add_argument("--trust-remote-code", action="store_true", help="run the repo's code")
     dtype_argument(plan)
     plan.set_defaults(handler=_plan)

@@ -211,14 +211,23 @@ def plan_load(
 ) -> MemoryPlan:
     """What loading `source` in `dtype` will need (engine/models/memory.py), from its config
     alone: no weight is read, and the demo model is not prepared for it."""
+    config = source_config(source, trust_remote_code=trust_remote_code)
+    device, torch_dtype = _placement(device, dtype, config)
+    return plan_for_config(config, torch_dtype, device, source)
+
+
+def source_config(source: str, *, trust_remote_code: bool = False) -> object:
+    """The transformers config of `source`, read without its weights; a zoo model that is not
+    built gives its config all the same (its plan needs no weights), the demo must be ready."""
     from engine.models.demo import demo_is_ready
+    from engine.models.zoo import ZOO_PREFIX, zoo_config, zoo_ready
 
     if source == DEMO_SOURCE and not demo_is_ready():
         raise SubnetScopeError("the demo model is not prepared yet")
+    if source.startswith(ZOO_PREFIX) and not zoo_ready(source.removeprefix(ZOO_PREFIX)):
+        return zoo_config(source)
     resolved = resolve_source(source)
-    config = _config(resolved, source, _hub_kwargs(resolved, trust_remote_code))
-    device, torch_dtype = _placement(device, dtype, config)
-    return plan_for_config(config, torch_dtype, device, source)
+    return _config(resolved, source, _hub_kwargs(resolved, trust_remote_code))
 
 
 def load_model(
