@@ -9,6 +9,7 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
+from dashboard.loaders import chosen_dtype
 from dashboard.navigation import page_for
 from engine.errors import SubnetScopeError
 from engine.jobs import (
@@ -75,8 +76,11 @@ def submit_job(
     backend: str = "local",
     resources: Resources | None = None,
 ) -> str | None:
-    """Submit; remember the job id in session state under `key`; show an expected failure."""
+    """Submit; remember the job id in session state under `key`; show an expected failure.
+    A kind that loads a model in a `dtype` runs in the sidebar's precision unless told one."""
     try:
+        if "dtype" in get_kind(kind).defaults and "dtype" not in params:
+            params = {**params, "dtype": chosen_dtype()}
         view = submit(kind, params, backend=backend, resources=resources)
     except SubnetScopeError as exc:
         st.error(str(exc))

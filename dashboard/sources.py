@@ -4,13 +4,19 @@ from __future__ import annotations
 
 import streamlit as st
 
-from dashboard.loaders import memory_caption
+from dashboard.loaders import DTYPE_KEY, chosen_dtype, memory_caption
 from dashboard.stamps import models_stamp
-from engine.models import list_local_models, model_roots
+from engine.models import DTYPE_CHOICES, list_local_models, model_roots
 from engine.runtime import hub_reachable
 
 _HUB = "Hub id…"
 MODEL_KEY = "model_source"
+_DTYPE_LABELS = {
+    "auto": "auto (the checkpoint's own)",
+    "bf16": "bf16",
+    "fp16": "fp16",
+    "fp32": "fp32",
+}
 
 
 @st.cache_data(max_entries=4, show_spinner=False)
@@ -74,9 +80,36 @@ def model_picker(container=st.sidebar) -> str | None:
     elif not online:
         container.caption("Offline: models from local folders only.")
     st.session_state[MODEL_KEY] = picked
-    caption = memory_caption(picked, models_stamp())
+    dtype = precision_picker(container)
+    caption = memory_caption(picked, dtype, models_stamp())
     if caption:
         container.caption(caption)
+    return picked
+
+
+def precision_picker(container=st.sidebar) -> str:
+    """The dtype every view loads the model in (auto | bf16 | fp16 | fp32), kept across pages in
+    session state; `?dtype=bf16` in the URL preselects one (anything else is said and ignored)."""
+    wanted = st.query_params.get("dtype")
+    if wanted and not st.session_state.get("dtype_url_done"):
+        st.session_state["dtype_url_done"] = True
+        if wanted in DTYPE_CHOICES:
+            st.session_state[DTYPE_KEY] = wanted
+            st.session_state.pop("precision_picker", None)  # let the picker take it below
+        else:
+            ignored_link("dtype", wanted, f"it is none of {', '.join(DTYPE_CHOICES)}")
+    current = chosen_dtype()
+    picked = container.selectbox(
+        "Precision",
+        DTYPE_CHOICES,
+        index=DTYPE_CHOICES.index(current) if current in DTYPE_CHOICES else 0,
+        format_func=_DTYPE_LABELS.get,
+        help="The dtype the model is loaded in, once for every view and session: auto keeps "
+        "the checkpoint's own (bf16 stays bf16) where the device computes in it, else fp32. "
+        "Jobs started here run in it too.",
+        key="precision_picker",
+    )
+    st.session_state[DTYPE_KEY] = picked
     return picked
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from dashboard.loaders import shared_model
+from dashboard.loaders import chosen_dtype, shared_model
 from dashboard.sources import model_picker
 from dashboard.views import model as view
 from engine.errors import SubnetScopeError
@@ -16,9 +16,10 @@ def main() -> None:
         st.info("Enter a hub id in the sidebar.")
         return
     try:
-        loaded = shared_model(source)
+        dtype = chosen_dtype()
+        loaded = shared_model(source, dtype)
         view.facts_header(loaded)
-        view.architecture_section(source)
+        view.architecture_section(source, dtype)
         view.playground(loaded)
         view.perplexity_section(loaded, source)
     except SubnetScopeError as exc:

@@ -116,11 +116,11 @@ def test_model_picker_loads_a_hub_id_only_after_its_button(models, online, monke
     loads: list[str] = []
     real = dashboard.loaders.load_model
 
-    def load(source: str):
+    def load(source: str, **kwargs):
         loads.append(source)
         if source == "org/repo":
             raise SubnetScopeError("no hub in tests")
-        return real(source)
+        return real(source, **kwargs)
 
     monkeypatch.setattr(dashboard.loaders, "load_model", load)
     at = open_page(models, "model", {})

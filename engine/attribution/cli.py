@@ -21,6 +21,7 @@ def _compute(args: argparse.Namespace) -> int:
         generate=args.generate,
         keep_weights=args.keep_weights,
         rules=args.rules,
+        dtype=args.dtype,
     )
     if not args.out.endswith(".safetensors"):
         from engine.errors import SubnetScopeError
@@ -34,9 +35,11 @@ def _compute(args: argparse.Namespace) -> int:
         f"({meta['tokens']} tokens) → {path}"
     )
     if config.method == "lrp":
+        verdict = "conserved" if meta["conserved"] else "NOT conserved"
         print(
             f"conservation: input relevance {meta['input_sum']:.4g} vs explained logits "
-            f"{meta['target_sum']:.4g}"
+            f"{meta['target_sum']:.4g}; gap {meta['conservation_gap']:.2g} of Σ|logit| in "
+            f"{meta['precision']} (tolerance {meta['conservation_tolerance']:.2g}): {verdict}"
         )
     return 0
 
@@ -96,7 +99,10 @@ def _evaluate(args: argparse.Namespace) -> int:
         max_new_tokens=args.max_new_tokens,
     )
     table = evaluate_pruning(
-        load_model(args.model), neurons, config, progress=progress_printer(args.quiet)
+        load_model(args.model, dtype=args.dtype),
+        neurons,
+        config,
+        progress=progress_printer(args.quiet),
     )
     if args.json:
         print_json(table.to_dict("records"))
@@ -131,7 +137,7 @@ def _causal(args: argparse.Namespace) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     summary = run_causal(
-        load_model(args.model),
+        load_model(args.model, dtype=args.dtype),
         selections,
         truth,
         out,
@@ -158,6 +164,7 @@ def _apply(args: argparse.Namespace) -> int:
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     from engine.attribution.config import ComputeConfig, EvalConfig
+    from engine.models.cli import dtype_argument
 
     attribution = subparsers.add_parser("attribution")
     sub = attribution.add_subparsers(dest="attribution_command", required=True)
@@ -184,6 +191,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     compute.add_argument("--out", required=True, help="scores file (.safetensors)")
     compute.add_argument("--quiet", action="store_true")
+    dtype_argument(compute)  # LRP: auto is fp32 (engine/attribution/lxt_compat.py)
     compute.set_defaults(handler=_compute)
 
     prune = subparsers.add_parser("prune")
@@ -215,6 +223,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     evaluate.add_argument("--scorer", default=e.scorer)
     evaluate.add_argument("--json", action="store_true")
     evaluate.add_argument("--quiet", action="store_true")
+    dtype_argument(evaluate)
     evaluate.set_defaults(handler=_evaluate)
     causal = sub.add_parser("causal", help="ablation effects: which neurons carry the behaviour")
     causal.add_argument("--model", default="demo-toxic")
@@ -232,6 +241,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     causal.add_argument("--out", required=True, help="folder for the tables")
     causal.add_argument("--quiet", action="store_true")
+    dtype_argument(causal)
     causal.set_defaults(handler=_causal)
     apply = sub.add_parser("apply", help="save a permanently pruned model folder")
     apply.add_argument("--model", required=True)

@@ -95,6 +95,7 @@ def compute_scores(
         "neurons_per_layer": list(arch.neurons_per_layer),
         "up_modules": [b.up for b in arch.blocks],
         "texts": len(texts),  # `samples` above is the config's text source, not a count
+        "dtype_used": str(loaded.dtype).removeprefix("torch."),
     }
     report(1.0, f"{config.method} scores over {len(texts)} texts")
     return scores

@@ -171,8 +171,15 @@ class SparC3Config:
             "precision / recall against it (minutes)"
         },
     )
+    dtype: str = field(
+        default="auto",
+        metadata={"help": "auto | bf16 | fp16 | fp32 (LRP: auto is fp32; see ComputeConfig)"},
+    )
 
     def __post_init__(self) -> None:
+        from engine.models.precision import dtype_choice
+
+        object.__setattr__(self, "dtype", dtype_choice(self.dtype))
         if self.method not in METHODS:
             raise SubnetScopeError(f"unknown method '{self.method}'; use lrp or wanda")
         object.__setattr__(self, "general_seeds", tuple(int(s) for s in self.general_seeds))

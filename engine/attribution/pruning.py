@@ -102,22 +102,30 @@ def prune_permanently(loaded: LoadedModel, neurons: Sequence[Selected]) -> int:
 
 
 def save_pruned_model(
-    source: str, neurons: Sequence[Selected], out: str | Path, metadata: dict | None = None
+    source: str,
+    neurons: Sequence[Selected],
+    out: str | Path,
+    metadata: dict | None = None,
+    *,
+    dtype: str = "auto",
 ) -> Path:
-    """Load `source` fresh, prune it permanently, save a model folder with `pruning.json`."""
+    """Load `source` fresh (a private copy: the shared one is never changed), prune it
+    permanently, save a model folder with `pruning.json`. `auto` keeps the checkpoint's storage
+    dtype (zeroed rows are exact in any dtype), so a bf16 model is saved as bf16."""
     from engine.models import load_model
 
     out = Path(out)
     if out.exists() and any(out.iterdir()):
         raise SubnetScopeError(f"'{out}' exists and is not empty; choose a new folder")
-    loaded = load_model(source, dtype=torch.float32)
+    loaded = load_model(source, dtype=dtype)
     count = prune_permanently(loaded, neurons)
+    metadata = {**(metadata or {}), "dtype": str(loaded.dtype).removeprefix("torch.")}
     with atomic_dir(out) as tmp:  # the model picker never lists half a model
         loaded.model.save_pretrained(str(tmp), safe_serialization=True)
         loaded.tokenizer.save_pretrained(str(tmp))
         save_neuron_list(
             list(neurons),
             tmp / "pruning.json",
-            {**(metadata or {}), "source": source, "pruned": count},
+            {**metadata, "source": source, "pruned": count},
         )
     return out

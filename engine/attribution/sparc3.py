@@ -89,6 +89,7 @@ def run_sparc3(config: SparC3Config, out: Path, progress: Progress | None = None
     out.mkdir(parents=True, exist_ok=True)
     ensure_model(config.model, report)
     loaded = _load(config)
+    dtype_used = str(loaded.dtype).removeprefix("torch.")
     runs = [("general", seed) for seed in config.general_seeds] + [("target", None)]
     span = 0.6 / (len(runs) + 2)
 
@@ -107,6 +108,7 @@ def run_sparc3(config: SparC3Config, out: Path, progress: Progress | None = None
             max_length=config.max_length,
             generate=0 if kind == "general" else config.generate,
             rules=config.rules,
+            dtype=config.dtype,
         )
         scores = compute_scores(compute, loaded=loaded, progress=stage(i, f"{kind} {seed or ''}"))
         name = f"general_seed{seed}" if kind == "general" else "target"
@@ -128,7 +130,11 @@ def run_sparc3(config: SparC3Config, out: Path, progress: Progress | None = None
         layer_pattern=config.layer_pattern,
         module_names=modules,
     )
-    summary: dict[str, Any] = {"config": config.to_params(), "model_name": loaded.display_name}
+    summary: dict[str, Any] = {
+        "config": config.to_params(),
+        "model_name": loaded.display_name,
+        "dtype": dtype_used,
+    }
     summary |= _planted_overlap(config.model, neurons)
     wanda_neurons = (
         select_neurons(
@@ -212,10 +218,10 @@ def _load(config: SparC3Config):
     if config.method == "lrp":
         from engine.attribution.lxt_compat import load_for_lrp
 
-        return load_for_lrp(config.model, rules=config.rules)
+        return load_for_lrp(config.model, rules=config.rules, dtype=config.dtype)
     from engine.models import load_model
 
-    return load_model(config.model)
+    return load_model(config.model, dtype=config.dtype)
 
 
 def _wanda(config: SparC3Config, loaded, out: Path, report: Progress):

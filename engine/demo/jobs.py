@@ -24,4 +24,4 @@ def plant_demo(params: dict[str, Any], ctx: JobContext) -> dict:
     if unknown:
         raise SubnetScopeError(f"attribution.plant_demo: unknown option {', '.join(unknown)}")
     folder = plant(PlantConfig(**params), progress=ctx.progress)
-    return {"model": str(folder)}
+    return {"model": str(folder), "dtype": "float32 (the method's fixed precision)"}

@@ -6,6 +6,7 @@ from dataclasses import asdict
 from typing import Any
 
 from engine.jobs import JobContext, job
+from engine.models.precision import dtype_choice
 
 
 @job(
@@ -19,6 +20,7 @@ from engine.jobs import JobContext, job
         "stride": 256,
         "window": 512,
         "mask": None,
+        "dtype": "auto",
     },
     mem_gb=1.5,  # measured on the demo model: 1.37 GB peak (VmHWM)
 )
@@ -28,8 +30,9 @@ def eval_perplexity(params: dict[str, Any], ctx: JobContext) -> dict:
     from engine.evaluation.perplexity import perplexity
     from engine.models import load_model, parse_mask
 
-    ctx.progress(0.0, f"loading {params['model']}")
-    loaded = load_model(params["model"])
+    dtype = dtype_choice(params.get("dtype"))  # a bad one fails before the model loads
+    ctx.progress(0.0, f"loading {params['model']} ({dtype})")
+    loaded = load_model(params["model"], dtype=dtype)
     mask = parse_mask(params["mask"]) if params.get("mask") else None
     ctx.progress(0.05, f"reading {params['text']}")
     texts = load_texts(params["text"])
@@ -54,6 +57,11 @@ def eval_perplexity(params: dict[str, Any], ctx: JobContext) -> dict:
         on_window=on_window,
     )
     ctx.metric("perplexity", result.perplexity)
-    summary = {"model": params["model"], "text": params["text"], **asdict(result)}
+    summary = {
+        "model": params["model"],
+        "text": params["text"],
+        "dtype": str(loaded.dtype).removeprefix("torch."),  # what `dtype` resolved to
+        **asdict(result),
+    }
     ctx.write_json("perplexity.json", summary)
     return summary

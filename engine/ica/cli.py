@@ -26,7 +26,15 @@ def _build(args: argparse.Namespace) -> int:
         standardize=args.standardize,
         space=args.space,
     )
-    templates = build_templates(config, args.out, progress=progress_printer(args.quiet))
+    from engine.errors import SubnetScopeError
+    from engine.models import load_model
+
+    if not args.out.endswith(".json"):  # before the model loads
+        raise SubnetScopeError(f"the templates file must end in .json, not '{args.out}'")
+    loaded = load_model(config.model, dtype=args.dtype)
+    templates = build_templates(
+        config, args.out, progress=progress_printer(args.quiet), loaded=loaded
+    )
     _print_summary(templates)
     return 0
 
@@ -81,7 +89,7 @@ def _show(args: argparse.Namespace) -> int:
     if args.model:
         from engine.models import load_model
 
-        loaded = load_model(args.model)
+        loaded = load_model(args.model, dtype=args.dtype)
         templates.validate(loaded.architecture, loaded.display_name)
     if args.json:
         print_json(
@@ -110,6 +118,7 @@ def _show(args: argparse.Namespace) -> int:
 def register(subparsers: argparse._SubParsersAction) -> None:
     from engine.ica.config import BuildConfig
     from engine.ica.templates import SPACES
+    from engine.models.cli import dtype_argument
 
     ica = subparsers.add_parser("ica")
     sub = ica.add_subparsers(dest="ica_command", required=True)
@@ -141,10 +150,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     build.add_argument("--memory-budget-gb", type=float, default=defaults.memory_budget_gb)
     build.add_argument("--out", required=True, help="the templates file to write (.json)")
     build.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    dtype_argument(build)
     build.set_defaults(handler=_build)
     show = sub.add_parser("show", help="summarize a templates file (and check it fits a model)")
     show.add_argument("file", help="templates .json (or a job's result folder)")
     show.add_argument("--model", help="check the templates against this model")
     show.add_argument("--space", choices=SPACES, help="fail unless the file is in this space")
     show.add_argument("--json", action="store_true")
+    dtype_argument(show)
     show.set_defaults(handler=_show)

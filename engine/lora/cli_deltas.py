@@ -16,7 +16,7 @@ def _deltas(args: argparse.Namespace) -> int:
     from engine.models import load_model
 
     probe_texts(args.probes)  # a bad probe name fails before the model loads
-    loaded = load_model(args.base)
+    loaded = load_model(args.base, dtype=args.dtype)
     paths, names = resolve_adapters(args.adapters)
     adapters = load_adapter_set(
         paths, names, architecture=loaded.architecture, shapes=module_shapes(loaded.model)
@@ -66,6 +66,7 @@ def _deltas(args: argparse.Namespace) -> int:
 
 def register(commands: argparse._SubParsersAction) -> None:
     from engine.lora.probes import PROBE_SETS
+    from engine.models.cli import dtype_argument
 
     deltas = commands.add_parser(
         "deltas",
@@ -85,4 +86,5 @@ def register(commands: argparse._SubParsersAction) -> None:
     deltas.add_argument("--batch-size", type=int, default=8, help="probe texts per forward pass")
     deltas.add_argument("--no-cache", action="store_true", help="recompute; skip the disk cache")
     deltas.add_argument("--json", action="store_true", help="print everything as JSON")
+    dtype_argument(deltas)
     deltas.set_defaults(handler=_deltas)

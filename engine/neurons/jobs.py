@@ -6,6 +6,7 @@ from typing import Any
 
 from engine.errors import SubnetScopeError
 from engine.jobs import JobContext, job
+from engine.models.precision import dtype_choice
 from engine.neurons.config import KIND
 
 DEFAULTS = {
@@ -16,6 +17,7 @@ DEFAULTS = {
     "top_k": 5,
     "batch_size": 8,
     "seed": 0,
+    "dtype": "auto",
 }
 
 
@@ -40,8 +42,9 @@ def activations_job(params: dict[str, Any], ctx: JobContext) -> dict:
     p = {**DEFAULTS, **params}
     if int(p["samples"]) < 1:
         raise SubnetScopeError(f"samples must be ≥ 1, not {p['samples']}")
-    ctx.progress(0.0, f"loading {p['model']}")
-    loaded = load_model(str(p["model"]))
+    dtype = dtype_choice(p["dtype"])
+    ctx.progress(0.0, f"loading {p['model']} ({dtype})")
+    loaded = load_model(str(p["model"]), dtype=dtype)
     ctx.progress(0.03, f"reading {p['dataset']}")
     texts = load_texts(str(p["dataset"]), limit=int(p["samples"]), seed=int(p["seed"]))
     stats = compute_activation_stats(
@@ -53,7 +56,11 @@ def activations_job(params: dict[str, Any], ctx: JobContext) -> dict:
         progress=lambda fraction, message: ctx.progress(0.05 + 0.9 * fraction, message),
     )
     stats.meta.update(
-        model=p["model"], dataset=p["dataset"], samples=int(p["samples"]), seed=int(p["seed"])
+        model=p["model"],
+        dataset=p["dataset"],
+        samples=int(p["samples"]),
+        seed=int(p["seed"]),
+        dtype=str(loaded.dtype).removeprefix("torch."),  # what `dtype` resolved to
     )
     folder = save_activation_stats(stats, ctx.result_dir)
     meta = stats.meta
@@ -63,6 +70,7 @@ def activations_job(params: dict[str, Any], ctx: JobContext) -> dict:
     return {
         "folder": str(folder),
         "model": meta["model"],
+        "dtype": meta["dtype"],
         "neurons": len(stats.stats),
         "layers": len(meta["neurons_per_layer"]),
         "texts": meta["texts"],

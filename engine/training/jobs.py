@@ -3,9 +3,12 @@
 
 from __future__ import annotations
 
+from dataclasses import fields
 from typing import Any
 
+from engine.errors import SubnetScopeError
 from engine.jobs import JobContext, job
+from engine.models.precision import dtype_choice
 from engine.training.config import (
     GRPORunConfig,
     LoRARunConfig,
@@ -16,11 +19,46 @@ from engine.training.config import (
     SFTRunConfig,
 )
 
+FIXED_FP32 = "float32 (the method's fixed precision)"
+# A run's resolved precision (engine/training/runs.py, training_precision) as the dtype it ran in.
+_RAN_IN = {"fp32": "float32", "bf16": "bfloat16", "bf16-mixed": "float32 (bf16 autocast)"}
+
+
+def _with_dtype(cls, params: dict[str, Any], kind: str) -> tuple[dict[str, Any], bool]:
+    """`dtype` (auto | bf16 | fp16 | fp32) as the run's `precision` where the run has one (auto:
+    the precision given, else the run's own default); the params without it, and whether the run
+    has a precision (the low-rank and masked runs train in float32 whatever is asked)."""
+    params = dict(params)
+    dtype = dtype_choice(params.pop("dtype", None))
+    if "precision" not in {f.name for f in fields(cls)}:
+        return params, False
+    if dtype == "fp16":
+        raise SubnetScopeError(f"train.{kind} trains in fp32 or bf16, not fp16")
+    if dtype != "auto":
+        default = cls.__dataclass_fields__["precision"].default
+        given = params.get("precision", default)
+        if given not in (default, dtype):
+            raise SubnetScopeError(
+                f"train.{kind}: dtype '{dtype}' and precision '{given}' disagree; give one"
+            )
+        params["precision"] = dtype
+    return params, True
+
+
+def _ran_in(result: dict, has_precision: bool) -> dict:
+    """The run's result with the dtype it trained in."""
+    if not has_precision:
+        return result | {"dtype": FIXED_FP32}
+    precision = result.get("precision")
+    return result | {"dtype": _RAN_IN.get(precision, precision)}
+
 
 def _run(kind: str, cls, params: dict[str, Any], ctx: JobContext) -> dict:
     from engine.training.runs import RUNS
 
-    return RUNS[kind](cls.from_params(params, what=f"train.{kind} params"), ctx)
+    params, has_precision = _with_dtype(cls, params, kind)
+    config = cls.from_params(params, what=f"train.{kind} params")
+    return _ran_in(RUNS[kind](config, ctx), has_precision)
 
 
 @job(
@@ -69,7 +107,9 @@ def train_sft_masked(params: dict[str, Any], ctx: JobContext) -> dict:
     """LoRA SFT with ICA masks (seed 001); new-task and general perplexity before and after."""
     from engine.training.masked import run_sft_masked
 
-    return run_sft_masked(MaskedSFTConfig.from_params(params, what="train.sft_masked params"), ctx)
+    params, has_precision = _with_dtype(MaskedSFTConfig, params, "sft_masked")
+    config = MaskedSFTConfig.from_params(params, what="train.sft_masked params")
+    return _ran_in(run_sft_masked(config, ctx), has_precision)
 
 
 @job(
@@ -83,7 +123,9 @@ def train_lora(params: dict[str, Any], ctx: JobContext) -> dict:
     """LoRA SFT with PEFT + TRL; writes result/adapter/ (a PEFT folder) and run.json."""
     from engine.training.lora_runs import run_lora
 
-    return run_lora(LoRARunConfig.from_params(params, what="train.lora params"), ctx)
+    params, has_precision = _with_dtype(LoRARunConfig, params, "lora")
+    config = LoRARunConfig.from_params(params, what="train.lora params")
+    return _ran_in(run_lora(config, ctx), has_precision)
 
 
 @job(
@@ -98,7 +140,9 @@ def train_relora(params: dict[str, Any], ctx: JobContext) -> dict:
     and run.json."""
     from engine.training.relora import run_relora
 
-    return run_relora(ReLoRAConfig.from_params(params, what="train.relora params"), ctx)
+    params, has_precision = _with_dtype(ReLoRAConfig, params, "relora")
+    config = ReLoRAConfig.from_params(params, what="train.relora params")
+    return _ran_in(run_relora(config, ctx), has_precision)
 
 
 @job(
@@ -111,4 +155,6 @@ def train_rank1(params: dict[str, Any], ctx: JobContext) -> dict:
     """Dynamic rank-1 merging (seed 003); writes result/model/ and run.json."""
     from engine.training.rank1 import run_rank1
 
-    return run_rank1(Rank1Config.from_params(params, what="train.rank1 params"), ctx)
+    params, has_precision = _with_dtype(Rank1Config, params, "rank1")
+    config = Rank1Config.from_params(params, what="train.rank1 params")
+    return _ran_in(run_rank1(config, ctx), has_precision)

@@ -40,7 +40,7 @@ def opened(path: str) -> tuple[Templates, ComponentArrays | None]:
 
 
 @st.cache_data(max_entries=32, show_spinner=False)
-def time_course_of(source: str, path: str, mtime_ns: int, text: str):
-    """One forward pass per (model, templates, text), not one per rerun of the page."""
+def time_course_of(source: str, dtype: str, path: str, mtime_ns: int, text: str):
+    """One forward pass per (model, its dtype, templates, text), not one per rerun of the page."""
     templates, arrays = _templates(path, mtime_ns)
-    return time_course(shared_model(source), templates, arrays, text)
+    return time_course(shared_model(source, dtype), templates, arrays, text)

@@ -8,7 +8,7 @@ import streamlit as st
 
 from dashboard.downloads import downloads
 from dashboard.jobs_panel import job_launcher, job_watcher, submit_job
-from dashboard.loaders import shared_model
+from dashboard.loaders import chosen_dtype, shared_model
 from dashboard.neuron_links import neuron_table
 from dashboard.sources import artifact_picker
 from dashboard.stamps import workspace_stamp
@@ -131,7 +131,9 @@ def components_panel(templates: Templates, arrays: ComponentArrays | None, sourc
         if arrays is None:
             st.info("This templates file has no captured data beside it (a seed-001 file).")
         else:
-            top = top_tokens(arrays, shared_model(source).tokenizer, component, n=25)
+            top = top_tokens(
+                arrays, shared_model(source, chosen_dtype()).tokenizer, component, n=25
+            )
             st.dataframe(top, hide_index=True, height=360, width="stretch")
     with neurons_col:
         neurons = component_neurons(templates, arrays, component)
@@ -158,7 +160,7 @@ def time_course_section(
     also = st.multiselect("Also show", others, key="ica_time_also")
     try:
         course = time_course_of(
-            source, str(templates.path), templates.path.stat().st_mtime_ns, text
+            source, chosen_dtype(), str(templates.path), templates.path.stat().st_mtime_ns, text
         )
     except SubnetScopeError as exc:
         st.error(str(exc))
@@ -183,7 +185,7 @@ def toggles_panel(templates: Templates, arrays: ComponentArrays | None, source: 
         "The mask holds for these calls only: other sessions and the shared model never see it. "
         "Perplexity is scored on held-out general text the decomposition did not see."
     )
-    loaded = shared_model(source)
+    loaded = shared_model(source, chosen_dtype())
     templates.validate(loaded.architecture, loaded.display_name)
     with st.form("ica_toggles"):
         chosen = st.multiselect(

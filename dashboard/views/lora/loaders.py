@@ -67,6 +67,7 @@ def blended(picked: Picked, spec: BlendSpec) -> BlendResult:
 @st.cache_data(max_entries=64, show_spinner=False)
 def generation_column(
     source: str,
+    dtype: str,
     picked: Picked,
     variant: str,
     spec: BlendSpec | None,
@@ -83,7 +84,7 @@ def generation_column(
     elif variant != "base":
         factors = adapters.adapters[adapters.names.index(variant)].factors
     table = side_by_side(
-        shared_model(source), prompts, {variant: factors}, max_new_tokens=max_new_tokens
+        shared_model(source, dtype), prompts, {variant: factors}, max_new_tokens=max_new_tokens
     )
     return table[variant].tolist()
 
@@ -115,11 +116,11 @@ def neuron_norms_table(picked: Picked, spec: BlendSpec, name: str, source: str) 
 
 # delta activations ------------------------------------------------------------------------
 @st.cache_resource(max_entries=16, show_spinner="Running the probes…")
-def delta_table(source: str, picked: Picked, spec: BlendSpec, probes: str):
+def delta_table(source: str, dtype: str, picked: Picked, spec: BlendSpec, probes: str):
     from engine.lora import delta_activations
 
     return delta_activations(
-        shared_model(source),
+        shared_model(source, dtype),
         _adapter_set(picked),
         probes,
         blends={"blend": blended(picked, spec).factors},

@@ -9,7 +9,7 @@ import streamlit as st
 
 from dashboard.downloads import downloads
 from dashboard.jobs_panel import event_tables, job_watcher, submit_job
-from dashboard.loaders import shared_model
+from dashboard.loaders import chosen_dtype, shared_model
 from dashboard.neuron_links import neuron_table
 from dashboard.stamps import workspace_changed
 from dashboard.views.lora import charts
@@ -116,16 +116,23 @@ def generations_panel(source: str, picked: Picked, adapters: AdapterSet, spec: B
         st.error("Type at least one prompt.")
         return
     table = {"prompt": list(prompts)}
+    dtype = chosen_dtype()
     started = time.perf_counter()
     with st.spinner("Generating…"):
         for variant in ("base", *adapters.names, "blend"):
             table[variant] = generation_column(
-                source, picked, variant, spec if variant == "blend" else None, prompts, max_new
+                source,
+                dtype,
+                picked,
+                variant,
+                spec if variant == "blend" else None,
+                prompts,
+                max_new,
             )
     frame = pd.DataFrame(table)
     st.dataframe(frame, hide_index=True, width="stretch")
     st.caption(
-        f"{time.perf_counter() - started:.1f} s on {shared_model(source).device.type} "
+        f"{time.perf_counter() - started:.1f} s on {shared_model(source, dtype).device.type} "
         "(columns already generated for these prompts are reused)"
     )
     downloads(frame, "lora-generations", key="lora_gen_dl")
@@ -205,7 +212,7 @@ def deltas_panel(source: str, picked: Picked, spec: BlendSpec) -> None:
         help="generic, math, code, commonsense, mixed: the seed's probes (Delta Activations / "
         "LLGBM), verbatim; wide*, prose, instructions: SubnetScope's own larger sets",
     )
-    table = delta_table(source, picked, spec, probes)
+    table = delta_table(source, chosen_dtype(), picked, spec, probes)
     if table.truncated:
         st.warning(
             f"{table.truncated} probe text(s) are longer than {table.max_length} tokens and were "

@@ -10,10 +10,10 @@ from engine.models import model_summary, parameters_by_kind
 
 
 @st.cache_data(max_entries=8, show_spinner=False)
-def summary_table(source: str) -> pd.DataFrame:
-    return model_summary(shared_model(source))
+def summary_table(source: str, dtype: str) -> pd.DataFrame:
+    return model_summary(shared_model(source, dtype))
 
 
 @st.cache_data(max_entries=8, show_spinner=False)
-def parameters_table(source: str) -> pd.DataFrame:
-    return parameters_by_kind(shared_model(source))
+def parameters_table(source: str, dtype: str) -> pd.DataFrame:
+    return parameters_by_kind(shared_model(source, dtype))

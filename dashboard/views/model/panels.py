@@ -38,9 +38,9 @@ def facts_header(loaded: LoadedModel) -> None:
     cols[3].metric("Parameters", f"{facts['num_parameters'] / 1e6:,.1f} M")
 
 
-def architecture_section(source: str) -> None:
-    summary = summary_table(source)
-    by_kind = parameters_table(source)
+def architecture_section(source: str, dtype: str) -> None:
+    summary = summary_table(source, dtype)
+    by_kind = parameters_table(source, dtype)
     left, right = st.columns([3, 2])
     with left:
         st.subheader("Blocks × modules")

@@ -9,7 +9,7 @@ import streamlit as st
 
 from dashboard.downloads import downloads
 from dashboard.jobs_panel import job_launcher, job_watcher
-from dashboard.loaders import shared_model
+from dashboard.loaders import chosen_dtype, shared_model
 from dashboard.neuron_links import neuron_table
 from dashboard.sources import artifact_picker
 from dashboard.stamps import workspace_stamp
@@ -165,7 +165,7 @@ def live_panel(result: SparC3Result, source: str) -> None:
         "continuations, scored for toxicity; perplexity on held-out general text."
     )
     neurons = chosen_neurons(result)
-    loaded = shared_model(source)
+    loaded = shared_model(source, chosen_dtype())
     config = result.summary["config"]
     defaults = load_texts(config["eval_prompts"])[:4]
     text = st.text_area("Prompts (one per line)", "\n".join(defaults), key="pruning_prompts")
