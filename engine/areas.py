@@ -35,7 +35,8 @@ class Page:
 class Area:
     name: str  # the folder under engine/
     commands: tuple[Command, ...] = ()  # the words the area's `cli.register` adds
-    kinds: str | None = None  # the module whose @job functions define the area's job kinds
+    # The module (or modules) whose @job functions define the area's job kinds.
+    kinds: str | tuple[str, ...] | None = None
     page: Page | None = None
 
     @property
@@ -71,7 +72,7 @@ AREAS: tuple[Area, ...] = (
     Area(
         "sparsity",
         (Command("sparsity", "which weights fine-tuning moved (diffs, masks)"),),
-        kinds="engine.sparsity.jobs",
+        kinds=("engine.sparsity.jobs", "engine.sparsity.shards"),
         page=Page(
             "sparsity.py",
             "Sparsity heatmaps",
@@ -83,7 +84,7 @@ AREAS: tuple[Area, ...] = (
     Area(
         "ica",
         (Command("ica", "functional networks of MLP neurons (seed 001)"),),
-        kinds="engine.ica.jobs",
+        kinds=("engine.ica.jobs", "engine.ica.shards"),
         page=Page(
             "ica.py",
             "ICA components",
@@ -98,7 +99,7 @@ AREAS: tuple[Area, ...] = (
             Command("attribution", "LRP / Wanda neuron scores (SparC3)"),
             Command("prune", "select, evaluate and apply neuron pruning"),
         ),
-        kinds="engine.attribution.jobs",
+        kinds=("engine.attribution.jobs", "engine.attribution.shards"),
         page=Page(
             "pruning.py",
             "Neuron pruning",
@@ -157,8 +158,9 @@ AREAS: tuple[Area, ...] = (
 
 
 # Modules that fill lower layers' registries by name (named model sources, text sets, featured
-# adapters): the model zoo's sources and the demo's registry. Lower layers call `load_plugins()` before a lookup, so they reach
-# what a higher layer declares without importing it (docs/architecture.md, "Layers").
+# adapters): the model zoo's sources and the demo's registry. Lower layers call `load_plugins()`
+# before a lookup, so they reach what a higher layer declares without importing it
+# (docs/architecture.md, "Layers").
 PLUGINS: tuple[str, ...] = ("engine.models.zoo", "engine.demo.registry")
 
 
@@ -174,4 +176,5 @@ def area_for_command(word: str) -> Area | None:
 
 
 def kind_modules() -> tuple[str, ...]:
-    return tuple(a.kinds for a in AREAS if a.kinds)
+    named = (a.kinds for a in AREAS if a.kinds)
+    return tuple(m for kinds in named for m in ((kinds,) if isinstance(kinds, str) else kinds))

@@ -26,6 +26,7 @@ from engine.jobs.model import (
 from engine.jobs.params import parse_params
 from engine.jobs.queue import queue_state, save_queue_settings
 from engine.jobs.registry import get_kind, job, load_kinds
+from engine.jobs.split import consecutive, split_kinds, splits
 from engine.jobs.store import JobStore
 
 __all__ = [
@@ -42,6 +43,7 @@ __all__ = [
     "JobView",
     "Resources",
     "cancel_job",
+    "consecutive",
     "get_job",
     "get_kind",
     "job",
@@ -54,6 +56,8 @@ __all__ = [
     "queue_state",
     "refresh",
     "save_queue_settings",
+    "split_kinds",
+    "splits",
     "submit",
     "wait_job",
 ]

@@ -14,7 +14,8 @@ from typing import Any
 
 import engine
 from engine.errors import SubnetScopeError
-from engine.jobs import files, queue
+from engine.jobs import files, queue, split
+from engine.jobs.devices import check_gpus
 from engine.jobs.model import ACTIVE_STATES, BACKENDS, JobSpec, JobStatus, JobView, Resources
 from engine.jobs.registry import get_kind
 from engine.jobs.runners import check_slurm_resources, get_runner
@@ -35,9 +36,14 @@ def submit(
     backend: str = "local",
     resources: Resources | None = None,
     store: JobStore | None = None,
+    shards: int | None = None,
 ) -> JobView:
     """Create the job folder and queue it (local) or hand it to SLURM; returns at once. A local
-    job starts when the queue gives it a slot (see engine.jobs.queue)."""
+    job starts when the queue gives it a slot (see engine.jobs.queue).
+
+    `shards`: split the job into at most that many shards (kinds that split: engine.jobs.split),
+    one SLURM array task each, or run one after another by the local job; a reduce step then
+    writes the same result the unsplit job writes."""
     if backend not in BACKENDS:
         raise SubnetScopeError(f"unknown backend '{backend}'; use one of {', '.join(BACKENDS)}")
     job_kind = get_kind(kind)
@@ -49,13 +55,18 @@ def submit(
         resources = replace(resources, mem_gb=job_kind.mem_gb)
     if backend == "slurm":
         check_slurm_resources(resources)
+    else:
+        check_gpus(resources.gpus, backend)
+    full_params = {**job_kind.defaults, **(params or {})}
+    planned = split.plan_shards(kind, full_params, shards) if shards is not None else []
     spec = JobSpec(
         id=_new_id(kind),
         kind=kind,
-        params={**job_kind.defaults, **(params or {})},
+        params=full_params,
         backend=backend,
         resources=resources,
         engine_version=engine.__version__,
+        shards=len(planned),
     )
     job_dir = store.root / spec.id
     try:
@@ -63,6 +74,7 @@ def submit(
         (job_dir / files.RESULT).mkdir()
         (job_dir / files.LOG).touch()
         (job_dir / files.EVENTS).touch()
+        split.create_shards(job_dir, spec, planned)
         # The status first, the spec last: a folder with a spec always has a status to read.
         files.write_json_atomic(job_dir / files.STATUS, JobStatus(message="queued").to_json())
         files.write_json_atomic(job_dir / files.SPEC, spec.to_json())
@@ -76,6 +88,7 @@ def submit(
     try:
         launched = get_runner(backend).launch(view)
     except SubnetScopeError as exc:
+        split.cancel_shards(job_dir)
         status = update_status(job_dir, state="failed", message=str(exc))
         store.upsert(replace(view, status=status))
         raise
@@ -154,6 +167,8 @@ def cancel_job(job_id: str, *, wait: bool = False, store: JobStore | None = None
         return view
     runner = get_runner(view.spec.backend)
     runner.cancel(view, wait=wait)
+    if view.spec.shards:
+        split.cancel_shards(view.path)
     if view.status.state == "queued" and view.status.pid is None and not view.status.slurm_id:
         update_status(
             view.path, state="cancelled", message="cancelled before it started", position=None

@@ -62,7 +62,13 @@ def _submit(args: argparse.Namespace) -> int:
         time_min=args.time_min,
         partition=args.partition,
     )
-    view = submit(args.kind, _params(args.params), backend=args.backend, resources=resources)
+    view = submit(
+        args.kind,
+        _params(args.params),
+        backend=args.backend,
+        resources=resources,
+        shards=args.shards,
+    )
     print(view.id, flush=True)
     if not args.wait:
         return 0
@@ -150,9 +156,12 @@ def _reindex(args: argparse.Namespace) -> int:
 
 def _kinds(args: argparse.Namespace) -> int:
     from engine.jobs.registry import load_kinds
+    from engine.jobs.split import split_kinds
 
+    splittable = split_kinds()
     for name, kind in sorted(load_kinds().items()):
-        print(f"{name:<24} {kind.title}  defaults={json.dumps(kind.defaults)}")
+        mark = " [splits: --shards N]" if name in splittable else ""
+        print(f"{name:<24} {kind.title}{mark}  defaults={json.dumps(kind.defaults)}")
     return 0
 
 
@@ -170,7 +179,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="show progress until it ends; exit 0 succeeded, 1 failed, 3 cancelled",
     )
     submit.add_argument("--cpus", type=int, default=1)
-    submit.add_argument("--gpus", type=int, default=0)
+    submit.add_argument(
+        "--gpus",
+        type=int,
+        default=0,
+        help="GPUs (SLURM: sbatch --gpus, per shard of a split job); a job that gets fewer "
+        "fails at its start instead of running on the CPU",
+    )
+    submit.add_argument(
+        "--shards",
+        type=int,
+        help="split the job into at most N shards (one SLURM array task each; locally one "
+        "after another), then reduce them into the unsplit job's result; `jobs kinds` marks "
+        "the kinds that split",
+    )
     submit.add_argument("--mem-gb", type=float, default=8.0)
     submit.add_argument("--time-min", type=int, default=60)
     submit.add_argument("--partition", help="SLURM partition (default: the cluster's or config)")

@@ -13,8 +13,9 @@ import traceback
 from pathlib import Path
 
 from engine.errors import SubnetScopeError
-from engine.jobs import files
+from engine.jobs import files, split
 from engine.jobs.context import JobCancelled, JobContext
+from engine.jobs.devices import check_gpus, seen_devices, used_devices
 from engine.jobs.model import JobSpec, now_iso
 from engine.jobs.processes import start_tick
 from engine.jobs.registry import get_kind
@@ -87,11 +88,14 @@ def exec_job(job_dir: Path) -> int:
         f"[subnetscope] job {spec.id} ({spec.kind}) started on {socket.gethostname()}", flush=True
     )
     try:
-        kind = get_kind(spec.kind)
-        params = {**kind.defaults, **spec.params}
+        run, params = _work(spec, job_dir)
+        update_status(job_dir, devices=seen_devices())
+        # The reduce of a split SLURM job runs without the GPUs its shards asked for.
+        reduce_only = spec.shards and spec.backend == "slurm"
+        check_gpus(0 if reduce_only else spec.resources.gpus, spec.backend)
         interruptible.set()
         ctx.check_cancel()
-        summary = kind.run(params, ctx)
+        summary = run(params, ctx)
         interruptible.clear()
         ctx.write_manifest(summary)
         update_status(
@@ -101,12 +105,15 @@ def exec_job(job_dir: Path) -> int:
             message="done",
             finished=now_iso(),
             exit_code=0,
+            **_at_end(job_dir),
         )
         print(f"[subnetscope] job {spec.id} succeeded", flush=True)
         return 0
     except JobCancelled as exc:
         interruptible.clear()
-        update_status(job_dir, state="cancelled", message=str(exc), finished=now_iso())
+        update_status(
+            job_dir, state="cancelled", message=str(exc), finished=now_iso(), **_at_end(job_dir)
+        )
         print(f"[subnetscope] job {spec.id} {exc}", flush=True)
         return 2
     except BaseException as exc:  # the traceback goes to the log, the reason to the status
@@ -114,17 +121,48 @@ def exec_job(job_dir: Path) -> int:
         traceback.print_exc()
         reason = str(exc) if isinstance(exc, SubnetScopeError) else f"{type(exc).__name__}: {exc}"
         update_status(
-            job_dir, state="failed", message=reason[:500], finished=now_iso(), exit_code=1
+            job_dir,
+            state="failed",
+            message=reason[:500],
+            finished=now_iso(),
+            exit_code=1,
+            **_at_end(job_dir),
         )
         return 1
     finally:
         stop.set()
         with contextlib.suppress(OSError):  # a full disk: the final state matters more
-            update_status(job_dir, peak_rss_gb=_peak_rss_gb())
             sys.stdout.flush()
             sys.stderr.flush()
         if spec.backend == "local":
             _next_in_queue(job_dir)
+
+
+def _work(spec: JobSpec, job_dir: Path) -> tuple:
+    """The function this folder runs and its params: the kind's own, one shard of a split kind,
+    or a split job's whole (local: its shards, then the reduce; SLURM: the reduce, the array
+    of shards having run)."""
+    kind = get_kind(spec.kind)
+    if spec.shard is not None:
+        return split.get_split(spec.kind).shard, spec.params
+    params = {**kind.defaults, **spec.params}
+    if not spec.shards:
+        return kind.run, params
+    if spec.backend == "local":
+        return (lambda params, ctx: split.run_here(spec, job_dir, ctx)), params
+    from engine.jobs.runners import SlurmRunner
+
+    settle = SlurmRunner().settle_shard
+    return (lambda params, ctx: split.reduce_here(spec, job_dir, ctx, settle)), params
+
+
+def _at_end(job_dir: Path) -> dict:
+    """Written with the final state (no write after it): peak memory, the GPUs torch used."""
+    ended: dict = {"peak_rss_gb": _peak_rss_gb()}
+    used = used_devices()
+    if used:
+        ended["devices"] = {**(read_status(job_dir).devices or {}), **used}
+    return ended
 
 
 def _peak_rss_gb() -> float | None:

@@ -24,7 +24,13 @@ class Resources:
     """What a job asks of the machine; the SLURM backend turns these into sbatch options."""
 
     cpus: int = field(default=1, metadata={"help": "CPU cores (sbatch --cpus-per-task)"})
-    gpus: int = field(default=0, metadata={"help": "GPUs per node (sbatch --gpus-per-node)"})
+    gpus: int = field(
+        default=0,
+        metadata={
+            "help": "GPUs (sbatch --gpus; per array task for a split job); a job that gets none "
+            "fails at its start instead of running on the CPU"
+        },
+    )
     mem_gb: float | None = field(
         default=None,
         metadata={
@@ -45,6 +51,8 @@ class JobSpec:
     resources: Resources = field(default_factory=Resources)
     engine_version: str = ""
     created: str = field(default_factory=now_iso)
+    shards: int = 0  # a split job: how many shard folders it has under shards/ (0: not split)
+    shard: int | None = None  # a shard of a split job: its index (0-based)
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -67,6 +75,10 @@ class JobSpec:
                 raise ValueError(f"spec.json's {key} is not a string")
         if not isinstance(data.get("params"), dict):
             raise ValueError("spec.json's params are not a JSON object")
+        if not isinstance(data.get("shards", 0), int) or data.get("shards", 0) < 0:
+            raise ValueError("spec.json's shards is not a count")
+        if data.get("shard") is not None and not isinstance(data["shard"], int):
+            raise ValueError("spec.json's shard is not an index")
         if data.get("backend", "local") not in BACKENDS:
             raise ValueError(f"spec.json names an unknown backend {data.get('backend')!r}")
         return cls(**data)
@@ -87,6 +99,9 @@ class JobStatus:
     heartbeat: float | None = None  # unix time of the last sign of life
     position: int | None = None  # place in the local queue while it waits for a slot (1 = next)
     peak_rss_gb: float | None = None  # the job process's peak resident memory, once it has ended
+    devices: dict | None = None  # the GPUs the job saw (engine.jobs.devices.seen_devices)
+    array_id: str | None = None  # a split SLURM job: the array of its shards (`<id>_<index>`)
+    shards_done: int | None = None  # a split job: shards that have succeeded
     updated: float = field(default_factory=time.time)
 
     @property
@@ -179,6 +194,10 @@ class JobView:
             "elapsed_s": None if self.elapsed() is None else round(self.elapsed(), 1),
             "queue_position": s.position,
             "peak_rss_gb": s.peak_rss_gb,
+            "devices": s.devices,
+            "shards": self.spec.shards or None,
+            "shards_done": s.shards_done,
+            "array_id": s.array_id,
             "damaged": self.damaged,
             "params": self.spec.params,
             "path": str(self.path),

@@ -13,6 +13,7 @@ import re
 import signal
 import subprocess
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -182,7 +183,7 @@ _SLURM_FINAL = {
 }
 HEARTBEAT_STALE_S = 30.0
 SACCT_MIN_INTERVAL_S = 2.0
-_SACCT_CACHE: dict[str, tuple[float, str]] = {}
+_SACCT_CACHE: dict[str, tuple[float, dict[str, dict[str, str]]]] = {}
 
 
 def slurm_config() -> dict[str, Any]:
@@ -202,6 +203,67 @@ def slurm_config() -> dict[str, Any]:
     return config
 
 
+GPU_OPTIONS = ("gpus", "gpus_per_node", "gpus_per_task", "gres")
+
+
+def slurm_parameters(kind: str, res, **extra: Any) -> dict[str, Any]:
+    """submitit's SlurmExecutor parameters for a job of `kind` asking for `res`.
+
+    GPUs go out as sbatch `--gpus=N` unless `slurm.json` names another option in `gpu_option`
+    (`gpus_per_node`, `gpus_per_task`, or `gres` for `--gres=gpu:N` on older clusters);
+    `gpu_partition` is the partition of jobs that ask for GPUs. A partition given with the job
+    wins over both.
+    """
+    config = slurm_config()
+    gpu_option = config.pop("gpu_option", "gpus")
+    gpu_partition = config.pop("gpu_partition", None)
+    if gpu_option not in GPU_OPTIONS:
+        raise SubnetScopeError(
+            f"slurm.json's gpu_option {gpu_option!r:.40} is not one of {', '.join(GPU_OPTIONS)}"
+        )
+    parameters: dict[str, Any] = {
+        "job_name": f"subnetscope-{kind}",
+        # submitit signals 90 s before the limit: below 2 minutes that is at once.
+        "time": max(2, res.time_min),
+        "cpus_per_task": res.cpus,
+        "mem": f"{max(1, math.ceil(res.mem_gb or 1))}GB",
+        "stderr_to_stdout": True,
+        **extra,
+    }
+    additional = dict(config.pop("additional_parameters", None) or {})
+    if res.gpus:
+        if gpu_option == "gpus":  # submitit has no key of its own for sbatch --gpus
+            additional["gpus"] = res.gpus
+        elif gpu_option == "gres":
+            parameters["gres"] = f"gpu:{res.gpus}"
+        else:
+            parameters[gpu_option] = res.gpus
+        if gpu_partition:
+            parameters["partition"] = gpu_partition
+    for key, value in config.items():
+        parameters.setdefault(key, value)
+    if additional:
+        parameters["additional_parameters"] = additional
+    if res.partition:
+        parameters["partition"] = res.partition
+    for key, value in parameters.items():
+        check_slurm_value(key, value)
+    return parameters
+
+
+def _sbatch(submit: Any) -> Any:
+    """Run a submitit submission; sbatch's refusal (a GPU the cluster does not have, an unknown
+    partition or account) becomes one sentence with sbatch's own reason."""
+    from submitit.core.utils import FailedJobError, FailedSubmissionError
+
+    try:
+        return submit()
+    except (FailedJobError, FailedSubmissionError, OSError) as exc:
+        lines = [line.strip() for line in str(exc).replace("sbatch: ", "\n").splitlines()]
+        reason = next((line for line in lines if line.startswith("error")), str(exc).strip())
+        raise SubnetScopeError(f"sbatch refused the job: {reason[:300]}") from exc
+
+
 class SlurmRunner:
     name = "slurm"
 
@@ -209,65 +271,87 @@ class SlurmRunner:
     def _folder(view: JobView) -> Path:
         return view.path / "slurm"
 
-    def launch(self, view: JobView) -> dict[str, Any]:
+    @staticmethod
+    def _executor(view: JobView, **parameters: Any):
         import submitit
 
         try:
-            executor = submitit.SlurmExecutor(folder=self._folder(view))
+            executor = submitit.SlurmExecutor(folder=SlurmRunner._folder(view))
         except RuntimeError as exc:
             raise SubnetScopeError(
                 "the SLURM backend needs a SLURM cluster (srun/sbatch on PATH); "
                 "scripts/slurm.sh start runs a single-node one"
             ) from exc
-        res, config = view.spec.resources, slurm_config()
-        parameters: dict[str, Any] = {
-            "job_name": f"subnetscope-{view.spec.kind}",
-            # submitit signals 90 s before the limit: below 2 minutes that is at once.
-            "time": max(2, res.time_min),
-            "cpus_per_task": res.cpus,
-            "mem": f"{max(1, math.ceil(res.mem_gb or 1))}GB",
-            "stderr_to_stdout": True,
-        }
-        if res.gpus:
-            parameters["gpus_per_node"] = res.gpus
-        for key, value in config.items():
-            parameters.setdefault(key, value)
-        if res.partition:
-            parameters["partition"] = res.partition
-        for key, value in parameters.items():
-            check_slurm_value(key, value)
         executor.update_parameters(**parameters)
-        command = processes.engine_command("jobs", "exec", str(view.path))
-        function = submitit.helpers.CommandFunction(
-            command, cwd=str(processes.PROJECT_ROOT), env=slurm_env(view)
-        )
-        job = executor.submit(function)
-        return {"slurm_id": str(job.job_id), "message": "submitted to SLURM"}
+        return executor
 
-    def _job(self, view: JobView):
+    @staticmethod
+    def _command(view: JobView, job_dir: Path):
         import submitit
 
-        return submitit.SlurmJob(folder=self._folder(view), job_id=view.status.slurm_id)
+        command = processes.engine_command("jobs", "exec", str(job_dir))
+        return submitit.helpers.CommandFunction(
+            command, cwd=str(processes.PROJECT_ROOT), env=slurm_env(view)
+        )
+
+    def launch(self, view: JobView) -> dict[str, Any]:
+        if view.spec.shards:
+            return self._launch_split(view)
+        executor = self._executor(view, **slurm_parameters(view.spec.kind, view.spec.resources))
+        job = _sbatch(lambda: executor.submit(self._command(view, view.path)))
+        return {"slurm_id": str(job.job_id), "message": "submitted to SLURM"}
+
+    def _launch_split(self, view: JobView) -> dict[str, Any]:
+        """The shards as one array (each task asks the job's resources), then the reduce as a
+        job that starts once every task has ended (`afterany`: it reports a failed shard)."""
+        from engine.jobs.split import shard_dirs
+        from engine.jobs.status_file import update_status
+
+        dirs = shard_dirs(view.path)
+        res = view.spec.resources
+        executor = self._executor(view, **slurm_parameters(view.spec.kind, res))
+        tasks = _sbatch(lambda: executor.submit_array([self._command(view, d) for d in dirs]))
+        array_id = str(tasks[0].job_id).split("_")[0]
+        for shard_dir, task in zip(dirs, tasks, strict=True):
+            update_status(shard_dir, slurm_id=str(task.job_id), message="submitted to SLURM")
+        reduce_parameters = slurm_parameters(
+            f"{view.spec.kind}-reduce", replace(res, gpus=0), dependency=f"afterany:{array_id}"
+        )
+        executor = self._executor(view, **reduce_parameters)
+        try:
+            reduce = _sbatch(lambda: executor.submit(self._command(view, view.path)))
+        except SubnetScopeError:
+            self._cancel_id(view, array_id)  # no reduce: the shards' work would be lost
+            raise
+        return {
+            "slurm_id": str(reduce.job_id),
+            "array_id": array_id,
+            "message": f"{len(dirs)} shards submitted to SLURM as array {array_id}",
+        }
 
     def slurm_state(self, slurm_id: str) -> str:
         """The job's state by sacct, parsed by submitit; at most one call per job every few
-        seconds (watchers poll often, and sacct goes to the accounting database)."""
+        seconds (watchers poll often, and sacct goes to the accounting database). An array
+        task (`<array>_<i>`) is read from one sacct call for its whole array."""
+        query = slurm_id.split("_")[0]
+        checked, info = _SACCT_CACHE.get(query, (0.0, {}))
+        if time.monotonic() - checked >= SACCT_MIN_INTERVAL_S:
+            info = self._sacct(query)
+            _SACCT_CACHE[query] = (time.monotonic(), info)
+        return info.get(slurm_id, {}).get("State") or "UNKNOWN"
+
+    @staticmethod
+    def _sacct(query: str) -> dict[str, dict[str, str]]:
         from submitit.slurm.slurm import SlurmInfoWatcher
 
-        checked, state = _SACCT_CACHE.get(slurm_id, (0.0, "UNKNOWN"))
-        if time.monotonic() - checked < SACCT_MIN_INTERVAL_S:
-            return state
-        command = ["sacct", "-o", "JobID,State,NodeList", "--parsable2", "-j", slurm_id]
+        command = ["sacct", "-o", "JobID,State,NodeList", "--parsable2", "-j", query]
         try:
             done = subprocess.run(command, capture_output=True, text=True, timeout=30)
         except (OSError, subprocess.TimeoutExpired):
-            return "UNKNOWN"
-        info = SlurmInfoWatcher().read_info(done.stdout) if done.returncode == 0 else {}
-        state = info.get(slurm_id, {}).get("State") or "UNKNOWN"
-        _SACCT_CACHE[slurm_id] = (time.monotonic(), state)
-        return state
+            return {}
+        return SlurmInfoWatcher().read_info(done.stdout) if done.returncode == 0 else {}
 
-    def reconcile(self, view: JobView) -> dict[str, Any] | None:
+    def _slurm_final(self, view: JobView) -> dict[str, Any] | None:
         status = view.status
         if not status.slurm_id:
             return None
@@ -280,10 +364,47 @@ class SlurmRunner:
             return {"state": ours, "message": message, "finished": now_iso()}
         return None
 
+    def settle_shard(self, view: JobView) -> JobView:
+        """A shard's folder brought up to date with what sacct says of its array task."""
+        from engine.jobs.status_file import update_status_or_show
+
+        changes = self._slurm_final(view)
+        if not changes:
+            return view
+        return replace(view, status=update_status_or_show(view.path, **changes))
+
+    def reconcile(self, view: JobView) -> dict[str, Any] | None:
+        if view.spec.shards and view.status.array_id and not view.status.started:
+            return self._reconcile_split(view)
+        return self._slurm_final(view)
+
+    def _reconcile_split(self, view: JobView) -> dict[str, Any] | None:
+        """Before its reduce starts, a split job's status is its shards': progress, or the
+        first failed shard's reason (the array and the reduce are then cancelled)."""
+        from engine.jobs.split import cancel_shards, progress_of, shard_views
+
+        shards = [self.settle_shard(v) for v in shard_views(view.path)]
+        changes = progress_of(shards, view.spec.shards)
+        if changes.get("state") in ("failed", "cancelled"):
+            self.cancel(view)
+            cancel_shards(view.path)
+            return changes
+        ended = self._slurm_final(view)  # the reduce job (a cancel, a failed submission)
+        if ended:
+            return {**changes, **ended}
+        same = all(getattr(view.status, k) == v for k, v in changes.items())
+        return None if same else changes
+
     def cancel(self, view: JobView, wait: bool = False, grace: float = CANCEL_GRACE_S) -> None:
         _cancel_marker(view, grace)
-        if view.status.slurm_id:
-            self._job(view).cancel(check=False)
+        for slurm_id in (view.status.array_id, view.status.slurm_id):
+            if slurm_id:
+                self._cancel_id(view, slurm_id)
+
+    def _cancel_id(self, view: JobView, slurm_id: str) -> None:
+        import submitit
+
+        submitit.SlurmJob(folder=self._folder(view), job_id=slurm_id).cancel(check=False)
 
 
 RUNNERS: dict[str, Runner] = {"local": LocalRunner(), "slurm": SlurmRunner()}

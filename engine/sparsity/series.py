@@ -106,6 +106,29 @@ def _seed_rows(
     return rows
 
 
+def series_configs(
+    config: DiffConfig, seed_taus: tuple[float, ...] = SEED_TAUS
+) -> list[DiffConfig]:
+    """The diffs a series takes of each checkpoint: `config`, then one per seed τ (the same
+    `config` where τ is its mask criterion). A split series (engine.sparsity.shards) takes the
+    same ones, so its reduce finds every diff in the cache."""
+    configs = [config]
+    for tau in seed_taus:
+        taus = tuple({*config.tolerances, float(tau)})
+        configs.append(
+            config
+            if tolerance_key(tau) == config.mask_criterion
+            else replace(
+                config,
+                tolerances=taus,
+                mask_criterion=tolerance_key(tau),
+                ranks=False,
+                reference=False,
+            )
+        )
+    return configs
+
+
 def series(
     base: str | Path | WeightSource,
     run_dir: str | Path,
@@ -124,20 +147,7 @@ def series(
         raise SubnetScopeError("a series needs update masks; leave DiffConfig.masks on")
     checkpoints = list_checkpoints(run_dir)
     base_src = open_source(base)
-    configs = [config]
-    for tau in seed_taus:
-        taus = tuple({*config.tolerances, float(tau)})
-        configs.append(
-            config
-            if tolerance_key(tau) == config.mask_criterion
-            else replace(
-                config,
-                tolerances=taus,
-                mask_criterion=tolerance_key(tau),
-                ranks=False,
-                reference=False,
-            )
-        )
+    configs = series_configs(config, seed_taus)
     runs: list[dict[int, DiffResult]] = []
     total = len(checkpoints) * len(configs)
     for c, cfg in enumerate(configs):
