@@ -1,7 +1,9 @@
 """Diff a base model against a tuned one, tensor by tensor, and cache the result by fingerprints.
 
 Only one row block of each model is in memory at a time (plus, with ranks, the one ΔW being
-decomposed), so two multi-GB checkpoints diff in about a block's worth of RAM.
+decomposed), so two multi-GB checkpoints diff in about a block's worth of RAM. Safetensors files
+are memory-mapped and read in place (engine.sparsity.stream); other sources are read block by
+block into reused buffers (engine.sparsity.stats).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from engine.sparsity.resolve import open_source
 from engine.sparsity.result import MASKS, DiffResult, neuron_key
 from engine.sparsity.sources import WeightSource
 from engine.sparsity.stats import TensorStats, Workspace, block_rows, diff_tensor
+from engine.sparsity.stream import MappedFiles, can_map, diff_mapped, mapped_info, pool_for
 from engine.sparsity.tables import counts, long_table, per_layer, rank_table
 
 if TYPE_CHECKING:
@@ -172,9 +175,11 @@ def compute_diff(
     *,
     out_dir: Path | None = None,
     progress: Progress | None = None,
+    mapped: bool = True,
 ) -> DiffResult:
     """Run the diff. With `out_dir` the masks stream into it and the result is saved there;
-    without, everything stays in memory."""
+    without, everything stays in memory. `mapped=False` reads every block through the sources
+    (the path before engine.sparsity.stream, kept as its reference in tests and benchmarks)."""
     base_specs, tuned_specs = base.specs(), tuned.specs()
     names, mismatch = match_tensors(base_specs, tuned_specs, config.intersection)
     layout = layout_for(base.config_dir or tuned.config_dir, names)
@@ -191,6 +196,11 @@ def compute_diff(
         base_specs[n].row_numel * block_rows(base_specs[n], config.block_mb) for n in names
     )
     workspace = Workspace(block_numel, len(config.criteria))
+    # Pairs of plain safetensors tensors in one dtype the kernels read are mapped, not copied.
+    infos = {n: (mapped_info(base, n), mapped_info(tuned, n)) for n in names}
+    mapped_names = {n for n in names if mapped and can_map(*infos[n])}
+    maps = (MappedFiles(), MappedFiles())
+    pool = pool_for([base_specs[n] for n in mapped_names], config)
     shapes = {n: base_specs[n].shape for n in names}
     saving_masks = config.masks and out_dir is not None
     writer = MaskWriter(out_dir / MASKS, shapes, config.mask_criterion) if saving_masks else None
@@ -209,8 +219,18 @@ def compute_diff(
             if config.reference and base_specs[name].is_float and tuned_specs[name].is_float:
                 ref = ReferenceCounts(name)
                 references.append(ref)
-            stats.append(
-                diff_tensor(
+            if name in mapped_names:
+                stat = diff_mapped(
+                    maps,
+                    infos[name],
+                    config,
+                    pool,
+                    mask_writer=writer,
+                    on_mask=keep,
+                    reference=ref,
+                )
+            else:
+                stat = diff_tensor(
                     base,
                     tuned,
                     base_specs[name],
@@ -222,9 +242,12 @@ def compute_diff(
                     on_mask=keep,
                     reference=ref,
                 )
-            )
+            stats.append(stat)
             done_bytes += base_specs[name].nbytes + tuned_specs[name].nbytes
     finally:
+        pool.close()
+        for m in maps:
+            m.close()
         if writer is not None:
             writer.close()
     seconds = time.perf_counter() - started

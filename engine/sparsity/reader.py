@@ -1,11 +1,13 @@
-"""A streaming safetensors reader: row blocks of one tensor into a reused buffer, no mmap.
+"""A streaming safetensors reader: headers, and row blocks of one tensor into a reused buffer.
 
 `safe_open` memory-maps whole shards, and every page it touches stays in the process's RSS until
 the file is closed (measured: one 512 MB shard read tensor by tensor → +516 MB RSS, and still
 +180 MB when reopened per tensor, against +16 MB here). Diffing two multi-GB checkpoints must not
-grow with the shard size, so this reads row blocks with plain `readinto` instead. The format is
-an 8-byte little-endian header length, a JSON header of {name: {dtype, shape, data_offsets}},
-then the raw little-endian data (https://github.com/huggingface/safetensors#format).
+grow with the shard size, so this reads row blocks with plain `readinto` instead. The diff of
+plain safetensors files maps them itself (engine.sparsity.stream), handing each chunk's pages
+back as it goes, so its RSS does not grow either. The format is an 8-byte little-endian header
+length, a JSON header of {name: {dtype, shape, data_offsets}}, then the raw little-endian data
+(https://github.com/huggingface/safetensors#format).
 """
 
 from __future__ import annotations

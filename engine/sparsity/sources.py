@@ -66,6 +66,10 @@ class SafetensorsSource:
     def specs(self) -> dict[str, TensorSpec]:
         return dict(self._infos)
 
+    def info(self, name: str) -> TensorInfo:
+        """Where tensor `name` lies on disk (the mapped diff, engine.sparsity.stream, maps it)."""
+        return self._infos[name]
+
     def read(
         self, name: str, start: int, stop: int, buffer: np.ndarray | None = None
     ) -> torch.Tensor:
