@@ -87,7 +87,11 @@ class DiffConfig:
         metadata={"help": "compare only the tensors both models have with equal shapes"},
     )
     block_mb: int = field(
-        default=8, metadata={"help": "bytes of each model read at once (MB of float32 rows)"}
+        default=8,
+        metadata={
+            "help": "MB of float32 rows read at once by the block path (pairs the mapped path "
+            "cannot take: mixed dtypes, adapters, in-memory sources)"
+        },
     )
     reference: bool = field(
         default=False,
