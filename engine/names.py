@@ -24,3 +24,16 @@ def check_name(name: str, what: str = "name") -> str:
 def named_folder(parent: Path, name: str, what: str = "folder name") -> Path:
     """The folder `name` directly inside `parent`, after check_name."""
     return Path(parent) / check_name(name, what)
+
+
+def percent(share: float) -> str:
+    """A share in [0, 1] as a percentage that never rounds a change away: 12.3%, 0.049%,
+    4.0e-07%; exactly 0 is "0%"."""
+    value = 100 * share
+    if value == 0:
+        return "0%"
+    if abs(value) >= 0.1:
+        return f"{value:.1f}%"
+    if abs(value) >= 1e-4:
+        return f"{value:.2g}%"
+    return f"{value:.1e}%"

@@ -26,8 +26,8 @@ def main() -> None:
     shown = st.segmented_control("View", VIEWS, default=VIEWS[0], key="lora_view") or VIEWS[0]
     if not paths:
         st.info(
-            "No adapters yet: the demo trains three task adapters in the background, or "
-            "train one here."
+            "No adapters picked: pick saved ones in the sidebar's Adapters list (the demo "
+            "trains three task adapters in the background), type their folders, or train one here."
         )
         if fallback is not None:
             view.train_panel(fallback)

@@ -36,7 +36,7 @@ def page(workspace, tmp_path, monkeypatch) -> AppTest:
         state={"model_source": str(workspace["model"])},
         clear_resources=True,
     )
-    assert any("No adapters yet" in i.value for i in at.info)
+    assert any("No adapters picked" in i.value for i in at.info)
     typed = "\n".join(str(p) for p in workspace["adapters"])
     at.text_area(key="adapters_typed").set_value(typed).run()
     assert not at.exception, at.exception

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from engine.names import percent
 from engine.neurons import catalog, tables
 from engine.neurons.space import NeuronSpace, space_of
 
@@ -87,8 +88,9 @@ class Passport:
                 lines.append(f"{r.kind} did not move it (run {r.run or r.diff}).")
                 continue
             lines.append(
-                f"{r.kind} moved it: {r.mean:.1%} of its weights changed (layer mean "
-                f"{r.layer_mean:.1%}; {r.top_share:.1%} of neurons changed as much or more)."
+                f"{r.kind} moved it: {percent(r.mean)} of its weights changed (layer mean "
+                f"{percent(r.layer_mean)}; {percent(r.top_share)} of neurons changed as much or "
+                "more)."
             )
         writes = False
         for r in self.adapters.itertuples():

@@ -24,6 +24,7 @@ from dashboard.views.sparsity.loaders import compared, config_shells, diffed, se
 from dashboard.views.sparsity.pickers import TRAIN_KINDS, Tuned, open_run, train_options
 from engine.errors import SubnetScopeError
 from engine.jobs import RESULT, get_job, list_jobs
+from engine.names import percent
 from engine.sparsity import (
     BASES,
     BF16,
@@ -58,7 +59,12 @@ def headline(result: DiffResult, criterion: str) -> None:
     cols = st.columns(4)
     cols[0].metric("Tensors", f"{s['tensors']:,}")
     cols[1].metric("Weights", f"{s['numel']:,}")
-    cols[2].metric(f"Changed ({criterion})", f"{changed['changed'].sum() / s['numel']:.3%}")
+    count = int(changed["changed"].sum())
+    cols[2].metric(
+        f"Changed ({criterion})",
+        percent(count / s["numel"]) if s["numel"] else "–",
+        help=f"{count:,} of {s['numel']:,} weights",
+    )
     cols[3].metric("‖ΔW‖ / ‖W‖", f"{s['rel_norm']:.3g}")
     share = s.get("bf16_invisible_share")
     if share is not None and share == share:  # NaN when nothing changed
