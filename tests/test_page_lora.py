@@ -139,3 +139,25 @@ def test_train_view_submits_a_relora_run(page, workspace):
     page.button(key="lora_tr_go").click().run()
     assert any("must be shorter than reset_every" in e.value for e in page.error)
     assert len([v for v in list_jobs() if v.spec.kind == "train.relora"]) == 1
+
+
+def test_big_models_generate_on_a_button_press(workspace, tmp_path, monkeypatch):
+    import dashboard.views.lora.panels as panels
+
+    monkeypatch.setattr(panels, "LIVE_PARAMETERS", 1)  # the tiny model counts as big
+    at = open_page(
+        monkeypatch,
+        "lora",
+        cache=tmp_path / "cache",
+        models=workspace["models"],
+        state={"model_source": str(workspace["model"])},
+        clear_resources=True,
+    )
+    at.text_area(key="adapters_typed").set_value(
+        "\n".join(str(p) for p in workspace["adapters"])
+    ).run()
+    assert not at.toggle(key="lora_live_generations").value
+    assert not any("blend" in d.value.columns for d in at.dataframe)  # nothing generated yet
+    at.button(key="lora_generate").click().run()
+    assert not at.exception, at.exception
+    assert list(generations(at).columns) == ["prompt", "base", *NAMES, "blend"]

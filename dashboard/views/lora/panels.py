@@ -9,9 +9,9 @@ import streamlit as st
 
 from dashboard.downloads import downloads
 from dashboard.jobs_panel import event_tables, job_watcher, submit_job
-from dashboard.loaders import chosen_dtype, shared_model
+from dashboard.loaders import chosen_dtype, memory_plan, shared_model
 from dashboard.neuron_links import neuron_table
-from dashboard.stamps import workspace_changed
+from dashboard.stamps import models_stamp, workspace_changed
 from dashboard.views.lora import charts
 from dashboard.views.lora.loaders import (
     Picked,
@@ -26,6 +26,7 @@ from engine.errors import SubnetScopeError
 from engine.lora import SVD_METHODS, AdapterSet, BlendResult, BlendSpec
 
 HERE = "lora"
+LIVE_PARAMETERS = 500_000_000  # above: generations on a button press (≈ 1 s a token on a CPU at 1B)
 TRAIN_KINDS = {"lora": "train.lora", "relora": "train.relora", "rank1": "train.rank1"}
 DEFAULT_PROMPTS = (
     "The old lighthouse keeper",
@@ -117,9 +118,12 @@ def generations_panel(source: str, picked: Picked, adapters: AdapterSet, spec: B
         return
     table = {"prompt": list(prompts)}
     dtype = chosen_dtype()
+    variants = ("base", *adapters.names, "blend")
+    if not _live_generations(source, dtype, len(variants) * len(prompts) * max_new):
+        return
     started = time.perf_counter()
     with st.spinner("Generating…"):
-        for variant in ("base", *adapters.names, "blend"):
+        for variant in variants:
             table[variant] = generation_column(
                 source,
                 dtype,
@@ -136,6 +140,26 @@ def generations_panel(source: str, picked: Picked, adapters: AdapterSet, spec: B
         "(columns already generated for these prompts are reused)"
     )
     downloads(frame, "lora-generations", key="lora_gen_dl")
+
+
+def _live_generations(source: str, dtype: str, tokens: int) -> bool:
+    """Whether to generate now: at once below LIVE_PARAMETERS (a slider move answers in
+    seconds), on a button press above it (a 1B model on a CPU takes about a second a token)."""
+    plan = memory_plan(source, dtype, models_stamp())
+    small = isinstance(plan, str) or plan.parameters < LIVE_PARAMETERS
+    live = st.toggle(
+        "Regenerate as the sliders move",
+        value=small,
+        key="lora_live_generations",
+        help=f"On by default below {LIVE_PARAMETERS / 1e6:,.0f}M parameters",
+    )
+    if live or st.button(f"Generate ({tokens:,} tokens)", key="lora_generate"):
+        return True
+    st.caption(
+        f"{tokens:,} new tokens to generate on this model: press Generate (columns already "
+        "generated for these prompts are reused)."
+    )
+    return False
 
 
 def geometry_panel(picked: Picked, adapters: AdapterSet, spec: BlendSpec, source: str) -> None:
