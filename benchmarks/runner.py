@@ -32,6 +32,7 @@ MODULES = (
     "benchmarks.neuron_overlap",
     "benchmarks.rank1_svd",
     "benchmarks.cli_startup",
+    "benchmarks.scale",
 )
 BENCH_THREADS = 1  # torch threads in this process: one core gives the least noisy ratios
 
