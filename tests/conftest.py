@@ -16,6 +16,18 @@ os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 os.environ.setdefault("SUBNETSCOPE_AUTO_DEMO", "0")
 
 
+def pytest_collection_finish(session):
+    from tests.planted_support import start_if_needed
+
+    start_if_needed(session.items)  # after -m / -k deselection
+
+
+def pytest_sessionfinish(session, exitstatus):
+    from tests.planted_support import stop
+
+    stop()
+
+
 @pytest.fixture(scope="session")
 def tiny_models():
     from tests.tiny import FAMILIES
