@@ -1,5 +1,6 @@
 """The CLI imports only what a command needs: every `--help`, jobs, tflite and demo status never
-load torch or transformers (each command runs in a fresh interpreter that records its imports)."""
+load torch, transformers or numba (each command runs in a fresh interpreter that records its
+imports)."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from engine.cli import build_parser, register_area
 from engine.paths import PROJECT_ROOT
 from engine.tflite import synthetic
 
-HEAVY = ("torch", "transformers")
+HEAVY = ("torch", "transformers", "numba")
 
 # `python -m engine ARGS` in this interpreter; on exit it writes the modules it imported, and for
 # each heavy one the engine frames that first imported it, to the JSON file named first.

@@ -1,7 +1,8 @@
 """The mapped diff (engine.sparsity.stream) against the block-copying path it replaced
 (`compute_diff(mapped=False)`, kept as the reference): identical counts, row/column counts and
 masks, norms within 1e-6; planted sparse updates found at exactly their indices, in bf16, fp16
-and fp32, at chunk sizes that divide nothing, over sharded folders, with threads."""
+and fp32, at chunk sizes that divide nothing, over sharded folders, with threads; every test runs
+once through the compiled kernel and once through the numpy pipeline (`stream.KERNEL`)."""
 
 from __future__ import annotations
 
@@ -107,6 +108,27 @@ def assert_same(new, old) -> None:
     assert set(new.masks.names) == set(old.masks.names)
     for name in old.masks.names:
         assert np.array_equal(new.masks.get(name), old.masks.get(name)), name
+
+
+@pytest.fixture(autouse=True, params=["kernel", "numpy"])
+def chunk_path(request, monkeypatch) -> str:
+    """Chunks through engine.sparsity.kernel, or through the numpy `_chunk_stats`."""
+    monkeypatch.setattr(stream, "KERNEL", request.param == "kernel")
+    return request.param
+
+
+def test_the_chosen_path_takes_every_chunk(chunk_path, tmp_path, monkeypatch) -> None:
+    pair = write_pair(tmp_path, "BF16", seed=7)
+    calls = {"kernel": 0, "numpy": 0}
+    kernel_stats, numpy_stats = stream._kernel_stats, stream._chunk_stats
+    monkeypatch.setattr(
+        stream, "_kernel_stats", lambda *a: calls.__setitem__("kernel", 1) or kernel_stats(*a)
+    )
+    monkeypatch.setattr(
+        stream, "_chunk_stats", lambda *a: calls.__setitem__("numpy", 1) or numpy_stats(*a)
+    )
+    run(pair, tmp_path, mapped=True)
+    assert calls == {"kernel": chunk_path == "kernel", "numpy": chunk_path == "numpy"}
 
 
 @pytest.fixture(params=[stream.CHUNK_NUMEL, 24, 40])

@@ -1,12 +1,14 @@
 """The mapped diff: both checkpoints memory-mapped, each tensor walked in chunks of zero-copy
-views, every statistic of `stats.diff_tensor` computed by numpy kernels on the chunk.
+views, every statistic of `stats.diff_tensor` computed on the chunk by the compiled
+kernel (engine.sparsity.kernel), or by the numpy pipeline kept as its reference (`KERNEL`).
 
 Why mapped: `reader.read_rows` copies every block out of the page cache (`readinto`), and the
 torch kernels after it ran the diff at 0.78 GB/s against 9 GB/s memcpy (issue 19). Here a chunk
 is `np.frombuffer` on the mapping, and its pages are dropped from the process (`MADV_DONTNEED`:
 the page cache keeps them) once it is counted, so neither anonymous nor file-backed RSS grows
-with the tensor or the file: memory is one workspace per thread (two float32 and four boolean
-chunks, ~13 MB at CHUNK_NUMEL) plus each tensor's row/column counts.
+with the tensor or the file: memory is each chunk's packed mask and column counts (the numpy
+path: one workspace per thread, two float32 and four boolean chunks, ~13 MB at CHUNK_NUMEL) plus
+each tensor's row/column counts.
 
 Same statistics, same meaning as `stats.compare_block`: `exact` is "the stored bits differ",
 `bf16` is "the bf16 roundings differ", τ is |float32(t) − float32(b)| > float32(τ). A chunk whose
@@ -27,6 +29,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 import torch
@@ -45,11 +48,16 @@ _DONTNEED = getattr(mmap, "MADV_DONTNEED", None)  # not on Windows: pages then s
 # Elements per chunk: 2 MiB of bf16 per side, 4 MiB float32 buffers (256K elements measured
 # slower: numpy's per-call cost; 4M no faster, more memory).
 CHUNK_NUMEL = 1 << 20
-# Threads computing chunks: two ran 1.4× one on a loaded 2-core machine (issue 19 benchmark).
+# Threads computing chunks: two ran 1.3-1.4× one on a loaded 2-core machine (issue 19 benchmark).
 WORKERS = min(2, os.cpu_count() or 1)
 # Up to this share of changed elements a chunk gathers them and computes Δ on those alone.
 SPARSE_SHARE = 0.25
 _SEGMENT = 255  # rows summed in uint8 before widening: a count of ≤ 255 ones fits a byte
+# Chunks go through the fused compiled kernel (numba; 2.0-2.5× the numpy pipeline, 0.58-0.65×
+# the read bandwidth on two threads, benchmarks/sparsity_diff.py); False, or numba missing,
+# takes the numpy `_chunk_stats`, the kernel's reference in tests.
+KERNEL = True
+_NO_DENSE = np.empty((0, 0), np.float32)
 
 
 class MappedFiles:
@@ -245,7 +253,21 @@ class _Job:
     dense: np.ndarray | None
     reference: ReferenceCounts | None
     ref_dtype: torch.dtype | None
+    kernel: ModuleType | None = None  # engine.sparsity.kernel, when chunks go through it
     lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+def _kernel_module() -> ModuleType | None:
+    """engine.sparsity.kernel with its JIT warm (numba compiles or loads its cache once per
+    process, before the threads start), or None for the numpy path."""
+    if not KERNEL:
+        return None
+    try:
+        from engine.sparsity import kernel  # numba: imported by the diff, never by --help
+    except ImportError:
+        return None
+    kernel.warm()
+    return kernel
 
 
 def _diff_chunk(job: _Job, chunk: Chunk, ws: MappedWorkspace) -> ChunkStats:
@@ -253,6 +275,48 @@ def _diff_chunk(job: _Job, chunk: Chunk, ws: MappedWorkspace) -> ChunkStats:
     `stats.diff_tensor` define them (inf − inf is NaN there too, without a warning)."""
     with np.errstate(invalid="ignore", over="ignore"):
         return _chunk_stats(job, chunk, ws)
+
+
+def _chunk(job: _Job, chunk: Chunk) -> tuple[np.ndarray, np.ndarray]:
+    """The chunk's storage bits of both sides, as (rows, width) views of the mappings; the
+    reference counts (when asked) get them first."""
+    spec, tuned_spec = job.infos
+    shape = (chunk.rows, chunk.width)
+    b = job.maps[0].elements(spec, chunk.first, chunk.numel).reshape(shape)
+    t = job.maps[1].elements(tuned_spec, chunk.first, chunk.numel).reshape(shape)
+    if job.reference is not None:
+        code = spec.dtype
+        with job.lock:  # its counts are shared by the tensor's chunks
+            job.reference.add_block(
+                _as_torch(b, code), _as_torch(t, code), job.ref_dtype, job.config.tolerances
+            )
+    return b, t
+
+
+def _kernel_stats(job: _Job, chunk: Chunk, kernel: ModuleType) -> ChunkStats:
+    """One chunk's statistics from the compiled kernel (engine.sparsity.kernel)."""
+    b, t = _chunk(job, chunk)
+    two_d = chunk.row is not None
+    dense = _NO_DENSE if job.dense is None else job.dense[chunk.row : chunk.row + chunk.rows]
+    taus = np.array([tau for _, tau in job.taus], np.float32)
+    row_of = {EXACT: kernel.EXACT_ROW, BF16: kernel.BF16_ROW}
+    row_of |= {key: 2 + i for i, (key, _) in enumerate(job.taus)}
+    changed, rows, cols, packed, base_sq, delta_sq, top = kernel.chunk_kernel(
+        b,
+        t,
+        kernel.KINDS[job.infos[0].dtype],
+        two_d,
+        taus,
+        row_of[job.config.mask_criterion],
+        dense,
+    )
+    out = ChunkStats({}, {}, {}, delta_sq, base_sq, kernel.max_abs(top), packed)
+    for criterion in job.config.criteria:
+        i = row_of[criterion]
+        out.changed[criterion] = int(changed[i])
+        if two_d:
+            out.rows[criterion], out.cols[criterion] = rows[i], cols[i]
+    return out
 
 
 def _count(out: ChunkStats, criterion: str, mask: np.ndarray, chunk: Chunk) -> None:
@@ -287,16 +351,10 @@ def _count_selected(
 
 
 def _chunk_stats(job: _Job, chunk: Chunk, ws: MappedWorkspace) -> ChunkStats:
-    spec, tuned_spec = job.infos
-    code = spec.dtype
-    shape = (chunk.rows, chunk.width)
-    b = job.maps[0].elements(spec, chunk.first, chunk.numel).reshape(shape)
-    t = job.maps[1].elements(tuned_spec, chunk.first, chunk.numel).reshape(shape)
-    if job.reference is not None:
-        with job.lock:  # its counts are shared by the tensor's chunks
-            job.reference.add_block(
-                _as_torch(b, code), _as_torch(t, code), job.ref_dtype, job.config.tolerances
-            )
+    """The numpy pipeline: one pass per statistic (the kernel's reference)."""
+    code = job.infos[0].dtype
+    b, t = _chunk(job, chunk)
+    shape = b.shape
     exact = np.not_equal(b, t, out=ws.mask(0, shape))
     out = ChunkStats({}, {}, {}, 0.0, 0.0, 0.0, np.empty(0, np.uint8))
     _count(out, EXACT, exact, chunk)
@@ -395,8 +453,8 @@ def _sparse_criteria(
 
 
 class _Pool:
-    """Chunks computed by `workers` threads (numpy and torch release the GIL), yielded in
-    order, at most 2·workers ahead; one workspace per thread."""
+    """Chunks computed by `workers` threads (the kernel, numpy and torch release the GIL),
+    yielded in order, at most 2·workers ahead; one numpy workspace per thread, when used."""
 
     def __init__(self, workers: int, chunk_numel: int, numel: int, n_taus: int) -> None:
         self.workers, self.chunk_numel = workers, chunk_numel
@@ -411,7 +469,16 @@ class _Pool:
         return ws
 
     def _run(self, job: _Job, chunk: Chunk) -> ChunkStats:
-        return _diff_chunk(job, chunk, self._workspace())
+        if job.kernel is not None:
+            got = _kernel_stats(job, chunk, job.kernel)
+        else:
+            got = _diff_chunk(job, chunk, self._workspace())
+        # Released by the thread that counted it, not in the ordered loop: unmapping is ~10 % of
+        # the diff and runs in parallel here. A page shared with a neighbour chunk still being
+        # counted is only faulted in again (a clean private file page; nothing is lost).
+        for side in (0, 1):
+            job.maps[side].release(job.infos[side], chunk.first, chunk.numel)
+        return got
 
     def map(self, job: _Job, todo: list[Chunk]) -> Iterator[tuple[Chunk, ChunkStats]]:
         if self._executor is None:
@@ -460,6 +527,7 @@ def diff_mapped(
         dense,
         reference,
         reference_dtype(config.reference_dtype) if reference is not None else None,
+        _kernel_module(),
     )
     delta_sq = base_sq = max_abs = 0.0
     todo = chunks(spec, pool.chunk_numel)
@@ -479,8 +547,6 @@ def diff_mapped(
             mask_writer.write(spec.name, got.packed)
         if on_mask is not None:
             on_mask(got.packed)
-        maps[0].release(spec, chunk.first, chunk.numel)
-        maps[1].release(tuned_spec, chunk.first, chunk.numel)
     if dense is not None:
         # ΔW == 0 exactly needs no SVD: every rank is 0.
         ranks = update_ranks(dense, config.rank_rtol) if changed[EXACT] else ZERO_UPDATE
