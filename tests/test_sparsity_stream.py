@@ -267,3 +267,27 @@ def test_every_mask_criterion_agrees(dtype, criterion, tmp_path, monkeypatch) ->
         run(pair, tmp_path, mapped=True, config=config),
         run(pair, tmp_path, mapped=False, config=config),
     )
+
+
+def test_layer_fractions_equal_per_layer():
+    import numpy as np
+    import pandas as pd
+
+    from engine.sparsity.tables import layer_fractions, per_layer
+
+    table = pd.DataFrame(
+        {
+            "tensor": [f"t{i}" for i in range(7)],
+            "layer": [0, 0, 2, 3, -1, 5, 2],
+            "module": "mlp",
+            "numel": [10, 30, 7, 0, 99, 4, 13],
+            "changed": [1, 2, 7, 0, 5, 3, 0],
+            "delta_norm": 1.0,
+            "base_norm": 1.0,
+        }
+    )
+    for n in (None, 4, 6, 8):
+        want = per_layer(table, n)["fraction"].to_numpy()
+        got = np.array(layer_fractions(table, n))
+        np.testing.assert_array_equal(got, want)  # NaN where a layer has no weights, too
+    assert layer_fractions(table[table["layer"] < 0]) == []

@@ -30,7 +30,7 @@ from engine.sparsity.result import MASKS, DiffResult, neuron_key
 from engine.sparsity.sources import WeightSource
 from engine.sparsity.stats import TensorStats, Workspace, block_rows, diff_tensor
 from engine.sparsity.stream import MappedFiles, can_map, diff_mapped, mapped_info, pool_for
-from engine.sparsity.tables import counts, long_table, per_layer, rank_table
+from engine.sparsity.tables import counts, layer_fractions, long_table, per_layer, rank_table
 
 if TYPE_CHECKING:
     from engine.cache import ArtifactStore
@@ -119,8 +119,8 @@ def _summary(
     delta_sq, base_sq = sum(s.delta_sq for s in stats), sum(s.base_sq for s in stats)
     per_tensor = counts(tensors, config.mask_criterion)
     layers = per_layer(per_tensor, layout.num_layers)
-    layer_fractions = {
-        criterion: per_layer(counts(tensors, criterion), layout.num_layers)["fraction"].tolist()
+    fractions = {
+        criterion: layer_fractions(counts(tensors, criterion), layout.num_layers)
         for criterion in config.criteria
     }
     summary: dict[str, Any] = {
@@ -145,7 +145,7 @@ def _summary(
         "layers": {
             "layer": layers["layer"].tolist(),
             "numel": layers["numel"].tolist(),
-            "fraction": layer_fractions,
+            "fraction": fractions,
         },
         # Two bases, labelled (localization.py): SubnetScope's, and seed 000's own.
         "localization": {"basis": BLOCK_CHANGED, **localization(layers["changed"].to_numpy())},

@@ -193,3 +193,17 @@ def per_layer(per_tensor: pd.DataFrame, num_layers: int | None = None) -> pd.Dat
     return table.fillna({"tensors": 0, "numel": 0, "changed": 0}).astype(
         {"tensors": "int64", "numel": "int64", "changed": "int64"}
     )
+
+
+def layer_fractions(per_tensor: pd.DataFrame, num_layers: int | None = None) -> list[float]:
+    """`per_layer(per_tensor, num_layers)["fraction"]` without pandas' groupby and merge (a diff
+    asks for it once per criterion; numpy's bincount takes ~1 ms where those took ~25): changed /
+    numel per block layer, NaN where a layer has no weights."""
+    blocks = per_tensor[per_tensor["layer"] >= 0]
+    layer = blocks["layer"].to_numpy(np.int64)
+    n = num_layers if num_layers is not None else int(layer.max()) + 1 if len(layer) else 0
+    numel = np.bincount(layer, weights=blocks["numel"].to_numpy(np.float64), minlength=n)
+    changed = np.bincount(layer, weights=blocks["changed"].to_numpy(np.float64), minlength=n)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        fraction = np.where(numel > 0, changed / numel, np.nan)
+    return fraction[:n].tolist()
