@@ -37,7 +37,9 @@ def test_crafted_models_are_refused_or_bounded(tmp_path: Path, shape: str) -> No
         path.write_bytes(build(int(size / per_n)))
         outcome = measure("crafted", path, traced=True)
         assert outcome.within_limits, outcome
-        assert outcome.cpu_s < 0.5 and outcome.traced_mb < 64, outcome
+        # Within the budget above (MAX_SECONDS) with room: traced by tracemalloc, which slows the
+        # reader, 0.3-0.5 s here, 0.505 s once while a job ran on the other core.
+        assert outcome.cpu_s < 0.75 and outcome.traced_mb < 64, outcome
     # At 16 KB every shape but the buffer one (whose shared data stays small) multiplies its
     # references past what the file can hold.
     if shape != "shared_buffers":
