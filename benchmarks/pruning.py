@@ -28,12 +28,11 @@ import json
 import os
 import random
 import statistics
-import subprocess
 import sys
 import time
 from unittest import mock
 
-from benchmarks.runner import BENCH_THREADS, ROOT, Result, benchmark, compare, spread
+from benchmarks.runner import BENCH_THREADS, Result, benchmark, compare, json_child, spread
 
 SIZE_ENV = "SUBNETSCOPE_BENCH_PRUNING_SIZE"
 DEFAULT_SIZE = "4x64x100"
@@ -166,19 +165,8 @@ def _child(mode: str, n_texts: str, tokens: str, repeats: str) -> dict:
 
 
 def run_child(mode: str, texts: int, tokens: int, repeats: int) -> dict:
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    done = subprocess.run(
-        [sys.executable, "-m", "benchmarks.pruning", mode, str(texts), str(tokens), str(repeats)],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=TIMEOUT,
-        check=False,
-    )
-    if done.returncode != 0:
-        raise RuntimeError(f"{mode} child failed: {done.stderr.strip()[-2000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    argv = ["benchmarks.pruning", mode, str(texts), str(tokens), str(repeats)]
+    return json_child(argv, f"{mode} child", TIMEOUT)
 
 
 # ---- live toggle (in this process, which never imports lxt) ----

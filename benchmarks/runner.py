@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import json
 import os
 import platform
 import statistics
@@ -275,3 +276,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"FAILED {error['benchmark']}: {error['error']}")
     print(f"\nwall time {wall:.1f} s; results in {out_path}")
     return 1 if errors else 0
+
+
+def json_child(argv: Sequence[str], what: str, timeout: float, **env: str) -> dict[str, Any]:
+    """Run `python -m <argv…>` from the checkout with one BLAS/torch thread (plus `env`) and
+    return the JSON object its last stdout line holds; a failure raises with its stderr's end.
+    Benchmarks measure memory and patched-torch work in such fresh processes."""
+    done = subprocess.run(
+        [sys.executable, "-m", *argv],
+        cwd=ROOT,
+        env={**os.environ, "OMP_NUM_THREADS": "1", **env},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"{what} failed: {done.stderr.strip()[-2000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])

@@ -31,7 +31,6 @@ import os
 import random
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -39,7 +38,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from benchmarks.runner import ROOT, Result, benchmark, compare
+from benchmarks.runner import Result, benchmark, compare, json_child
 
 MODELS_ENV = "SUBNETSCOPE_BENCH_SCALE_MODELS"
 DEFAULT_MODELS = ("demo", "qwen2.5-0.5b", "llama-3.2-1b")
@@ -172,33 +171,17 @@ CHILDREN = {"load": _child_load, "gradient": _child_gradient}
 
 
 def run_child(mode: str, *args: Any) -> dict[str, Any]:
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "TRANSFORMERS_VERBOSITY": "error"}
-    done = subprocess.run(
-        [sys.executable, "-m", "benchmarks.scale", mode, json.dumps(args)],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=TIMEOUT,
-        check=False,
+    return json_child(
+        ["benchmarks.scale", mode, json.dumps(args)],
+        f"scale child {mode} {args}",
+        TIMEOUT,
+        TRANSFORMERS_VERBOSITY="error",
     )
-    if done.returncode != 0:
-        raise RuntimeError(f"scale child {mode} {args} failed: {done.stderr.strip()[-2000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 # -- read bandwidth and the tuned copy -----------------------------------------------------------
 def safetensors_files(folder: Path) -> list[Path]:
     return sorted(folder.glob("*.safetensors"))
-
-
-def read_through(paths: list[Path]) -> None:
-    """Read every file once so the diff and the mmap pass both start from a warm page cache."""
-    buf = bytearray(64 << 20)
-    for path in paths:
-        with path.open("rb") as fh:
-            while fh.readinto(buf):
-                pass
 
 
 def write_tuned_copy(base: Path, tuned: Path, seed: int = SEED) -> dict[str, Any]:
@@ -572,7 +555,7 @@ def measure_lora(name: str, loaded, repeats: int, shared: dict) -> Result:
 def measure_diff(name: str, source: str, shared: dict) -> list[Result]:
     # The sparsity benchmark's own timing (benchmarks/sparsity_diff.py): the diff as the CLI
     # runs it, in a fresh process, its anonymous RSS sampled every 2 ms.
-    from benchmarks.sparsity_diff import read_bandwidth_gbs
+    from benchmarks.sparsity_diff import read_bandwidth_gbs, warm_page_cache
     from benchmarks.sparsity_diff import run_child as diff_child
 
     base = folder_of(source)
@@ -580,7 +563,7 @@ def measure_diff(name: str, source: str, shared: dict) -> list[Result]:
         tuned = Path(tmp) / "tuned"
         facts = write_tuned_copy(base, tuned)
         files = safetensors_files(base) + safetensors_files(tuned)
-        read_through(files)
+        warm_page_cache(files)
         bandwidth = [read_bandwidth_gbs(files)]
         run = diff_child("mapped", base, tuned, Path(tmp))
         bandwidth.append(read_bandwidth_gbs(files))

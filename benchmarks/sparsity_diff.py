@@ -21,7 +21,6 @@ import mmap
 import os
 import shutil
 import struct
-import subprocess
 import sys
 import tempfile
 import threading
@@ -31,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.runner import ROOT, Result, benchmark, compare, spread
+from benchmarks.runner import Result, benchmark, compare, json_child, spread
 
 SIZE_ENV = "SUBNETSCOPE_BENCH_SPARSITY_GB"
 HIDDEN, FFN, VOCAB = 2048, 8192, 32768  # a 1B-class model: 32k×2k embedding, 8k×2k MLP
@@ -375,24 +374,12 @@ def _child(mode: str, base: str, tuned: str, scratch: str) -> dict:
 
 
 def run_child(mode: str, base: Path, tuned: Path, scratch: Path) -> dict:
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    command = [sys.executable, "-m", "benchmarks.sparsity_diff", mode, str(base), str(tuned)]
     (scratch / mode).mkdir(parents=True, exist_ok=True)
-    done = subprocess.run(
-        [*command, str(scratch)],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=TIMEOUT,
-        check=False,
-    )
-    if done.returncode != 0:
-        raise RuntimeError(f"{mode} diff failed: {done.stderr.strip()[-2000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    argv = ["benchmarks.sparsity_diff", mode, str(base), str(tuned), str(scratch)]
+    return json_child(argv, f"{mode} diff", TIMEOUT)
 
 
-def _warm(paths: list[Path]) -> None:
+def warm_page_cache(paths: list[Path]) -> None:
     """Read every file once so every contender starts from the same warm page cache."""
     buf = bytearray(64 << 20)
     for f in paths:
@@ -425,7 +412,7 @@ def sparsity_diff(repeats: int) -> list[Result]:
         files = checkpoint_files(root / "base") + checkpoint_files(root / "tuned")
         model_bytes = sum(f.stat().st_size for f in files) / 2
         shard_bytes = files[0].stat().st_size
-        _warm(files)
+        warm_page_cache(files)
         copy = memcpy_gbps(repeats)
         for i in range(repeats):
             # Alternating, so each sees the same load and page cache.
