@@ -110,7 +110,8 @@ AREAS: tuple[Area, ...] = (
     ),
     Area(
         "lora",
-        (Command("lora", "blend PEFT adapters, their geometry and deltas"),),
+        (Command("lora", "blend PEFT adapters, their geometry and deltas; generate from text"),),
+        kinds="engine.lora.generator.jobs",
         page=Page(
             "lora.py",
             "LoRA blender",

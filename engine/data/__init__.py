@@ -7,7 +7,9 @@ __all__ = attach(
     __name__,
     {
         "corpus": ("demo_code_corpus", "demo_general_corpus"),
+        "formats": ("Example", "format_prompt"),
         "sources": ("DEMO_CODE", "DEMO_GENERAL", "TextSource", "load_texts", "sample_texts"),
         "windows": ("token_windows",),
+        "lora_tasks": ("DEMO_HELD_OUT", "LORA_TASKS", "LoraTask", "task_prompts"),
     },
 )

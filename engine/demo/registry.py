@@ -20,6 +20,13 @@ from engine.data.corpus import demo_code_corpus, demo_general_corpus
 from engine.data.sources import DEMO_CODE, DEMO_GENERAL, register_texts
 from engine.ica.catalog import DEMO_PARAMS
 from engine.lora.catalog import DEMO_ADAPTERS
+from engine.lora.generator.config import (
+    DEMO_GENERATOR,
+    DEMO_GENERATOR_WEIGHT,
+    DEMO_TEACHERS,
+    GENERATOR_KIND,
+    TEACHERS_KIND,
+)
 from engine.models.sources import NamedSource, register_source
 from engine.neurons.config import DEMO_ACTIVATIONS
 from engine.neurons.config import KIND as ACTIVATIONS
@@ -124,6 +131,27 @@ PARTS: tuple[DemoPart, ...] = (
     *(
         DemoPart(name=name, title=title, job_kind="train.lora", params=params, view="lora")
         for name, (title, params) in DEMO_ADAPTERS.items()
+    ),
+    DemoPart(
+        name="lora-teachers",
+        title="Teacher LoRA adapters on the demo's small tasks, with checkpoints (seed 004)",
+        job_kind=TEACHERS_KIND,
+        params=DEMO_TEACHERS,
+        view="lora",
+    ),
+    DemoPart(
+        name="lora-generator",
+        title="LoRA generator from prompts (weight + delta losses; task 'sub' held out)",
+        job_kind=GENERATOR_KIND,
+        params=DEMO_GENERATOR,  # waits for lora-teachers when both are queued
+        view="lora",
+    ),
+    DemoPart(
+        name="lora-generator-weight",
+        title="The same generator trained on the weight loss alone (the baseline)",
+        job_kind=GENERATOR_KIND,
+        params=DEMO_GENERATOR_WEIGHT,
+        view="lora",
     ),
     DemoPart(
         name="ica-templates",

@@ -13,10 +13,17 @@ __all__ = attach(
             "LoraAdapter",
             "load_adapter",
             "load_adapter_set",
+            "module_layer",
         ),
         "blend": ("BlendResult", "BlendSpec", "blend", "save_blend"),
         "methods": ("METHODS", "DENSITY_METHODS", "SVD_METHODS"),
-        "deltas": ("DeltaTable", "delta_activations", "delta_distances", "delta_map"),
+        "deltas": (
+            "DeltaTable",
+            "delta_activations",
+            "delta_distances",
+            "delta_map",
+            "mean_last_state",
+        ),
         "geometry": ("cosine_matrix", "cosine_table", "geometry_table", "inspect_adapters"),
         "live": ("apply_lora",),
         "lowrank": (
@@ -40,5 +47,18 @@ __all__ = attach(
         "compare": ("side_by_side",),
         "neuron_norms": ("factor_neuron_norms",),
         "tables": ("norms_by_layer", "ranks_by_kind"),
+        "delta_cache": ("DeltaCache",),
+        # The LoRA generator (engine/lora/generator/), as the blender's Generate view uses it.
+        "generator.catalog": ("GENERATOR_META", "list_generators"),
+        "generator.generate": (
+            "GeneratedAdapter",
+            "GeneratorRun",
+            "encoder_for",
+            "generate_adapter",
+            "open_generator",
+            "save_generated",
+        ),
+        "generator.jobs": ("ABLATION_KIND",),
+        "generator.teachers": ("TeacherRun", "open_teachers"),
     },
 )

@@ -89,6 +89,14 @@ def _saved() -> list[AdapterEntry]:
             base = json.loads(config.read_text()).get("base_model_name_or_path") or ""
         except (OSError, ValueError):
             continue  # a folder being written, or not a PEFT config: not listed
+        title = f"saved · {folder}"
+        generated = folder / "generated.json"
+        if generated.is_file():
+            try:
+                count = len(json.loads(generated.read_text()).get("prompts", []))
+                title = f"generated from {count} prompts · {folder}"
+            except (OSError, ValueError):
+                pass
         entries.append(
             AdapterEntry(
                 name=folder.name,
@@ -97,7 +105,7 @@ def _saved() -> list[AdapterEntry]:
                 source=str(base),
                 dataset="",
                 ready=True,
-                title=f"saved · {folder}",
+                title=title,
             )
         )
     return entries
@@ -147,7 +155,25 @@ def list_adapters(limit: int = 500) -> list[AdapterEntry]:
                 title=f"{p.get('model')} · {dataset} · rank {p.get('lora_rank')} ({view.id})",
             )
         )
-    return entries + _saved()
+    return entries + _teachers() + _saved()
+
+
+def _teachers() -> list[AdapterEntry]:
+    """Each task's teacher from finished teachers runs (the LoRA generator's, seed 004)."""
+    from engine.lora.generator.catalog import teacher_adapters
+
+    return [
+        AdapterEntry(
+            name=t.name,
+            path=t.path,
+            job_id=t.job_id,
+            source=t.source,
+            dataset=t.task,
+            ready=True,
+            title=f"teacher of task '{t.task}' ({t.job_id})",
+        )
+        for t in teacher_adapters()
+    ]
 
 
 def demo_adapter_paths() -> list[Path]:

@@ -1,4 +1,5 @@
-"""`python -m engine lora blend|inspect|deltas`: LoRA adapter sets from the command line."""
+"""`python -m engine lora blend|inspect|deltas|generate|generators`: LoRA adapters from the command
+line."""
 
 from __future__ import annotations
 
@@ -6,10 +7,11 @@ import argparse
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from engine.lora import cli_blend, cli_deltas
+    from engine.lora import cli_blend, cli_deltas, cli_generate
 
     lora = subparsers.add_parser("lora")
     commands = lora.add_subparsers(dest="lora_command", metavar="COMMAND")
     commands.required = True
     cli_blend.register(commands)
     cli_deltas.register(commands)
+    cli_generate.register(commands)

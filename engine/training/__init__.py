@@ -23,5 +23,6 @@ __all__ = attach(
         ),
         "rewards": ("named_reward", "reward_for", "reward_names"),
         "masked_runs": ("comparison_long", "masked_runs"),
+        "teachers_config": ("TeachersConfig",),
     },
 )

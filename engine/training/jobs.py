@@ -1,5 +1,5 @@
 """Job kinds `train.sft`, `train.grpo`, `train.ppo`, `train.sft_masked`, `train.lora`,
-`train.relora`, `train.rank1`, and the demo's runs and task adapters."""
+`train.relora`, `train.rank1`, `train.lora_teachers`, and the demo's runs and task adapters."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from engine.training.config import (
     ReLoRAConfig,
     SFTRunConfig,
 )
+from engine.training.teachers_config import TeachersConfig
 
 FIXED_FP32 = "float32 (the method's fixed precision)"
 # A run's resolved precision (engine/training/runs.py, training_precision) as the dtype it ran in.
@@ -158,3 +159,18 @@ def train_rank1(params: dict[str, Any], ctx: JobContext) -> dict:
     params, has_precision = _with_dtype(Rank1Config, params, "rank1")
     config = Rank1Config.from_params(params, what="train.rank1 params")
     return _ran_in(run_rank1(config, ctx), has_precision)
+
+
+@job(
+    "train.lora_teachers",
+    title="LoRA teachers: checkpoints along each task's trajectory, prompts, delta activations",
+    result_page="lora",
+    defaults=TeachersConfig().to_params(),
+    mem_gb=2.5,  # measured on the demo model: 1.62 GB peak (VmHWM), one task
+)
+def train_lora_teachers(params: dict[str, Any], ctx: JobContext) -> dict:
+    """Teacher adapters for the LoRA generator (issue 20, seed 004); writes result/checkpoints/."""
+    from engine.training.teachers import run_teachers
+
+    config = TeachersConfig.from_params(params, what="train.lora_teachers params")
+    return run_teachers(config, ctx)
