@@ -9,12 +9,13 @@ from dashboard.stamps import follow_workspace
 from dashboard.views import lora as view
 from engine.errors import SubnetScopeError
 
-VIEWS = ["Generations", "Geometry", "Delta map", "Save", "Train"]
+VIEWS = ["Generations", "Geometry", "Delta map", "Save", "Generate", "Train"]
 
 
 def main() -> None:
     st.title("LoRA blender")
     follow_workspace()
+    view.generator_from_url()  # before the View control: a generator's link opens Generate
     st.caption(
         "Weighted blends of PEFT adapters for one base: every combination type of PEFT's "
         "add_weighted_adapter, with svd and cat done exactly from the factors, and each blend's "
@@ -24,6 +25,9 @@ def main() -> None:
     paths, names = view.pick_adapters()
     fallback = model_picker(st.sidebar)
     shown = st.segmented_control("View", VIEWS, default=VIEWS[0], key="lora_view") or VIEWS[0]
+    if shown == "Generate":  # needs no picked adapter: a trained generator makes one
+        view.generate_panel()
+        return
     if not paths:
         st.info(
             "No adapters picked: pick saved ones in the sidebar's Adapters list (the demo "

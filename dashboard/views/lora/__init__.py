@@ -1,4 +1,5 @@
-"""The LoRA blender view: adapters, blends, generations, geometry, deltas, training."""
+"""The LoRA blender view: adapters, blends, generations, geometry, deltas, training, and adapters
+generated from prompts."""
 
 from __future__ import annotations
 
@@ -8,12 +9,18 @@ from dashboard.views.lora.panels import (
     blend_headline,
     blend_now,
     deltas_panel,
+    generate_panel,
     generations_panel,
     geometry_panel,
     save_panel,
     train_panel,
 )
-from dashboard.views.lora.pickers import base_source, blend_controls, pick_adapters
+from dashboard.views.lora.pickers import (
+    base_source,
+    blend_controls,
+    generator_from_url,
+    pick_adapters,
+)
 
 __all__ = [
     "adapters_table",
@@ -22,7 +29,9 @@ __all__ = [
     "blend_headline",
     "blend_now",
     "deltas_panel",
+    "generate_panel",
     "generations_panel",
+    "generator_from_url",
     "geometry_panel",
     "opened",
     "pick_adapters",

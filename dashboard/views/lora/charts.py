@@ -1,4 +1,5 @@
-"""Altair charts of the LoRA blender: norms per layer, ranks, cosines, the delta map, rank runs."""
+"""Altair charts of the LoRA blender: norms per layer, ranks, cosines, the delta map, rank runs,
+a generator's training loss."""
 
 from __future__ import annotations
 
@@ -78,8 +79,10 @@ def module_cosines(pairs: pd.DataFrame) -> alt.Chart:
     )
 
 
-def delta_map(points: pd.DataFrame) -> alt.Chart:
-    """Adapters and blends in the plane of the adapters' first two delta principal components."""
+def delta_map(points: pd.DataFrame, colors: dict[str, str] | None = None) -> alt.Chart:
+    """Adapters and blends in the plane of the adapters' first two delta principal components;
+    `colors` maps each kind of point to its color (default: base, adapter, blend)."""
+    colors = colors or {"base": "#7f7f7f", "adapter": "#1f77b4", "blend": BLEND_COLOR}
     explained = points.attrs.get("explained", [None, None])
 
     def title(i: int) -> str:
@@ -94,9 +97,7 @@ def delta_map(points: pd.DataFrame) -> alt.Chart:
     dots = base.mark_point(filled=True, size=160).encode(
         color=alt.Color(
             "kind:N",
-            scale=alt.Scale(
-                domain=["base", "adapter", "blend"], range=["#7f7f7f", "#1f77b4", BLEND_COLOR]
-            ),
+            scale=alt.Scale(domain=list(colors), range=list(colors.values())),
         ),
         shape=alt.Shape("kind:N", legend=None),
     )
@@ -117,4 +118,22 @@ def rank_evolution(metrics: pd.DataFrame) -> alt.Chart:
             tooltip=["run", "name", "step", alt.Tooltip("value:Q", format=".3g")],
         )
         .properties(height=280)
+    )
+
+
+def generator_history(history: pd.DataFrame) -> alt.Chart:
+    """A generator's training loss and its terms per step (log scale: the terms differ by
+    orders of magnitude)."""
+    long = history.melt(id_vars="step", var_name="term", value_name="value").dropna()
+    long = long[long["value"] > 0]
+    return (
+        alt.Chart(long)
+        .mark_line()
+        .encode(
+            x=alt.X("step:Q", axis=alt.Axis(format="d", tickMinStep=1)),
+            y=alt.Y("value:Q", title="loss", scale=alt.Scale(type="log")),
+            color=alt.Color("term:N", sort=["loss"]),
+            tooltip=["term", "step", alt.Tooltip("value:Q", format=".4g")],
+        )
+        .properties(height=240)
     )

@@ -1,8 +1,11 @@
-"""The LoRA blender's panels: adapters, blend, generations, geometry, deltas, save, runs."""
+"""The LoRA blender's panels: adapters, blend, generations, geometry, deltas, save, runs, and
+adapters generated from prompts."""
 
 from __future__ import annotations
 
 import time
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 import streamlit as st
@@ -11,19 +14,38 @@ from dashboard.downloads import downloads
 from dashboard.jobs_panel import event_tables, job_watcher, submit_job
 from dashboard.loaders import chosen_dtype, memory_plan, shared_model
 from dashboard.neuron_links import neuron_table
-from dashboard.stamps import models_stamp, workspace_changed
+from dashboard.stamps import models_stamp, workspace_changed, workspace_stamp
 from dashboard.views.lora import charts
 from dashboard.views.lora.loaders import (
+    SPLITS,
     Picked,
+    ablation_for,
     blended,
     delta_table,
+    generated_adapter,
+    generated_delta,
+    generated_norms,
     generation_column,
+    generator_generations,
+    generator_report,
     geometry_tables,
+    manifest_mtime,
+    meta_mtime,
     neuron_norms_table,
+    teacher_deltas,
+    teachers_info,
 )
-from dashboard.views.lora.pickers import rank1_options, relora_options
+from dashboard.views.lora.pickers import (
+    generator_prompts,
+    pick_generator,
+    rank1_options,
+    relora_options,
+)
 from engine.errors import SubnetScopeError
 from engine.lora import SVD_METHODS, AdapterSet, BlendResult, BlendSpec
+
+if TYPE_CHECKING:
+    from engine.lora import GeneratedAdapter
 
 HERE = "lora"
 LIVE_PARAMETERS = 500_000_000  # above: generations on a button press (≈ 1 s a token on a CPU at 1B)
@@ -374,3 +396,255 @@ def rank_runs_section() -> None:
         return
     st.altair_chart(charts.rank_evolution(table), width="stretch")
     downloads(table, "lora-rank-evolution", key="lora_rank_dl")
+
+
+# the generator ----------------------------------------------------------------------------
+MADE_KEY = "lora_gen_made"  # (job id, meta mtime, prompts) of the last Generate press
+SAVED_KEY = "lora_gen_saved"  # (folder, job id, prompts) of the last save
+MAP_COLORS = {
+    "base": "#7f7f7f",
+    "teacher": "#1f77b4",
+    "held-out teacher": "#ff7f0e",
+    "generated": charts.BLEND_COLOR,
+}
+NUMBER = st.column_config.NumberColumn
+
+
+def generate_panel() -> None:
+    """Pick a trained generator, see how it scored, type prompts, generate, compare, save."""
+    st.subheader("Generate an adapter from prompts")
+    st.caption(
+        "A LoRA generator (seed 004: Drag-and-Drop LLMs + LLGBM) maps a batch of a task's "
+        "prompts to every target module's A and B in one forward pass. It was trained on "
+        "teacher adapters' checkpoints — their weights and/or their delta activations — and "
+        "never on its held-out tasks."
+    )
+    chosen = pick_generator()
+    if chosen is None:
+        st.info(
+            "No trained LoRA generator yet: `python -m engine demo build` trains the demo's "
+            "(its parts lora-teachers and lora-generator; `--only lora-teachers`, then `--only "
+            "lora-generator`, builds just those), or submit a lora.generator_train job on a "
+            "train.lora_teachers run."
+        )
+        return
+    job_id, result = chosen
+    mtime = meta_mtime(result)
+    report = generator_report(result, mtime)
+    generator_evaluation(report, job_id)
+    meta = report["meta"]
+    try:
+        t_mtime = manifest_mtime(meta["teachers"])
+    except SubnetScopeError as exc:
+        st.error(str(exc))
+        return
+    info = teachers_info(meta["teachers"], t_mtime)
+    tasks = list(info["finals"])
+    first = (meta["held_out"] or tasks)[0]
+    st.markdown("#### Generate")
+    text = generator_prompts(job_id, info["prompts"].get(first, [])[:3])
+    if st.button("Generate", type="primary", key="lora_gen_go", icon=":material/auto_awesome:"):
+        st.session_state[MADE_KEY] = (job_id, mtime, text)
+    made = st.session_state.get(MADE_KEY)
+    if not made or made[:2] != (job_id, mtime):
+        st.caption("Press Generate: one forward pass of the generator over these prompts.")
+        return
+    prompts = made[2]
+    if prompts != text:
+        st.caption("The prompts changed: press Generate again (showing the last adapter).")
+    dtype = chosen_dtype()
+    try:
+        adapter = generated_adapter(job_id, mtime, prompts, dtype)
+    except SubnetScopeError as exc:
+        st.error(str(exc))
+        return
+    held = set(meta["held_out"])
+    task = st.selectbox(
+        "Compare with the teacher of task",
+        tasks,
+        index=tasks.index(first),
+        format_func=lambda t: f"{t} (held out)" if t in held else t,
+        key=f"lora_gen_teacher_{job_id}",  # each generator has its own tasks
+        help="its last checkpoint; a held-out task's teacher never trained the generator",
+    )
+    teacher, teacher_name = info["finals"][task], f"teacher ({task})"
+    norms = generated_norms(job_id, mtime, prompts, dtype, teacher, teacher_name)
+    st.markdown(
+        f"**‖ΔW‖_F per layer** — a rank-{meta['rank']} update of {len(adapter.factors)} "
+        f"modules from {len(adapter.prompts)} prompts, beside the teacher's"
+    )
+    st.altair_chart(charts.norm_per_layer(norms), width="stretch")
+    generated_map(job_id, mtime, prompts, dtype, meta, t_mtime, held)
+    generated_texts(job_id, mtime, prompts, dtype, teacher, teacher_name, info["template"])
+    save_generated_section(adapter, job_id, prompts, first)
+
+
+def generator_evaluation(report: dict, job_id: str) -> None:
+    """The generator's scores per split, its training curve and the ablation on its teachers."""
+    meta, config = report["meta"], report["meta"].get("config", {})
+    st.markdown(
+        f"**{meta['model']}** · rank {meta['rank']} · {meta['parameters']:,} generator "
+        f"parameters · trained on {', '.join(meta['train_tasks'])} · {job_id}"
+    )
+    st.caption(
+        "Held-out loss: mean NLL (nats per token) of the task's held-out responses given their "
+        "prompts. Recovery = (L_base − L) / (L_base − L_teacher): 1 is the teacher's "
+        "improvement, 0 none. δ cos: cosine of the adapter's delta activation with the "
+        "teacher's. Teacher = the task's last checkpoint; teachers' mean = the mean A and mean "
+        "B of the training checkpoints (the generator's anchor); generated = mean over "
+        f"{config.get('eval_draws', '?')} adapters, each from up to "
+        f"{config.get('n_prompts', '?')} "
+        "prompts the generator never saw. Seen tasks: the mean over tasks."
+    )
+    columns = {
+        "held-out loss": NUMBER(format="%.3f", help="nats per response token"),
+        "recovery": NUMBER(format="%.2f"),
+        "δ cos to teacher": NUMBER(format="%.2f"),
+    }
+    splits = report["splits"]
+    if not splits:
+        st.info("This generator's run wrote no evaluation.")
+    else:
+        for col, (title, (tasks, frame)) in zip(
+            st.columns(len(splits)), splits.items(), strict=True
+        ):
+            col.markdown(f"**{title}**: {', '.join(tasks)}")
+            col.dataframe(frame, hide_index=True, width="stretch", column_config=columns)
+    history = report["history"]
+    if not history.empty:
+        st.markdown("**Training loss** (and its terms)")
+        st.altair_chart(charts.generator_history(history), width="stretch")
+    with st.expander("Every task and draw"):
+        st.dataframe(report["evaluation"], hide_index=True, width="stretch", height=280)
+        downloads(report["evaluation"], f"lora-generator-{job_id}", key="lora_gen_eval_dl")
+    ablation_section(meta["teachers"])
+
+
+def _mean_std(values: dict, name: str) -> str:
+    mean, std = values.get(f"{name}_mean"), values.get(f"{name}_std")
+    if mean is None:
+        return "–"
+    return f"{mean:.3f}" + (f" ± {std:.3f}" if std is not None and std == std else "")
+
+
+def ablation_section(teachers: str) -> None:
+    found = ablation_for(teachers, workspace_stamp())
+    if found is None:
+        return
+    ablation_job, summary = found
+    rows = []
+    for key, values in summary.get("by_config", {}).items():
+        split, config = key.split("/", 1)
+        rows.append(
+            {
+                "split": SPLITS.get(split, split),
+                "config": config,
+                "recovery": _mean_std(values, "recovery"),
+                "δ cos to teacher": _mean_std(values, "delta_cos"),
+            }
+        )
+    st.markdown(
+        f"**Ablation on the same teachers** ({ablation_job}): mean ± std over "
+        f"{summary.get('trials', '?')} trials of {summary.get('steps', '?')} steps each, held "
+        f"out: {', '.join(summary.get('held_out', []))}"
+    )
+    st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
+
+
+def generated_map(
+    job_id: str, mtime: int, prompts: str, dtype: str, meta: dict, t_mtime: int, held: set
+) -> None:
+    """The generated adapter on the teachers' delta map, with its distance to each teacher."""
+    import numpy as np
+
+    from engine.lora import DeltaTable, delta_distances, delta_map
+
+    teachers = meta["teachers"]
+    tasks, vectors, base = teacher_deltas(meta["model"], dtype, teachers, t_mtime)
+    generated = generated_delta(job_id, mtime, prompts, dtype, teachers, t_mtime)
+    names = [f"{t} (held out)" if t in held else t for t in tasks]
+    table = DeltaTable(
+        names=[*names, "generated"],
+        kinds=["adapter"] * len(tasks) + ["generated"],
+        vectors=np.vstack([vectors, generated[None]]).astype(np.float32),
+        base=base,
+        probes="the teachers' probes",
+    )
+    points = delta_map(table)  # the plane of the teachers; the generated adapter projected
+    held_names = {n for n, t in zip(names, tasks, strict=True) if t in held}
+    points.loc[points["kind"] == "adapter", "kind"] = "teacher"
+    points.loc[points["name"].isin(held_names), "kind"] = "held-out teacher"
+    st.markdown(
+        "**Its place among the teachers** — Δ = v(adapter) − v(base) over the teachers' probe "
+        "texts (each task's last checkpoint; PCA of the teachers)"
+    )
+    distances = delta_distances(table)
+    distances = distances[distances["b"] == "generated"].rename(columns={"a": "teacher"})
+    left, right = st.columns([3, 2])
+    left.altair_chart(charts.delta_map(points, MAP_COLORS), width="stretch")
+    right.dataframe(
+        distances[["teacher", "distance", "cosine"]].sort_values("distance"),
+        hide_index=True,
+        width="stretch",
+        column_config={"distance": NUMBER(format="%.4g"), "cosine": NUMBER(format="%.2f")},
+    )
+
+
+def generated_texts(
+    job_id: str,
+    mtime: int,
+    prompts: str,
+    dtype: str,
+    teacher: str,
+    teacher_name: str,
+    template: str,
+) -> None:
+    st.markdown("**Generations** — greedy, each update applied for its own calls only")
+    left, right = st.columns(2)
+    wrap = left.toggle(
+        f"Wrap the prompts in the teachers' template ({template})",
+        value=True,
+        key="lora_gen_wrap",
+        help="the format the teachers were trained on; off: the prompts as typed",
+    )
+    max_new = int(right.slider("New tokens", 4, 96, 24, key="lora_gen_tokens"))
+    table = generator_generations(
+        job_id, mtime, prompts, dtype, teacher, teacher_name, template if wrap else None, max_new
+    )
+    st.dataframe(table, hide_index=True, width="stretch")
+    downloads(table, "lora-generated-generations", key="lora_gen_texts_dl")
+
+
+def save_generated_section(adapter: GeneratedAdapter, job_id: str, prompts: str, task: str) -> None:
+    from engine.lora import save_generated, saved_dir
+    from engine.names import NAME_RULE, named_folder
+
+    st.markdown("**Save** — a PEFT folder with generated.json (its prompts and generator)")
+    name = st.text_input("Name", f"generated-{task}", key="lora_gen_save_name", help=NAME_RULE)
+    try:
+        folder, problem = named_folder(saved_dir(), name.strip(), "adapter name"), None
+    except SubnetScopeError as exc:
+        folder, problem = saved_dir() / "<name>", str(exc)
+    st.code(
+        f"python -m engine lora generate --generator {job_id} --prompts prompts.txt --out {folder}",
+        language="bash",
+    )
+    if st.button("Save", key="lora_gen_save_go", icon=":material/save:"):
+        if problem:
+            st.error(problem)
+        elif folder.exists():
+            st.error(f"'{folder}' exists already: choose another name (nothing was overwritten).")
+        else:
+            try:
+                path = save_generated(adapter, folder)
+            except SubnetScopeError as exc:
+                st.error(str(exc))
+            else:
+                workspace_changed()
+                st.session_state[SAVED_KEY] = (str(path), job_id, prompts)
+    saved = st.session_state.get(SAVED_KEY)
+    if saved and saved[1:] == (job_id, prompts) and Path(saved[0]).is_dir():
+        st.success(
+            f"Saved to {saved[0]}: it is listed with the adapters in the sidebar now, to blend "
+            "with the teachers."
+        )

@@ -1,5 +1,5 @@
 """The LoRA blender's pickers: the adapters (preselected from the URL), their base, the blend's
-weights and combination, and ReLoRA / rank-1 training options."""
+weights and combination, ReLoRA / rank-1 training options, and a trained generator's prompts."""
 
 from __future__ import annotations
 
@@ -7,13 +7,15 @@ import streamlit as st
 
 from dashboard.sources import ignored_link
 from dashboard.stamps import workspace_stamp
-from dashboard.views.lora.loaders import adapter_choices
+from dashboard.views.lora.loaders import adapter_choices, generator_choices
 from engine.errors import SubnetScopeError
 from engine.lora import DENSITY_METHODS, METHODS, SVD_METHODS, AdapterSet, BlendSpec
 
 WEIGHT_HELP = "wᵢ in Σ wᵢ·sᵢ·BᵢAᵢ (negative subtracts the adapter)"
 PICK_KEY = "adapters"
 SEEN_KEY = "adapters_seen"  # the adapters listed on the last run
+GENERATOR_KEY = "lora_generator"
+LINKED_KEY = "lora_gen_linked"  # the ?job= link already followed
 
 
 def pick_adapters(bar=st.sidebar) -> tuple[list[str], list[str] | None]:
@@ -52,6 +54,46 @@ def pick_adapters(bar=st.sidebar) -> tuple[list[str], list[str] | None]:
     )
     extra = [line.strip() for line in typed.splitlines() if line.strip()]
     return list(picked) + extra, None if extra else [labels[p] for p in picked]
+
+
+def generator_from_url() -> None:
+    """`?job=<id>` of a trained generator (the Runs page's result link) opens the Generate view
+    on it, once per session; other jobs' links (a LoRA run's) leave the page as it is."""
+    wanted = st.query_params.get("job")
+    if not wanted or st.session_state.get(LINKED_KEY) == wanted:
+        return
+    st.session_state[LINKED_KEY] = wanted
+    if wanted in {job for job, _, _ in generator_choices(workspace_stamp())}:
+        st.session_state.update({GENERATOR_KEY: wanted, "lora_view": "Generate"})
+
+
+def pick_generator() -> tuple[str, str] | None:
+    """A trained LoRA generator, the demo's first: (job id, result folder); None if none is."""
+    found = generator_choices(workspace_stamp())
+    if not found:
+        return None
+    labels = {job: label for job, _, label in found}
+    job = st.selectbox(
+        "Generator",
+        list(labels),
+        format_func=labels.get,
+        key=GENERATOR_KEY,
+        help="finished lora.generator_train jobs: loss · architecture · prompt encoder · the "
+        "tasks it never trained on · job id",
+    )
+    return job, next(folder for j, folder, _ in found if j == job)
+
+
+def generator_prompts(job_id: str, default: list[str]) -> str:
+    """The prompts to condition on, one per line (their own text area per generator)."""
+    return st.text_area(
+        "Prompts (one per line)",
+        "\n".join(default),
+        key=f"lora_gen_prompts_{job_id}",
+        height=110,
+        help="a task's instructions, without answers (DnD conditions on prompts only); "
+        "prefilled with held-out prompts of a task the generator never trained on",
+    )
 
 
 def base_source(adapters: AdapterSet, fallback: str | None) -> str:
