@@ -30,6 +30,7 @@ MODULES = (
     "benchmarks.pruning",
     "benchmarks.lora_blend",
     "benchmarks.lora_live",
+    "benchmarks.lora_generator",
     "benchmarks.neuron_overlap",
     "benchmarks.rank1_svd",
     "benchmarks.cli_startup",

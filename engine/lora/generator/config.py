@@ -62,6 +62,13 @@ class GeneratorTrainConfig:
             "checkpoints; evaluation scores it on them"
         },
     )
+    from_step: int = field(
+        default=0,
+        metadata={
+            "help": "train on the checkpoints saved at or after this step (DnD trains on the tail "
+            "of each trajectory: its checkpoints come after pre-training); 0 takes them all"
+        },
+    )
     loss: str = field(
         default="multitask",
         metadata={
@@ -130,6 +137,8 @@ class GeneratorTrainConfig:
                 raise SubnetScopeError(f"{name} must be ≥ 1, not {getattr(self, name)}")
         if not float(self.lr) > 0:
             raise SubnetScopeError(f"lr must be > 0, not {self.lr}")
+        if int(self.from_step) < 0:
+            raise SubnetScopeError(f"from_step must be ≥ 0, not {self.from_step}")
         for name in ("lambda_w", "lambda_d", "weight_decay"):
             if not float(getattr(self, name)) >= 0:
                 raise SubnetScopeError(f"{name} must be ≥ 0, not {getattr(self, name)}")

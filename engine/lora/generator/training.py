@@ -52,6 +52,12 @@ def training_data(run: TeacherRun, config: GeneratorTrainConfig, encoder) -> Tra
         raise SubnetScopeError(
             f"holding out {', '.join(sorted(held))} leaves no teacher checkpoint to train on"
         )
+    checkpoints = [c for c in checkpoints if c.step >= config.from_step]
+    if not checkpoints:
+        last = max(c.step for c in run.checkpoints)
+        raise SubnetScopeError(
+            f"no checkpoint at or after step {config.from_step}: the teachers' last is step {last}"
+        )
     loaded = [teacher_factors(c.path) for c in checkpoints]
     modules = list(loaded[0])
     for c, f in zip(checkpoints, loaded, strict=True):
