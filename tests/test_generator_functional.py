@@ -44,7 +44,7 @@ def _factors(targets, rank=2, seed=0, std=0.3) -> dict:
     }
 
 
-@pytest.mark.parametrize("family", ["llama", "gpt2", "qwen2", "gemma3"])
+@pytest.mark.parametrize("family", ["llama", "gpt2", "qwen2", "gemma3", "gemma3n"])
 def test_equals_mean_last_state(tiny_models, family):
     loaded = tiny_models[family]
     batch = probe_batch(loaded, TEXTS)

@@ -237,3 +237,30 @@ def test_cli_deltas(tiny_folder, tmp_path, cache_dir, capsys) -> None:
     assert main([*args[:-1], "poetry"]) == 1
     assert "unknown probe set" in capsys.readouterr().err
     assert load_adapter(folders[0]).info.name == "red"
+
+
+@pytest.mark.parametrize("family", ["llama", "gpt2", "qwen2", "gemma3"])
+def test_mean_last_state_is_the_full_models_last_hidden_state(tiny_models, family) -> None:
+    """v(M) against a brute force: each text alone through the full model, hidden_states[-1] at
+    its last token, averaged (Gemma 3n's hidden_states stack AltUp streams: its own test)."""
+    from engine.lora.deltas import mean_last_state
+
+    loaded = tiny_models[family]
+    texts = ["abc", "hello there", "x"]
+    rows = []
+    for text in texts:
+        ids = torch.tensor([loaded.tokenizer(text)["input_ids"]])
+        with torch.no_grad():
+            out = loaded.model(input_ids=ids, output_hidden_states=True)
+        rows.append(out.hidden_states[-1][0, -1].float())
+    torch.testing.assert_close(
+        mean_last_state(loaded, texts), torch.stack(rows).mean(0), atol=1e-5, rtol=0
+    )
+
+
+def test_mean_last_state_on_gemma3n(tiny_models) -> None:
+    from engine.lora.deltas import mean_last_state
+
+    loaded = tiny_models["gemma3n"]
+    state = mean_last_state(loaded, ["abc", "hello there"])
+    assert state.shape == (loaded.model.config.hidden_size,) and torch.isfinite(state).all()

@@ -71,12 +71,11 @@ def mean_last_state(
                 input_ids[row, : len(tokens)] = torch.tensor(tokens)
                 attention[row, : len(tokens)] = 1
             device = input_device(loaded.model)
-            out = loaded.model(
-                input_ids=input_ids.to(device),
-                attention_mask=attention.to(device),
-                output_hidden_states=True,
-            )
-            hidden = out.hidden_states[-1]  # (b, seq, hidden)
+            # The backbone's final state, without the LM head: hidden_states[-1] of the full model
+            # for every family but Gemma 3n, whose hidden_states stack its AltUp streams.
+            backbone = getattr(loaded.model, "base_model", loaded.model)
+            out = backbone(input_ids=input_ids.to(device), attention_mask=attention.to(device))
+            hidden = out.last_hidden_state if hasattr(out, "last_hidden_state") else out[0]
             last = torch.tensor(lengths, device=hidden.device) - 1  # (b,)
             states = hidden[torch.arange(len(ids), device=hidden.device), last]  # (b, hidden)
             summed = states.cpu().double().sum(dim=0)  # (hidden,); MPS has no float64
