@@ -27,7 +27,14 @@ TEACHERS = {
     "lr": 1e-2,
     "template": "alpaca",
 }
-QUICK = {"held_out": "sub", "steps": 3, "batch_size": 2, "n_prompts": 4, "eval_draws": 1}
+QUICK = {
+    "held_out": "sub",
+    "steps": 3,
+    "batch_size": 2,
+    "n_prompts": 4,
+    "eval_draws": 1,
+    "delta_every": 1,
+}
 
 
 def _ctx(root, name: str) -> JobContext:
@@ -143,7 +150,7 @@ def test_every_loss_mode_trains(setup, mode: str) -> None:
     )
 
     config = GeneratorTrainConfig(
-        teachers=str(setup["checkpoints"]), encoder="base", loss=mode, delta_every=2, **QUICK
+        teachers=str(setup["checkpoints"]), encoder="base", loss=mode, **{**QUICK, "delta_every": 2}
     )
     run = open_teachers(config.teachers)
     loaded = open_base(run, config)

@@ -29,8 +29,12 @@ DEMO_TEACHERS: dict[str, Any] = {
     "probe_prompts": 1,
     "seed": 0,
 }
-DEMO_GENERATOR: dict[str, Any] = {"teachers": "demo", "held_out": "sub", "loss": "multitask"}
-DEMO_GENERATOR_WEIGHT: dict[str, Any] = {"teachers": "demo", "held_out": "sub", "loss": "weight"}
+# Both demo generators: DnD's decoder (better than mlp on the demo: README), the tail of each
+# trajectory (steps 20–40), and the computed δ every 4th step (it costs the base's forward and
+# backward over every probe for every sample).
+_DEMO_GENERATOR = {"teachers": "demo", "held_out": "sub", "arch": "hyperconv", "from_step": 20}
+DEMO_GENERATOR: dict[str, Any] = {**_DEMO_GENERATOR, "loss": "multitask", "delta_every": 4}
+DEMO_GENERATOR_WEIGHT: dict[str, Any] = {**_DEMO_GENERATOR, "loss": "weight"}
 
 # seed 004's ablation: 3 trials × these configurations (LLGBM's ablations.py adds its multitask
 # weightings; ours also runs the gauge-invariant ΔW term and the delta-guided head).
@@ -87,7 +91,7 @@ class GeneratorTrainConfig:
         metadata={"help": "delta loss: nmse (MSE of unit vectors) or cos (1 − cosine)"},
     )
     arch: str = field(
-        default="mlp",
+        default="hyperconv",
         metadata={
             "help": "mlp (pooled prompts → per-module heads) or hyperconv (DnD's cascaded "
             "hyper-convolutional decoder)"
@@ -109,7 +113,7 @@ class GeneratorTrainConfig:
     lr: float = field(default=1e-3, metadata={"help": "AdamW learning rate"})
     weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay"})
     delta_every: int = field(
-        default=1,
+        default=4,
         metadata={
             "help": "compute the delta term every k steps (it needs forward passes of the base "
             "model; the weight term runs every step)"
