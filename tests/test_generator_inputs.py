@@ -94,3 +94,46 @@ def test_teachers_folder_errors(tmp_path, job_cache) -> None:
         open_teachers("no-such-job")
     with pytest.raises(SubnetScopeError, match="not built yet"):
         open_teachers("demo")
+
+
+class _View:
+    def __init__(self, state: str) -> None:
+        from types import SimpleNamespace
+
+        from engine.lora.generator.config import DEMO_TEACHERS
+
+        self.id = f"teachers-{state}"
+        self.spec = SimpleNamespace(params=dict(DEMO_TEACHERS))
+        self.status = SimpleNamespace(state=state)
+
+
+def test_a_demo_generator_waits_for_running_teachers_never_for_queued(monkeypatch) -> None:
+    """`demo build` submits teachers and generators together: a generator waits while the
+    teachers run, and refuses (instead of holding the queue slot) while they are queued."""
+    import engine.jobs
+    import engine.lora.generator.teachers as teachers
+    from engine.lora.generator.runs import wait_for_demo_teachers
+
+    class Ctx:
+        def progress(self, *a, **k) -> None:
+            pass
+
+        def check_cancel(self) -> None:
+            pass
+
+    looks = []
+
+    def done_after_two_looks():
+        looks.append(1)
+        return object() if len(looks) > 2 else None
+
+    monkeypatch.setattr(teachers, "demo_teachers_job", done_after_two_looks)
+    monkeypatch.setattr(engine.jobs, "list_jobs", lambda **kw: [_View("running")])
+    wait_for_demo_teachers(Ctx(), poll_s=0)
+    assert len(looks) == 3
+    monkeypatch.setattr(teachers, "demo_teachers_job", lambda: None)
+    monkeypatch.setattr(engine.jobs, "list_jobs", lambda **kw: [_View("queued")])
+    with pytest.raises(SubnetScopeError, match="still queued"):
+        wait_for_demo_teachers(Ctx(), poll_s=0)
+    monkeypatch.setattr(engine.jobs, "list_jobs", lambda **kw: [])
+    wait_for_demo_teachers(Ctx(), poll_s=0)  # nothing to wait for: open_teachers says why

@@ -48,21 +48,27 @@ def _setup(config: GeneratorTrainConfig, ctx: JobContext):
 
 def wait_for_demo_teachers(ctx: JobContext, poll_s: float = 5.0) -> None:
     """`demo build` submits the teachers and the generators together: a generator whose demo
-    teachers are still queued or running waits for them (cancellable)."""
+    teachers are running waits for them (cancellable). It never waits for queued teachers: it
+    would hold the queue slot they need."""
     from engine.jobs import list_jobs
-    from engine.jobs.model import ACTIVE_STATES
     from engine.lora.generator.config import DEMO_TEACHERS, TEACHERS_KIND
     from engine.lora.generator.teachers import demo_teachers_job
 
     while demo_teachers_job() is None:
         active = [
             v
-            for v in list_jobs(kind=TEACHERS_KIND, states=ACTIVE_STATES, limit=50)
+            for v in list_jobs(kind=TEACHERS_KIND, states=("queued", "running"), limit=50)
             if all(v.spec.params.get(k) == val for k, val in DEMO_TEACHERS.items())
         ]
-        if not active:
+        running = [v for v in active if v.status.state == "running"]
+        if not running:
+            if active:
+                raise SubnetScopeError(
+                    f"the demo's teachers (job {active[0].id}) are still queued: build this "
+                    "part again once they have finished (`python -m engine demo build`)"
+                )
             return  # open_teachers says what is missing
-        ctx.progress(0.01, f"waiting for the demo's teachers (job {active[0].id})")
+        ctx.progress(0.01, f"waiting for the demo's teachers (job {running[0].id})")
         ctx.check_cancel()
         time.sleep(poll_s)
 
