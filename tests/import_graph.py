@@ -24,6 +24,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
         "engine.areas",
         "engine.console",
         "engine.lazy",
+        "engine.params",
     ),
     ("engine.cache",),
     ("engine.jobs",),

@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
-from typing import Any
+from dataclasses import dataclass, field
 
 from engine.data.lora_tasks import task_names
 from engine.errors import SubnetScopeError
 from engine.models.precision import dtype_choice
+from engine.params import ParamsConfig
 from engine.training.config import TARGETS_HELP, _targets
 
 
 @dataclass(frozen=True)
-class TeachersConfig:
+class TeachersConfig(ParamsConfig):
     """Teacher LoRA adapters for the generator (seed 004): one trajectory per task, every task
     from the same LoRA init, a PEFT checkpoint every k steps with the prompts it was trained on."""
 
@@ -98,22 +98,3 @@ class TeachersConfig:
     def task_list(self) -> list[str]:
         """The tasks to train, in LORA_TASKS order."""
         return task_names(self.tasks)
-
-    @classmethod
-    def from_params(cls, params: dict[str, Any] | None, *, what: str = "params") -> TeachersConfig:
-        """The config from a job's params; unknown keys are one clear error."""
-        params = dict(params or {})
-        known = [f.name for f in fields(cls)]
-        unknown = sorted(set(params) - set(known))
-        if unknown:
-            raise SubnetScopeError(
-                f"{what}: unknown key{'s' if len(unknown) > 1 else ''} {', '.join(unknown)}; "
-                f"known keys: {', '.join(known)}"
-            )
-        try:
-            return cls(**params)
-        except TypeError as exc:
-            raise SubnetScopeError(f"{what}: {exc}") from None
-
-    def to_params(self) -> dict[str, Any]:
-        return asdict(self)

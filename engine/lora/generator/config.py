@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import Any
 
 from engine.errors import SubnetScopeError
+from engine.params import ParamsConfig
 
 GENERATOR_KIND = "lora.generator_train"
 TEACHERS_KIND = "train.lora_teachers"
@@ -49,7 +50,7 @@ ABLATION_CONFIGS: dict[str, dict[str, Any]] = {
 
 
 @dataclass(frozen=True)
-class GeneratorTrainConfig:
+class GeneratorTrainConfig(ParamsConfig):
     """A generator from prompt batches to LoRA factors, trained on a teachers run's checkpoints."""
 
     teachers: str = field(
@@ -158,26 +159,3 @@ class GeneratorTrainConfig:
     @property
     def uses_weights(self) -> bool:
         return self.loss in ("weight", "delta_w", "multitask")
-
-    @classmethod
-    def help(cls, name: str) -> str:
-        return next(f.metadata.get("help", "") for f in fields(cls) if f.name == name)
-
-    @classmethod
-    def from_params(cls, params: dict[str, Any] | None, *, what: str = "params"):
-        """The config from a job's params; unknown keys are one clear error."""
-        params = dict(params or {})
-        known = [f.name for f in fields(cls)]
-        unknown = sorted(set(params) - set(known))
-        if unknown:
-            raise SubnetScopeError(
-                f"{what}: unknown key{'s' if len(unknown) > 1 else ''} {', '.join(unknown)}; "
-                f"known keys: {', '.join(known)}"
-            )
-        try:
-            return cls(**params)
-        except TypeError as exc:
-            raise SubnetScopeError(f"{what}: {exc}") from None
-
-    def to_params(self) -> dict[str, Any]:
-        return asdict(self)

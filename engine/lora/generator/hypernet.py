@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import json
 import math
+from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -73,7 +74,7 @@ def _small_init(layer: nn.Module, fan_in: int) -> None:
         nn.init.zeros_(layer.bias)
 
 
-class LoRAGenerator(nn.Module):
+class LoRAGenerator(nn.Module, ABC):
     """Base of both architectures: anchors, the δ head, and the output dictionary."""
 
     config: GeneratorConfig
@@ -85,9 +86,9 @@ class LoRAGenerator(nn.Module):
             self.register_buffer(f"anchor_a_{i}", torch.zeros(config.rank, t.d_in))
             self.register_buffer(f"anchor_b_{i}", torch.zeros(t.d_out, config.rank))
 
+    @abstractmethod
     def residuals(self, cond: Tensor) -> list[tuple[Tensor, Tensor]]:
         """Per target (in config order): (A (batch, r, d_in), B (batch, d_out, r)) residuals."""
-        raise NotImplementedError
 
     def forward(self, cond: Tensor) -> dict[str, tuple[Tensor, Tensor]]:
         """cond (batch, n_prompts, cond_dim) → {path: (A (batch, r, d_in), B (batch, d_out, r))}."""
@@ -107,8 +108,9 @@ class LoRAGenerator(nn.Module):
             raise SubnetScopeError("this generator has no δ head (delta_dim is 0)")
         return self.delta_head(self._delta_features(self._check(cond)))
 
+    @abstractmethod
     def _delta_features(self, cond: Tensor) -> Tensor:
-        raise NotImplementedError
+        """The features the δ head reads, (batch, features)."""
 
     @torch.no_grad()
     def set_anchor(self, factors: Mapping[str, tuple[Tensor, Tensor]]) -> None:
