@@ -37,6 +37,25 @@ _MOMENT_CHUNK = 1 << 24  # elements per float64 chunk of the fingerprint sums (1
 MAX_LENGTH = 256
 
 
+def right_padded(
+    tokenizer, texts: Sequence[str], max_length: int
+) -> tuple[torch.Tensor, torch.Tensor, list[int]]:
+    """(input_ids (n, seq), attention mask (n, seq), lengths) of `texts` truncated to `max_length`
+    and padded on the right whatever the tokenizer's padding side: positions are those of the
+    unpadded texts, so causal attention keeps pads out of every real token's state."""
+    ids = tokenizer(list(texts), truncation=True, max_length=max_length)["input_ids"]
+    lengths = [len(row) for row in ids]
+    if min(lengths) == 0:
+        raise SubnetScopeError(f"probe text {texts[lengths.index(0)]!r} has no tokens")
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    input_ids = torch.full((len(ids), max(lengths)), pad_id, dtype=torch.long)
+    attention = torch.zeros_like(input_ids)
+    for row, tokens in enumerate(ids):
+        input_ids[row, : len(tokens)] = torch.tensor(tokens)
+        attention[row, : len(tokens)] = 1
+    return input_ids, attention, lengths
+
+
 def mean_last_state(
     loaded: LoadedModel,
     texts: Sequence[str],
@@ -53,23 +72,11 @@ def mean_last_state(
         raise SubnetScopeError("delta activations need at least one probe text")
     if batch_size < 1 or max_length < 1:
         raise SubnetScopeError("batch size and max length must be at least 1")
-    tokenizer = loaded.tokenizer
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     total: torch.Tensor | None = None
     with torch.inference_mode(), apply_lora(loaded, factors):
         for start in range(0, len(texts), batch_size):
             batch = list(texts[start : start + batch_size])
-            ids = tokenizer(batch, truncation=True, max_length=max_length)["input_ids"]
-            lengths = [len(row) for row in ids]
-            if min(lengths) == 0:
-                empty = batch[lengths.index(0)]
-                raise SubnetScopeError(f"probe text {empty!r} has no tokens")
-            width = max(lengths)
-            input_ids = torch.full((len(ids), width), pad_id, dtype=torch.long)  # (b, seq)
-            attention = torch.zeros((len(ids), width), dtype=torch.long)  # (b, seq)
-            for row, tokens in enumerate(ids):
-                input_ids[row, : len(tokens)] = torch.tensor(tokens)
-                attention[row, : len(tokens)] = 1
+            input_ids, attention, lengths = right_padded(loaded.tokenizer, batch, max_length)
             device = input_device(loaded.model)
             # The backbone's final state, without the LM head: hidden_states[-1] of the full model
             # for every family but Gemma 3n, whose hidden_states stack its AltUp streams.
@@ -77,7 +84,7 @@ def mean_last_state(
             out = backbone(input_ids=input_ids.to(device), attention_mask=attention.to(device))
             hidden = out.last_hidden_state if hasattr(out, "last_hidden_state") else out[0]
             last = torch.tensor(lengths, device=hidden.device) - 1  # (b,)
-            states = hidden[torch.arange(len(ids), device=hidden.device), last]  # (b, hidden)
+            states = hidden[torch.arange(len(lengths), device=hidden.device), last]  # (b, hidden)
             summed = states.cpu().double().sum(dim=0)  # (hidden,); MPS has no float64
             total = summed if total is None else total + summed
     return (total / len(texts)).float()

@@ -22,6 +22,7 @@ import torch
 from torch import Tensor, nn
 
 from engine.errors import SubnetScopeError
+from engine.lora.deltas import right_padded
 from engine.lora.live import apply_lora
 from engine.lora.lowrank import Factors
 from engine.models.devices import input_device
@@ -49,18 +50,7 @@ def probe_batch(
         raise SubnetScopeError("a probe batch needs at least one text")
     if max_length < 1:
         raise SubnetScopeError("max length must be at least 1")
-    tokenizer = loaded.tokenizer
-    ids = tokenizer(list(texts), truncation=True, max_length=max_length)["input_ids"]
-    lengths = [len(row) for row in ids]
-    if min(lengths) == 0:
-        raise SubnetScopeError(f"probe text {texts[lengths.index(0)]!r} has no tokens")
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    width = max(lengths)
-    input_ids = torch.full((len(ids), width), pad_id, dtype=torch.long)  # (n, seq)
-    attention = torch.zeros((len(ids), width), dtype=torch.long)  # (n, seq)
-    for row, tokens in enumerate(ids):
-        input_ids[row, : len(tokens)] = torch.tensor(tokens)
-        attention[row, : len(tokens)] = 1
+    input_ids, attention, lengths = right_padded(loaded.tokenizer, texts, max_length)
     device = input_device(loaded.model)
     return ProbeBatch(
         input_ids=input_ids.to(device),
