@@ -37,6 +37,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("engine.lora",),
     ("engine.attribution",),
     ("engine.training",),
+    ("engine.attention",),
     ("engine.neurons",),
     ("engine.demo",),
     ("engine.cli", "engine.__main__"),

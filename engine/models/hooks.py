@@ -26,14 +26,17 @@ from typing import Any, Literal
 from torch import nn
 
 from engine.errors import SubnetScopeError
+from engine.models.attention_calls import register as register_attention_hook
 from engine.models.loading import LoadedModel
 
-HookKind = Literal["pre", "pre-kwargs", "forward"]
+HookKind = Literal["pre", "pre-kwargs", "forward", "attention"]
 # (module, "pre", fn(module, args) -> new args | None),
 # (module, "pre-kwargs", fn(module, args, kwargs) -> (new args, new kwargs) | None) or
-# (module, "forward", fn(module, args, output) -> new output | None), as torch calls them.
+# (module, "forward", fn(module, args, output) -> new output | None), as torch calls them;
+# (attention module, "attention", fn(module, query, key, value, mask, kwargs) -> new mask | None)
+# on the attention function's own inputs (engine/models/attention_calls.py).
 Hook = tuple[nn.Module, HookKind, Callable[..., Any]]
-HOOK_KINDS: tuple[str, ...] = ("pre", "pre-kwargs", "forward")
+HOOK_KINDS: tuple[str, ...] = ("pre", "pre-kwargs", "forward", "attention")
 
 
 class _Scope:
@@ -76,6 +79,15 @@ def _gated(scope: _Scope, kind: HookKind, fn: Callable[..., Any]) -> Callable[..
 
         return pre_kwargs_hook
 
+    if kind == "attention":
+
+        def attention_hook(module: nn.Module, *inputs: Any) -> Any:
+            if scope in _active.get():
+                return fn(module, *inputs)
+            return None
+
+        return attention_hook
+
     def forward_hook(module: nn.Module, args: tuple, output: Any) -> Any:
         if scope in _active.get():
             return fn(module, args, output)
@@ -116,6 +128,8 @@ def scoped_hooks(
                     handles.append(module.register_forward_pre_hook(gated))
                 elif kind == "pre-kwargs":
                     handles.append(module.register_forward_pre_hook(gated, with_kwargs=True))
+                elif kind == "attention":
+                    handles.append(register_attention_hook(module, gated))
                 else:
                     handles.append(module.register_forward_hook(gated))
         yield
