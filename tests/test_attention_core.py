@@ -208,3 +208,19 @@ def test_bad_inputs_are_one_sentence():
         head_stats(loaded, [" "], max_tokens=32)
     with pytest.raises(SubnetScopeError, match="encoder"):
         head_stats(tiny_model("bert"), TEXTS, max_tokens=32)
+
+
+def test_sinks_keep_the_first_tokens_visible():
+    from engine.attention.localize import window_keep
+
+    keep = window_keep(6, 6, 2, torch.device("cpu"), sinks=1)
+    expected = torch.tensor(
+        [[j <= i and (i - j < 2 or j == 0) for j in range(6)] for i in range(6)]
+    )
+    assert torch.equal(keep & torch.ones(6, 6, dtype=torch.bool).tril(), expected)
+    loaded = tiny_model("llama")
+    with localized(loaded, [1], 4, sinks=1):
+        frame = head_stats(loaded, [TEXTS[0]], window=4, max_tokens=48).frame
+    layer = frame[frame.layer == 1]
+    outside = 1 - layer.window_share  # mass outside the window: only the first token may hold it
+    assert (outside <= layer.sink + 1e-5).all() and (outside > 1e-3).all()
