@@ -224,3 +224,26 @@ def test_sinks_keep_the_first_tokens_visible():
     layer = frame[frame.layer == 1]
     outside = 1 - layer.window_share  # mass outside the window: only the first token may hold it
     assert (outside <= layer.sink + 1e-5).all() and (outside > 1e-3).all()
+
+
+def test_a_localized_call_is_invisible_to_another_thread():
+    import threading
+
+    loaded = tiny_model("llama")
+    ids = torch.tensor([list(range(3, 43))])
+    with torch.no_grad():
+        plain = loaded.model(input_ids=ids).logits
+    inside, seen = threading.Event(), {}
+
+    def other() -> None:
+        inside.wait()
+        with torch.no_grad():
+            seen["logits"] = loaded.model(input_ids=ids).logits
+
+    thread = threading.Thread(target=other)
+    thread.start()
+    with localized(loaded, [0, 1], 2), torch.no_grad():
+        inside.set()
+        thread.join()
+        local = loaded.model(input_ids=ids).logits
+    assert torch.equal(seen["logits"], plain) and not torch.allclose(local, plain)

@@ -49,12 +49,12 @@ class AttentionHandle:
         module = self._module()
         if module is None:
             return
-        with _LOCK:
-            hooks = _HOOKS.get(module)
-            if hooks is not None:
-                hooks.pop(self._key, None)
-                if not hooks:
-                    del _HOOKS[module]
+        with _LOCK:  # copy on write: a dispatcher iterating the old dict is never disturbed
+            hooks = {k: fn for k, fn in _HOOKS.get(module, {}).items() if k != self._key}
+            if hooks:
+                _HOOKS[module] = hooks
+            else:
+                _HOOKS.pop(module, None)
 
 
 def implementation(module: nn.Module) -> str:
@@ -81,7 +81,7 @@ def register(module: nn.Module, fn: AttentionHook) -> AttentionHandle:
     install()
     key = next(_IDS)
     with _LOCK:
-        _HOOKS.setdefault(module, {})[key] = fn
+        _HOOKS[module] = {**_HOOKS.get(module, {}), key: fn}
     return AttentionHandle(module, key)
 
 
@@ -107,7 +107,7 @@ def _dispatcher(original: Callable[..., Any] | None) -> Callable[..., Any]:
     ) -> Any:
         hooks = _HOOKS.get(module)
         if hooks:
-            for fn in list(hooks.values()):
+            for fn in hooks.values():
                 changed = fn(module, query, key, value, attention_mask, kwargs)
                 if changed is not None:
                     attention_mask = changed
