@@ -238,6 +238,7 @@ def load_model(
     dtype: str | torch.dtype | None = None,
     inference: bool = True,
     check_memory: bool = True,
+    tokenizer: object | None = None,
 ) -> LoadedModel:
     """Load a causal LM (or BERT-style encoder) with its tokenizer, on the best device available.
 
@@ -246,6 +247,7 @@ def load_model(
     load that would not fit is refused in one sentence (`check_memory`).
     `inference=True` puts the model in eval mode with gradients off: it is meant to be shared
     read-only (masks and adapters apply per call). Jobs that train or attribute pass False.
+    `tokenizer` replaces the source's own: a training checkpoint saves none (its base's reads it).
     """
     from transformers import AutoModelForCausalLM, AutoModelForMaskedLM, AutoTokenizer
 
@@ -259,7 +261,8 @@ def load_model(
     is_causal = config.model_type not in _ENCODER_TYPES
     model_cls = AutoModelForCausalLM if is_causal else AutoModelForMaskedLM
     with _load_errors(resolved, source):
-        tokenizer = AutoTokenizer.from_pretrained(resolved.location, **hub_kwargs)
+        if tokenizer is None:
+            tokenizer = AutoTokenizer.from_pretrained(resolved.location, **hub_kwargs)
         model = model_cls.from_pretrained(resolved.location, **kwargs)
     if resolved.gguf_file:
         # Weights come out dequantized; the GGUF quantizer marker would only confuse save/merge.
