@@ -121,6 +121,23 @@ AREAS: tuple[Area, ...] = (
         ),
     ),
     Area(
+        "attention",
+        (
+            Command(
+                "attention",
+                "attention heads: local vs global, fine-tuning changes, localize a layer",
+            ),
+        ),
+        kinds="engine.attention.jobs",
+        page=Page(
+            "attention.py",
+            "Attention",
+            ":material/visibility:",
+            "Analyse",
+            "Which heads look local or global, what did fine-tuning change, can a layer go local?",
+        ),
+    ),
+    Area(
         "neurons",
         (Command("neuron", "neuron passports and neuron-set overlaps"),),
         kinds="engine.neurons.jobs",

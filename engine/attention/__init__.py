@@ -9,13 +9,30 @@ __all__ = attach(
     {
         "layout": ("LayerAttention", "attention_layout", "layout_table"),
         "capture": (
-            "STATS",
-            "STAT_LABELS",
             "AttentionMap",
             "HeadStats",
             "attention_map",
             "head_stats",
         ),
         "localize": ("localized",),
+        "catalog": ("context_results", "sweep_results"),
+        "compare": (
+            "TunedChoice",
+            "change_by_kind",
+            "choice_of",
+            "compare_heads",
+            "reference_stats",
+            "tuned_choices",
+            "tuned_stats",
+        ),
+        "config": (
+            "CONTEXT_KIND",
+            "DEMO_CONTEXT",
+            "DEMO_SWEEP",
+            "STATS",
+            "STAT_LABELS",
+            "SWEEP_KIND",
+        ),
+        "jobs": ("BASELINE_FILE", "CONTEXT_FILE", "LAYOUT_FILE", "SWEEP_FILE", "TIMING_FILE"),
     },
 )

@@ -18,6 +18,7 @@ import pandas as pd
 import torch
 from torch import nn
 
+from engine.attention.config import STATS
 from engine.attention.layout import attention_layout
 from engine.attention.modules import attention_modules, check_layers
 from engine.errors import SubnetScopeError
@@ -26,13 +27,6 @@ from engine.models.devices import input_device
 from engine.models.hooks import scoped_hooks
 from engine.models.loading import LoadedModel
 
-STATS = ("entropy", "distance", "window_share", "sink")
-STAT_LABELS = {
-    "entropy": "entropy (nats)",
-    "distance": "mean distance (tokens)",
-    "window_share": "share inside the window",
-    "sink": "mass on the first token",
-}
 DEFAULT_BLOCK_BYTES = 64 * 2**20
 
 

@@ -84,7 +84,8 @@ def attention_layout(config: Any) -> list[LayerAttention]:
 def layout_table(config: Any) -> pd.DataFrame:
     import pandas as pd
 
-    return pd.DataFrame([asdict(entry) for entry in attention_layout(config)])
+    frame = pd.DataFrame([asdict(entry) for entry in attention_layout(config)])
+    return frame.astype({"window": "Int64"})  # a window count, blank on global layers
 
 
 def global_layers(config: Any) -> list[int]:

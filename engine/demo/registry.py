@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import engine.demo.planted as planted
+from engine.attention.config import CONTEXT_KIND, DEMO_CONTEXT, DEMO_SWEEP, SWEEP_KIND
 from engine.attribution.config import DEMO_SPARC3
 from engine.data.corpus import demo_code_corpus, demo_general_corpus
 from engine.data.sources import DEMO_CODE, DEMO_GENERAL, register_texts
@@ -173,6 +174,20 @@ PARTS: tuple[DemoPart, ...] = (
         job_kind=ACTIVATIONS,
         params=DEMO_ACTIVATIONS,
         view="passport",
+    ),
+    DemoPart(
+        name="attention-sweep",
+        title="Localize sweep: the loss of making each layer local (w = 32, 4 texts × 256 tokens)",
+        job_kind=SWEEP_KIND,
+        params=DEMO_SWEEP,
+        view="attention",
+    ),
+    DemoPart(
+        name="attention-context",
+        title="Attention head statistics against context length (128 → 2048 tokens)",
+        job_kind=CONTEXT_KIND,
+        params=DEMO_CONTEXT,
+        view="attention",
     ),
 )
 
