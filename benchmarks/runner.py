@@ -35,6 +35,7 @@ MODULES = (
     "benchmarks.rank1_svd",
     "benchmarks.cli_startup",
     "benchmarks.scale",
+    "benchmarks.attention_capture",
 )
 BENCH_THREADS = 1  # torch threads in this process: one core gives the least noisy ratios
 
