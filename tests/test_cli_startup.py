@@ -98,6 +98,8 @@ def test_jobs_commands_load_no_model_library(cli) -> None:
     assert kinds.returncode == 0
     names = [line.split()[0] for line in kinds.stdout.splitlines()]
     assert "diagnostics.sleep" in names
+    board = cli("jobs", "tensorboard", "--print")  # no job has event files yet: one error line
+    assert board.returncode == 1 and board.stderr.startswith("error: no job has TensorBoard")
     # One slot, held by a long sleep: the other jobs wait in the queue, never run. A submit loads
     # every kinds module and runs no kind's own code, so one kind of each area covers them all.
     env = {"SUBNETSCOPE_MAX_JOBS": "1"}

@@ -94,7 +94,7 @@ def test_a_succeeded_job_shows_params_result_metrics_and_log(runs_page, jobs) ->
     assert at.query_params["job"] == jobs["succeeded"]
     assert any('"seconds": 0.3' in j.value for j in at.json)
     assert {m.label: m.value for m in at.metric} == {"steps": "3"}
-    assert len(at.get("vega_lite_chart")) == 2  # metrics and progress
+    assert len(at.get("vega_lite_chart")) == 3  # metrics, progress and resources used
     assert "succeeded" in at.code[0].value
     assert not has_cancel_button(at)
 

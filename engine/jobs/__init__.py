@@ -28,6 +28,7 @@ from engine.jobs.queue import queue_state, save_queue_settings
 from engine.jobs.registry import get_kind, job, load_kinds
 from engine.jobs.split import consecutive, split_kinds, splits
 from engine.jobs.store import JobStore
+from engine.jobs.tensorboard import tensorboard_files
 
 __all__ = [
     "ACTIVE_STATES",
@@ -59,5 +60,6 @@ __all__ = [
     "split_kinds",
     "splits",
     "submit",
+    "tensorboard_files",
     "wait_job",
 ]

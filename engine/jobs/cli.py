@@ -1,4 +1,5 @@
-"""`python -m engine jobs ...`: submit, list, show, follow, cancel and execute jobs."""
+"""`python -m engine jobs ...`: submit, list, show, follow, cancel and execute jobs; serve their
+TensorBoard event files."""
 
 from __future__ import annotations
 
@@ -147,6 +148,39 @@ def _exec(args: argparse.Namespace) -> int:
     return exec_job(Path(args.dir))
 
 
+def _tensorboard(args: argparse.Namespace) -> int:
+    from engine.errors import SubnetScopeError
+    from engine.jobs.api import get_job, list_jobs
+    from engine.jobs.tensorboard import logdir_spec, serve, tensorboard_files
+
+    if args.ids:
+        views = [get_job(job_id) for job_id in args.ids]
+        missing = [v.id for v in views if not tensorboard_files(v.path)]
+        if missing:
+            raise SubnetScopeError(
+                f"job {', '.join(missing)} wrote no TensorBoard files (a job writes them when "
+                "its params' report_to names tensorboard, the training jobs' default)"
+            )
+    else:
+        views = [v for v in list_jobs() if tensorboard_files(v.path)]
+        if not views:
+            raise SubnetScopeError(
+                "no job has TensorBoard files yet (a job writes them when its params' "
+                "report_to names tensorboard, the training jobs' default)"
+            )
+    spec = logdir_spec((v.id, v.path) for v in views)
+    if args.print:
+        print(spec)
+        return 0
+    _, url = serve(spec, port=args.port)
+    print(f"TensorBoard for {len(views)} job(s) at {url} (Ctrl-C stops it)", flush=True)
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        return 0
+
+
 def _reindex(args: argparse.Namespace) -> int:
     from engine.jobs.store import JobStore
 
@@ -232,6 +266,25 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     kinds = sub.add_parser("kinds", help="the registered job kinds")
     kinds.set_defaults(handler=_kinds)
+
+    board = sub.add_parser(
+        "tensorboard",
+        help="serve jobs' TensorBoard event files (<job>/tensorboard/) on 127.0.0.1",
+    )
+    board.add_argument(
+        "ids",
+        nargs="*",
+        metavar="ID",
+        help="job ids or unique prefixes (default: every job with event files)",
+    )
+    board.add_argument("--port", type=int, default=6006, help="port (0: any free one)")
+    board.add_argument(
+        "--print",
+        "--dry",
+        action="store_true",
+        help="only print the --logdir_spec (name:path,...) that would be served",
+    )
+    board.set_defaults(handler=_tensorboard)
 
     reindex = sub.add_parser("reindex", help="rebuild cache/jobs.sqlite from the job folders")
     reindex.set_defaults(handler=_reindex)

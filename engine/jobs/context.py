@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from engine.atomic import save_safetensors_atomic, write_parquet_atomic
 from engine.jobs import files
+from engine.jobs.tensorboard import TB_DIR, ScalarWriter, params_markdown, tag_for
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -30,6 +31,7 @@ class JobContext:
         self._cancel_flag = False
         self._result_files: list[str] = []
         self._last_status_write = 0.0
+        self.tensorboard: ScalarWriter | None = None  # open_tensorboard() starts it
 
     # cancel -------------------------------------------------------------------------------
     def request_cancel(self) -> None:
@@ -62,6 +64,37 @@ class JobContext:
         if step is not None:
             event["step"] = step
         files.append_event(self.job_dir / files.EVENTS, {**event, **data})
+        board = self.tensorboard  # read once: close() may run on another thread
+        if board is not None:
+            board.scalar(tag_for(name, data), value, step)
+
+    def report_resources(self, reading: dict[str, Any]) -> None:
+        """A `resources` event (engine.jobs.resources.sample); with TensorBoard, its numbers
+        also become `resources/<name>` scalars at step = whole seconds since the job started."""
+        event = {"t": time.time(), "type": "resources", **reading}
+        files.append_event(self.job_dir / files.EVENTS, event)
+        board = self.tensorboard
+        if board is not None and "elapsed_s" in reading:
+            step = int(reading["elapsed_s"])
+            for name, value in reading.items():
+                if isinstance(value, float) and name != "elapsed_s":
+                    board.scalar(f"resources/{name}", value, step)
+
+    # TensorBoard ---------------------------------------------------------------------------
+    def open_tensorboard(self, kind: str = "", params: dict[str, Any] | None = None) -> Path:
+        """From now on every metric is also a TensorBoard scalar in `<job>/tensorboard/`
+        (the executor calls this when the params' `report_to` names 'tensorboard')."""
+        if self.tensorboard is None:
+            self.tensorboard = ScalarWriter(self.job_dir / TB_DIR)
+            if params is not None:
+                self.tensorboard.text("params", params_markdown(kind, params))
+        return self.tensorboard.logdir
+
+    def close(self) -> None:
+        """Flush and close the event file (the executor calls it before the final status)."""
+        if self.tensorboard is not None:
+            self.tensorboard.close()
+            self.tensorboard = None
 
     def log(self, message: str) -> None:
         print(message, flush=True)

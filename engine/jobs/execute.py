@@ -19,7 +19,9 @@ from engine.jobs.devices import check_gpus, seen_devices, used_devices
 from engine.jobs.model import JobSpec, now_iso
 from engine.jobs.processes import start_tick
 from engine.jobs.registry import get_kind
+from engine.jobs.resources import ResourceSampler, peak_rss_gb
 from engine.jobs.status_file import read_status, update_status
+from engine.jobs.tensorboard import wants_tensorboard
 
 HEARTBEAT_S = 5.0
 
@@ -84,11 +86,14 @@ def exec_job(job_dir: Path) -> int:
     )
     stop = threading.Event()
     threading.Thread(target=_heartbeat, args=(job_dir, stop), daemon=True).start()
+    sampler = ResourceSampler(ctx.report_resources).start()
     print(
         f"[subnetscope] job {spec.id} ({spec.kind}) started on {socket.gethostname()}", flush=True
     )
     try:
         run, params = _work(spec, job_dir)
+        if wants_tensorboard(params):
+            ctx.open_tensorboard(spec.kind, params)
         update_status(job_dir, devices=seen_devices())
         # The reduce of a split SLURM job runs without the GPUs its shards asked for.
         reduce_only = spec.shards and spec.backend == "slurm"
@@ -105,14 +110,18 @@ def exec_job(job_dir: Path) -> int:
             message="done",
             finished=now_iso(),
             exit_code=0,
-            **_at_end(job_dir),
+            **_at_end(job_dir, ctx, sampler),
         )
         print(f"[subnetscope] job {spec.id} succeeded", flush=True)
         return 0
     except JobCancelled as exc:
         interruptible.clear()
         update_status(
-            job_dir, state="cancelled", message=str(exc), finished=now_iso(), **_at_end(job_dir)
+            job_dir,
+            state="cancelled",
+            message=str(exc),
+            finished=now_iso(),
+            **_at_end(job_dir, ctx, sampler),
         )
         print(f"[subnetscope] job {spec.id} {exc}", flush=True)
         return 2
@@ -126,7 +135,7 @@ def exec_job(job_dir: Path) -> int:
             message=reason[:500],
             finished=now_iso(),
             exit_code=1,
-            **_at_end(job_dir),
+            **_at_end(job_dir, ctx, sampler),
         )
         return 1
     finally:
@@ -156,26 +165,18 @@ def _work(spec: JobSpec, job_dir: Path) -> tuple:
     return (lambda params, ctx: split.reduce_here(spec, job_dir, ctx, settle)), params
 
 
-def _at_end(job_dir: Path) -> dict:
-    """Written with the final state (no write after it): peak memory, the GPUs torch used."""
-    ended: dict = {"peak_rss_gb": _peak_rss_gb()}
+def _at_end(job_dir: Path, ctx: JobContext, sampler: ResourceSampler) -> dict:
+    """Written with the final state (no write after it): peak memory, the last resources sample
+    (also the last `resources` event), the GPUs torch used. Closes the TensorBoard file first,
+    so a reader that sees the final state sees all of it."""
+    final = sampler.stop()
+    with contextlib.suppress(OSError):  # a full disk: the final state matters more
+        ctx.close()
+    ended: dict = {"peak_rss_gb": peak_rss_gb(), "resources": final}
     used = used_devices()
     if used:
         ended["devices"] = {**(read_status(job_dir).devices or {}), **used}
     return ended
-
-
-def _peak_rss_gb() -> float | None:
-    """This process's peak resident memory: what its kind should declare. VmHWM, not
-    getrusage's ru_maxrss, which Linux carries over execve from the launching process (a job
-    started by a 3 GB dashboard or job would report 3 GB)."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return round(int(line.split()[1]) * 1024 / 1e9, 3)  # kB
-    except (OSError, ValueError, IndexError):
-        pass
-    return None
 
 
 def _next_in_queue(job_dir: Path) -> None:

@@ -100,6 +100,7 @@ class JobStatus:
     position: int | None = None  # place in the local queue while it waits for a slot (1 = next)
     peak_rss_gb: float | None = None  # the job process's peak resident memory, once it has ended
     devices: dict | None = None  # the GPUs the job saw (engine.jobs.devices.seen_devices)
+    resources: dict | None = None  # its last engine.jobs.resources sample, once it has ended
     array_id: str | None = None  # a split SLURM job: the array of its shards (`<id>_<index>`)
     shards_done: int | None = None  # a split job: shards that have succeeded
     updated: float = field(default_factory=time.time)
@@ -194,6 +195,7 @@ class JobView:
             "elapsed_s": None if self.elapsed() is None else round(self.elapsed(), 1),
             "queue_position": s.position,
             "peak_rss_gb": s.peak_rss_gb,
+            "resources": s.resources,
             "devices": s.devices,
             "shards": self.spec.shards or None,
             "shards_done": s.shards_done,

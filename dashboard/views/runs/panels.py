@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict
+from datetime import datetime
 
+import pandas as pd
 import streamlit as st
 
 from dashboard.charts import job_metrics_chart, job_progress_chart
@@ -19,6 +22,7 @@ from dashboard.jobs_panel import (
     resources_inputs,
     submit_job,
 )
+from dashboard.views.runs.charts import resources_chart
 from engine.errors import SubnetScopeError
 from engine.jobs import (
     ACTIVE_STATES,
@@ -27,11 +31,13 @@ from engine.jobs import (
     JobStore,
     JobView,
     get_job,
+    job_events,
     list_jobs,
     load_kinds,
     parse_params,
     queue_state,
     save_queue_settings,
+    tensorboard_files,
 )
 
 HERE = "runs"
@@ -144,8 +150,84 @@ def job_details(view: JobView) -> None:
             st.caption("No progress reported.")
         else:
             st.altair_chart(job_progress_chart(progress), width="stretch")
+    resources_section(view)
     st.markdown("**Log**")
     log_tail(view)
+
+
+def resource_samples(view: JobView) -> pd.DataFrame:
+    """The job's `resources` events (engine.jobs.resources.sample), one row each, timed in
+    seconds since it started."""
+    events = [e for e in job_events(view) if e.get("type") == "resources" and _finite(e.get("t"))]
+    frame = pd.DataFrame(events)
+    if frame.empty:
+        return frame
+    try:
+        origin = datetime.fromisoformat(view.status.started).timestamp()
+    except (TypeError, ValueError):
+        origin = frame["t"].min()
+    return frame.assign(seconds=frame["t"] - origin)
+
+
+def _finite(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _gb(value: object) -> str:
+    return f"{value:.3g} GB" if _finite(value) else "–"
+
+
+def resources_caption(last: dict, samples: pd.DataFrame, *, final: bool) -> str:
+    """One line: memory now (or at the end), its peak, CPU time and the cores it kept busy."""
+    parts = [
+        f"resident {'at the end' if final else 'now'} {_gb(last.get('rss_gb'))}",
+        f"peak {_gb(last.get('peak_rss_gb'))}",
+    ]
+    if _finite(last.get("cpu_s")):
+        parts.append(
+            f"CPU {last['cpu_s']:.1f} s (user {last.get('cpu_user_s', 0):.1f}, "
+            f"system {last.get('cpu_system_s', 0):.1f})"
+        )
+    if len(samples) > 1 and {"cpu_s", "elapsed_s"} <= set(samples):
+        span = samples["elapsed_s"].iloc[-1] - samples["elapsed_s"].iloc[0]
+        if _finite(span) and span > 0:
+            cores = (samples["cpu_s"].iloc[-1] - samples["cpu_s"].iloc[0]) / span
+            parts.append(f"{cores:.2f} cores busy on average")
+    if _finite(last.get("gpu_peak_gb")):
+        parts.append(
+            f"GPU peak {_gb(last['gpu_peak_gb'])} allocated, "
+            f"{_gb(last.get('gpu_reserved_peak_gb'))} reserved"
+        )
+    return " · ".join(parts)
+
+
+def resources_section(view: JobView) -> None:
+    """What the job used: memory, CPU time and GPU memory over its run; its TensorBoard files."""
+    st.markdown("**Resources used**")
+    samples = resource_samples(view)
+    final = view.status.resources
+    last = final or (samples.iloc[-1].dropna().to_dict() if not samples.empty else None)
+    if not last:
+        peak = view.status.peak_rss_gb
+        st.caption(
+            "No resources recorded"
+            + (f" (peak resident {_gb(peak)})." if peak is not None else ".")
+        )
+    else:
+        st.caption(
+            resources_caption(last, samples, final=final is not None),
+            help="Resident memory of the job's process (VmRSS, its peak VmHWM); CPU time of "
+            "all its threads and waited-for child processes since it started (start-up "
+            "included), the cores from the change between the first and last sample; GPU "
+            "memory from torch's allocator, summed over the devices, where the job used CUDA.",
+        )
+        if len(samples) > 1:
+            st.altair_chart(resources_chart(samples), width="stretch")
+    if tensorboard_files(view.path):
+        st.caption(
+            f"TensorBoard: `python -m engine jobs tensorboard {view.id}` serves this job's "
+            "event files on 127.0.0.1."
+        )
 
 
 def runs(states: list[str], live: bool) -> None:
