@@ -253,3 +253,42 @@ def test_sidebar_shows_a_demo_part_waiting_in_the_queue(tmp_path, monkeypatch) -
     finally:
         cancel_job(waiting.id)
         cancel_job(busy.id, wait=True)
+
+
+def test_a_training_job_shows_its_diagnostics(runs_page, cache) -> None:
+    import pandas as pd
+
+    from engine.jobs import RESULT
+    from engine.training.diagnostics import MEMORIZATION_COLUMNS
+
+    job = submit("diagnostics.sleep", {"seconds": 0.1, "steps": 1})
+    wait_job(job.id, timeout=60)
+    result = job.path / RESULT
+    layers = pd.DataFrame(
+        [
+            {
+                "step": s,
+                "layer": layer,
+                "module": f"model.layers.{layer}.mlp",
+                "kind": k,
+                "value": v,
+            }
+            for s in (2, 4)
+            for layer in (0, 1)
+            for k, v in (("grad_norm", 0.5 + layer), ("act_rms", 3.0))
+        ]
+    )
+    layers.to_parquet(result / "diagnostics.parquet")
+    memo = pd.DataFrame(
+        [
+            {c: 0.0 for c in MEMORIZATION_COLUMNS}
+            | {"step": s, "train_loss": 3.0 - s / 10, "heldout_loss": 3.2, "members": 4}
+            | {"nonmembers": 4, "advantage": 0.25, "chance_advantage": 0.5, "auc": 0.6}
+            for s in (0, 4)
+        ]
+    )
+    memo.to_parquet(result / "memorization.parquet")
+    at = select_job(run(runs_page), job.id)
+    assert any("Diagnostics" in m.value for m in at.markdown)
+    assert at.selectbox(key=f"runs_diag_kind_{job.id}").value == "grad_norm"
+    assert any("attack advantage 0.25" in c.value for c in at.caption)

@@ -54,3 +54,32 @@ def test_rank1_method_options_reach_the_job(page):
     assert not page.exception, page.exception
     params = _submitted("train.rank1")
     assert (params["method"], params["optimizer"]) == ("random-projection", "sgd")
+
+
+def test_full_fine_tuning_submits_and_its_subspace_trajectory_is_drawn(page):
+    import json
+    import time
+
+    page.get("button_group")[-1].set_value("full").run()
+    assert not page.exception, page.exception
+    page.button(key="lora_tr_go").click().run()
+    assert not page.exception, page.exception
+    params = _submitted("train.full")
+    assert params["steps"] == 40 and params["trainable"] == "all"
+    assert not any(n.key == "lora_tr_full_r" for n in page.number_input)  # no rank to choose
+    from engine.jobs import list_jobs
+
+    [job] = [v for v in list_jobs() if v.spec.kind == "train.full"]
+    with (job.path / "events.jsonl").open("a") as events:
+        for step, name, value in (
+            (5, "rank/effective", 3.0),
+            (10, "rank/effective", 5.0),
+            (10, "subspace/overlap_prev", 0.4),
+            (5, "subspace/overlap_final", 0.7),
+            (10, "subspace/overlap_final", 0.9),
+        ):
+            event = {"t": time.time(), "type": "metric", "name": name, "value": value}
+            events.write(json.dumps({**event, "step": step}) + "\n")
+    page.run()
+    assert not page.exception, page.exception
+    assert any("Subspace trajectory" in m.value for m in page.markdown)

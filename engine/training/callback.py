@@ -1,6 +1,6 @@
 """TrainerCallbacks for job runs: progress, loss metrics and cancel (`JobProgress`), plus a
 checkpoint every k steps with its sparsity (and optionally update ranks) against the base
-(`SparsityCallback`)."""
+(`SparsityCallback`), and the run's training diagnostics (`DiagnosticsCallback`)."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from transformers import TrainerCallback
 from engine.atomic import atomic_dir
 from engine.jobs import JobCancelled, JobContext
 from engine.sparsity import DiffConfig, diff
+from engine.training.diagnostics import TrainingDiagnostics, diagnostics_for
 
 UPDATE_RANKS = "update_ranks.parquet"  # per checkpoint and 2-D tensor: ranks of ΔW = W_k − W_0
 
@@ -137,3 +138,39 @@ def log_sparsity(ctx: JobContext, result, step: int) -> dict[str, float]:
         share = float(count / total) if total else 0.0
         ctx.metric("layer_fraction", fraction, step=step, layer=int(layer), share=share)
     return numbers
+
+
+def trained_model(model: Any) -> Any:
+    """The causal LM inside what a trainer hands its callbacks: DDP's `.module` and PPO's
+    policy-and-value wrapper (`.policy`) taken off."""
+    model = getattr(model, "module", model)
+    return getattr(model, "policy", model)
+
+
+class DiagnosticsCallback(TrainerCallback):
+    """Drives `TrainingDiagnostics` from a TRL trainer: armed at the end of the step before a
+    due step (or at train begin), so a step's window covers all of its forward and backward
+    passes and optimizer steps; the same events exist in every TRL trainer, PPO's own loop
+    included (it has no on_step_begin / on_pre_optimizer_step)."""
+
+    def __init__(self, diagnostics: TrainingDiagnostics) -> None:
+        self.diagnostics = diagnostics
+
+    def on_train_begin(self, args, state, control, model=None, **kwargs) -> None:
+        self.diagnostics.begin(trained_model(model))
+        self.diagnostics.before_step(state.global_step + 1)
+
+    def on_step_end(self, args, state, control, **kwargs) -> None:
+        self.diagnostics.after_step(state.global_step)
+        if not state.max_steps or state.global_step < state.max_steps:
+            self.diagnostics.before_step(state.global_step + 1)
+
+    def on_train_end(self, args, state, control, **kwargs) -> None:
+        self.diagnostics.close()
+
+
+def diagnostics_callbacks(config: Any, ctx: JobContext, **texts: Any) -> list[TrainerCallback]:
+    """[DiagnosticsCallback] when the run's config asks for diagnostics, else []; `texts`:
+    tokenizer, train, heldout (engine.training.diagnostics.diagnostics_for)."""
+    diagnostics = diagnostics_for(config, ctx, **texts)
+    return [] if diagnostics is None else [DiagnosticsCallback(diagnostics)]

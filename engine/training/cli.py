@@ -1,8 +1,9 @@
-"""`python -m engine train sft|grpo|ppo|lora|relora|rank1 --config FILE.yaml`: submit a run.
+"""`python -m engine train sft|grpo|ppo|lora|relora|rank1|full --config FILE.yaml`: submit a run.
 
 `train sft` with ICA masking options (flags, or masking keys in the YAML) runs seed 001's masked
 LoRA SFT (`train.sft_masked`); `--three-way` submits its LoRA / lesion / preserve comparison.
-`lora` trains a task adapter, `relora` runs ReLoRA, `rank1` dynamic rank-1 merging.
+`lora` trains a task adapter, `relora` runs ReLoRA, `rank1` dynamic rank-1 merging, `full` full
+fine-tuning on the same data (the baseline of the three).
 """
 
 from __future__ import annotations
@@ -94,7 +95,7 @@ def _train(args: argparse.Namespace) -> int:
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     train = subparsers.add_parser("train")
-    train.add_argument("method", choices=("sft", "grpo", "ppo", "lora", "relora", "rank1"))
+    train.add_argument("method", choices=("sft", "grpo", "ppo", "lora", "relora", "rank1", "full"))
     train.add_argument("--config", help="YAML file of options (see `jobs kinds` for defaults)")
     masked = train.add_argument_group("ICA-masked SFT (seed 001; sft only)")
     masked.add_argument("--mask-mode", choices=("lesion", "preserve"))

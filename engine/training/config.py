@@ -49,8 +49,13 @@ class TrainConfig:
     )
     seed: int = field(default=0, metadata={"help": "random seed (data order, sampling, heads)"})
     report_to: str = field(
-        default="none",
-        metadata={"help": "TRL/transformers report_to: 'none', 'tensorboard', 'wandb', ..."},
+        default="tensorboard",
+        metadata={
+            "help": "'tensorboard': every metric of the job also goes to TensorBoard event files "
+            "in <job>/tensorboard/ (python -m engine jobs tensorboard serves them); 'none': "
+            "off; other TRL/transformers integrations ('wandb', 'mlflow', …, comma separated) "
+            "reach the TRL runs' trainers (sft, grpo, ppo, lora, sft_masked) only"
+        },
     )
     lora: bool = field(
         default=False,
@@ -66,6 +71,15 @@ class TrainConfig:
     trust_remote_code: bool = field(
         default=False, metadata={"help": "run the model repository's own code (only if trusted)"}
     )
+    diagnostics_every: int = field(
+        default=0,
+        metadata={
+            "help": "every k steps record per layer and module the gradient norm (before "
+            "clipping), the step's update norm and the parameter norm, and each block's output "
+            "activation mean / std / RMS, to diagnostics.parquet and diag/* metrics (0: off; "
+            "engine/training/diagnostics.py)"
+        },
+    )
 
     def __post_init__(self) -> None:
         for name in ("steps", "batch_size", "checkpoint_every", "max_length", "lora_rank"):
@@ -73,6 +87,14 @@ class TrainConfig:
                 raise SubnetScopeError(f"{name} must be ≥ 1, not {getattr(self, name)}")
         if not float(self.tolerance) >= 0:
             raise SubnetScopeError(f"tolerance must be ≥ 0, not {self.tolerance}")
+        if int(self.diagnostics_every) < 0:
+            raise SubnetScopeError(
+                f"diagnostics_every must be ≥ 0 (0: off), not {self.diagnostics_every}"
+            )
+        if int(getattr(self, "memorization_examples", 1)) < 1:
+            raise SubnetScopeError(
+                f"memorization_examples must be ≥ 1, not {self.memorization_examples}"
+            )
 
     @classmethod
     def help(cls, name: str) -> str:
@@ -116,6 +138,26 @@ def _check_precision(value: str) -> None:
         raise SubnetScopeError(f"precision must be one of {', '.join(PRECISIONS)}, not '{value}'")
 
 
+def _memorization_field(nonmembers: str):
+    # On the runs that train a next-token loss on texts (not GRPO / PPO).
+    return field(
+        default=False,
+        metadata={
+            "help": "at step 0, every diagnostics_every steps and at the end, score the mean "
+            f"token loss of training texts (members) and of {nonmembers} (non-members), and a "
+            "loss-threshold membership-inference attack between them (advantage = max TPR − "
+            "FPR, AUC), to memorization.parquet and mem/* metrics"
+        },
+    )
+
+
+def _memorization_examples_field():
+    return field(
+        default=16,
+        metadata={"help": "texts scored on each side (members, non-members) when tracking"},
+    )
+
+
 @dataclass(frozen=True)
 class SFTRunConfig(TrainConfig):
     """Supervised fine-tuning (next-token loss on texts) with trl.SFTTrainer."""
@@ -125,6 +167,10 @@ class SFTRunConfig(TrainConfig):
         metadata={"help": TrainConfig.help("dataset") + "; SFT trains on whole texts"},
     )
     precision: str = _precision_field()
+    track_memorization: bool = _memorization_field(
+        "memorization_examples texts held back from training"
+    )
+    memorization_examples: int = _memorization_examples_field()
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -339,6 +385,8 @@ class MaskedSFTConfig(TrainConfig):
     group: str | None = field(
         default=None, metadata={"help": "a label tying the runs of one comparison together"}
     )
+    track_memorization: bool = _memorization_field("the held-out task examples (eval_examples)")
+    memorization_examples: int = _memorization_examples_field()
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -447,6 +495,17 @@ class LowRankConfig(TrainConfig):
     eval_texts: int = field(
         default=8,
         metadata={"help": "texts of the same source held out to score perplexity before/after"},
+    )
+    track_memorization: bool = _memorization_field("the held-out texts (eval_texts)")
+    memorization_examples: int = _memorization_examples_field()
+    track_subspaces: bool = field(
+        default=True,
+        metadata={
+            "help": "at each rank record also compare the update made since the last record "
+            "with the previous one and with the final update (principal angles of their top-8 "
+            "column and row spaces: subspaces.parquet); costs one more SVD per module and "
+            "record and, for dense runs, a copy of the target weights"
+        },
     )
 
     def __post_init__(self) -> None:
@@ -675,3 +734,40 @@ class Rank1Config(LowRankConfig):
 
 
 CONFIGS.update({"lora": LoRARunConfig, "relora": ReLoRAConfig, "rank1": Rank1Config})
+
+
+FULL_TRAINABLE = ("all", "targets")
+
+
+@dataclass(frozen=True)
+class FullConfig(LowRankConfig):
+    """Full fine-tuning on the same data, steps and target modules as the low-rank runs (seed
+    003's baseline): every weight (or only the target modules' weights) trains at full rank with
+    AdamW at a constant learning rate; the target modules' ΔW is tracked the same way."""
+
+    lora: bool = field(
+        default=True, metadata={"help": "not used: full fine-tuning trains at full rank"}
+    )
+    steps: int = field(default=40, metadata={"help": "optimizer steps"})
+    lr: float = field(default=2e-5, metadata={"help": "learning rate (constant)"})
+    weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay"})
+    trainable: str = field(
+        default="all",
+        metadata={
+            "help": "'all': every parameter trains (full fine-tuning); 'targets': only the "
+            "target modules' weights, at full rank (the low-rank runs' parameters without the "
+            "rank limit)"
+        },
+    )
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.trainable not in FULL_TRAINABLE:
+            raise SubnetScopeError(
+                f"trainable must be one of {', '.join(FULL_TRAINABLE)}, not {self.trainable!r}"
+            )
+        if float(self.weight_decay) < 0:
+            raise SubnetScopeError(f"weight_decay must be ≥ 0, not {self.weight_decay}")
+
+
+CONFIGS["full"] = FullConfig

@@ -55,8 +55,8 @@ def texts_for(config: TrainConfig) -> list[str]:
     )
 
 
-def sft_dataset(config: TrainConfig) -> Dataset:
-    return Dataset.from_dict({"text": texts_for(config)})
+def sft_dataset(texts: list[str]) -> Dataset:
+    return Dataset.from_dict({"text": texts})
 
 
 def prompt_dataset(config: TrainConfig, tokenizer) -> Dataset:

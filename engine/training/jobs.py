@@ -1,5 +1,6 @@
 """Job kinds `train.sft`, `train.grpo`, `train.ppo`, `train.sft_masked`, `train.lora`,
-`train.relora`, `train.rank1`, `train.lora_teachers`, and the demo's runs and task adapters."""
+`train.relora`, `train.rank1`, `train.full`, `train.lora_teachers`, and the demo's runs and task
+adapters."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from engine.errors import SubnetScopeError
 from engine.jobs import JobContext, job
 from engine.models.precision import dtype_choice
 from engine.training.config import (
+    FullConfig,
     GRPORunConfig,
     LoRARunConfig,
     MaskedSFTConfig,
@@ -159,6 +161,22 @@ def train_rank1(params: dict[str, Any], ctx: JobContext) -> dict:
     params, has_precision = _with_dtype(Rank1Config, params, "rank1")
     config = Rank1Config.from_params(params, what="train.rank1 params")
     return _ran_in(run_rank1(config, ctx), has_precision)
+
+
+@job(
+    "train.full",
+    title="Full fine-tuning run on the low-rank runs' data and steps, rank of the accumulated "
+    "update (the baseline for LoRA, ReLoRA and rank-1)",
+    result_page="lora",
+    defaults=FullConfig().to_params(),
+)
+def train_full(params: dict[str, Any], ctx: JobContext) -> dict:
+    """Full fine-tuning (seed 003's comparison); writes result/model/ and run.json."""
+    from engine.training.full_ft import run_full
+
+    params, has_precision = _with_dtype(FullConfig, params, "full")
+    config = FullConfig.from_params(params, what="train.full params")
+    return _ran_in(run_full(config, ctx), has_precision)
 
 
 @job(

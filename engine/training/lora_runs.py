@@ -19,9 +19,9 @@ from engine.atomic import atomic_dir
 from engine.errors import SubnetScopeError
 from engine.jobs import JobContext
 from engine.lora.lowrank import Factors
-from engine.training.callback import JobProgress
+from engine.training.callback import JobProgress, diagnostics_callbacks
 from engine.training.config import LoRARunConfig, LowRankConfig, target_list
-from engine.training.rank_tracking import RANK_TABLE, RankTracker
+from engine.training.rank_tracking import RANK_TABLE, RankTracker, subspace_tracker
 
 RUN_JSON = "run.json"
 ADAPTER = "adapter"
@@ -170,7 +170,7 @@ def run_lora(config: LoRARunConfig, ctx: JobContext) -> dict:
         dataset_text_field="text",
         packing=False,
     )
-    tracker = RankTracker(ctx)
+    tracker = RankTracker(ctx, subspaces=subspace_tracker(config))
     progress = _LoRAProgress(ctx, config, tracker)
     try:
         trainer = SFTTrainer(
@@ -178,7 +178,12 @@ def run_lora(config: LoRARunConfig, ctx: JobContext) -> dict:
             args=args,
             train_dataset=Dataset.from_dict({"text": train_texts}),
             processing_class=tokenizer,
-            callbacks=[progress],
+            callbacks=[
+                progress,
+                *diagnostics_callbacks(
+                    config, ctx, tokenizer=tokenizer, train=train_texts, heldout=heldout
+                ),
+            ],
             peft_config=lora_config(config),
         )
     except ValueError as exc:

@@ -22,7 +22,7 @@ from engine.atomic import atomic_dir
 from engine.errors import SubnetScopeError
 from engine.jobs import JobContext
 from engine.models.devices import input_device
-from engine.training.callback import JobProgress
+from engine.training.callback import JobProgress, diagnostics_callbacks
 from engine.training.config import MaskedSFTConfig
 
 RUN_JSON = "run.json"
@@ -102,7 +102,12 @@ def run_sft_masked(config: MaskedSFTConfig, ctx: JobContext) -> dict:
         args=args,
         train_dataset=Dataset.from_dict({"text": train_texts}),
         processing_class=tokenizer,
-        callbacks=[JobProgress(ctx, config.steps, start=0.15, span=0.7)],
+        callbacks=[
+            JobProgress(ctx, config.steps, start=0.15, span=0.7),
+            *diagnostics_callbacks(
+                config, ctx, tokenizer=tokenizer, train=train_texts, heldout=task_texts
+            ),
+        ],
         peft_config=_peft_config(config),
     )
     trained = trainer.model  # a PeftModel with LoRA

@@ -24,8 +24,9 @@ from torch import nn
 
 from engine.jobs import JobContext
 from engine.training.config import Rank1Config, target_list
+from engine.training.diagnostics import loop_diagnostics
 from engine.training.lora_runs import setup
-from engine.training.rank_tracking import RankTracker
+from engine.training.rank_tracking import RankTracker, subspace_tracker
 from engine.training.relora import (
     accumulated,
     attach_low_rank,
@@ -194,12 +195,24 @@ def run_rank1(config: Rank1Config, ctx: JobContext) -> dict:
     batches = text_batches(
         run.train, run.tokenizer, config.batch_size, config.max_length, config.seed
     )
-    tracker = RankTracker(ctx)
+    tracker = RankTracker(ctx, subspaces=subspace_tracker(config))
     losses = []
     run.model.train()
+    # Updates are measured on the target weights: random-projection merges into frozen ones.
+    diagnostics = loop_diagnostics(
+        config,
+        ctx,
+        run.model,
+        tokenizer=run.tokenizer,
+        train=run.train,
+        heldout=run.heldout,
+        tracked=trainer.weights,
+    )
     ctx.progress(0.08, "training")
     for step in range(1, config.steps + 1):
+        diagnostics.before_step(step)
         loss = trainer.step(next(batches))
+        diagnostics.after_step(step)
         losses.append({"step": step, "loss": loss})
         ctx.metric("train/loss", loss, step=step)
         if trainer.captured:
@@ -207,6 +220,7 @@ def run_rank1(config: Rank1Config, ctx: JobContext) -> dict:
         if step % config.rank_every == 0 or step == config.steps:
             tracker.record_dense(step, trainer.deltas(start))
         ctx.progress(0.08 + 0.78 * step / config.steps, f"step {step}/{config.steps}")
+    diagnostics.close()
     extra = {
         "modules": len(start),
         "merges": trainer.merges,

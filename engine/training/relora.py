@@ -29,8 +29,9 @@ from engine.errors import SubnetScopeError
 from engine.jobs import JobContext
 from engine.models.devices import input_device
 from engine.training.config import LowRankConfig, ReLoRAConfig, target_list
+from engine.training.diagnostics import loop_diagnostics
 from engine.training.lora_runs import Setup, perplexity, setup, write_run
-from engine.training.rank_tracking import RankTracker
+from engine.training.rank_tracking import RankTracker, subspace_tracker
 
 MODEL = "model"
 MOMENTS = ("exp_avg", "exp_avg_sq")
@@ -363,9 +364,12 @@ def run_relora(config: ReLoRAConfig, ctx: JobContext) -> dict:
     batches = text_batches(
         run.train, run.tokenizer, config.batch_size, config.max_length, config.seed
     )
-    tracker = RankTracker(ctx)
+    tracker = RankTracker(ctx, subspaces=subspace_tracker(config))
     losses, lrs, resets = [], [], []
     run.model.train()
+    diagnostics = loop_diagnostics(
+        config, ctx, run.model, tokenizer=run.tokenizer, train=run.train, heldout=run.heldout
+    )
     ctx.progress(0.08, "full-rank warm start" if warm else "training")
     for step in range(1, config.steps + 1):
         if step == warm + 1 and warm > 0:  # the first ReLoRA stage: fresh optimizer state
@@ -373,9 +377,11 @@ def run_relora(config: ReLoRAConfig, ctx: JobContext) -> dict:
         lr, phase = relora_lr(step, config)
         for group in optimizer.param_groups:
             group["lr"] = lr
+        diagnostics.before_step(step)
         loss = train_step(run.model, next(batches))
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
+        diagnostics.after_step(step)  # before a merge: the step's own update of A, B
         losses.append({"step": step, "loss": loss})
         lrs.append({"step": step, "lr": lr, "phase": phase})
         ctx.metric("train/loss", loss, step=step)
@@ -388,6 +394,7 @@ def run_relora(config: ReLoRAConfig, ctx: JobContext) -> dict:
         if step % config.rank_every == 0 or step == config.steps or step == warm:
             tracker.record_dense(step, accumulated(layers, start))
         ctx.progress(0.08 + 0.78 * step / config.steps, f"step {step}/{config.steps} ({phase})")
+    diagnostics.close()
     extra = {
         "warm_start": {"steps": warm, "lr": config.warm_lr()},
         "full_rank": {

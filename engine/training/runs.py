@@ -22,7 +22,8 @@ from torch import nn
 from engine.atomic import atomic_dir
 from engine.errors import SubnetScopeError
 from engine.jobs import JobContext
-from engine.training.callback import SparsityCallback
+from engine.jobs.tensorboard import trainer_report_to
+from engine.training.callback import SparsityCallback, diagnostics_callbacks
 from engine.training.config import (
     GRPORunConfig,
     PPORunConfig,
@@ -30,7 +31,8 @@ from engine.training.config import (
     SFTRunConfig,
     TrainConfig,
 )
-from engine.training.data import prompt_dataset, sft_dataset, tokenized_prompts
+from engine.training.data import prompt_dataset, sft_dataset, texts_for, tokenized_prompts
+from engine.training.diagnostics import memorization_split
 from engine.training.rewards import (
     FunctionRewardModel,
     RewardFn,
@@ -112,7 +114,8 @@ def _common_args(config: TrainConfig, output_dir: Path) -> dict[str, Any]:
         "per_device_train_batch_size": config.batch_size,
         "learning_rate": config.lr,
         "seed": config.seed,
-        "report_to": [] if config.report_to == "none" else [config.report_to],
+        # The job writes TensorBoard itself (JobContext.metric); the trainer gets the rest.
+        "report_to": trainer_report_to(config.report_to),
         "logging_steps": 1,
         "save_strategy": "no",  # the callback saves, in the layout the sparsity series reads
         # Autocast only for bf16-mixed; otherwise the weights train in the dtype they were loaded
@@ -212,6 +215,7 @@ def _callback(config: TrainConfig, ctx: JobContext, base: Path) -> SparsityCallb
 def run_sft(config: SFTRunConfig, ctx: JobContext) -> dict:
     from trl import SFTConfig, SFTTrainer
 
+    train, heldout = memorization_split(texts_for(config), config)
     model, tokenizer = _load(config, ctx)
     base = _save_base(model, ctx)
     cb = _callback(config, ctx, base)
@@ -224,9 +228,12 @@ def run_sft(config: SFTRunConfig, ctx: JobContext) -> dict:
     trainer = SFTTrainer(
         model=model,
         args=args,
-        train_dataset=sft_dataset(config),
+        train_dataset=sft_dataset(train),
         processing_class=tokenizer,
-        callbacks=[cb],
+        callbacks=[
+            cb,
+            *diagnostics_callbacks(config, ctx, tokenizer=tokenizer, train=train, heldout=heldout),
+        ],
         peft_config=_peft_config(config),
     )
     cb.model = trainer.accelerator.unwrap_model(trainer.model)
@@ -262,7 +269,7 @@ def run_grpo(config: GRPORunConfig, ctx: JobContext) -> dict:
         args=args,
         train_dataset=prompt_dataset(config, tokenizer),
         processing_class=tokenizer,
-        callbacks=[cb],
+        callbacks=[cb, *diagnostics_callbacks(config, ctx)],
         peft_config=_peft_config(config),
     )
     cb.model = trainer.accelerator.unwrap_model(trainer.model)
@@ -328,7 +335,7 @@ def run_ppo(config: PPORunConfig, ctx: JobContext) -> dict:
         reward_model=reward_model,
         train_dataset=dataset,
         value_model=value_model,
-        callbacks=[cb],
+        callbacks=[cb, *diagnostics_callbacks(config, ctx)],
         peft_config=_peft_config(config),
     )
     cb.model = trainer.accelerator.unwrap_model(trainer.model).policy

@@ -67,6 +67,12 @@ class TeachersConfig(ParamsConfig):
     seed: int = field(
         default=0, metadata={"help": "seed of the examples, their order and the LoRA init"}
     )
+    report_to: str = field(
+        default="tensorboard",
+        metadata={
+            "help": "'tensorboard': the job's metrics also go to <job>/tensorboard/; 'none': off"
+        },
+    )
 
     def __post_init__(self) -> None:
         for name in (

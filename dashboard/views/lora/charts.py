@@ -121,6 +121,30 @@ def rank_evolution(metrics: pd.DataFrame) -> alt.Chart:
     )
 
 
+def subspace_trajectory(metrics: pd.DataFrame) -> alt.Chart:
+    """Overlap of each interval's update with the previous one and with the final update."""
+    named = metrics.assign(
+        measure=metrics["name"].map(
+            {
+                "subspace/overlap_prev": "with the previous interval",
+                "subspace/overlap_final": "with the final update",
+            }
+        )
+    )
+    return (
+        alt.Chart(named)
+        .mark_line(point=True)
+        .encode(
+            x=alt.X("step:Q"),
+            y=alt.Y("value:Q", title="overlap (mean cos²)", scale=alt.Scale(domain=[0, 1])),
+            color=alt.Color("run:N"),
+            strokeDash=alt.StrokeDash("measure:N"),
+            tooltip=["run", "measure", "step", alt.Tooltip("value:Q", format=".3f")],
+        )
+        .properties(height=240)
+    )
+
+
 def generator_history(history: pd.DataFrame) -> alt.Chart:
     """A generator's training loss and its terms per step (log scale: the terms differ by
     orders of magnitude)."""

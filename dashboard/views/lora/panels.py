@@ -49,7 +49,18 @@ if TYPE_CHECKING:
 
 HERE = "lora"
 LIVE_PARAMETERS = 500_000_000  # above: generations on a button press (≈ 1 s a token on a CPU at 1B)
-TRAIN_KINDS = {"lora": "train.lora", "relora": "train.relora", "rank1": "train.rank1"}
+TRAIN_KINDS = {
+    "lora": "train.lora",
+    "relora": "train.relora",
+    "rank1": "train.rank1",
+    "full": "train.full",
+}
+METHOD_LABELS = {
+    "lora": "LoRA",
+    "relora": "ReLoRA",
+    "rank1": "Rank-1 merging",
+    "full": "Full fine-tuning",
+}
 DEFAULT_PROMPTS = (
     "The old lighthouse keeper",
     "def read_config(path):",
@@ -319,8 +330,9 @@ def train_panel(source: str) -> None:
         "Task-adapter LoRA SFT (PEFT + TRL); ReLoRA — a full-rank warm start, then merge into "
         "the base and restart the adapter every k steps with a partial optimizer reset and a "
         "jagged schedule; rank-1 merging — each step applies the best rank-1 approximation of "
-        "its own update (or, as 'random projection', a fresh rank-1 LoRA with a random A). "
-        "Each logs the effective rank of the accumulated update."
+        "its own update (or, as 'random projection', a fresh rank-1 LoRA with a random A); full "
+        "fine-tuning on the same data and steps, the baseline. Each logs the effective rank of "
+        "the accumulated update and its subspace trajectory."
     )
     method = (
         st.segmented_control(
@@ -328,7 +340,7 @@ def train_panel(source: str) -> None:
             list(TRAIN_KINDS),
             default="lora",
             key="lora_train_method",
-            format_func={"lora": "LoRA", "relora": "ReLoRA", "rank1": "Rank-1 merging"}.get,
+            format_func=METHOD_LABELS.get,
         )
         or "lora"
     )
@@ -341,7 +353,7 @@ def train_panel(source: str) -> None:
         "Learning rate", 1e-7, 1.0, float(defaults["lr"]), format="%.0e", key=f"lora_tr_{method}_lr"
     )
     params = {**defaults, "model": source, "dataset": dataset, "steps": int(steps), "lr": float(lr)}
-    if "lora_rank" in defaults and method != "rank1":
+    if "lora_rank" in defaults and method not in ("rank1", "full"):
         params["lora_rank"] = int(
             cols[3].number_input("Rank", 1, 1024, defaults["lora_rank"], key=f"lora_tr_{method}_r")
         )
@@ -371,13 +383,17 @@ def train_panel(source: str) -> None:
     rank_runs_section()
 
 
+RANK_METRICS = ("rank/effective", "rank/stable")
+SUBSPACE_METRICS = ("subspace/overlap_prev", "subspace/overlap_final")
+
+
 def rank_runs_section() -> None:
     from engine.jobs import list_jobs
 
     runs = [v for v in list_jobs() if v.spec.kind in TRAIN_KINDS.values()]
     st.subheader("Rank evolution")
     if not runs:
-        st.info("No LoRA, ReLoRA or rank-1 run yet.")
+        st.info("No LoRA, ReLoRA, rank-1 or full fine-tuning run yet.")
         return
     labels = {
         v.id: f"{v.spec.kind.removeprefix('train.')} · {v.id} · {v.status.state}" for v in runs
@@ -388,14 +404,26 @@ def rank_runs_section() -> None:
     frames = []
     for view in (v for v in runs if v.id in chosen):
         metrics, _ = event_tables(view)
-        metrics = metrics[metrics["name"].isin(["rank/effective", "rank/stable"])]
+        metrics = metrics[metrics["name"].isin([*RANK_METRICS, *SUBSPACE_METRICS])]
         frames.append(metrics.assign(run=labels[view.id]))
-    table = pd.concat(frames) if frames else pd.DataFrame()
+    logged = pd.concat(frames) if frames else pd.DataFrame(columns=["name"])
+    table = logged[logged["name"].isin(RANK_METRICS)]
     if table.empty:
         st.info("The chosen runs have logged no ranks yet.")
         return
     st.altair_chart(charts.rank_evolution(table), width="stretch")
     downloads(table, "lora-rank-evolution", key="lora_rank_dl")
+    subspaces = logged[logged["name"].isin(SUBSPACE_METRICS)]
+    if not subspaces.empty:
+        st.markdown("**Subspace trajectory**")
+        st.altair_chart(charts.subspace_trajectory(subspaces), width="stretch")
+        st.caption(
+            "Per record, the update made since the previous record: the mean cos² of the "
+            "principal angles between its top-8 column space and the previous interval's "
+            "(1 = the same directions, 0 = orthogonal) and the final accumulated update's "
+            "(written when the run ends); means over target modules. Per-module rows, row "
+            "spaces included: the run's subspaces.parquet."
+        )
 
 
 # the generator ----------------------------------------------------------------------------

@@ -22,11 +22,17 @@ from dashboard.jobs_panel import (
     resources_inputs,
     submit_job,
 )
-from dashboard.views.runs.charts import resources_chart
+from dashboard.views.runs.charts import (
+    DIAGNOSTIC_LABELS,
+    layer_heatmap,
+    memorization_chart,
+    resources_chart,
+)
 from engine.errors import SubnetScopeError
 from engine.jobs import (
     ACTIVE_STATES,
     BACKENDS,
+    RESULT,
     STATES,
     JobStore,
     JobView,
@@ -39,6 +45,7 @@ from engine.jobs import (
     save_queue_settings,
     tensorboard_files,
 )
+from engine.training import KINDS, layer_table, read_diagnostics
 
 HERE = "runs"
 SELECTED = "runs_job"  # the selectbox's key; `?job=<id>` preselects it
@@ -151,6 +158,7 @@ def job_details(view: JobView) -> None:
         else:
             st.altair_chart(job_progress_chart(progress), width="stretch")
     resources_section(view)
+    diagnostics_section(view)
     st.markdown("**Log**")
     log_tail(view)
 
@@ -265,3 +273,39 @@ def jobs_panel() -> None:
     live = bool(list_jobs(states=ACTIVE_STATES, limit=1))
     live_runs = st.fragment(runs, run_every=live_interval(live))
     live_runs(states, live)
+
+
+def diagnostics_section(view: JobView) -> None:
+    """Gradient flow, layer activity and memorization of a training job that recorded them
+    (`diagnostics_every`, `track_memorization`); nothing for other jobs."""
+    layers, memo = read_diagnostics(view.path / RESULT)
+    if layers is None and memo is None:
+        return
+    st.markdown("**Diagnostics**")
+    if layers is not None and not layers.empty:
+        kind = st.selectbox(
+            "Per layer",
+            KINDS,
+            format_func=lambda k: DIAGNOSTIC_LABELS.get(k, k),
+            key=f"runs_diag_kind_{view.id}",
+            help="Norms combine a layer's modules (√ of the summed squares); the block output "
+            "statistics are over every element of the hidden state at the real tokens of the "
+            "step's training passes. Modules outside the blocks (embeddings, final norm, LM "
+            "head) are in the job's diagnostics.parquet.",
+        )
+        st.altair_chart(layer_heatmap(layer_table(layers, kind), kind), width="stretch")
+    if memo is not None and not memo.empty:
+        last = memo.iloc[-1]
+        st.altair_chart(memorization_chart(memo), width="stretch")
+        st.caption(
+            f"Step {int(last['step'])}: {int(last['members'])} training and "
+            f"{int(last['nonmembers'])} held-back texts; loss {last['train_loss']:.3f} vs "
+            f"{last['heldout_loss']:.3f} nats/token; attack advantage {last['advantage']:.2f} "
+            f"(chance alone reaches {last['chance_advantage']:.2f} with these sample sizes; "
+            f"1: a loss threshold separates them), AUC {last['auc']:.2f}.",
+            help="Loss-threshold membership inference: a text is called a training text when "
+            "its loss is at most t; advantage = max over t of true-positive rate − "
+            "false-positive rate, AUC = P(a training text's loss < a held-back one's). The "
+            "chance level is the 95th percentile of the advantage over 1000 random relabelings "
+            "of the same losses; step 0 is the model before training.",
+        )
