@@ -89,3 +89,16 @@ def test_the_tracker_writes_the_table_and_metrics(tmp_path):
     assert len(table) == 4 and set(table.side) == {"out", "in"}
     events = (tmp_path / "events.jsonl").read_text()
     assert "subspace/overlap_prev" in events and "subspace/overlap_final" in events
+
+
+def test_float32_rounding_adds_no_directions_to_a_dense_increment():
+    from engine.training.rank_tracking import dense_directions
+
+    torch.manual_seed(0)
+    start = torch.randn(96, 160) * 0.05
+    weights = start.clone()
+    for k in range(5):  # five rank-1 steps applied to float32 weights
+        u, v = torch.randn(96), torch.randn(160)
+        weights = weights + 1e-3 * (0.5 + k / 5) * torch.outer(u / u.norm(), v / v.norm())
+    out, inp = dense_directions(weights - start)
+    assert out.shape[1] == inp.shape[1] == 5
