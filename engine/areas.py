@@ -138,6 +138,18 @@ AREAS: tuple[Area, ...] = (
         ),
     ),
     Area(
+        "capacity",
+        (Command("capacity", "memorization capacity: bits per parameter on random data"),),
+        kinds="engine.capacity.jobs",
+        page=Page(
+            "capacity.py",
+            "Capacity",
+            ":material/database:",
+            "Analyse",
+            "How many bits can a model of this size memorize, per parameter?",
+        ),
+    ),
+    Area(
         "neurons",
         (Command("neuron", "neuron passports and neuron-set overlaps"),),
         kinds="engine.neurons.jobs",

@@ -38,6 +38,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("engine.attribution",),
     ("engine.training",),
     ("engine.attention",),
+    ("engine.capacity",),
     ("engine.neurons",),
     ("engine.demo",),
     ("engine.cli", "engine.__main__"),
