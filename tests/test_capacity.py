@@ -182,3 +182,14 @@ def test_a_tiny_meter_job_memorizes_nearly_everything(ctx) -> None:
         capacity["bits_per_param"].iloc[0],
         runs["memorized_bits"].iloc[0] / runs["params"].iloc[0],
     )
+
+
+def test_the_demo_part_declares_full_valid_params() -> None:
+    from engine.capacity.config import DEMO_METER, KIND, MeterConfig
+    from engine.demo.registry import PARTS
+    from engine.jobs import get_kind
+
+    [part] = [p for p in PARTS if p.name == "capacity"]
+    assert part.job_kind == KIND and part.view == "capacity"
+    assert MeterConfig.from_params(DEMO_METER).n == (64, 128, 256, 512)
+    assert {**get_kind(KIND).defaults, **part.params} == part.params  # what submit stores

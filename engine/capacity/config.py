@@ -144,3 +144,8 @@ class MeterConfig(ParamsConfig):
 
 def size_label(layers: int, width: int) -> str:
     return f"{layers}L×d{width}"
+
+
+# The demo part: three sizes, fp32, four dataset sizes (N = 64 is already past 1L×d8's capacity
+# and below 1L×d32's; 512 past all three), about 12 minutes on one core.
+DEMO_METER: dict[str, Any] = MeterConfig(n=(64, 128, 256, 512)).to_params()

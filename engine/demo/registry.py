@@ -17,6 +17,8 @@ from typing import Any
 import engine.demo.planted as planted
 from engine.attention.config import CONTEXT_KIND, DEMO_CONTEXT, DEMO_SWEEP, SWEEP_KIND
 from engine.attribution.config import DEMO_SPARC3
+from engine.capacity.config import DEMO_METER
+from engine.capacity.config import KIND as CAPACITY_KIND
 from engine.data.corpus import demo_code_corpus, demo_general_corpus
 from engine.data.sources import DEMO_CODE, DEMO_GENERAL, register_texts
 from engine.ica.catalog import DEMO_PARAMS
@@ -188,6 +190,13 @@ PARTS: tuple[DemoPart, ...] = (
         job_kind=CONTEXT_KIND,
         params=DEMO_CONTEXT,
         view="attention",
+    ),
+    DemoPart(
+        name="capacity",
+        title="Memorization capacity: GPT-2 sizes 1L×d8/16/32 on random data (fp32)",
+        job_kind=CAPACITY_KIND,
+        params=DEMO_METER,
+        view="capacity",
     ),
 )
 
