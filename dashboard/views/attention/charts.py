@@ -17,40 +17,16 @@ def _layer_labels(frame: pd.DataFrame) -> tuple[pd.Series, list[str]]:
     return labels, order
 
 
-def head_heatmap(frame: pd.DataFrame, stat: str, title: str) -> alt.Chart:
-    """Layer × head cells coloured by `stat`; the layer axis says L (local) or G (global)."""
-    shown = frame.assign(layer_label=_layer_labels(frame)[0])
+def _layer_head_cells(frame: pd.DataFrame, column: str, title: str, scale: alt.Scale) -> alt.Chart:
+    """Layer × head cells coloured by `column`; the layer axis says L (local) or G (global)."""
+    labels, order = _layer_labels(frame)
     return (
-        alt.Chart(shown)
+        alt.Chart(frame.assign(layer_label=labels))
         .mark_rect()
         .encode(
             x=alt.X("head:O", title="head"),
-            y=alt.Y(
-                "layer_label:O", title="layer · L local / G global", sort=_layer_labels(frame)[1]
-            ),
-            color=alt.Color(f"{stat}:Q", title=title, scale=alt.Scale(scheme="viridis")),
-            tooltip=["layer", "head", "kind", alt.Tooltip(f"{stat}:Q", title=title, format=".4g")],
-        )
-        .properties(height=alt.Step(14))
-    )
-
-
-def delta_heatmap(frame: pd.DataFrame, column: str, title: str) -> alt.Chart:
-    """Layer × head cells coloured by the tuned − base difference, centred on zero."""
-    shown = frame.assign(layer_label=_layer_labels(frame)[0])
-    return (
-        alt.Chart(shown)
-        .mark_rect()
-        .encode(
-            x=alt.X("head:O", title="head"),
-            y=alt.Y(
-                "layer_label:O", title="layer · L local / G global", sort=_layer_labels(frame)[1]
-            ),
-            color=alt.Color(
-                f"{column}:Q",
-                title=title,
-                scale=alt.Scale(scheme="redblue", domainMid=0, reverse=True),
-            ),
+            y=alt.Y("layer_label:O", title="layer · L local / G global", sort=order),
+            color=alt.Color(f"{column}:Q", title=title, scale=scale),
             tooltip=[
                 "layer",
                 "head",
@@ -60,6 +36,17 @@ def delta_heatmap(frame: pd.DataFrame, column: str, title: str) -> alt.Chart:
         )
         .properties(height=alt.Step(14))
     )
+
+
+def head_heatmap(frame: pd.DataFrame, stat: str, title: str) -> alt.Chart:
+    """Layer × head cells coloured by the statistic `stat`."""
+    return _layer_head_cells(frame, stat, title, alt.Scale(scheme="viridis"))
+
+
+def delta_heatmap(frame: pd.DataFrame, column: str, title: str) -> alt.Chart:
+    """Layer × head cells coloured by the tuned − base difference, centred on zero."""
+    scale = alt.Scale(scheme="redblue", domainMid=0, reverse=True)
+    return _layer_head_cells(frame, column, title, scale)
 
 
 def _token_label(i: int, token: str) -> str:
