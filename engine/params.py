@@ -33,3 +33,12 @@ class ParamsConfig:
 
     def to_params(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def whole_numbers(value: object, name: str) -> tuple[int, ...]:
+    """One whole number or a list of them (a config field or a JSON param) as a tuple of ints."""
+    items = [value] if isinstance(value, int | str) else list(value)  # type: ignore[arg-type]
+    try:
+        return tuple(int(v) for v in items)
+    except (TypeError, ValueError):
+        raise SubnetScopeError(f"{name} must be whole numbers, not {value!r}") from None

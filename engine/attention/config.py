@@ -7,7 +7,7 @@ from typing import Any
 
 from engine.errors import SubnetScopeError
 from engine.models.precision import dtype_choice
-from engine.params import ParamsConfig
+from engine.params import ParamsConfig, whole_numbers
 
 # The per-head statistics (engine/attention/capture.py), here so the CLI's choices need no torch.
 STATS = ("entropy", "distance", "window_share", "sink")
@@ -30,14 +30,6 @@ def _at_least(config: object, names: tuple[str, ...], low: int = 1) -> None:
     for name in names:
         if int(getattr(config, name)) < low:
             raise SubnetScopeError(f"{name} must be ≥ {low}, not {getattr(config, name)}")
-
-
-def _ints(value: object, name: str) -> tuple[int, ...]:
-    items = [value] if isinstance(value, int | str) else list(value)  # type: ignore[arg-type]
-    try:
-        return tuple(int(v) for v in items)
-    except (TypeError, ValueError):
-        raise SubnetScopeError(f"{name} must be whole numbers, not {value!r}") from None
 
 
 def check_positions(model_config: object, tokens: int, name: str) -> None:
@@ -111,7 +103,7 @@ class SweepConfig(_Params):
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "dtype", dtype_choice(self.dtype))
-        windows = _ints(self.windows, "windows")
+        windows = whole_numbers(self.windows, "windows")
         if not windows:
             raise SubnetScopeError("name at least one sliding window width")
         object.__setattr__(self, "windows", tuple(sorted(set(windows))))
@@ -149,7 +141,7 @@ class ContextConfig(_Params):
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "dtype", dtype_choice(self.dtype))
-        lengths = _ints(self.lengths, "lengths")
+        lengths = whole_numbers(self.lengths, "lengths")
         if not lengths:
             raise SubnetScopeError("name at least one text length")
         if min(lengths) < 2:

@@ -6,7 +6,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from engine.errors import SubnetScopeError
-from engine.params import ParamsConfig
+from engine.params import ParamsConfig, whole_numbers
 
 KIND = "capacity.meter"
 RUNS_FILE = "runs.parquet"  # one row per size × N × precision × seed
@@ -33,14 +33,6 @@ def _sizes(value: object) -> tuple[tuple[int, int], ...]:
                 f"a model size is (layers, width) or 'LxW' such as '1x32', not {item!r}"
             ) from None
     return tuple(out)
-
-
-def _ints(value: object, name: str) -> tuple[int, ...]:
-    items = [value] if isinstance(value, int | str) else list(value)  # type: ignore[arg-type]
-    try:
-        return tuple(int(v) for v in items)
-    except (TypeError, ValueError):
-        raise SubnetScopeError(f"{name} must be whole numbers, not {value!r}") from None
 
 
 @dataclass(frozen=True)
@@ -103,7 +95,7 @@ class MeterConfig(ParamsConfig):
         if not sizes or min(min(s) for s in sizes) < 1:
             raise SubnetScopeError(f"name at least one size with layers and width ≥ 1: {sizes}")
         object.__setattr__(self, "sizes", tuple(sorted(set(sizes))))
-        n = _ints(self.n, "n")
+        n = whole_numbers(self.n, "n")
         if not n or min(n) < 1:
             raise SubnetScopeError(f"name at least one dataset size N ≥ 1, not {self.n!r}")
         object.__setattr__(self, "n", tuple(sorted(set(n))))
@@ -115,7 +107,7 @@ class MeterConfig(ParamsConfig):
                 f"not {', '.join(wrong) or 'none'}"
             )
         object.__setattr__(self, "precisions", tuple(p for p in PRECISIONS if p in precisions))
-        seeds = _ints(self.seeds, "seeds")
+        seeds = whole_numbers(self.seeds, "seeds")
         if not seeds:
             raise SubnetScopeError("name at least one seed")
         object.__setattr__(self, "seeds", tuple(dict.fromkeys(seeds)))
