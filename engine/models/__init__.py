@@ -25,5 +25,7 @@ __all__ = attach(
         "summary": ("architecture_facts", "model_summary", "parameters_by_kind"),
         "catalog": ("list_local_models", "model_roots"),
         "layers": ("format_layers", "parse_layers"),
+        "sbd_decoding": ("CountedGeneration", "ar_generate", "sbd_generate"),
+        "sbd_masks": ("SBD_MASK_TOKEN", "block_attention", "mask_token_id", "training_keep"),
     },
 )
