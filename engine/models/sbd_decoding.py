@@ -66,12 +66,12 @@ def _stop_ids(loaded: LoadedModel) -> set[int]:
     return {int(i) for i in ids if i is not None}
 
 
-def _new_cache(loaded: LoadedModel):
+def _new_cache(loaded: LoadedModel, *, croppable: bool = False):
     from transformers import DynamicCache
 
     cache = DynamicCache(config=loaded.model.config)
-    # Sliding-window layers keep past states until crop(), so the block can be cropped away.
-    cache.activate_past_recording()
+    if croppable:  # sliding-window layers keep past states until crop(): the block can go
+        cache.activate_past_recording()
     return cache
 
 
@@ -193,7 +193,7 @@ def sbd_generate(
     cached = 0
     forwards = 0
     state = _Pass()
-    cache = _new_cache(loaded)
+    cache = _new_cache(loaded, croppable=True)
     finished = False
     with torch.inference_mode(), apply_mask(loaded, mask), block_attention(loaded, state.keep):
         while not finished and len(tokens) < max_new_tokens:
@@ -220,6 +220,7 @@ def sbd_generate(
                 slot_logits = logits[-k:].clone()
                 if first_slot_logits is not None:
                     slot_logits[0] = first_slot_logits
+                slot_logits[:, mask_id] = float("-inf")  # a slot never "reveals" the mask itself
                 masked = [i for i in range(end) if block[i] is None]
                 for reveal in choose(slot_logits[masked], masked, threshold):
                     block[reveal.slot] = reveal.token

@@ -65,8 +65,8 @@ def training_keep(valid: torch.Tensor, block: int) -> torch.Tensor:
         [torch.cat([causal, nothing], dim=1), torch.cat([before_block, same_block], dim=1)]
     )  # (2L, 2L)
     both = torch.cat([valid, valid], dim=1).bool()  # (B, 2L)
-    keep = keep[None] & both[:, None, :]
-    keep = keep | torch.eye(2 * length, dtype=torch.bool)[None]
+    keep = keep.to(valid.device)[None] & both[:, None, :]
+    keep = keep | torch.eye(2 * length, dtype=torch.bool, device=valid.device)[None]
     return keep[:, None]
 
 
