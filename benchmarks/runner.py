@@ -36,6 +36,7 @@ MODULES = (
     "benchmarks.cli_startup",
     "benchmarks.scale",
     "benchmarks.attention_capture",
+    "benchmarks.sbd_decoding",
 )
 BENCH_THREADS = 1  # torch threads in this process: one core gives the least noisy ratios
 

@@ -150,6 +150,18 @@ AREAS: tuple[Area, ...] = (
         ),
     ),
     Area(
+        "sbd",
+        (Command("sbd", "set block decoding: train for parallel decoding, count forward passes"),),
+        kinds="engine.sbd.jobs",
+        page=Page(
+            "sbd.py",
+            "Set block decoding",
+            ":material/bolt:",
+            "Analyse",
+            "How many tokens can one forward pass produce, and at what cost in quality?",
+        ),
+    ),
+    Area(
         "neurons",
         (Command("neuron", "neuron passports and neuron-set overlaps"),),
         kinds="engine.neurons.jobs",

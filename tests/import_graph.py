@@ -39,6 +39,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("engine.training",),
     ("engine.attention",),
     ("engine.capacity",),
+    ("engine.sbd",),
     ("engine.neurons",),
     ("engine.demo",),
     ("engine.cli", "engine.__main__"),

@@ -89,7 +89,9 @@ def test_a_typed_hub_id_downloads_only_after_its_button(models, online) -> None:
     assert button.label == "Download org/repo"
 
 
-@pytest.mark.parametrize(("page", "key"), [("pruning", "scores"), ("ica", "templates")])
+@pytest.mark.parametrize(
+    ("page", "key"), [("pruning", "scores"), ("ica", "templates"), ("sbd", "sbd_run")]
+)
 @pytest.mark.parametrize("value", HOSTILE)
 def test_artifact_links_preselect_listed_results_only(models, online, page, key, value) -> None:
     at = open_page(models, page, {key: value})

@@ -33,6 +33,8 @@ from engine.lora.generator.config import (
 from engine.models.sources import NamedSource, register_source
 from engine.neurons.config import DEMO_ACTIVATIONS
 from engine.neurons.config import KIND as ACTIVATIONS
+from engine.sbd.config import DEMO_SBD
+from engine.sbd.config import TRAIN_KIND as SBD_KIND
 
 
 @dataclass(frozen=True)
@@ -197,6 +199,13 @@ PARTS: tuple[DemoPart, ...] = (
         job_kind=CAPACITY_KIND,
         params=DEMO_METER,
         view="capacity",
+    ),
+    DemoPart(
+        name="sbd",
+        title="Set Block Decoding: the demo model fine-tuned on two-digit sums, vs autoregressive",
+        job_kind=SBD_KIND,
+        params=DEMO_SBD,
+        view="sbd",
     ),
 )
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from engine.console import print_json, progress_printer
 
@@ -31,13 +32,20 @@ def _inspect(args: argparse.Namespace) -> int:
 
 
 def _generate(args: argparse.Namespace) -> int:
+    from engine.errors import SubnetScopeError
     from engine.models.generation import generate_text
     from engine.models.loading import load_model
     from engine.models.masks import load_mask
 
+    if not args.sbd and (args.json or args.ntp_first or args.template):
+        raise SubnetScopeError("--json, --template and --ntp-first go with --sbd")
+    if args.sbd and args.temperature > 0:
+        raise SubnetScopeError("SBD decoding is greedy (argmax); drop --temperature or --sbd")
     mask = load_mask(args.mask) if args.mask else None
     loaded = load_model(args.source, trust_remote_code=args.trust_remote_code, dtype=args.dtype)
     chat = {"auto": None, "on": True, "off": False}[args.chat]
+    if args.sbd:
+        return _generate_sbd(args, loaded, chat, mask)
     result = generate_text(
         loaded,
         args.prompt,
@@ -48,6 +56,42 @@ def _generate(args: argparse.Namespace) -> int:
         seed=args.seed,
     )
     print(result.text)
+    return 0
+
+
+def _generate_sbd(args: argparse.Namespace, loaded, chat: bool | None, mask) -> int:
+    """Set Block Decoding (engine.models.sbd_decoding): the text and its forward passes."""
+    from dataclasses import asdict
+
+    from engine.models.sbd_decoding import sbd_generate
+
+    prompt = args.prompt
+    if args.template:
+        from engine.data.formats import Example, format_prompt
+
+        prompt = format_prompt(Example(args.prompt, ""), args.template, loaded.tokenizer)
+        chat = False
+    result = sbd_generate(
+        loaded,
+        prompt,
+        block_size=args.block_size,
+        threshold=args.threshold,
+        max_new_tokens=args.max_new_tokens,
+        chat=chat,
+        mask=mask,
+        ntp_first=args.ntp_first,
+    )
+    if args.json:
+        print_json({**asdict(result), "tokens_per_forward": result.tokens_per_forward})
+        return 0
+    print(result.text)
+    eos = " and the end-of-sequence token" if result.stopped_at_eos else ""
+    print(
+        f"{len(result.token_ids)} new tokens{eos} in {result.forwards} forward passes (the "
+        f"prompt's included): {result.tokens_per_forward:.2f} tokens/forward; "
+        f"k = {result.block_size}, γ = {result.threshold:g}, {result.seconds:.2f} s",
+        file=sys.stderr,
+    )
     return 0
 
 
@@ -176,6 +220,32 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     generate.add_argument("--temperature", type=float, default=0.0, help="0 = greedy")
     generate.add_argument("--seed", type=int, default=0)
+    sbd = generate.add_argument_group(
+        "Set Block Decoding (an SBD-trained model: `python -m engine sbd train`)"
+    )
+    sbd.add_argument(
+        "--sbd",
+        action="store_true",
+        help="decode blocks of k slots, several tokens per pass",
+    )
+    sbd.add_argument("--block-size", type=int, default=16, help="k: slots per block")
+    sbd.add_argument(
+        "--threshold",
+        type=float,
+        default=0.35,
+        help="γ (nats): reveal the most slots whose entropies, all but the largest, sum to ≤ γ",
+    )
+    sbd.add_argument(
+        "--template",
+        help="render --prompt as an instruction in this template, as `sbd train` did (auto, "
+        "chat, alpaca, chatml, basic; the demo's run: basic)",
+    )
+    sbd.add_argument(
+        "--ntp-first", action="store_true", help="each block's first slot from the next-token logit"
+    )
+    sbd.add_argument(
+        "--json", action="store_true", help="print the generation as JSON (with the passes)"
+    )
     generate.add_argument("--trust-remote-code", action="store_true", help="run the repo's code")
     dtype_argument(generate)
     generate.set_defaults(handler=_generate)

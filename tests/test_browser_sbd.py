@@ -1,0 +1,104 @@
+"""A new user on the Set block decoding page, in a real browser: a short SBD fine-tune of the demo
+model, its generation coloured by forward pass, the threshold moved from 0 to 2 nats, then the
+trade-off view."""
+
+from __future__ import annotations
+
+import pytest
+
+from dashboard.serve import streamlit_server
+from engine.jobs import submit, wait_job
+from tests.browser_support import (
+    CONTENT_TIMEOUT_MS,
+    SHOTS,
+    assert_no_unexpected_errors,
+    isolated_cache,
+    launch_browser,
+    wait_for_app,
+)
+
+pytestmark = [pytest.mark.slow, pytest.mark.browser]
+# The demo part's recipe in a few steps: the plumbing of a real run in minutes (the demo part's
+# 300 steps are what learns the sums; this one need not).
+QUICK = {
+    "model": "demo",
+    "dataset": "demo-arithmetic",
+    "template": "basic",
+    "steps": 12,
+    "batch_size": 8,
+    "lr": 1e-4,
+    "max_length": 32,
+    "eval_texts": 8,
+    "eval_examples": 4,
+    "thresholds": [0.0, 2.0],
+    "eval_block_size": 8,
+    "max_new_tokens": 16,
+    "report_to": "none",
+}
+
+
+def metric(page, label: str):
+    box = page.locator('[data-testid="stMetric"]').filter(has_text=label)
+    return box.locator('[data-testid="stMetricValue"]')
+
+
+def slide(page, key: str, end: str) -> None:
+    """Move a keyed slider to one end from the keyboard, as a user would."""
+    thumb = page.locator(f".st-key-{key}").get_by_role("slider")
+    thumb.focus()
+    thumb.press(end)
+    thumb.blur()
+    wait_for_app(page)
+
+
+def test_threshold_then_trade_off(tmp_path) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    with pytest.MonkeyPatch.context() as mp, sync_playwright() as pw:
+        isolated_cache(mp, tmp_path / "cache")
+        run = submit("sbd.train", QUICK)
+        assert wait_job(run.id, timeout=1200).status.state == "succeeded"
+        browser = launch_browser(pw)
+        page = browser.new_page(viewport={"width": 1400, "height": 1100})
+        with streamlit_server(SHOTS / "sbd.log") as (url, _):
+            page.goto(f"{url}/sbd")
+            wait_for_app(page)
+            reveal_map = "text=Which pass revealed which token"
+            page.wait_for_selector(reveal_map, timeout=CONTENT_TIMEOUT_MS)
+            expect(page.locator('[data-testid="stVegaLiteChart"]').first).to_be_visible(
+                timeout=CONTENT_TIMEOUT_MS
+            )
+            autoregressive = metric(page, "Forward passes, autoregressive").inner_text()
+
+            # γ = 0: every pass reveals one slot (the lowest entropy is the only one allowed).
+            slide(page, "sbd_threshold", "Home")
+            expect(metric(page, "Tokens per forward, SBD")).to_have_text(
+                "1.00", timeout=CONTENT_TIMEOUT_MS
+            )
+            one_each = int(metric(page, "Forward passes, SBD").inner_text())
+            page.screenshot(path=str(SHOTS / "sbd-gamma-0.png"), full_page=True)
+
+            # γ = 2 nats: a pass may reveal several slots; never more passes than at γ = 0.
+            slide(page, "sbd_threshold", "End")
+            expect(page.get_by_text("γ = 2.00")).to_be_visible(timeout=CONTENT_TIMEOUT_MS)
+            wait_for_app(page)
+            assert int(metric(page, "Forward passes, SBD").inner_text()) <= one_each
+            # Autoregressive decoding does not depend on γ.
+            expect(metric(page, "Forward passes, autoregressive")).to_have_text(autoregressive)
+            page.screenshot(path=str(SHOTS / "sbd-gamma-2.png"), full_page=True)
+
+            page.locator('[data-testid="stMain"]').get_by_text("Trade-off", exact=True).click()
+            wait_for_app(page)
+            trade_off = "text=Quality against forward passes"
+            page.wait_for_selector(trade_off, timeout=CONTENT_TIMEOUT_MS)
+            expect(page.locator('[data-testid="stVegaLiteChart"]')).to_have_count(
+                2, timeout=CONTENT_TIMEOUT_MS
+            )
+            expect(metric(page, "Accuracy, autoregressive")).to_be_visible()
+            # The launcher is the view's last section: the page is drawn to its end.
+            expect(page.get_by_role("button", name="Evaluate")).to_be_visible(
+                timeout=CONTENT_TIMEOUT_MS
+            )
+            page.screenshot(path=str(SHOTS / "sbd-trade-off.png"), full_page=True)
+            assert_no_unexpected_errors(page)
+        browser.close()
