@@ -20,7 +20,7 @@ from tests.page_support import open_page, show_view
 from tests.sbd_support import TINY_RUN, run_tiny_sbd
 from tests.tiny import save_tiny_folder
 
-PROMPT = "What is 23 + 58?"  # the page's default prompt
+PROMPT = "What is 17 + 36?"  # the page's default prompt
 
 
 @pytest.fixture(scope="module")

@@ -209,7 +209,7 @@ def test_evaluate_job_on_a_tiny_fine_tune(job_cache, tiny_folder, monkeypatch) -
     assert summary["run"] == run and len(summary["rows"]) == 3 and summary["message"]
     # The training job's own evaluation first, then the evaluate job's.
     assert [r.view.id for r in evaluations()] == [run, evaluated]
-    assert run_label(evaluations()[1]).startswith(f"evaluation of {run} at γ 0.2, 50")
+    assert run_label(evaluations()[1]).startswith(f"evaluation of {run} at γ 0.2, 50 · ")
     with pytest.raises(SubnetScopeError, match="is a sbd.evaluate job, not an sbd.train run"):
         find_run(evaluated)
 

@@ -65,6 +65,7 @@ def run_label(result: FinishedResult) -> str:
     if result.view.spec.kind == EVAL_KIND:
         thresholds = ", ".join(f"{t:g}" for t in params.get("thresholds", ()))
         what = f"evaluation of {params.get('run', '?')} at γ {thresholds or '?'}"
+        what += ", NTP first slot" if params.get("ntp_first") else ""
     else:
         method = "LoRA" if params.get("lora") else "full"
         what = (

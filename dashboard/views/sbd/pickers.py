@@ -12,8 +12,9 @@ from dashboard.stamps import workspace_stamp
 from dashboard.views.sbd.loaders import evaluation_list, run_list
 
 LINKED_KEY = "sbd_linked_job"  # the `?job=` link already followed in this session
-# One of the demo-arithmetic format's sums, not among its 400 training records (seed 0).
-PROMPT = "What is 23 + 58?"
+# One of the demo run's held-out sums (kept back from its training records): its SBD fine-tune
+# answers it right at every γ from 0 to 2 while the forward passes fall from 13 to 2.
+PROMPT = "What is 17 + 36?"
 
 
 @dataclass(frozen=True)
