@@ -7,7 +7,9 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from engine.console import print_json
 
@@ -288,3 +290,44 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     reindex = sub.add_parser("reindex", help="rebuild cache/jobs.sqlite from the job folders")
     reindex.set_defaults(handler=_reindex)
+
+
+def follow_job(
+    args: argparse.Namespace,
+    kind: str,
+    params: dict[str, Any],
+    message: Callable[[dict[str, Any]], str] = lambda summary: summary.get("message", ""),
+) -> int:
+    """Submit `kind` (the args' --backend, --cpus, --wait, --json, --quiet) and, with --wait,
+    follow it to its end (exit 0 / 1 / 3 as `jobs submit`); `message` words the summary."""
+    from engine.console import progress_printer
+    from engine.jobs.api import job_result, submit, wait_job
+    from engine.jobs.files import RESULT
+    from engine.jobs.model import Resources
+
+    view = submit(kind, params, backend=args.backend, resources=Resources(cpus=args.cpus))
+    if not args.wait:
+        if args.json:
+            print_json({"job": view.id, "state": view.status.state})
+        else:
+            print(view.id)
+        return 0
+    if not args.json:
+        print(view.id, flush=True)
+    report, last = progress_printer(args.json or args.quiet), [None]
+
+    def on_update(v) -> None:
+        if (v.status.fraction, v.status.message) != last[0]:  # polled: print changes only
+            last[0] = (v.status.fraction, v.status.message)
+            report(*last[0])
+
+    view = wait_job(view.id, on_update=on_update)
+    result = job_result(view) or {}
+    if args.json:
+        print_json({"job": view.id, "state": view.status.state, **(result.get("summary") or {})})
+    elif view.status.state == "succeeded":
+        print(message(result.get("summary") or {}))
+        print(f"results: {view.path / RESULT}")
+    if view.status.state != "succeeded":
+        print(f"error: job {view.id} {view.status.state}: {view.status.message}", file=sys.stderr)
+    return EXIT_CODES.get(view.status.state, 1)

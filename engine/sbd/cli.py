@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -75,36 +74,9 @@ def _eval_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _follow(args: argparse.Namespace, kind: str, params: dict[str, Any]) -> int:
-    """Submit `kind` and, with --wait, follow it to its end (exit 0 / 1 / 3 as `jobs submit`)."""
-    from engine.jobs import RESULT, Resources, job_result, submit, wait_job
-    from engine.jobs.cli import EXIT_CODES
+    from engine.jobs.cli import follow_job
 
-    view = submit(kind, params, backend=args.backend, resources=Resources(cpus=args.cpus))
-    if not args.wait:
-        if args.json:
-            print_json({"job": view.id, "state": view.status.state})
-        else:
-            print(view.id)
-        return 0
-    if not args.json:
-        print(view.id, flush=True)
-    report, last = progress_printer(args.json or args.quiet), [None]
-
-    def on_update(v) -> None:
-        if (v.status.fraction, v.status.message) != last[0]:  # polled: print changes only
-            last[0] = (v.status.fraction, v.status.message)
-            report(*last[0])
-
-    view = wait_job(view.id, on_update=on_update)
-    result = job_result(view) or {}
-    if args.json:
-        print_json({"job": view.id, "state": view.status.state, **(result.get("summary") or {})})
-    elif view.status.state == "succeeded":
-        print(_message(result.get("summary")))
-        print(f"results: {view.path / RESULT}")
-    if view.status.state != "succeeded":
-        print(f"error: job {view.id} {view.status.state}: {view.status.message}", file=sys.stderr)
-    return EXIT_CODES.get(view.status.state, 1)
+    return follow_job(args, kind, params, _message)
 
 
 def _here_context(args: argparse.Namespace, what: str):
